@@ -1,0 +1,29 @@
+# The two commands of README.md: `make run` and `make test`.
+# Both set up everything they need on a fresh Debian with Python 3.11.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	    echo "installing python3-venv"; \
+	    apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+run: venv
+	@mkdir -p var/radicale
+	$(PY) -m radicale --config config/radicale.conf
+
+test: venv
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,35 @@
+"""Build a ready Engine from the plugin config: providers, record store, state folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from . import config, providers
+from .engine import Engine
+from .records import RecordStore
+
+logger = logging.getLogger("radicale.meetplugin")
+
+
+def build_engine(config_path: str, default_state_dir: str) -> Engine:
+    settings = config.load(config_path, providers.schemas())
+    state_dir = os.path.expanduser(settings.main["state_dir"] or default_state_dir)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    ctx = providers.BuildContext(timeout=settings.main["provider_timeout"], state_dir=state_dir)
+    ready: dict[str, providers.Provider] = {}
+    for name, module in providers.MODULES.items():
+        options = settings.providers[name]
+        if not options["enabled"]:
+            continue
+        try:
+            ready[name] = module.build(options.values, ctx)
+        except config.ConfigError as e:
+            if name in settings.configured:
+                raise  # the admin asked for it: say what is missing and stop
+            logger.info("meetplugin: provider %s is off: %s", name, e)
+    logger.info("meetplugin: config %s; providers: %s; default: %s; state: %s",
+                settings.source, ", ".join(sorted(ready)) or "none",
+                settings.main["default_provider"], state_dir)
+    store = RecordStore(os.path.join(state_dir, "records.sqlite"))
+    return Engine(settings, ready, providers.CLASSES, store)

@@ -1,0 +1,194 @@
+"""The plugin's own config file: schema as data, values checked at start-up.
+
+Radicale's config names the file: ``[storage] meetplugin_config = /etc/radicale/meetplugin.conf``.
+Sections: ``[meetplugin]``, ``[owner_addresses]`` (user = address, address) and one
+``[provider:<name>]`` per provider (options declared by the provider module).
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+from . import i18n
+
+logger = logging.getLogger("radicale.meetplugin")
+
+
+def csv(value: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.replace(";", ",").split(",") if p.strip())
+
+
+def boolean(value: str) -> bool:
+    folded = value.strip().lower()
+    if folded in ("1", "yes", "true", "on"):
+        return True
+    if folded in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def language(value: str) -> str:
+    value = value.strip().lower()
+    if value not in i18n.LANGUAGES:
+        raise ValueError(f"one of {', '.join(i18n.LANGUAGES)}")
+    return value
+
+
+# option -> (default, type, help). README's option tables are written from these.
+Schema = Mapping[str, tuple[str, Callable[[str], Any], str]]
+
+MAIN_SCHEMA: Schema = {
+    "default_provider": ("jitsi", str,
+                         "Provider for the generic keywords (online, онлайн, видеовстреча)."),
+    "generic_keywords": ("online, онлайн, видеовстреча", csv,
+                         "Keywords that mean the default provider (comma-separated, any case)."),
+    "language": ("ru", language, "Language of what the event shows: ru or en."),
+    "owner_addresses": ("", csv,
+                        "Address templates of calendar owners, e.g. {user}@example.com. An event "
+                        "whose ORGANIZER is none of the owner's addresses is an attendee copy."),
+    "state_dir": ("", str,
+                  "Where the conference records (sqlite) and generated secrets live. "
+                  "Default: <Radicale filesystem_folder>/.meetplugin"),
+    "provider_timeout": ("8", positive_float,
+                         "Seconds a provider may take inside one request before the event is "
+                         "stored without the link."),
+    "max_concurrency": ("4", positive_int,
+                        "Provider calls at once, for the whole server (e.g. while a calendar is imported)."),
+}
+
+COMMON_PROVIDER_SCHEMA: Schema = {
+    "enabled": ("true", boolean, "Offer this provider."),
+    "keywords": ("", csv, "Extra keywords for this provider (the built-in ones stay)."),
+}
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A credential; its text never shows in repr, logs or errors."""
+
+    value: str = field(repr=False)
+    source: str = ""  # where it came from, safe to print ("file /etc/...", "env TELEMOST_TOKEN")
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __repr__(self) -> str:
+        return f"Secret(from {self.source or 'nowhere'})"
+
+    __str__ = __repr__
+
+
+def read_secret(file_path: str, env_name: str, what: str) -> Secret:
+    """A secret from a file or an environment variable, never from an event."""
+    if file_path:
+        path = os.path.expanduser(file_path)
+        try:
+            mode = os.stat(path).st_mode
+            with open(path, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as e:
+            raise ConfigError(f"{what}: cannot read the file {path}: {e.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            logger.warning("meetplugin: %s file %s can be read by other users; "
+                           "run: chmod 600 %s", what, path, path)
+        return Secret(value, f"file {path}")
+    if env_name:
+        return Secret(os.environ.get(env_name, "").strip(), f"env {env_name}")
+    return Secret("", "")
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    values: Mapping[str, Any]
+
+    def __getitem__(self, option: str) -> Any:
+        return self.values[option]
+
+
+def _section(parser: configparser.ConfigParser, name: str, schema: Schema,
+             source: str) -> Section:
+    raw = dict(parser.items(name)) if parser.has_section(name) else {}
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise ConfigError(f"{source}: unknown option {unknown[0]!r} in [{name}]; "
+                          f"known: {', '.join(schema)}")
+    values: dict[str, Any] = {}
+    for option, (default, convert, _help) in schema.items():
+        text = raw.get(option, default)
+        try:
+            values[option] = convert(text)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{source}: [{name}] {option} = {text!r}: {e}") from None
+    return Section(name, values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    main: Section
+    providers: Mapping[str, Section]          # name -> options (common + the provider's own)
+    owner_addresses: Mapping[str, tuple[str, ...]]
+    configured: frozenset[str] = frozenset()  # providers that have a section in the file
+    source: str = "defaults"
+
+    def addresses_of(self, user: str) -> frozenset[str]:
+        explicit = self.owner_addresses.get(user.lower(), ())
+        templated = (t.replace("{user}", user) for t in self.main["owner_addresses"])
+        return frozenset(a.strip().lower() for a in (*explicit, *templated) if a.strip())
+
+
+def load(path: Optional[str], provider_schemas: Mapping[str, Schema]) -> Settings:
+    """Read and check the plugin config; a missing path means all defaults."""
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    parser.optionxform = str.lower  # type: ignore[assignment]
+    source = "defaults"
+    if path:
+        source = os.path.expanduser(path)
+        try:
+            with open(source, encoding="utf-8") as f:
+                parser.read_file(f, source)
+        except OSError as e:
+            raise ConfigError(f"cannot read the meetplugin config {source}: {e.strerror}") from None
+        except configparser.Error as e:
+            raise ConfigError(f"{source}: {e}") from None
+    for name in parser.sections():
+        if name in ("meetplugin", "owner_addresses"):
+            continue
+        if not name.startswith("provider:") or name[9:] not in provider_schemas:
+            raise ConfigError(f"{source}: unknown section [{name}]; providers: "
+                              f"{', '.join(f'[provider:{n}]' for n in provider_schemas)}")
+    main = _section(parser, "meetplugin", MAIN_SCHEMA, source)
+    providers = {
+        name: _section(parser, f"provider:{name}", {**COMMON_PROVIDER_SCHEMA, **schema}, source)
+        for name, schema in provider_schemas.items()
+    }
+    if main["default_provider"] not in providers:
+        raise ConfigError(f"{source}: [meetplugin] default_provider = "
+                          f"{main['default_provider']!r} is not a provider")
+    owners = {user.lower(): csv(value) for user, value in
+              (parser.items("owner_addresses") if parser.has_section("owner_addresses") else [])}
+    configured = frozenset(n[9:] for n in parser.sections() if n.startswith("provider:"))
+    return Settings(main, providers, owners, configured, source)

@@ -1,0 +1,106 @@
+"""Which provider an event asks for: the marker grammar (pure).
+
+Markers, strongest first: ``X-MEETPLUGIN-PROVIDER``, a keyword in LOCATION, a
+``#tag`` in SUMMARY/LOCATION/DESCRIPTION, CATEGORIES, ``X-TELEMOST-REQUIRED:TRUE``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+import icalendar
+
+from . import ical
+
+# Separators between parts of a LOCATION ("Room 5; telemost").
+_LOCATION_SPLIT = re.compile(r"[;,\n]")
+# A tag starts a word: "#telemost", not "https://host/#room". Linear-time.
+TAG = re.compile(r"(?<!\S)#(\w[\w-]*)")
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Keywords the admin configured, already case-folded."""
+
+    keywords: Mapping[str, str]           # keyword -> provider name
+    generic: frozenset[str]               # keywords meaning the default provider
+    default_provider: str
+    known: frozenset[str] = field(default_factory=frozenset)  # every provider name we know
+
+    def provider_for(self, word: str) -> str:
+        """Provider named by one word, "" if the word is not a keyword."""
+        word = word.strip().casefold()
+        if not word:
+            return ""
+        if word in self.keywords:
+            return self.keywords[word]
+        if word in self.generic:
+            return self.default_provider
+        return ""
+
+    def all_words(self) -> Iterator[str]:
+        yield from self.keywords
+        yield from self.generic
+
+
+@dataclass(frozen=True)
+class Detection:
+    provider: str = ""      # the provider asked for; "" when none is
+    unknown: str = ""       # a provider name asked for explicitly that we do not know
+    via: str = ""           # which marker decided: x-provider, location, tag, categories, x-telemost
+    fresh: bool = False     # typed by a person now (LOCATION keyword or tag), not a lasting property
+
+    @property
+    def asked(self) -> bool:
+        return bool(self.provider or self.unknown)
+
+
+def location_parts(location: str) -> list[str]:
+    return _LOCATION_SPLIT.split(location)
+
+
+def tags(text: str) -> Iterator[str]:
+    for match in TAG.finditer(text):
+        yield match.group(1)
+
+
+def might_ask(text: str, grammar: Grammar) -> bool:
+    """Cheap test on the raw event text: can it hold a marker at all?"""
+    folded = text.casefold()
+    if "x-meetplugin-" in folded or "x-telemost-required" in folded:
+        return True
+    return any(word in folded for word in grammar.all_words())
+
+
+def detect(cal: icalendar.Calendar, grammar: Grammar) -> Detection:
+    events = ical.vevents(cal)
+    for comp in events:
+        explicit = ical.text_of(comp, "X-MEETPLUGIN-PROVIDER").strip()
+        if explicit:
+            name = grammar.provider_for(explicit) or (
+                explicit.casefold() if explicit.casefold() in grammar.known else "")
+            if name:
+                return Detection(provider=name, via="x-provider")
+            return Detection(unknown=explicit[:40], via="x-provider")
+    for comp in events:
+        for part in location_parts(ical.text_of(comp, "LOCATION")):
+            name = grammar.provider_for(part)
+            if name:
+                return Detection(provider=name, via="location", fresh=True)
+    for comp in events:
+        for prop in ("SUMMARY", "LOCATION", "DESCRIPTION"):
+            for tag in tags(ical.text_of(comp, prop)):
+                name = grammar.provider_for(tag)
+                if name:
+                    return Detection(provider=name, via="tag", fresh=True)
+    for comp in events:
+        for cat in ical.categories(comp):
+            name = grammar.provider_for(cat)
+            if name:
+                return Detection(provider=name, via="categories")
+    for comp in events:
+        if ical.text_of(comp, "X-TELEMOST-REQUIRED").strip().upper() == "TRUE":
+            return Detection(provider="telemost", via="x-telemost")
+    return Detection()

@@ -1,0 +1,336 @@
+"""The pipeline around one event change: detect -> plan -> provision -> rewrite.
+
+Shells (the Radicale adapter, the bridge) call it in three steps:
+
+1. ``on_put`` / ``on_delete`` / ``on_move`` while they hold their storage lock:
+   pure decisions and record writes, no network. They return the text to store
+   and `Followup`s: provider calls to make after the lock is released.
+2. ``call(followup)`` with no lock held: the provider call, bounded in time.
+3. ``settle(followup, outcome, current_text)`` under the lock again: the
+   record is updated and the event's *current* text gets the link (or the
+   explanation). Nothing a person typed meanwhile is overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+import icalendar
+
+from . import i18n, ical, rewrite
+from .config import Settings
+from .detect import Grammar, detect, might_ask
+from .model import (Action, ActionKind, Conference, EventKey, Meeting, Record,
+                    RecordState)
+from .plan import Facts, plan
+from .providers import Provider, ProviderError
+from .records import RecordStore
+
+logger = logging.getLogger("radicale.meetplugin")
+
+
+@dataclass
+class Followup:
+    """A provider call to make once the storage lock is released."""
+
+    kind: ActionKind                 # CREATE, REPLACE, UPDATE or DELETE
+    key: EventKey
+    provider: str
+    meeting: Optional[Meeting] = None
+    attempt: str = ""
+    conference: Optional[Conference] = None  # the one to update or delete
+    old: Optional[Conference] = None         # REPLACE: the one to delete after the new one exists
+    where: object = None                      # the shell's address of the event (e.g. href)
+
+
+@dataclass
+class Outcome:
+    conference: Optional[Conference] = None
+    error: Optional[ProviderError] = None
+
+
+@dataclass
+class Decision:
+    text: Optional[str] = None       # what to store instead of what was sent; None: as sent
+    followups: list[Followup] = field(default_factory=list)
+    action: Action = Action(ActionKind.IGNORE)
+
+    @property
+    def rewrites(self) -> bool:
+        """The stored event will differ from what the client sent (now or after the call)."""
+        return self.text is not None or any(
+            f.kind in (ActionKind.CREATE, ActionKind.REPLACE) for f in self.followups)
+
+
+def build_grammar(settings: Settings, classes: Mapping[str, type[Provider]]) -> Grammar:
+    keywords: dict[str, str] = {}
+    for name, cls in classes.items():
+        options = settings.providers.get(name)
+        extra = options["keywords"] if options else ()
+        for word in (name, *cls.keywords, *extra):
+            keywords[word.casefold()] = name
+    generic = frozenset(w.casefold() for w in settings.main["generic_keywords"])
+    return Grammar(keywords, generic, settings.main["default_provider"], frozenset(classes))
+
+
+class Engine:
+    def __init__(self, settings: Settings, providers: Mapping[str, Provider],
+                 classes: Mapping[str, type[Provider]], store: RecordStore) -> None:
+        self.settings = settings
+        self.providers = dict(providers)   # enabled and working
+        self.classes = dict(classes)       # every provider we know of
+        self.store = store
+        self.lang = settings.main["language"]
+        self.grammar = build_grammar(settings, classes)
+        self.timeout = settings.main["provider_timeout"]
+        self._slots = threading.BoundedSemaphore(settings.main["max_concurrency"])
+        self.enabled = frozenset(self.providers)
+        self.scheduled = frozenset(n for n, p in self.providers.items() if p.capabilities.schedule)
+
+    # --- facts -------------------------------------------------------------
+
+    def label(self, provider: str) -> str:
+        cls = self.classes.get(provider)
+        if cls is None:
+            return provider
+        return cls.labels.get(self.lang) or cls.labels.get("en") or provider
+
+    def is_organizer(self, cal: icalendar.Calendar, owner: str) -> bool:
+        """The calendar owner organizes the event (no ORGANIZER: it is theirs)."""
+        address = ical.organizer_address(cal)
+        if not address:
+            return True
+        mine = self.settings.addresses_of(owner)
+        if mine:
+            return address in mine
+        return address.split("@", 1)[0] == owner.lower()
+
+    def _stale(self, record: Optional[Record]) -> bool:
+        return (record is not None and record.state is RecordState.CREATING and
+                time.time() - record.updated_at > 2 * self.timeout + 30)
+
+    def reason_text(self, error_code: str, provider: str = "", detail: str = "",
+                    error: Optional[ProviderError] = None) -> str:
+        return i18n.reason(
+            self.lang, error_code, provider=self.label(provider) if provider else "",
+            detail=detail, available=", ".join(sorted(self.enabled)),
+            status=str(error.status) if error and error.status else "-",
+            code=f", {error.provider_code}" if error and error.provider_code else "")
+
+    # --- step 1: under the lock ----------------------------------------------
+
+    def on_put(self, key: EventKey, text: str,
+               stored_text: Callable[[], Optional[str]] = lambda: None) -> Decision:
+        record = self.store.get(key)
+        if record is None and not might_ask(text, self.grammar):
+            return Decision()  # the fast path: not ours, stored byte for byte
+        try:
+            cal = ical.parse(text)
+        except ical.EventParseError as e:
+            logger.warning("meetplugin: %s: cannot read the event, stored as sent: %s",
+                           self._where(key), e)
+            return Decision()
+        before = ical.to_text(cal)
+        meeting = ical.meeting_of(cal, key)
+        conf = record.conference if record else None
+        facts = Facts(
+            organizer=self.is_organizer(cal, key.owner),
+            detection=detect(cal, self.grammar),
+            record=record,
+            record_stale=self._stale(record),
+            unchanged=bool(record and record.state is RecordState.FAILED and
+                           self._same(stored_text(), before)),
+            cancelled=ical.is_cancelled(cal),
+            invalid_times=ical.ends_before_start(cal),
+            link_present=bool(conf and rewrite.link_present(cal, conf.join_url)),
+            fingerprint=meeting.fingerprint(),
+            enabled=self.enabled,
+            scheduled=self.scheduled,
+        )
+        action = plan(facts)
+        followups = self._act(action, key, cal, record, meeting)
+        after = ical.to_text(cal)
+        if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
+            logger.info("meetplugin: %s: %s%s", self._where(key), action.kind.value,
+                        f" ({action.provider})" if action.provider else "")
+        return Decision(after if after != before else None, followups, action)
+
+    @staticmethod
+    def _same(stored: Optional[str], normalized_new: str) -> bool:
+        if stored is None:
+            return False
+        try:
+            return ical.to_text(ical.parse(stored)) == normalized_new
+        except ical.EventParseError:
+            return False
+
+    def _act(self, action: Action, key: EventKey, cal: icalendar.Calendar,
+             record: Optional[Record], meeting: Meeting) -> list[Followup]:
+        kind = action.kind
+        conf = record.conference if record else None
+        if kind is ActionKind.KEEP:
+            if record and record.state is RecordState.ACTIVE and conf:
+                self._attach(cal, conf, force=False)
+                if record.fingerprint != meeting.fingerprint():
+                    self.store.put(dataclasses.replace(record, fingerprint=meeting.fingerprint()))
+            return []
+        if kind is ActionKind.CLEAR:
+            rewrite.clear(cal)
+            self.store.delete(key)
+            return []
+        if kind is ActionKind.FAIL:
+            message = self.reason_text(action.error_code, action.provider, action.detail)
+            rewrite.explain(cal, message, self.lang)
+            self.store.put(Record(key, action.provider or "-", RecordState.FAILED,
+                                  fingerprint=meeting.fingerprint(), error_code=action.error_code))
+            logger.warning("meetplugin: %s: no conference: %s", self._where(key), action.error_code)
+            return []
+        if kind is ActionKind.DELETE:
+            rewrite.detach(cal, conf.join_url if conf else "", self.grammar)
+            self.store.delete(key)
+            return [Followup(kind, key, record.provider, conference=conf)] if (
+                record and conf) else []
+        if kind in (ActionKind.CREATE, ActionKind.REPLACE):
+            provider = self.providers[action.provider]
+            old = conf if kind is ActionKind.REPLACE else None
+            if not provider.capabilities.network:
+                new = provider.create(meeting)
+                self._attach(cal, new, force=True, old=old)
+                self.store.put(Record(key, provider.name, RecordState.ACTIVE, new,
+                                      meeting.fingerprint()))
+                return [Followup(ActionKind.DELETE, key, old.provider, conference=old)] if old else []
+            attempt = self.store.begin_create(key, provider.name, meeting.fingerprint())
+            return [Followup(kind, key, provider.name, meeting, attempt, old=old)]
+        if kind is ActionKind.UPDATE and record and conf:
+            self._attach(cal, conf, force=False)
+            return [Followup(kind, key, record.provider, meeting, conference=conf)]
+        return []  # IGNORE, PENDING
+
+    def on_delete(self, key: EventKey) -> list[Followup]:
+        """The event is gone from the calendar that holds its record."""
+        record = self.store.get(key)
+        if record is None:
+            return []
+        self.store.delete(key)
+        logger.info("meetplugin: %s: deleted, conference goes too", self._where(key))
+        if record.conference is None:
+            return []
+        return [Followup(ActionKind.DELETE, key, record.provider, conference=record.conference)]
+
+    def on_delete_calendar(self, path: str) -> list[Followup]:
+        followups: list[Followup] = []
+        for record in self.store.under(path):
+            followups.extend(self.on_delete(record.key))
+        return followups
+
+    def on_move(self, old: EventKey, new: EventKey) -> None:
+        """The conference follows its event to the new calendar."""
+        if old != new and self.store.get(old) is not None:
+            self.store.move(old, new)
+
+    # --- step 2: no lock ---------------------------------------------------
+
+    def call(self, followup: Followup) -> Outcome:
+        provider = self.providers.get(followup.provider)
+        if provider is None:  # disabled since: nothing we may call
+            return Outcome(error=ProviderError("provider_disabled"))
+        try:
+            with self._slots:
+                if followup.kind in (ActionKind.CREATE, ActionKind.REPLACE):
+                    assert followup.meeting is not None
+                    outcome = Outcome(conference=provider.create(followup.meeting))
+                elif followup.kind is ActionKind.UPDATE:
+                    assert followup.meeting is not None and followup.conference is not None
+                    outcome = Outcome(conference=provider.update(followup.conference,
+                                                                 followup.meeting))
+                else:
+                    assert followup.conference is not None
+                    provider.delete(followup.conference)
+                    outcome = Outcome(conference=followup.conference)
+        except ProviderError as e:
+            outcome = Outcome(error=e)
+        except Exception as e:  # a bug must not lose the event
+            logger.error("meetplugin: %s: %s failed unexpectedly: %s", self._where(followup.key),
+                         followup.provider, type(e).__name__)
+            outcome = Outcome(error=ProviderError("unavailable", temporary=True))
+        if outcome.error is not None:
+            logger.warning("meetplugin: %s: %s %s: %s", self._where(followup.key),
+                           followup.provider, followup.kind.value, outcome.error)
+        if followup.old is not None:  # REPLACE: the old conference goes after the new one exists
+            self.call(Followup(ActionKind.DELETE, followup.key, followup.old.provider,
+                               conference=followup.old))
+        return outcome
+
+    # --- step 3: under the lock again --------------------------------------
+
+    def settle(self, followup: Followup, outcome: Outcome,
+               current_text: Optional[str]) -> tuple[Optional[str], list[Followup]]:
+        """Put the result into the record and into the event as it is now.
+
+        Returns the event's new text (None: leave it) and follow-ups for the
+        next unlocked phase (deleting a conference nobody wants any more).
+        """
+        key = followup.key
+        if followup.kind is ActionKind.UPDATE:
+            record = self.store.get(key)
+            if outcome.conference and record and record.state is RecordState.ACTIVE:
+                self.store.put(dataclasses.replace(
+                    record, conference=outcome.conference,
+                    fingerprint=followup.meeting.fingerprint() if followup.meeting else ""))
+            return None, []
+        if followup.kind not in (ActionKind.CREATE, ActionKind.REPLACE):
+            return None, []
+
+        cal = None
+        if current_text is not None:
+            try:
+                cal = ical.parse(current_text)
+            except ical.EventParseError:
+                cal = None
+        wanted = (cal is not None and self.is_organizer(cal, key.owner) and
+                  not ical.is_cancelled(cal) and
+                  detect(cal, self.grammar).provider == followup.provider)
+        fingerprint = followup.meeting.fingerprint() if followup.meeting else ""
+        conf, error = outcome.conference, outcome.error
+        if conf is not None:
+            record = Record(key, followup.provider, RecordState.ACTIVE, conf, fingerprint)
+            if wanted and self.store.finish_attempt(key, followup.attempt, record):
+                assert cal is not None
+                before = ical.to_text(cal)
+                self._attach(cal, conf, force=True, old=followup.old)
+                after = ical.to_text(cal)
+                logger.info("meetplugin: %s: conference %s attached", self._where(key),
+                            followup.provider)
+                return (after if after != before else None), []
+            # Nobody wants it any more (deleted, unmarked, or another attempt won).
+            self.store.finish_attempt(key, followup.attempt, None)
+            logger.info("meetplugin: %s: conference no longer wanted, deleting it",
+                        self._where(key))
+            return None, [Followup(ActionKind.DELETE, key, followup.provider, conference=conf)]
+        assert error is not None
+        failed = Record(key, followup.provider, RecordState.FAILED, None, fingerprint,
+                        error.code)
+        if self.store.finish_attempt(key, followup.attempt, failed if wanted else None) and wanted:
+            assert cal is not None
+            before = ical.to_text(cal)
+            rewrite.explain(cal, self.reason_text(error.code, followup.provider, error=error),
+                            self.lang)
+            after = ical.to_text(cal)
+            return (after if after != before else None), []
+        return None, []
+
+    # --- helpers -----------------------------------------------------------
+
+    def _attach(self, cal: icalendar.Calendar, conf: Conference, force: bool,
+                old: Optional[Conference] = None) -> None:
+        rewrite.attach(cal, conf, self.label(conf.provider), self.lang, self.grammar,
+                       force_location=force, old_urls=(old.join_url,) if old else ())
+
+    @staticmethod
+    def _where(key: EventKey) -> str:
+        return f"{key.calendar}/{key.uid}"

@@ -1,0 +1,168 @@
+"""Small helpers over `icalendar` for reading and editing one stored event (pure)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Optional
+
+import icalendar
+
+from .model import EventKey, Meeting
+
+
+class EventParseError(ValueError):
+    pass
+
+
+def parse(text: str) -> icalendar.Calendar:
+    try:
+        cal = icalendar.Calendar.from_ical(text)
+    except Exception as e:  # icalendar raises several types on bad input
+        raise EventParseError(str(e)[:200]) from e
+    if not isinstance(cal, icalendar.Calendar):
+        raise EventParseError("not a VCALENDAR")
+    return cal
+
+
+def to_text(cal: icalendar.Calendar) -> str:
+    return cal.to_ical().decode("utf-8")
+
+
+def vevents(cal: icalendar.Calendar) -> list[icalendar.Event]:
+    return [c for c in cal.subcomponents if c.name == "VEVENT"]
+
+
+def master(cal: icalendar.Calendar) -> Optional[icalendar.Event]:
+    for comp in vevents(cal):
+        if "RECURRENCE-ID" not in comp:
+            return comp
+    return None
+
+
+def text_of(comp: icalendar.cal.Component, name: str) -> str:
+    value = comp.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, list):  # a property given twice: read the first
+        value = value[0] if value else ""
+    return str(value)
+
+
+def set_text(comp: icalendar.cal.Component, name: str, value: str) -> None:
+    params = None
+    old = comp.get(name)
+    if old is not None and not isinstance(old, list):
+        params = getattr(old, "params", None)
+    comp.pop(name, None)
+    if value:
+        new = icalendar.vText(value)
+        if params:
+            new.params.update(params)
+        comp.add(name, new, encode=False)
+
+
+def values_of(comp: icalendar.cal.Component, name: str) -> list:
+    value = comp.get(name)
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def categories(comp: icalendar.cal.Component) -> list[str]:
+    out: list[str] = []
+    for prop in values_of(comp, "CATEGORIES"):
+        cats = getattr(prop, "cats", None)
+        if cats is None:
+            out.extend(s.strip() for s in str(prop).split(",") if s.strip())
+        else:
+            out.extend(str(c) for c in cats)
+    return out
+
+
+def set_categories(comp: icalendar.cal.Component, cats: Iterable[str]) -> None:
+    comp.pop("CATEGORIES", None)
+    cats = list(cats)
+    if cats:
+        comp.add("CATEGORIES", cats)
+
+
+def is_cancelled(cal: icalendar.Calendar) -> bool:
+    """The series (not just one occurrence) is cancelled."""
+    main = master(cal)
+    if main is not None:
+        return text_of(main, "STATUS").upper() == "CANCELLED"
+    events = vevents(cal)
+    return bool(events) and all(
+        text_of(c, "STATUS").upper() == "CANCELLED" for c in events)
+
+
+def _when(comp: icalendar.cal.Component, name: str):
+    prop = comp.get(name)
+    return getattr(prop, "dt", None) if prop is not None else None
+
+
+def _end(comp: icalendar.cal.Component):
+    end = _when(comp, "DTEND")
+    if end is None:
+        start = _when(comp, "DTSTART")
+        duration = _when(comp, "DURATION")
+        if start is not None and isinstance(duration, dt.timedelta):
+            end = start + duration
+    return end
+
+
+def _comparable(value) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None) if value.tzinfo is None else \
+            value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime(value.year, value.month, value.day)
+
+
+def ends_before_start(cal: icalendar.Calendar) -> bool:
+    for comp in vevents(cal):
+        start, end = _when(comp, "DTSTART"), _end(comp)
+        if start is None or end is None:
+            continue
+        if isinstance(start, dt.datetime) != isinstance(end, dt.datetime):
+            continue  # mixed date/datetime: leave it to the client
+        if (start.tzinfo is None) != (getattr(end, "tzinfo", None) is None):
+            start, end = _comparable(start).replace(tzinfo=None), _comparable(end)
+        if _comparable(end) < _comparable(start):
+            return True
+    return False
+
+
+def _iso(value) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+def meeting_of(cal: icalendar.Calendar, key: EventKey) -> Meeting:
+    comp = master(cal) or (vevents(cal) or [icalendar.Event()])[0]
+    start_prop = comp.get("DTSTART")
+    tzid = ""
+    if start_prop is not None and hasattr(start_prop, "params"):
+        tzid = str(start_prop.params.get("TZID", ""))
+    attendees = tuple(sorted(str(a) for a in values_of(comp, "ATTENDEE")))
+    rrule = comp.get("RRULE")
+    return Meeting(
+        key=key,
+        summary=text_of(comp, "SUMMARY"),
+        start=_iso(_when(comp, "DTSTART")),
+        end=_iso(_end(comp)),
+        tzid=tzid,
+        rrule=rrule.to_ical().decode() if rrule is not None else "",
+        organizer=str(comp.get("ORGANIZER", "")),
+        attendees=attendees,
+    )
+
+
+def organizer_address(cal: icalendar.Calendar) -> str:
+    """The ORGANIZER's address, lower-case, without `mailto:`; "" if none."""
+    for comp in vevents(cal):
+        value = comp.get("ORGANIZER")
+        if value is not None:
+            address = str(value).strip()
+            if address.lower().startswith("mailto:"):
+                address = address[7:]
+            return address.strip().lower()
+    return ""

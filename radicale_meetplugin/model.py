@@ -1,0 +1,90 @@
+"""Plain data shared by every part of the pipeline (no I/O)."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+
+@dataclass(frozen=True)
+class EventKey:
+    """What a conference belongs to: (owner, calendar, UID)."""
+
+    owner: str
+    calendar: str  # Radicale collection path, e.g. "alice/work"
+    uid: str
+
+    def as_text(self) -> str:
+        return f"{self.owner}\x1f{self.calendar}\x1f{self.uid}"
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """What a provider needs to know about an event."""
+
+    key: EventKey
+    summary: str = ""
+    start: str = ""  # ISO text with zone (or date for all-day); "" if absent
+    end: str = ""
+    tzid: str = ""
+    rrule: str = ""
+    organizer: str = ""
+    attendees: tuple[str, ...] = ()
+
+    def fingerprint(self) -> str:
+        """Stable digest of the fields a provider with a schedule cares about."""
+        parts = [self.summary, self.start, self.end, self.tzid, self.rrule,
+                 self.organizer, *sorted(self.attendees)]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Conference:
+    """A conference that exists at a provider."""
+
+    provider: str
+    conference_id: str
+    join_url: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class RecordState(str, enum.Enum):
+    CREATING = "creating"  # intent recorded, provider call in flight
+    ACTIVE = "active"      # conference exists and is attached to the event
+    FAILED = "failed"      # the provider refused; explanation is in the event
+
+
+@dataclass(frozen=True)
+class Record:
+    """Server-side truth: which conference belongs to which event."""
+
+    key: EventKey
+    provider: str
+    state: RecordState
+    conference: Optional[Conference] = None
+    fingerprint: str = ""
+    error_code: str = ""
+    attempt: str = ""      # id of the in-flight attempt (CREATING)
+    updated_at: float = 0.0
+
+
+class ActionKind(str, enum.Enum):
+    IGNORE = "ignore"    # not ours: store exactly as sent
+    KEEP = "keep"        # conference stays; refresh what the event shows
+    CREATE = "create"
+    UPDATE = "update"    # push schedule/topic/attendees to the provider
+    REPLACE = "replace"  # delete the old conference, create one at another provider
+    DELETE = "delete"    # delete the conference, strip it from a still-existing event
+    FAIL = "fail"        # store as sent with an explanation, no provider call
+    CLEAR = "clear"      # the user gave up after a failure: drop the explanation
+    PENDING = "pending"  # a call for this event is in flight: store as sent
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    provider: str = ""
+    error_code: str = ""
+    detail: str = ""     # extra words for the explanation (e.g. the unknown name)

@@ -1,0 +1,32 @@
+"""Provider registry: adding a provider is one module plus one line here.
+
+A provider module has ``OPTIONS`` (its config schema), a ``Provider`` subclass
+and ``build(options, ctx)``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Mapping
+
+from ..config import Schema
+from . import jitsi, telemost
+from .base import BuildContext, Capabilities, Provider, ProviderError
+
+MODULES: Mapping[str, ModuleType] = {
+    "jitsi": jitsi,
+    "telemost": telemost,
+}
+
+CLASSES: Mapping[str, type[Provider]] = {
+    "jitsi": jitsi.Jitsi,
+    "telemost": telemost.Telemost,
+}
+
+
+def schemas() -> Mapping[str, Schema]:
+    return {name: module.OPTIONS for name, module in MODULES.items()}
+
+
+__all__ = ["BuildContext", "Capabilities", "CLASSES", "MODULES", "Provider", "ProviderError",
+           "schemas"]

@@ -1,0 +1,96 @@
+"""HTTP for provider adapters: one place that turns answers into ProviderError."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, Mapping, Optional
+
+import requests
+
+from .base import ProviderError
+
+logger = logging.getLogger("radicale.meetplugin")
+_SAFE_CODE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: let the caller's backoff decide
+
+
+def error_code_of(response: requests.Response) -> str:
+    """The provider's own error name from a JSON body, made safe to show."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        code = body.get("error") or body.get("code") or ""
+        if isinstance(code, str):
+            return _SAFE_CODE.sub("", code)[:64]
+    return ""
+
+
+class ApiClient:
+    """requests.Session bound to a base URL, an auth header and a time budget."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], timeout: float,
+                 provider: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.provider = provider
+        self.session = requests.Session()
+        self.session.headers.update(headers)
+        self.session.headers["User-Agent"] = "radicale-meetplugin"
+
+    def call(self, method: str, path: str, body: Any = None,
+             ok: tuple[int, ...] = (200, 201, 204)) -> requests.Response:
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.request(method, url, json=body, timeout=self.timeout)
+        except requests.Timeout:
+            raise ProviderError("unavailable", temporary=True) from None
+        except requests.RequestException as e:
+            # The message can hold the URL, never a header: still keep it out of events.
+            logger.info("meetplugin: %s %s %s failed: %s", self.provider, method, path,
+                        type(e).__name__)
+            raise ProviderError("unavailable", temporary=True) from None
+        if response.status_code in ok:
+            return response
+        raise self.error(response)
+
+    @staticmethod
+    def error(response: requests.Response) -> ProviderError:
+        status, code = response.status_code, error_code_of(response)
+        if status == 429:
+            return ProviderError("rate_limited", status=status, provider_code=code, temporary=True,
+                                 retry_after=_retry_after(response.headers.get("Retry-After")))
+        if status >= 500 or status == 408:
+            return ProviderError("unavailable", status=status, provider_code=code, temporary=True,
+                                 retry_after=_retry_after(response.headers.get("Retry-After")))
+        if status == 401:
+            return ProviderError("auth", status=status, provider_code=code)
+        if status == 402:
+            return ProviderError("payment_required", status=status, provider_code=code)
+        if status == 403:
+            kind = "org_required" if code == "ApiRestrictedToOrganizations" else "forbidden"
+            return ProviderError(kind, status=status, provider_code=code)
+        return ProviderError("rejected", status=status, provider_code=code)
+
+    @staticmethod
+    def json_object(response: requests.Response) -> dict:
+        try:
+            body = response.json()
+        except (ValueError, json.JSONDecodeError):
+            raise ProviderError("rejected", status=response.status_code,
+                                provider_code="NotJson", temporary=True) from None
+        if not isinstance(body, dict):
+            raise ProviderError("rejected", status=response.status_code,
+                                provider_code="NotAnObject", temporary=True)
+        return body

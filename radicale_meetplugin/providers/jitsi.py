@@ -1,0 +1,74 @@
+"""Jitsi Meet: no account, no API call. The room name is an HMAC of the event key,
+so it is stable (the same event always gets the same room) and cannot be guessed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from typing import Any, Mapping
+
+from ..config import ConfigError, Schema, read_secret
+from ..model import Conference, Meeting
+from .base import BuildContext, Capabilities, Provider
+
+OPTIONS: Schema = {
+    "base_url": ("https://meet.jit.si", str, "Jitsi server; rooms are <base_url>/<room>."),
+    "room_prefix": ("Meet", str, "Readable start of every room name."),
+    "secret_file": ("", str,
+                    "File with the HMAC secret for room names. Empty: one is generated in state_dir."),
+}
+
+
+class Jitsi(Provider):
+    name = "jitsi"
+    labels = {"ru": "Jitsi Meet", "en": "Jitsi Meet"}
+    keywords = ("jitsi", "джитси")
+    capabilities = Capabilities(network=False, schedule=False, deterministic_ids=True)
+
+    def __init__(self, base_url: str, secret: bytes, room_prefix: str = "Meet") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.secret = secret
+        self.room_prefix = "".join(ch for ch in room_prefix if ch.isalnum())
+
+    def room(self, meeting: Meeting) -> str:
+        digest = hmac.new(self.secret, meeting.key.as_text().encode(), hashlib.sha256).digest()
+        return self.room_prefix + base64.b32encode(digest).decode().rstrip("=").lower()[:26]
+
+    def create(self, meeting: Meeting) -> Conference:
+        room = self.room(meeting)
+        return Conference(self.name, room, f"{self.base_url}/{room}")
+
+    def delete(self, conference: Conference) -> None:
+        """A Jitsi room lives while people are in it: nothing to delete."""
+
+
+def _generated_secret(state_dir: str) -> bytes:
+    path = os.path.join(state_dir, "jitsi.secret")
+    try:
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value)
+    finally:
+        os.close(fd)
+    return value
+
+
+def build(options: Mapping[str, Any], ctx: BuildContext) -> Jitsi:
+    if options["secret_file"]:
+        secret = read_secret(options["secret_file"], "", "Jitsi secret").value.encode()
+        if len(secret) < 16:
+            raise ConfigError("[provider:jitsi] secret_file: use at least 16 characters")
+    else:
+        try:
+            secret = _generated_secret(ctx.state_dir)
+        except FileExistsError:  # another process wrote it first
+            secret = _generated_secret(ctx.state_dir)
+    return Jitsi(options["base_url"], secret, options["room_prefix"])

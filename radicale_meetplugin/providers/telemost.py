@@ -1,0 +1,72 @@
+"""Yandex Telemost: `POST /conferences`, `DELETE /conferences/{id}`, `Authorization: OAuth`.
+
+Rooms are timeless (no start, no title), so moving an event needs no call.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from ..config import ConfigError, Schema, Secret, read_secret
+from ..model import Conference, Meeting
+from .base import BuildContext, Capabilities, Provider, ProviderError
+from .http import ApiClient
+
+WAITING_ROOM_LEVELS = ("PUBLIC", "ORGANIZATION", "ADMINS")
+_JOIN_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?/[A-Za-z0-9/_.?=&%-]*")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def waiting_room_level(value: str) -> str:
+    value = value.strip().upper()
+    if value not in WAITING_ROOM_LEVELS:
+        raise ValueError(f"one of {', '.join(WAITING_ROOM_LEVELS)}")
+    return value
+
+
+OPTIONS: Schema = {
+    "api_url": ("https://cloud-api.yandex.net/v1/telemost-api", str,
+                "Telemost API base URL (a proxy or a test emulator can stand here)."),
+    "token_file": ("", str, "File holding the OAuth token (chmod 600)."),
+    "token_env": ("TELEMOST_TOKEN", str,
+                  "Environment variable holding the OAuth token, used when token_file is empty."),
+    "waiting_room_level": ("ORGANIZATION", waiting_room_level,
+                           "Waiting room: ORGANIZATION (for people outside the organisation), "
+                           "ADMINS (for everyone but organizers), PUBLIC (off)."),
+}
+
+
+class Telemost(Provider):
+    name = "telemost"
+    labels = {"ru": "Яндекс Телемост", "en": "Yandex Telemost"}
+    keywords = ("telemost", "телемост")
+    capabilities = Capabilities(network=True, schedule=False, deterministic_ids=False)
+
+    def __init__(self, api_url: str, token: Secret, waiting_room_level: str,
+                 timeout: float) -> None:
+        self.waiting_room_level = waiting_room_level
+        self.api = ApiClient(api_url, {"Authorization": f"OAuth {token.value}"}, timeout,
+                             self.name)
+
+    def create(self, meeting: Meeting) -> Conference:
+        response = self.api.call("POST", "/conferences",
+                                 {"waiting_room_level": self.waiting_room_level}, ok=(200, 201))
+        body = self.api.json_object(response)
+        conf_id, join_url = str(body.get("id", "")), str(body.get("join_url", ""))
+        if not _ID.fullmatch(conf_id) or not _JOIN_URL.fullmatch(join_url):
+            raise ProviderError("rejected", status=response.status_code,
+                                provider_code="BadConference", temporary=True)
+        return Conference(self.name, conf_id, join_url,
+                          {"waiting_room_level": str(body.get("waiting_room_level", ""))})
+
+    def delete(self, conference: Conference) -> None:
+        self.api.call("DELETE", f"/conferences/{conference.conference_id}", ok=(200, 204, 404))
+
+
+def build(options: Mapping[str, Any], ctx: BuildContext) -> Telemost:
+    token = read_secret(options["token_file"], options["token_env"], "Telemost token")
+    if not token:
+        raise ConfigError("[provider:telemost] has no token: set token_file, or put the token "
+                          f"in the environment variable {options['token_env'] or 'TELEMOST_TOKEN'}")
+    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout)

@@ -1,0 +1,238 @@
+"""Edit the event so it shows the conference (pure, idempotent).
+
+Every function here is a fixed point: applying it to its own output changes
+nothing, so a client sending back the server's version creates nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import icalendar
+
+from . import i18n, ical
+from .detect import TAG, Grammar
+from .model import Conference
+
+BOOKKEEPING = ("X-MEETPLUGIN-PROVIDER", "X-MEETPLUGIN-CONFERENCE-ID",
+               "X-MEETPLUGIN-STATUS", "X-MEETPLUGIN-ERROR")
+_BLOCK_STARTS = frozenset(i18n.BLOCK_START.values())
+_LOCATION_SPLIT_KEEP = re.compile(r"([;,\n])")
+
+
+# --- DESCRIPTION block -------------------------------------------------------
+
+def _our_line_prefixes() -> tuple[str, ...]:
+    prefixes = []
+    for lang in i18n.LANGUAGES:
+        for name in ("join", "failed"):
+            template = i18n.TEXT[lang][name]
+            prefixes.append(template[: template.index("{")])
+    return tuple(prefixes)
+
+
+_OUR_PREFIXES = _our_line_prefixes()
+_SERVICE_PREFIXES = tuple(i18n.TEXT[lang]["service"].split("{")[0] for lang in i18n.LANGUAGES)
+
+
+def split_description(text: str) -> tuple[str, list[str]]:
+    """(the person's text, our block lines) — one linear pass over the lines.
+
+    Our lines are recognised inside a block and, when a person deleted the
+    block's first line, on their own, so a broken block is never doubled.
+    """
+    user: list[str] = []
+    ours: list[str] = []
+    inside = previous_ours = False
+    for line in text.split("\n"):
+        bare = line.strip()
+        if inside:
+            mine = True
+            inside = bare != i18n.BLOCK_END
+        elif bare in _BLOCK_STARTS:
+            mine = inside = True
+        else:
+            mine = (bare == i18n.BLOCK_END or bare.startswith(_OUR_PREFIXES) or
+                    (previous_ours and bare.startswith(_SERVICE_PREFIXES)))
+        (ours if mine else user).append(line)
+        previous_ours = mine
+    return "\n".join(user).rstrip(), ours
+
+
+def compose_description(user_text: str, lang: str, lines: list[str]) -> str:
+    block = "\n".join([i18n.BLOCK_START[i18n.language(lang)], *lines, i18n.BLOCK_END])
+    user_text = user_text.rstrip()
+    return f"{user_text}\n\n{block}" if user_text else block
+
+
+def _set_block(comp: icalendar.cal.Component, lang: str, lines: Optional[list[str]]) -> None:
+    user_text, ours = split_description(ical.text_of(comp, "DESCRIPTION"))
+    if lines is None:
+        if ours:
+            ical.set_text(comp, "DESCRIPTION", user_text)
+        return
+    ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, lines))
+
+
+# --- LOCATION ----------------------------------------------------------------
+
+def _location_with_link(location: str, url: str, grammar: Grammar,
+                        replace_urls: tuple[str, ...], force: bool) -> str:
+    pieces = _LOCATION_SPLIT_KEEP.split(location)
+    placed = url in location
+    for i in range(0, len(pieces), 2):
+        part = pieces[i]
+        bare = part.strip()
+        if grammar.provider_for(bare) or bare in replace_urls:
+            lead = part[: len(part) - len(part.lstrip())]
+            pieces[i] = "" if placed else lead + url
+            placed = True
+    out = "".join(pieces)
+    if not placed:
+        def tag_to_link(match: re.Match) -> str:
+            nonlocal placed
+            if not grammar.provider_for(match.group(1)):
+                return match.group(0)
+            if placed:
+                return ""
+            placed = True
+            return url
+        out = TAG.sub(tag_to_link, out)
+    out = _tidy_location(out)
+    if not placed and force:
+        out = f"{out}; {url}" if out else url
+    return out
+
+
+def _tidy_location(location: str) -> str:
+    """Drop the empty parts a removed keyword or link leaves behind."""
+    pieces = re.split(r"\s*[;,\n]\s*", location.strip())
+    if all(pieces):
+        return location.strip()
+    return "; ".join(p for p in pieces if p)
+
+
+def _location_without(location: str, urls: tuple[str, ...]) -> str:
+    if not any(u and u in location for u in urls):
+        return location
+    for url in urls:
+        if url:
+            location = location.replace(url, "")
+    return _tidy_location(location)
+
+
+# --- tags in SUMMARY and DESCRIPTION ------------------------------------------
+
+def _drop_tags(text: str, grammar: Grammar) -> str:
+    removed = False
+
+    def drop(match: re.Match) -> str:
+        nonlocal removed
+        if grammar.provider_for(match.group(1)):
+            removed = True
+            return ""
+        return match.group(0)
+
+    out = TAG.sub(drop, text)
+    if not removed:
+        return text
+    return re.sub(r"[ \t]{2,}", " ", out).strip()
+
+
+# --- properties --------------------------------------------------------------
+
+def _drop_ours(comp: icalendar.cal.Component, urls: tuple[str, ...]) -> None:
+    for name in BOOKKEEPING:
+        comp.pop(name, None)
+    comp.pop("X-TELEMOST-CONFERENCE", None)
+    kept = [c for c in ical.values_of(comp, "CONFERENCE") if str(c) not in urls]
+    comp.pop("CONFERENCE", None)
+    for c in kept:
+        comp.add("CONFERENCE", c, encode=False)
+
+
+def _conference_property(url: str, label: str) -> icalendar.vUri:
+    prop = icalendar.vUri(url)
+    prop.params["VALUE"] = "URI"
+    prop.params["FEATURE"] = ["AUDIO", "VIDEO"]
+    prop.params["LABEL"] = label
+    return prop
+
+
+def attach(cal: icalendar.Calendar, conf: Conference, provider_label: str, lang: str,
+           grammar: Grammar, force_location: bool = True,
+           old_urls: tuple[str, ...] = ()) -> None:
+    """Show `conf` in every VEVENT: LOCATION, DESCRIPTION block, CONFERENCE, bookkeeping.
+
+    With `force_location=False` (an existing conference) a person's choice to
+    keep the link out of LOCATION is respected; a keyword typed there is still
+    turned into the link.
+    """
+    url = conf.join_url
+    lines = [i18n.text(lang, "join", url=url), i18n.text(lang, "service", provider=provider_label)]
+    replace = tuple(u for u in old_urls if u and u != url)
+    for comp in ical.vevents(cal):
+        location = ical.text_of(comp, "LOCATION")
+        for old in replace:
+            location = location.replace(old, url)
+        ical.set_text(comp, "LOCATION", _location_with_link(
+            location, url, grammar, replace, force_location))
+        for name in ("SUMMARY",):
+            value = ical.text_of(comp, name)
+            if value:
+                ical.set_text(comp, name, _drop_tags(value, grammar) or value)
+        user_text, _ = split_description(ical.text_of(comp, "DESCRIPTION"))
+        user_text = _drop_tags(user_text, grammar)
+        ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, lines))
+        _drop_ours(comp, (url, *replace))
+        comp.add("CONFERENCE", _conference_property(
+            url, i18n.text(lang, "conference_label", provider=provider_label)), encode=False)
+        if conf.provider == "telemost":
+            comp.add("X-TELEMOST-CONFERENCE", icalendar.vText(url), encode=False)
+        comp.add("X-MEETPLUGIN-PROVIDER", icalendar.vText(conf.provider), encode=False)
+        comp.add("X-MEETPLUGIN-CONFERENCE-ID", icalendar.vText(conf.conference_id), encode=False)
+        comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("active"), encode=False)
+
+
+def explain(cal: icalendar.Calendar, message: str, lang: str) -> None:
+    """Store the event as sent plus a short explanation of why there is no conference."""
+    line = i18n.text(lang, "failed", reason=message)
+    for comp in ical.vevents(cal):
+        _set_block(comp, lang, [line])
+        for name in ("X-MEETPLUGIN-STATUS", "X-MEETPLUGIN-ERROR"):
+            comp.pop(name, None)
+        comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("error"), encode=False)
+        comp.add("X-MEETPLUGIN-ERROR", icalendar.vText(message[:300]), encode=False)
+
+
+def clear(cal: icalendar.Calendar) -> None:
+    """Drop an earlier explanation (the person no longer asks for a conference)."""
+    for comp in ical.vevents(cal):
+        _set_block(comp, "ru", None)
+        for name in ("X-MEETPLUGIN-STATUS", "X-MEETPLUGIN-ERROR"):
+            comp.pop(name, None)
+
+
+def detach(cal: icalendar.Calendar, join_url: str, grammar: Grammar) -> None:
+    """Remove every trace of the conference and the markers that would ask for it again."""
+    urls = (join_url,) if join_url else ()
+    for comp in ical.vevents(cal):
+        _set_block(comp, "ru", None)
+        location = ical.text_of(comp, "LOCATION")
+        ical.set_text(comp, "LOCATION", _location_without(location, urls))
+        _drop_ours(comp, urls)
+        comp.pop("X-TELEMOST-REQUIRED", None)
+        cats = ical.categories(comp)
+        kept = [c for c in cats if not grammar.provider_for(c)]
+        if kept != cats:
+            ical.set_categories(comp, kept)
+
+
+def link_present(cal: icalendar.Calendar, url: str) -> bool:
+    if not url:
+        return False
+    for comp in ical.vevents(cal):
+        if url in ical.text_of(comp, "LOCATION") or url in ical.text_of(comp, "DESCRIPTION"):
+            return True
+    return False

@@ -1,0 +1,207 @@
+"""A Telemost API emulator: a real HTTP server on 127.0.0.1 following PROVIDERS.md.
+
+- ``Authorization: OAuth <token>`` is checked (401 otherwise);
+- ``POST /conferences`` -> 201 ``{id, join_url, waiting_room_level}``;
+  403 ``ApiRestrictedToOrganizations`` for a personal account;
+- ``GET``/``PATCH``/``DELETE /conferences/{id}``; 404 ``ConferenceNotFound``;
+- every call is recorded, faults can be injected, and a call can be held open
+  until the test releases it (``hold``), so tests await events, never sleep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+PREFIX = "/v1/telemost-api"
+LEVELS = ("PUBLIC", "ORGANIZATION", "ADMINS")
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    authorization: str
+    body: Optional[dict]
+    status: int = 0
+
+
+@dataclass
+class Fault:
+    method: str
+    status: int
+    body: object = None
+    headers: dict = field(default_factory=dict)
+    times: int = 1
+    raw: Optional[bytes] = None  # a non-JSON body
+
+
+@dataclass
+class Hold:
+    method: str
+    entered: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+def error_body(code: str, description: str, message: str) -> dict:
+    return {"error": code, "description": description, "message": message}
+
+
+class TelemostEmulator:
+    def __init__(self, token: str = "test-token-123", host: str = "telemost.yandex.ru") -> None:
+        self.token = token
+        self.join_host = host
+        self.personal_account = False
+        self.conferences: dict[str, dict] = {}
+        self.calls: list[Call] = []
+        self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
+        self._ids = itertools.count(10_000_000_001)
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{PREFIX}"
+
+    def start(self) -> "TelemostEmulator":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        for hold in self.holds:
+            hold.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- test controls -----------------------------------------------------
+
+    def fail_next(self, method: str, status: int, body: object = None, times: int = 1,
+                  headers: Optional[dict] = None, raw: Optional[bytes] = None) -> None:
+        with self._lock:
+            self.faults.append(Fault(method, status, body, headers or {}, times, raw))
+
+    def hold_next(self, method: str) -> Hold:
+        hold = Hold(method)
+        with self._lock:
+            self.holds.append(hold)
+        return hold
+
+    def calls_of(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    # --- the server ----------------------------------------------------------
+
+    def _take(self, items: list, method: str):
+        with self._lock:
+            for item in items:
+                if item.method == method:
+                    if isinstance(item, Fault):
+                        item.times -= 1
+                        if item.times <= 0:
+                            items.remove(item)
+                    else:
+                        items.remove(item)
+                    return item
+        return None
+
+    def _handler(self):
+        emu = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _reply(self, call: Call, status: int, body: object = None,
+                       headers: Optional[dict] = None, raw: Optional[bytes] = None) -> None:
+                call.status = status
+                data = raw if raw is not None else (
+                    json.dumps(body, ensure_ascii=False).encode() if body is not None else b"")
+                self.send_response(status)
+                if data and raw is None:
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
+                call = Call(method, self.path, self.headers.get("Authorization", ""), body)
+                with emu._lock:
+                    emu.calls.append(call)
+                hold = emu._take(emu.holds, method)
+                if hold is not None:
+                    hold.entered.set()
+                    hold.release.wait(timeout=60)
+                if call.authorization != f"OAuth {emu.token}":
+                    return self._reply(call, 401, error_body(
+                        "UnauthorizedError", "Unauthorized", "Не авторизован"))
+                fault = emu._take(emu.faults, method)
+                if fault is not None:
+                    return self._reply(call, fault.status, fault.body, fault.headers, fault.raw)
+                if not self.path.startswith(PREFIX + "/conferences"):
+                    return self._reply(call, 404, error_body("NotFound", "Not found", "Не найдено"))
+                rest = self.path[len(PREFIX + "/conferences"):].strip("/")
+                if method == "POST" and not rest:
+                    return self._create(call, body or {})
+                conf = emu.conferences.get(rest)
+                if conf is None:
+                    return self._reply(call, 404, error_body(
+                        "ConferenceNotFound", "Conference not found", "Встреча не найдена"))
+                if method == "GET":
+                    return self._reply(call, 200, conf)
+                if method == "PATCH":
+                    conf.update({k: v for k, v in (body or {}).items() if k in conf})
+                    return self._reply(call, 200, conf)
+                if method == "DELETE":
+                    with emu._lock:
+                        emu.conferences.pop(rest, None)
+                    return self._reply(call, 204)
+                return self._reply(call, 405, error_body("MethodNotAllowed", "", ""))
+
+            def _create(self, call: Call, body: dict) -> None:
+                if emu.personal_account:
+                    return self._reply(call, 403, error_body(
+                        "ApiRestrictedToOrganizations",
+                        "API is available only for organizations",
+                        "API доступно только для организаций"))
+                level = body.get("waiting_room_level", "PUBLIC")
+                if level not in LEVELS:
+                    return self._reply(call, 400, error_body(
+                        "ValidationError", "Bad waiting_room_level", "Неверное значение"))
+                conf_id = str(next(emu._ids))
+                conf = {"id": conf_id, "join_url": f"https://{emu.join_host}/j/{conf_id}",
+                        "waiting_room_level": level}
+                with emu._lock:
+                    emu.conferences[conf_id] = conf
+                return self._reply(call, 201, conf)
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
+
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+        return Handler

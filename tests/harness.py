@@ -1,0 +1,149 @@
+"""A real Radicale process on 127.0.0.1, started for a test, and small CalDAV helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+USERS = {"alice": "alice", "bob": "bob"}
+
+
+class RadicaleServer:
+    """Radicale with the plugin (or plain, `plugin=False`) in its own folder."""
+
+    def __init__(self, folder: Path, plugin_config: str = "", plugin: bool = True,
+                 env: Optional[dict] = None, extra_radicale: str = "") -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
+        storage = "type = radicale_meetplugin\nmeetplugin_config = {}\n".format(
+            folder / "meetplugin.conf") if plugin else "type = multifilesystem\n"
+        (folder / "meetplugin.conf").write_text(textwrap.dedent(plugin_config))
+        (folder / "radicale.conf").write_text(textwrap.dedent(f"""\
+            [server]
+            hosts = 127.0.0.1:{{port}}
+            [auth]
+            type = htpasswd
+            htpasswd_filename = {folder / 'users'}
+            htpasswd_encryption = plain
+            delay = 0
+            [rights]
+            type = owner_only
+            [storage]
+            filesystem_folder = {folder / 'collections'}
+            predefined_collections = {{"calendar": {{"tag": "VCALENDAR", "D:displayname": "Calendar"}}}}
+            """) + storage + textwrap.dedent("""\
+            [logging]
+            level = info
+            """) + extra_radicale)
+        self.env = {**os.environ, **(env or {})}
+        self.process: Optional[subprocess.Popen] = None
+        self.log_lines: list[str] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._reader: Optional[threading.Thread] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return "".join(self.log_lines)
+
+    def start(self, timeout: float = 60) -> "RadicaleServer":
+        # Radicale refuses port 0, so take a free port and pass it on.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        conf = self.folder / "radicale.conf"
+        conf.write_text(re.sub(r"hosts = 127\.0\.0\.1:\S+", f"hosts = 127.0.0.1:{self.port}",
+                               conf.read_text()))
+        self._ready.clear()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "radicale", "--config", str(self.folder / "radicale.conf")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, text=True,
+            bufsize=1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout) or not self.port:
+            self.stop()
+            raise RuntimeError("Radicale did not start:\n" + self.log[-4000:])
+        return self
+
+    def _read(self) -> None:
+        assert self.process and self.process.stdout
+        for line in self.process.stdout:
+            self.log_lines.append(line)
+            if "Radicale server ready" in line:
+                self._ready.set()
+            if "CRITICAL" in line:
+                self.port = 0
+                self._ready.set()
+        self.port = 0 if not self._ready.is_set() else self.port
+        self._ready.set()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._reader:
+            self._reader.join(timeout=5)
+
+    # --- raw HTTP ----------------------------------------------------------
+
+    def session(self, user: str) -> requests.Session:
+        s = requests.Session()
+        s.auth = (user, USERS[user])
+        return s
+
+    def put(self, user: str, path: str, text: str, **headers: str) -> requests.Response:
+        return self.session(user).put(f"{self.url}/{path}", data=text.encode(),
+                                      headers={"Content-Type": "text/calendar", **headers})
+
+    def get(self, user: str, path: str) -> requests.Response:
+        return self.session(user).get(f"{self.url}/{path}")
+
+    def delete(self, user: str, path: str) -> requests.Response:
+        return self.session(user).delete(f"{self.url}/{path}")
+
+    def ensure_user(self, user: str) -> None:
+        """Radicale creates a user's principal and calendar on their first request."""
+        r = self.session(user).request("PROPFIND", f"{self.url}/{user}/", headers={"Depth": "0"})
+        assert r.status_code == 207, r.text
+
+
+def event(uid: Optional[str] = None, location: str = "", summary: str = "Планёрка",
+          description: str = "", extra: str = "", start: str = "20261125T100000",
+          end: str = "20261125T110000", tzid: str = "Europe/Moscow",
+          components: str = "") -> str:
+    """A small VCALENDAR with one VEVENT (and optional extra components)."""
+    uid = uid or f"{uuid.uuid4()}@test"
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//meetplugin tests//EN",
+             "BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20261121T100000Z",
+             f"DTSTART;TZID={tzid}:{start}" if tzid else f"DTSTART:{start}",
+             f"DTEND;TZID={tzid}:{end}" if tzid else f"DTEND:{end}",
+             f"SUMMARY:{summary}"]
+    if location:
+        lines.append(f"LOCATION:{location}")
+    if description:
+        lines.append(f"DESCRIPTION:{description}")
+    lines += [line for line in extra.splitlines() if line]
+    lines.append("END:VEVENT")
+    lines += [line for line in components.splitlines() if line]
+    lines.append("END:VCALENDAR")
+    return "\r\n".join(lines) + "\r\n"
