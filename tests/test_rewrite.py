@@ -1,0 +1,207 @@
+"""Rewriting the event: the person's text kept, our block and link added, all fixed points."""
+
+from __future__ import annotations
+
+import icalendar
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import event
+from radicale_meetplugin import i18n, ical, rewrite
+from radicale_meetplugin.model import Conference
+from test_detect import GRAMMAR
+
+CONF = Conference("telemost", "42", "https://telemost.yandex.ru/j/42")
+JITSI = Conference("jitsi", "MeetAbc", "https://meet.jit.si/MeetAbc")
+
+
+def attached(text: str, conf: Conference = CONF, lang: str = "ru", force: bool = True,
+             old_urls: tuple[str, ...] = ()) -> str:
+    cal = ical.parse(text)
+    rewrite.attach(cal, conf, "Яндекс Телемост", lang, GRAMMAR, force, old_urls)
+    return ical.to_text(cal)
+
+
+def first(text: str) -> icalendar.Event:
+    return ical.vevents(ical.parse(text))[0]
+
+
+@pytest.mark.parametrize("location,expected", [
+    ("telemost", CONF.join_url),
+    ("Телемост", CONF.join_url),
+    ("онлайн", CONF.join_url),
+    ("Переговорная 5; telemost", f"Переговорная 5; {CONF.join_url}"),
+    ("telemost; Переговорная 5", f"{CONF.join_url}; Переговорная 5"),
+    ("Москва, ул. Ленина 1, телемост", f"Москва, ул. Ленина 1, {CONF.join_url}"),
+    ("Офис #telemost", f"Офис {CONF.join_url}"),
+    ("Переговорная 5", f"Переговорная 5; {CONF.join_url}"),   # asked elsewhere (tag, category)
+    ("", CONF.join_url),
+    (CONF.join_url, CONF.join_url),
+    ("telemost; telemost", CONF.join_url),
+])
+def test_location(location, expected):
+    assert str(first(attached(event("u@t", location=location)))["LOCATION"]) == expected
+
+
+def test_location_old_link_is_replaced():
+    text = event("u@t", location=f"Офис; {JITSI.join_url}")
+    out = attached(text, old_urls=(JITSI.join_url,))
+    assert str(first(out)["LOCATION"]) == f"Офис; {CONF.join_url}"
+
+
+def test_description_block_ru_and_en():
+    ev = first(attached(event("u@t", location="telemost", description="Повестка:\\n1. Итоги")))
+    assert str(ev["DESCRIPTION"]) == (
+        "Повестка:\n1. Итоги\n\n=== Видеовстреча ===\n"
+        f"Встреча пройдёт по ссылке: {CONF.join_url}\nСервис: Яндекс Телемост\n===")
+    ev = first(attached(event("u@t", location="telemost"), lang="en"))
+    assert str(ev["DESCRIPTION"]) == (
+        f"=== Video meeting ===\nJoin the meeting: {CONF.join_url}\nService: Яндекс Телемост\n===")
+
+
+def test_switching_language_replaces_the_block_not_doubles_it():
+    ru = attached(event("u@t", location="telemost", description="Текст"))
+    en = attached(ru, lang="en")
+    description = str(first(en)["DESCRIPTION"])
+    assert description.startswith("Текст\n\n=== Video meeting ===")
+    assert "Видеовстреча" not in description
+
+
+def test_conference_property_is_rfc7986_and_never_duplicated():
+    out = attached(attached(event("u@t", location="telemost")))
+    ev = first(out)
+    assert str(ev["CONFERENCE"]) == CONF.join_url  # exactly one (a list if two)
+    assert "CONFERENCE;FEATURE=AUDIO,VIDEO;LABEL=" in out.replace("\r\n ", "")
+    assert ev["CONFERENCE"].params["VALUE"] == "URI"
+    assert str(ev["X-TELEMOST-CONFERENCE"]) == CONF.join_url
+
+
+def test_foreign_conference_property_is_kept():
+    text = event("u@t", location="telemost",
+                 extra="CONFERENCE;VALUE=URI;FEATURE=PHONE:tel:+74950000000")
+    values = [str(v) for v in ical.values_of(first(attached(text)), "CONFERENCE")]
+    assert sorted(values) == sorted(["tel:+74950000000", CONF.join_url])
+
+
+def test_tags_are_removed_from_summary_and_description():
+    ev = first(attached(event("u@t", summary="Планёрка #telemost #важно",
+                              description="#telemost Повестка")))
+    assert str(ev["SUMMARY"]) == "Планёрка #важно"
+    assert str(ev["DESCRIPTION"]).startswith("Повестка\n\n=== Видеовстреча")
+
+
+def test_detach_removes_every_trace_and_lasting_markers():
+    text = attached(event("u@t", location="Офис; telemost", description="Повестка",
+                          extra="CATEGORIES:Работа,Telemost\nX-TELEMOST-REQUIRED:TRUE"))
+    cal = ical.parse(text)
+    rewrite.detach(cal, CONF.join_url, GRAMMAR)
+    ev = ical.vevents(cal)[0]
+    assert str(ev["LOCATION"]) == "Офис"
+    assert str(ev["DESCRIPTION"]) == "Повестка"
+    assert ical.categories(ev) == ["Работа"]
+    for name in ("CONFERENCE", "X-TELEMOST-CONFERENCE", "X-TELEMOST-REQUIRED",
+                 *rewrite.BOOKKEEPING):
+        assert name not in ev
+    again = ical.parse(ical.to_text(cal))
+    rewrite.detach(again, CONF.join_url, GRAMMAR)
+    assert ical.to_text(again) == ical.to_text(cal)
+
+
+def test_explain_and_clear():
+    cal = ical.parse(event("u@t", location="telemost", description="Повестка"))
+    rewrite.explain(cal, "сервис недоступен.", "ru")
+    once = ical.to_text(cal)
+    rewrite.explain(cal, "сервис недоступен.", "ru")
+    assert ical.to_text(cal) == once
+    ev = ical.vevents(cal)[0]
+    assert str(ev["DESCRIPTION"]) == ("Повестка\n\n=== Видеовстреча ===\n"
+                                      "Видеовстреча не создана: сервис недоступен.\n===")
+    assert str(ev["LOCATION"]) == "telemost"
+    rewrite.clear(cal)
+    assert str(ev["DESCRIPTION"]) == "Повестка" and "X-MEETPLUGIN-STATUS" not in ev
+
+
+def test_a_broken_block_is_recognised_not_doubled():
+    broken = ("Повестка\nВстреча пройдёт по ссылке: https://old\nСервис: Jitsi Meet\n===")
+    assert rewrite.split_description(broken) == (
+        "Повестка", ["Встреча пройдёт по ссылке: https://old", "Сервис: Jitsi Meet", "==="])
+
+
+def test_text_after_the_block_is_kept():
+    text = "До\n\n=== Video meeting ===\nJoin the meeting: u\nService: X\n===\nПосле"
+    assert rewrite.split_description(text) == (
+        "До\n\nПосле", ["=== Video meeting ===", "Join the meeting: u", "Service: X", "==="])
+
+
+def test_hostile_description_is_parsed_in_linear_time():
+    # 200 000 lines of look-alikes: one pass, no backtracking (a quadratic parser would hang).
+    hostile = ("=== Видеовстреча ===\n" + "Встреча пройдёт по ссылке: x\n" * 100_000 +
+               "==\n" * 100_000)
+    user, ours = rewrite.split_description(hostile)
+    assert user == "" and len(ours) == 1 + 200_000 + 1  # start line, look-alikes, final ""
+
+
+def test_long_cyrillic_text_is_folded_and_read_back():
+    long_text = "Очень длинное описание встречи " * 40
+    out = attached(event("u@t", location="telemost", description=long_text.strip()))
+    assert all(len(line.encode()) <= 75 for line in out.split("\r\n"))
+    assert str(first(out)["DESCRIPTION"]).startswith(long_text.strip())
+
+
+def test_crlf_and_lf_input_give_the_same_result():
+    crlf = event("u@t", location="telemost", description="Повестка")
+    lf = crlf.replace("\r\n", "\n")
+    assert attached(crlf) == attached(lf)
+
+
+# --- properties (hypothesis) ---------------------------------------------------
+
+# Text a person may type: any printable text, Cyrillic, newlines, separators.
+person_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\\")
+    | st.sampled_from(list("\n;,# абвгдАБВ=")), max_size=120)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(description=person_text, location=person_text, summary=person_text,
+       keyword=st.sampled_from(["telemost", "Телемост", "онлайн", "#telemost"]),
+       lang=st.sampled_from(i18n.LANGUAGES))
+def test_attach_is_a_fixed_point(description, location, summary, keyword, lang):
+    cal = icalendar.Calendar()
+    cal.add("VERSION", "2.0")
+    cal.add("PRODID", "-//t//EN")
+    ev = icalendar.Event()
+    ev.add("UID", "u@t")
+    ev.add("SUMMARY", summary)
+    ev.add("LOCATION", f"{location}; {keyword}")
+    ev.add("DESCRIPTION", description)
+    cal.add_component(ev)
+    once = attached(ical.to_text(cal), lang=lang)
+    assert attached(once, lang=lang) == once
+    assert attached(once, lang=lang, force=False) == once  # what a re-upload does
+    shown = first(once)
+    assert CONF.join_url in str(shown["LOCATION"])
+    user_part, ours = rewrite.split_description(str(shown["DESCRIPTION"]))
+    assert ours[0] == i18n.BLOCK_START[lang] and CONF.join_url in ours[1]
+    # The person's text is all still there (our tags aside).
+    kept, _ = rewrite.split_description(description)
+    for word in kept.replace("#telemost", " ").split():
+        assert word in user_part or word.startswith("#")
+
+
+@settings(max_examples=100, deadline=None)
+@given(description=person_text, location=person_text)
+def test_detach_after_attach_restores_the_persons_text(description, location):
+    location = location.replace("#", "")
+    if GRAMMAR.provider_for(location) or any(
+            GRAMMAR.provider_for(p) for p in location.replace(",", ";").replace("\n", ";").split(";")):
+        return
+    text = event("u@t", location=f"{location}; telemost" if location.strip() else "telemost",
+                 description=description.replace("\\", "").replace("\n", "\\n")
+                 .replace(";", "\\;").replace(",", "\\,"))
+    cal = ical.parse(attached(text))
+    rewrite.detach(cal, CONF.join_url, GRAMMAR)
+    ev = ical.vevents(cal)[0]
+    assert CONF.join_url not in ical.to_text(cal)
+    assert "Видеовстреча" not in ical.text_of(ev, "DESCRIPTION")
