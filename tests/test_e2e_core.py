@@ -426,3 +426,30 @@ def test_other_users_are_served_while_telemost_is_slow(radicale, telemost):
     assert result["r"].status_code == 201
     ev = vevent(read(radicale, path)[0])
     assert str(ev["LOCATION"]).startswith("https://telemost.yandex.ru/j/")
+
+
+# --- a provider slower than the budget never blocks the save ------------------------
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory, telemost):
+    from conftest import plugin_config
+    server = RadicaleServer(tmp_path_factory.mktemp("impatient"),
+                            plugin_config(telemost.url, provider_timeout="1"),
+                            env={"TELEMOST_TOKEN": TOKEN}).start()
+    server.ensure_user("alice")
+    yield server
+    server.stop()
+
+
+def test_provider_slower_than_the_budget_stores_the_event_with_an_explanation(impatient, telemost):
+    hold = telemost.hold_next("POST")
+    uid, path = new_path()
+    try:
+        r = impatient.put("alice", path, event(uid, location="telemost", description="Повестка"))
+        assert hold.entered.is_set()
+    finally:
+        hold.release.set()
+    assert r.status_code == 201  # answered within the budget, while Telemost still holds the call
+    ev = vevent(read(impatient, path)[0])
+    assert str(ev["LOCATION"]) == "telemost"
+    assert "Яндекс Телемост сейчас недоступен" in str(ev["DESCRIPTION"])
