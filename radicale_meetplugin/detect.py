@@ -1,7 +1,10 @@
 """Which provider an event asks for: the marker grammar (pure).
 
-Markers, strongest first: ``X-MEETPLUGIN-PROVIDER``, a keyword in LOCATION, a
-``#tag`` in SUMMARY/LOCATION/DESCRIPTION, CATEGORIES, ``X-TELEMOST-REQUIRED:TRUE``.
+Markers, strongest first: a keyword in LOCATION and a ``#tag`` in
+SUMMARY/LOCATION/DESCRIPTION (typed by a person just now), then the lasting
+properties ``X-MEETPLUGIN-PROVIDER``, CATEGORIES and ``X-TELEMOST-REQUIRED:TRUE``.
+Typed markers win so that a person can switch provider in one save even
+though the event still carries our ``X-MEETPLUGIN-PROVIDER`` from before.
 """
 
 from __future__ import annotations
@@ -77,14 +80,6 @@ def might_ask(text: str, grammar: Grammar) -> bool:
 def detect(cal: icalendar.Calendar, grammar: Grammar) -> Detection:
     events = ical.vevents(cal)
     for comp in events:
-        explicit = ical.text_of(comp, "X-MEETPLUGIN-PROVIDER").strip()
-        if explicit:
-            name = grammar.provider_for(explicit) or (
-                explicit.casefold() if explicit.casefold() in grammar.known else "")
-            if name:
-                return Detection(provider=name, via="x-provider")
-            return Detection(unknown=explicit[:40], via="x-provider")
-    for comp in events:
         for part in location_parts(ical.text_of(comp, "LOCATION")):
             name = grammar.provider_for(part)
             if name:
@@ -95,6 +90,14 @@ def detect(cal: icalendar.Calendar, grammar: Grammar) -> Detection:
                 name = grammar.provider_for(tag)
                 if name:
                     return Detection(provider=name, via="tag", fresh=True)
+    for comp in events:
+        explicit = ical.text_of(comp, "X-MEETPLUGIN-PROVIDER").strip()
+        if explicit:
+            name = grammar.provider_for(explicit) or (
+                explicit.casefold() if explicit.casefold() in grammar.known else "")
+            if name:
+                return Detection(provider=name, via="x-provider")
+            return Detection(unknown=explicit[:40], via="x-provider")
     for comp in events:
         for cat in ical.categories(comp):
             name = grammar.provider_for(cat)

@@ -67,9 +67,12 @@ def test_explicit_unknown_provider_is_reported():
     assert (found.provider, found.unknown) == ("", "zoom")
 
 
-def test_strongest_marker_wins():
-    found = detected(location="jitsi", extra="X-MEETPLUGIN-PROVIDER:telemost")
-    assert found.provider == "telemost"
+def test_a_typed_keyword_outranks_lasting_properties():
+    # The event still carries our X-MEETPLUGIN-PROVIDER; the person typed another provider.
+    found = detected(location="jitsi", extra="X-MEETPLUGIN-PROVIDER:telemost\nCATEGORIES:Telemost")
+    assert (found.provider, found.fresh) == ("jitsi", True)
+    found = detected(extra="X-MEETPLUGIN-PROVIDER:jitsi\nCATEGORIES:Telemost")
+    assert (found.provider, found.via) == ("jitsi", "x-provider")
 
 
 def test_marker_in_an_override_only():

@@ -453,3 +453,19 @@ def test_provider_slower_than_the_budget_stores_the_event_with_an_explanation(im
     ev = vevent(read(impatient, path)[0])
     assert str(ev["LOCATION"]) == "telemost"
     assert "Яндекс Телемост сейчас недоступен" in str(ev["DESCRIPTION"])
+
+
+def test_switching_provider_in_one_save(radicale, telemost):
+    uid, path = new_path()
+    radicale.put("alice", path, event(uid, location="telemost", description="Повестка"))
+    cal, _ = read(radicale, path)
+    old_url = str(vevent(cal)["LOCATION"])
+    vevent(cal)["LOCATION"] = icalendar.vText("jitsi")
+    r = radicale.put("alice", path, cal.to_ical().decode())
+    assert r.status_code == 204 and "ETag" not in r.headers
+    ev = vevent(read(radicale, path)[0])
+    assert str(ev["LOCATION"]).startswith("https://meet.jit.si/")
+    assert str(ev["X-MEETPLUGIN-PROVIDER"]) == "jitsi"
+    assert "X-TELEMOST-CONFERENCE" not in ev
+    assert old_url not in radicale.get("alice", path).text
+    assert [c.path.rsplit("/", 1)[1] for c in telemost.calls_of("DELETE")] == [old_url.rsplit("/", 1)[1]]
