@@ -107,7 +107,9 @@ def _location_with_link(location: str, url: str, grammar: Grammar,
 
 def _tidy_location(location: str) -> str:
     """Drop the empty parts a removed keyword or link leaves behind."""
-    pieces = re.split(r"\s*[;,\n]\s*", location.strip())
+    # Split on the separator alone, then strip: "\s*[;,]\s*" backtracks
+    # quadratically on a long run of spaces.
+    pieces = [p.strip() for p in re.split(r"[;,\n]", location.strip())]
     if all(pieces):
         return location.strip()
     return "; ".join(p for p in pieces if p)

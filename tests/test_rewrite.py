@@ -205,3 +205,10 @@ def test_detach_after_attach_restores_the_persons_text(description, location):
     ev = ical.vevents(cal)[0]
     assert CONF.join_url not in ical.to_text(cal)
     assert "Видеовстреча" not in ical.text_of(ev, "DESCRIPTION")
+
+
+def test_hostile_location_is_handled_in_linear_time():
+    # A long run of spaces made the old separator regex backtrack quadratically (4 s at 20 000).
+    location = " " * 200_000 + "telemost" + " " * 200_000 + ";" + " " * 200_000
+    out = attached(event("u@t", location=location))
+    assert str(first(out)["LOCATION"]) == CONF.join_url
