@@ -7,6 +7,7 @@ import os
 
 from . import config, providers
 from .engine import Engine
+from .outbox import Outbox, Settle
 from .records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -16,7 +17,7 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine:
     settings = config.load(config_path, providers.schemas())
     state_dir = os.path.expanduser(settings.main["state_dir"] or default_state_dir)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    ctx = providers.BuildContext(timeout=settings.main["provider_timeout"], state_dir=state_dir)
+    ctx = providers.BuildContext(timeout=settings.main["call_timeout"], state_dir=state_dir)
     ready: dict[str, providers.Provider] = {}
     for name, module in providers.MODULES.items():
         options = settings.providers[name]
@@ -33,3 +34,10 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine:
                 settings.main["default_provider"], state_dir)
     store = RecordStore(os.path.join(state_dir, "records.sqlite"))
     return Engine(settings, ready, providers.CLASSES, store)
+
+
+def build_outbox(engine: Engine, settle: Settle) -> Outbox:
+    main = engine.settings.main
+    return Outbox(engine, settle, workers=main["max_concurrency"],
+                  lease=2 * main["call_timeout"] + 30, retry_initial=main["retry_initial"],
+                  retry_max_delay=main["retry_max_delay"], retry_for=main["retry_for"])

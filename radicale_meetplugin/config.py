@@ -69,8 +69,17 @@ MAIN_SCHEMA: Schema = {
                   "Where the conference records (sqlite) and generated secrets live. "
                   "Default: <Radicale filesystem_folder>/.meetplugin"),
     "provider_timeout": ("8", positive_float,
-                         "Seconds a provider may take inside one request before the event is "
-                         "stored without the link."),
+                         "Seconds a save waits for the provider. A slower answer still lands: "
+                         "the event shows a \"link pending\" note until it arrives."),
+    "call_timeout": ("30", positive_float,
+                     "Seconds one provider HTTP call may take (connect and each read) before it "
+                     "counts as failed and is retried."),
+    "retry_initial": ("5", positive_float,
+                      "First retry delay in seconds; it doubles with each try (with jitter)."),
+    "retry_max_delay": ("3600", positive_float, "Longest delay between two tries, in seconds."),
+    "retry_for": ("86400", positive_float,
+                  "Seconds to keep retrying a conference that could not be created; then the event "
+                  "gets an explanation. Deletes are retried until done."),
     "max_concurrency": ("4", positive_int,
                         "Provider calls at once, for the whole server (e.g. while a calendar is imported)."),
 }

@@ -1,14 +1,14 @@
 """The pipeline around one event change: detect -> plan -> provision -> rewrite.
 
-Shells (the Radicale adapter, the bridge) call it in three steps:
+Shells (the Radicale adapter, the bridge) use it in three steps:
 
 1. ``on_put`` / ``on_delete`` / ``on_move`` while they hold their storage lock:
-   pure decisions and record writes, no network. They return the text to store
-   and `Followup`s: provider calls to make after the lock is released.
-2. ``call(followup)`` with no lock held: the provider call, bounded in time.
-3. ``settle(followup, outcome, current_text)`` under the lock again: the
-   record is updated and the event's *current* text gets the link (or the
-   explanation). Nothing a person typed meanwhile is overwritten.
+   pure decisions, the record and the outbox jobs written in one transaction,
+   no network. They return the text to store and the jobs to run.
+2. ``call(job)`` with no lock held: one provider call (the outbox runs it).
+3. ``settle(job, outcome, current_text)`` under the lock again: the record is
+   updated and the event's *current* text gets the link (or the explanation).
+   Nothing a person typed meanwhile is overwritten.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
@@ -25,27 +24,13 @@ import icalendar
 from . import i18n, ical, rewrite
 from .config import Settings
 from .detect import Grammar, detect, might_ask
-from .model import (Action, ActionKind, Conference, EventKey, Meeting, Record,
-                    RecordState)
+from .model import (Action, ActionKind, Conference, EventKey, Job, Meeting,
+                    Record, RecordState)
 from .plan import Facts, plan
 from .providers import Provider, ProviderError
 from .records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
-
-
-@dataclass
-class Followup:
-    """A provider call to make once the storage lock is released."""
-
-    kind: ActionKind                 # CREATE, REPLACE, UPDATE or DELETE
-    key: EventKey
-    provider: str
-    meeting: Optional[Meeting] = None
-    attempt: str = ""
-    conference: Optional[Conference] = None  # the one to update or delete
-    old: Optional[Conference] = None         # REPLACE: the one to delete after the new one exists
-    where: object = None                      # the shell's address of the event (e.g. href)
 
 
 @dataclass
@@ -56,15 +41,9 @@ class Outcome:
 
 @dataclass
 class Decision:
-    text: Optional[str] = None       # what to store instead of what was sent; None: as sent
-    followups: list[Followup] = field(default_factory=list)
+    text: Optional[str] = None          # what to store instead of what was sent; None: as sent
+    jobs: list[Job] = field(default_factory=list)  # queued provider calls
     action: Action = Action(ActionKind.IGNORE)
-
-    @property
-    def rewrites(self) -> bool:
-        """The stored event will differ from what the client sent (now or after the call)."""
-        return self.text is not None or any(
-            f.kind in (ActionKind.CREATE, ActionKind.REPLACE) for f in self.followups)
 
 
 def build_grammar(settings: Settings, classes: Mapping[str, type[Provider]]) -> Grammar:
@@ -87,7 +66,6 @@ class Engine:
         self.store = store
         self.lang = settings.main["language"]
         self.grammar = build_grammar(settings, classes)
-        self.timeout = settings.main["provider_timeout"]
         self._slots = threading.BoundedSemaphore(settings.main["max_concurrency"])
         self.enabled = frozenset(self.providers)
         self.scheduled = frozenset(n for n, p in self.providers.items() if p.capabilities.schedule)
@@ -110,10 +88,6 @@ class Engine:
             return address in mine
         return address.split("@", 1)[0] == owner.lower()
 
-    def _stale(self, record: Optional[Record]) -> bool:
-        return (record is not None and record.state is RecordState.CREATING and
-                time.time() - record.updated_at > 2 * self.timeout + 30)
-
     def reason_text(self, error_code: str, provider: str = "", detail: str = "",
                     error: Optional[ProviderError] = None) -> str:
         return i18n.reason(
@@ -125,7 +99,8 @@ class Engine:
     # --- step 1: under the lock ----------------------------------------------
 
     def on_put(self, key: EventKey, text: str,
-               stored_text: Callable[[], Optional[str]] = lambda: None) -> Decision:
+               stored_text: Callable[[], Optional[str]] = lambda: None,
+               href: str = "") -> Decision:
         record = self.store.get(key)
         if record is None and not might_ask(text, self.grammar):
             return Decision()  # the fast path: not ours, stored byte for byte
@@ -142,7 +117,8 @@ class Engine:
             organizer=self.is_organizer(cal, key.owner),
             detection=detect(cal, self.grammar),
             record=record,
-            record_stale=self._stale(record),
+            record_stale=bool(record and record.state is RecordState.CREATING and
+                              not self.store.pending_job_for(key, record.attempt)),
             unchanged=bool(record and record.state is RecordState.FAILED and
                            self._same(stored_text(), before)),
             cancelled=ical.is_cancelled(cal),
@@ -153,12 +129,12 @@ class Engine:
             scheduled=self.scheduled,
         )
         action = plan(facts)
-        followups = self._act(action, key, cal, record, meeting)
+        jobs = self._act(action, key, cal, record, meeting, href)
         after = ical.to_text(cal)
         if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
             logger.info("meetplugin: %s: %s%s", self._where(key), action.kind.value,
                         f" ({action.provider})" if action.provider else "")
-        return Decision(after if after != before else None, followups, action)
+        return Decision(after if after != before else None, jobs, action)
 
     @staticmethod
     def _same(stored: Optional[str], normalized_new: str) -> bool:
@@ -170,7 +146,7 @@ class Engine:
             return False
 
     def _act(self, action: Action, key: EventKey, cal: icalendar.Calendar,
-             record: Optional[Record], meeting: Meeting) -> list[Followup]:
+             record: Optional[Record], meeting: Meeting, href: str) -> list[Job]:
         kind = action.kind
         conf = record.conference if record else None
         if kind is ActionKind.KEEP:
@@ -181,7 +157,7 @@ class Engine:
             return []
         if kind is ActionKind.CLEAR:
             rewrite.clear(cal)
-            self.store.delete(key)
+            self.store.drop(key)
             return []
         if kind is ActionKind.FAIL:
             message = self.reason_text(action.error_code, action.provider, action.detail)
@@ -192,9 +168,8 @@ class Engine:
             return []
         if kind is ActionKind.DELETE:
             rewrite.detach(cal, conf.join_url if conf else "", self.grammar)
-            self.store.delete(key)
-            return [Followup(kind, key, record.provider, conference=conf)] if (
-                record and conf) else []
+            job = self.store.drop(key, self._delete_job(key, conf) if conf else None)
+            return [job] if job else []
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             provider = self.providers[action.provider]
             old = conf if kind is ActionKind.REPLACE else None
@@ -203,30 +178,38 @@ class Engine:
                 self._attach(cal, new, force=True, old=old)
                 self.store.put(Record(key, provider.name, RecordState.ACTIVE, new,
                                       meeting.fingerprint()))
-                return [Followup(ActionKind.DELETE, key, old.provider, conference=old)] if old else []
-            attempt = self.store.begin_create(key, provider.name, meeting.fingerprint())
-            return [Followup(kind, key, provider.name, meeting, attempt, old=old)]
+                return [self.store.enqueue(self._delete_job(key, old))] if old else []
+            rewrite.pending(cal, provider.name,
+                            i18n.text(self.lang, "pending", provider=self.label(provider.name)),
+                            self.lang, drop_urls=(old.join_url,) if old else ())
+            job = self.store.begin_create(key, provider.name, meeting.fingerprint(), Job(
+                0, kind, key, provider.name, meeting=meeting, old=old, href=href))
+            return [job]
         if kind is ActionKind.UPDATE and record and conf:
             self._attach(cal, conf, force=False)
-            return [Followup(kind, key, record.provider, meeting, conference=conf)]
+            return [self.store.enqueue(Job(0, kind, key, record.provider, meeting=meeting,
+                                           conference=conf, href=href))]
         return []  # IGNORE, PENDING
 
-    def on_delete(self, key: EventKey) -> list[Followup]:
+    @staticmethod
+    def _delete_job(key: EventKey, conf: Conference) -> Job:
+        return Job(0, ActionKind.DELETE, key, conf.provider, conference=conf)
+
+    def on_delete(self, key: EventKey) -> list[Job]:
         """The event is gone from the calendar that holds its record."""
         record = self.store.get(key)
         if record is None:
             return []
-        self.store.delete(key)
         logger.info("meetplugin: %s: deleted, conference goes too", self._where(key))
-        if record.conference is None:
-            return []
-        return [Followup(ActionKind.DELETE, key, record.provider, conference=record.conference)]
+        conf = record.conference
+        job = self.store.drop(key, self._delete_job(key, conf) if conf else None)
+        return [job] if job else []
 
-    def on_delete_calendar(self, path: str) -> list[Followup]:
-        followups: list[Followup] = []
+    def on_delete_calendar(self, path: str) -> list[Job]:
+        jobs: list[Job] = []
         for record in self.store.under(path):
-            followups.extend(self.on_delete(record.key))
-        return followups
+            jobs.extend(self.on_delete(record.key))
+        return jobs
 
     def on_move(self, old: EventKey, new: EventKey) -> None:
         """The conference follows its event to the new calendar."""
@@ -235,57 +218,58 @@ class Engine:
 
     # --- step 2: no lock ---------------------------------------------------
 
-    def call(self, followup: Followup) -> Outcome:
-        provider = self.providers.get(followup.provider)
+    def call(self, job: Job) -> Outcome:
+        """One provider call for the job; errors come back in the outcome."""
+        provider = self.providers.get(job.provider)
         if provider is None:  # disabled since: nothing we may call
             return Outcome(error=ProviderError("provider_disabled"))
         try:
             with self._slots:
-                if followup.kind in (ActionKind.CREATE, ActionKind.REPLACE):
-                    assert followup.meeting is not None
-                    outcome = Outcome(conference=provider.create(followup.meeting))
-                elif followup.kind is ActionKind.UPDATE:
-                    assert followup.meeting is not None and followup.conference is not None
-                    outcome = Outcome(conference=provider.update(followup.conference,
-                                                                 followup.meeting))
-                else:
-                    assert followup.conference is not None
-                    provider.delete(followup.conference)
-                    outcome = Outcome(conference=followup.conference)
+                if job.kind in (ActionKind.CREATE, ActionKind.REPLACE):
+                    assert job.meeting is not None
+                    return Outcome(conference=provider.create(job.meeting))
+                assert job.conference is not None
+                if job.kind is ActionKind.UPDATE:
+                    assert job.meeting is not None
+                    return Outcome(conference=provider.update(job.conference, job.meeting))
+                provider.delete(job.conference)
+                return Outcome(conference=job.conference)
         except ProviderError as e:
-            outcome = Outcome(error=e)
+            return Outcome(error=e)
         except Exception as e:  # a bug must not lose the event
-            logger.error("meetplugin: %s: %s failed unexpectedly: %s", self._where(followup.key),
-                         followup.provider, type(e).__name__)
-            outcome = Outcome(error=ProviderError("unavailable", temporary=True))
-        if outcome.error is not None:
-            logger.warning("meetplugin: %s: %s %s: %s", self._where(followup.key),
-                           followup.provider, followup.kind.value, outcome.error)
-        if followup.old is not None:  # REPLACE: the old conference goes after the new one exists
-            self.call(Followup(ActionKind.DELETE, followup.key, followup.old.provider,
-                               conference=followup.old))
-        return outcome
+            logger.error("meetplugin: %s: %s %s failed unexpectedly: %s", self._where(job.key),
+                         job.provider, job.kind.value, type(e).__name__)
+            return Outcome(error=ProviderError("unavailable", temporary=True))
 
     # --- step 3: under the lock again --------------------------------------
 
-    def settle(self, followup: Followup, outcome: Outcome,
-               current_text: Optional[str]) -> tuple[Optional[str], list[Followup]]:
-        """Put the result into the record and into the event as it is now.
+    def settle(self, job: Job, outcome: Outcome,
+               current_text: Optional[str]) -> tuple[Optional[str], list[Job]]:
+        """Put a final outcome into the record and into the event as it is now.
 
-        Returns the event's new text (None: leave it) and follow-ups for the
-        next unlocked phase (deleting a conference nobody wants any more).
+        Returns the event's new text (None: leave it) and newly queued jobs
+        (deleting a conference nobody wants any more).
         """
-        key = followup.key
-        if followup.kind is ActionKind.UPDATE:
+        key = job.key
+        if job.kind is ActionKind.DELETE:
+            if outcome.error is None:
+                logger.info("meetplugin: %s: %s conference deleted", self._where(key), job.provider)
+            else:
+                logger.warning("meetplugin: %s: %s conference not deleted: %s",
+                               self._where(key), job.provider, outcome.error)
+            return None, []
+        if job.kind is ActionKind.UPDATE:
             record = self.store.get(key)
             if outcome.conference and record and record.state is RecordState.ACTIVE:
                 self.store.put(dataclasses.replace(
                     record, conference=outcome.conference,
-                    fingerprint=followup.meeting.fingerprint() if followup.meeting else ""))
+                    fingerprint=job.meeting.fingerprint() if job.meeting else ""))
             return None, []
-        if followup.kind not in (ActionKind.CREATE, ActionKind.REPLACE):
-            return None, []
+        return self._settle_create(job, outcome, current_text)
 
+    def _settle_create(self, job: Job, outcome: Outcome,
+                       current_text: Optional[str]) -> tuple[Optional[str], list[Job]]:
+        key = job.key
         cal = None
         if current_text is not None:
             try:
@@ -294,35 +278,34 @@ class Engine:
                 cal = None
         wanted = (cal is not None and self.is_organizer(cal, key.owner) and
                   not ical.is_cancelled(cal) and
-                  detect(cal, self.grammar).provider == followup.provider)
-        fingerprint = followup.meeting.fingerprint() if followup.meeting else ""
+                  detect(cal, self.grammar).provider == job.provider)
+        fingerprint = job.meeting.fingerprint() if job.meeting else ""
+        queued: list[Job] = []
+        if job.old is not None:  # REPLACE: the old conference goes, whatever became of the new
+            queued.append(self.store.enqueue(self._delete_job(key, job.old)))
         conf, error = outcome.conference, outcome.error
         if conf is not None:
-            record = Record(key, followup.provider, RecordState.ACTIVE, conf, fingerprint)
-            if wanted and self.store.finish_attempt(key, followup.attempt, record):
+            orphan = self._delete_job(key, conf)
+            record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
+            if wanted and self.store.finish_attempt(key, job.attempt, record):
                 assert cal is not None
                 before = ical.to_text(cal)
-                self._attach(cal, conf, force=True, old=followup.old)
+                self._attach(cal, conf, force=True, old=job.old)
                 after = ical.to_text(cal)
-                logger.info("meetplugin: %s: conference %s attached", self._where(key),
-                            followup.provider)
-                return (after if after != before else None), []
+                logger.info("meetplugin: %s: %s conference attached", self._where(key), job.provider)
+                return (after if after != before else None), queued
             # Nobody wants it any more (deleted, unmarked, or another attempt won).
-            self.store.finish_attempt(key, followup.attempt, None)
-            logger.info("meetplugin: %s: conference no longer wanted, deleting it",
-                        self._where(key))
-            return None, [Followup(ActionKind.DELETE, key, followup.provider, conference=conf)]
+            logger.info("meetplugin: %s: conference no longer wanted, deleting it", self._where(key))
+            return None, [*queued, self.store.abandon_attempt(key, job.attempt, orphan)]
         assert error is not None
-        failed = Record(key, followup.provider, RecordState.FAILED, None, fingerprint,
-                        error.code)
-        if self.store.finish_attempt(key, followup.attempt, failed if wanted else None) and wanted:
+        failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
+        if self.store.finish_attempt(key, job.attempt, failed if wanted else None) and wanted:
             assert cal is not None
             before = ical.to_text(cal)
-            rewrite.explain(cal, self.reason_text(error.code, followup.provider, error=error),
-                            self.lang)
+            rewrite.explain(cal, self.reason_text(error.code, job.provider, error=error), self.lang)
             after = ical.to_text(cal)
-            return (after if after != before else None), []
-        return None, []
+            return (after if after != before else None), queued
+        return None, queued
 
     # --- helpers -----------------------------------------------------------
 

@@ -14,12 +14,14 @@ TEXT = {
         "join": "Встреча пройдёт по ссылке: {url}",
         "service": "Сервис: {provider}",
         "failed": "Видеовстреча не создана: {reason}",
+        "pending": "Ссылка на встречу появится здесь, как только ответит {provider}.",
         "conference_label": "Видеовстреча ({provider})",
     },
     "en": {
         "join": "Join the meeting: {url}",
         "service": "Service: {provider}",
         "failed": "The video meeting was not created: {reason}",
+        "pending": "The meeting link will appear here as soon as {provider} answers.",
         "conference_label": "Video meeting ({provider})",
     },
 }

@@ -88,3 +88,22 @@ class Action:
     provider: str = ""
     error_code: str = ""
     detail: str = ""     # extra words for the explanation (e.g. the unknown name)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A provider call in the outbox: durable, retried until done or given up."""
+
+    id: int
+    kind: ActionKind                      # CREATE, REPLACE, UPDATE or DELETE
+    key: EventKey
+    provider: str
+    attempt: str = ""                     # CREATE/REPLACE: the record's attempt id
+    meeting: Optional[Meeting] = None
+    conference: Optional[Conference] = None  # UPDATE/DELETE: the one to act on
+    old: Optional[Conference] = None      # REPLACE: deleted once the new one exists
+    href: str = ""                        # where the event is stored ("" = find by UID)
+    tries: int = 0
+    created_at: float = 0.0
+    last_error: str = ""
+    interrupted: bool = False             # an earlier run died mid-call: its outcome is unknown

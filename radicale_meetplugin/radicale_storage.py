@@ -21,9 +21,9 @@ from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
 from . import put_etag
-from .bootstrap import build_engine
-from .engine import Engine, Followup, Outcome
-from .model import EventKey
+from .bootstrap import build_engine, build_outbox
+from .engine import Engine, Outcome
+from .model import ActionKind, EventKey, Job
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -63,7 +63,7 @@ class Storage(multifilesystem.Storage):
                 yield
         finally:
             if mode == "w":
-                self.meet.after_write(user)
+                self.meet.after_write()
 
     def move(self, item: radicale_item.Item, to_collection, to_href: str) -> None:
         self.meet.before_move(item, to_collection)
@@ -75,42 +75,46 @@ class Storage(multifilesystem.Storage):
 
 
 class RadicaleAdapter:
-    """Connects Radicale's storage calls to the engine; per-request state is thread-local."""
+    """Connects Radicale's storage calls to the engine and the outbox.
+
+    Per-request state (the jobs a save queued) is thread-local: Radicale
+    serves each request in its own thread.
+    """
 
     def __init__(self, storage: Storage, engine: Engine) -> None:
         self.storage = storage
         self.engine = engine
+        self.budget = engine.settings.main["provider_timeout"]
+        self.outbox = build_outbox(engine, self.settle)
         self._request = threading.local()
+        self.outbox.start()
 
     # --- under Radicale's lock ---------------------------------------------
 
-    def _later(self, followups: list[Followup]) -> None:
-        if followups:
-            pending = getattr(self._request, "followups", None)
+    def _later(self, jobs: list[Job]) -> None:
+        if jobs:
+            pending = getattr(self._request, "jobs", None)
             if pending is None:
-                pending = self._request.followups = []
-            pending.extend(followups)
+                pending = self._request.jobs = []
+            pending.extend(jobs)
 
     def _decide(self, path: str, tag: str, item: radicale_item.Item,
                 stored: Callable[[], Optional[str]] = lambda: None,
-                where: Optional[str] = None) -> radicale_item.Item:
+                href: str = "") -> radicale_item.Item:
         """Run the engine on one item of the calendar at `path`; returns the item to store."""
         if tag != "VCALENDAR" or item.component_name != "VEVENT":
             return item
         key = EventKey(path.split("/", 1)[0], path, item.uid)
         try:
-            decision = self.engine.on_put(key, item.serialize(), stored)
+            decision = self.engine.on_put(key, item.serialize(), stored, href)
         except Exception:  # never lose the person's event to a bug of ours
             logger.exception("meetplugin: %s/%s: stored as sent after an internal error",
                              path, item.uid)
             return item
-        for followup in decision.followups:
-            followup.where = (path, where)
-        self._later(decision.followups)
-        if decision.rewrites:
-            put_etag.mark_rewritten()
+        self._later(decision.jobs)
         if decision.text is None:
             return item
+        put_etag.mark_rewritten()
         new = radicale_item.Item(collection_path=path, text=decision.text)
         new.prepare()
         return new
@@ -164,54 +168,40 @@ class RadicaleAdapter:
 
     # --- after the lock is released ----------------------------------------
 
-    def after_write(self, user: str) -> None:
-        followups: list[Followup] = getattr(self._request, "followups", None) or []
-        self._request.followups = []
-        rounds = 0
-        while followups and rounds < 3:  # a settle may hand back one delete of a lost race
-            rounds += 1
-            outcomes = self._call_all(followups)
-            followups = self._settle_all(user, followups, outcomes)
+    def after_write(self) -> None:
+        """Run the jobs this request queued; wait for them up to the budget."""
+        jobs: list[Job] = getattr(self._request, "jobs", None) or []
+        self._request.jobs = []
+        if jobs:
+            futures = self.outbox.submit(j.id for j in jobs)
+            concurrent.futures.wait(futures, timeout=self.budget)
 
-    def _call_all(self, followups: list[Followup]) -> list[Outcome]:
-        if len(followups) == 1:
-            return [self.engine.call(followups[0])]
-        workers = min(len(followups), self.engine.settings.main["max_concurrency"])
-        with concurrent.futures.ThreadPoolExecutor(workers, "meetplugin") as pool:
-            return list(pool.map(self.engine.call, followups))
-
-    def _settle_all(self, user: str, followups: list[Followup],
-                    outcomes: list[Outcome]) -> list[Followup]:
-        more: list[Followup] = []
-        needs_write = [(f, o) for f, o in zip(followups, outcomes) if f.meeting is not None]
-        if not needs_write:
-            return more
-        with StoragePartLock.acquire_lock(self.storage, "w", user):
-            by_uid: dict[str, dict[str, str]] = {}
-            for followup, outcome in needs_write:
-                try:
-                    more.extend(self._settle_one(followup, outcome, by_uid))
-                except Exception:
-                    logger.exception("meetplugin: %s/%s: writing the result back failed",
-                                     followup.key.calendar, followup.key.uid)
+    def settle(self, job: Job, outcome: Outcome) -> list[Job]:
+        """Write a job's final outcome into the event as it is now (the outbox calls this)."""
+        if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
+            return self.engine.settle(job, outcome, None)[1]
+        with StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN"):
+            col, href = self._find(job)
+            current = col._get(href, verify_href=False) if col is not None and href else None
+            text, more = self.engine.settle(
+                job, outcome, current.serialize() if current is not None else None)
+            if text is not None and col is not None and href:
+                item = radicale_item.Item(collection_path=col.path, text=text)
+                item.prepare()
+                _base_upload(col, href, item)
         return more
 
-    def _settle_one(self, followup: Followup, outcome: Outcome,
-                    by_uid: dict[str, dict[str, str]]) -> list[Followup]:
-        path, href = followup.where if isinstance(followup.where, tuple) else (
-            followup.key.calendar, None)
-        col = next(iter(self.storage.discover(pathutils.unstrip_path(path, True))), None)
-        current = None
-        if isinstance(col, Collection):
-            if href is None:  # imported: Radicale chose the href
-                if path not in by_uid:
-                    by_uid[path] = {i.uid: i.href for i in col.get_all() if i.href}
-                href = by_uid[path].get(followup.key.uid)
-            current = col._get(href, verify_href=False) if href else None
-        text, more = self.engine.settle(
-            followup, outcome, current.serialize() if current is not None else None)
-        if text is not None and isinstance(col, Collection) and href:
-            item = radicale_item.Item(collection_path=col.path, text=text)
-            item.prepare()
-            _base_upload(col, href, item)
-        return more
+    def _find(self, job: Job) -> tuple[Optional[Collection], str]:
+        """The calendar and href of the job's event now (an import let Radicale pick the href)."""
+        col = next(iter(self.storage.discover(pathutils.unstrip_path(job.key.calendar, True))),
+                   None)
+        if not isinstance(col, Collection):
+            return None, ""
+        if job.href:
+            found = col._get(job.href, verify_href=False)
+            if found is not None and found.uid == job.key.uid:
+                return col, job.href
+        for item in col.get_all():
+            if item.uid == job.key.uid and item.href:
+                return col, item.href
+        return col, ""

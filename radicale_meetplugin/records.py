@@ -1,21 +1,26 @@
-"""The conference record: which conference belongs to which (owner, calendar, UID).
+"""The conference record and the outbox, in one sqlite file.
 
-sqlite in WAL mode, one connection per thread; safe for several Radicale
-processes sharing one storage folder.
+`conferences`: which conference belongs to which (owner, calendar, UID) — the
+source of truth. `jobs`: provider calls still to make (the outbox). A record
+and the job that serves it are written in one transaction, so a crash never
+leaves one without the other. WAL mode, one connection per thread; safe for
+several Radicale processes sharing one storage folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
 import time
 import uuid
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
-from .model import Conference, EventKey, Record, RecordState
+from .model import (ActionKind, Conference, EventKey, Job, Meeting, Record,
+                    RecordState)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conferences (
     owner TEXT NOT NULL,
@@ -33,7 +38,55 @@ CREATE TABLE IF NOT EXISTS conferences (
     PRIMARY KEY (owner, calendar, uid)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    calendar TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    attempt TEXT NOT NULL DEFAULT '',
+    meeting TEXT NOT NULL DEFAULT '',
+    conference TEXT NOT NULL DEFAULT '',
+    old TEXT NOT NULL DEFAULT '',
+    href TEXT NOT NULL DEFAULT '',
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    lease_owner TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (next_at);
 """
+_JOB_COLUMNS = ("id, kind, owner, calendar, uid, provider, attempt, meeting, conference, old, "
+                "href, tries, created_at, last_error, interrupted")
+
+
+def _dump(value) -> str:
+    return json.dumps(dataclasses.asdict(value), ensure_ascii=False) if value is not None else ""
+
+
+def _conference(text: str) -> Optional[Conference]:
+    return Conference(**json.loads(text)) if text else None
+
+
+def _meeting(text: str) -> Optional[Meeting]:
+    if not text:
+        return None
+    data = json.loads(text)
+    data["key"] = EventKey(**data["key"])
+    data["attendees"] = tuple(data["attendees"])
+    return Meeting(**data)
+
+
+def _job(row: tuple) -> Job:
+    (job_id, kind, owner, calendar, uid, provider, attempt, meeting, conference, old, href,
+     tries, created_at, last_error, interrupted) = row
+    return Job(job_id, ActionKind(kind), EventKey(owner, calendar, uid), provider, attempt,
+               _meeting(meeting), _conference(conference), _conference(old), href, tries,
+               created_at, last_error, bool(interrupted))
 _COLUMNS = ("owner, calendar, uid, provider, state, conference_id, join_url, extra, "
             "fingerprint, error_code, attempt, updated_at")
 
@@ -52,7 +105,7 @@ class RecordStore:
         self._local = threading.local()
         db = self._db()
         db.executescript(_SCHEMA)  # commits by itself
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                    (str(SCHEMA_VERSION),))
 
     def _db(self) -> sqlite3.Connection:
@@ -95,28 +148,54 @@ class RecordStore:
                  conf.join_url if conf else "", json.dumps(dict(conf.extra) if conf else {}),
                  record.fingerprint, record.error_code, record.attempt, time.time()))
 
-    def begin_create(self, key: EventKey, provider: str, fingerprint: str) -> str:
-        """Record the intent before the provider call; returns the attempt id."""
+    def begin_create(self, key: EventKey, provider: str, fingerprint: str, job: Job) -> Job:
+        """Record the intent and its job in one transaction, before any provider call."""
         attempt = uuid.uuid4().hex
-        self.put(Record(key, provider, RecordState.CREATING, None, fingerprint, "", attempt))
-        return attempt
+        job = dataclasses.replace(job, attempt=attempt)
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (key.owner, key.calendar, key.uid, provider, RecordState.CREATING.value,
+                 "", "", "{}", fingerprint, "", attempt, time.time()))
+            return self._insert_job(db, job)
+
+    def _insert_job(self, db: sqlite3.Connection, job: Job) -> Job:
+        now = time.time()
+        cursor = db.execute(
+            "INSERT INTO jobs (kind, owner, calendar, uid, provider, attempt, meeting, conference, "
+            "old, href, next_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (job.kind.value, job.key.owner, job.key.calendar, job.key.uid, job.provider,
+             job.attempt, _dump(job.meeting), _dump(job.conference), _dump(job.old), job.href,
+             now, now))
+        return dataclasses.replace(job, id=int(cursor.lastrowid or 0), created_at=now)
+
+    def enqueue(self, job: Job) -> Job:
+        with self._tx() as db:
+            return self._insert_job(db, job)
+
+    def drop(self, key: EventKey, then: Optional[Job] = None) -> Optional[Job]:
+        """Forget the record; with `then`, queue its conference's deletion atomically."""
+        with self._tx() as db:
+            db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                       (key.owner, key.calendar, key.uid))
+            return self._insert_job(db, then) if then is not None else None
 
     def finish_attempt(self, key: EventKey, attempt: str, record: Optional[Record]) -> bool:
         """Store the attempt's result if the record still waits for this attempt.
 
-        False means the event moved on meanwhile (deleted, or another attempt):
-        the caller owns what the provider made and must clean it up.
+        `record` None forgets it. False means the event moved on meanwhile
+        (deleted, or another attempt): the caller owns what the provider made.
         """
         with self._tx() as db:
             row = db.execute("SELECT attempt, state FROM conferences "
                              "WHERE owner=? AND calendar=? AND uid=?",
                              (key.owner, key.calendar, key.uid)).fetchone()
-            if not row or row[0] != attempt or row[1] != RecordState.CREATING.value:
-                return False
-            if record is None:
-                db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-                           (key.owner, key.calendar, key.uid))
-                return True
+            current = bool(row and row[0] == attempt and row[1] == RecordState.CREATING.value)
+            if not current or record is None:
+                if current:
+                    db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                               (key.owner, key.calendar, key.uid))
+                return current and record is not None
             conf = record.conference
             db.execute(
                 "UPDATE conferences SET provider=?, state=?, conference_id=?, join_url=?, "
@@ -127,6 +206,73 @@ class RecordStore:
                  record.fingerprint, record.error_code, time.time(),
                  key.owner, key.calendar, key.uid))
             return True
+
+    def abandon_attempt(self, key: EventKey, attempt: str, orphan: Job) -> Job:
+        """The attempt made a conference nobody wants: forget it, queue its deletion."""
+        with self._tx() as db:
+            db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=? "
+                       "AND attempt=? AND state=?",
+                       (key.owner, key.calendar, key.uid, attempt, RecordState.CREATING.value))
+            return self._insert_job(db, orphan)
+
+    # --- the outbox ----------------------------------------------------------
+
+    def claim(self, job_id: int, owner: str, lease: float, alive: Callable[[str], bool]
+              ) -> Optional[Job]:
+        """Take the job for `lease` seconds, unless a live worker holds it.
+
+        A job whose holder died (lease run out, or its process is gone) is
+        taken over and marked `interrupted`: its last call's outcome is unknown.
+        """
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT lease_owner, lease_until FROM jobs WHERE id=?",
+                             (job_id,)).fetchone()
+            if row is None:
+                return None
+            holder, until = row
+            if holder and holder != owner and until > now and alive(holder):
+                return None
+            interrupted = bool(holder) and holder != owner
+            db.execute("UPDATE jobs SET lease_owner=?, lease_until=?, "
+                       "interrupted = interrupted OR ? WHERE id=?",
+                       (owner, now + lease, int(interrupted), job_id))
+            row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
+            return _job(row)
+
+    def reschedule(self, job_id: int, owner: str, next_at: float, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET tries = tries + 1, next_at=?, last_error=?, "
+                       "lease_owner='', lease_until=0, interrupted=0 "
+                       "WHERE id=? AND lease_owner=?", (next_at, error[:200], job_id, owner))
+
+    def finish_job(self, job_id: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+
+    def due_jobs(self, now: float, limit: int = 100) -> list[int]:
+        rows = self._db().execute(
+            "SELECT id FROM jobs WHERE next_at <= ? AND (lease_owner = '' OR lease_until <= ?) "
+            "ORDER BY next_at LIMIT ?", (now, now, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def held_by_others(self, owner: str) -> list[tuple[int, str]]:
+        return self._db().execute(
+            "SELECT id, lease_owner FROM jobs WHERE lease_owner NOT IN ('', ?)",
+            (owner,)).fetchall()
+
+    def next_due_at(self) -> Optional[float]:
+        row = self._db().execute("SELECT MIN(MAX(next_at, lease_until)) FROM jobs").fetchone()
+        return row[0] if row else None
+
+    def jobs(self) -> list[Job]:
+        rows = self._db().execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id").fetchall()
+        return [_job(r) for r in rows]
+
+    def pending_job_for(self, key: EventKey, attempt: str) -> bool:
+        return self._db().execute(
+            "SELECT 1 FROM jobs WHERE owner=? AND calendar=? AND uid=? AND attempt=? LIMIT 1",
+            (key.owner, key.calendar, key.uid, attempt)).fetchone() is not None
 
     def delete(self, key: EventKey) -> None:
         with self._tx() as db:

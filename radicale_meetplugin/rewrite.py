@@ -26,7 +26,7 @@ _LOCATION_SPLIT_KEEP = re.compile(r"([;,\n])")
 def _our_line_prefixes() -> tuple[str, ...]:
     prefixes = []
     for lang in i18n.LANGUAGES:
-        for name in ("join", "failed"):
+        for name in ("join", "failed", "pending"):
             template = i18n.TEXT[lang][name]
             prefixes.append(template[: template.index("{")])
     return tuple(prefixes)
@@ -206,6 +206,18 @@ def explain(cal: icalendar.Calendar, message: str, lang: str) -> None:
             comp.pop(name, None)
         comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("error"), encode=False)
         comp.add("X-MEETPLUGIN-ERROR", icalendar.vText(message[:300]), encode=False)
+
+
+def pending(cal: icalendar.Calendar, provider: str, line: str, lang: str,
+            drop_urls: tuple[str, ...] = ()) -> None:
+    """A conference is being made: say so, keep what asked for it, drop an old link."""
+    for comp in ical.vevents(cal):
+        _set_block(comp, lang, [line])
+        location = ical.text_of(comp, "LOCATION")
+        ical.set_text(comp, "LOCATION", _location_without(location, drop_urls))
+        _drop_ours(comp, drop_urls)
+        comp.add("X-MEETPLUGIN-PROVIDER", icalendar.vText(provider), encode=False)
+        comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("pending"), encode=False)
 
 
 def clear(cal: icalendar.Calendar) -> None:

@@ -15,7 +15,8 @@ TOKEN = "test-token-123"
 
 def plugin_config(telemost_url: str, **main: str) -> str:
     options = {"default_provider": "jitsi", "language": "ru",
-               "owner_addresses": "{user}@example.com", "provider_timeout": "5", **main}
+               "owner_addresses": "{user}@example.com", "provider_timeout": "5",
+               "call_timeout": "3", "retry_initial": "0.2", "retry_max_delay": "1", **main}
     lines = ["[meetplugin]", *(f"{k} = {v}" for k, v in options.items()),
              "[provider:jitsi]", "base_url = https://meet.jit.si",
              "[provider:telemost]", f"api_url = {telemost_url}", "token_env = TELEMOST_TOKEN"]

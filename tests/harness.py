@@ -51,6 +51,7 @@ class RadicaleServer:
         self.log_lines: list[str] = []
         self.port = 0
         self._ready = threading.Event()
+        self._logged = threading.Condition()
         self._reader: Optional[threading.Thread] = None
 
     @property
@@ -84,7 +85,9 @@ class RadicaleServer:
     def _read(self) -> None:
         assert self.process and self.process.stdout
         for line in self.process.stdout:
-            self.log_lines.append(line)
+            with self._logged:
+                self.log_lines.append(line)
+                self._logged.notify_all()
             if "Radicale server ready" in line:
                 self._ready.set()
             if "CRITICAL" in line:
@@ -92,6 +95,43 @@ class RadicaleServer:
                 self._ready.set()
         self.port = 0 if not self._ready.is_set() else self.port
         self._ready.set()
+
+    def wait_for_log(self, pattern: str, timeout: float = 30, start: int = 0) -> re.Match:
+        """Wait until a log line (from line `start` on) matches: awaits the event, no sleeping."""
+        regex = re.compile(pattern)
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, lambda: (deadline.set(), self._notify()))
+        timer.start()
+        try:
+            with self._logged:
+                seen = start
+                while True:
+                    for line in self.log_lines[seen:]:
+                        match = regex.search(line)
+                        if match:
+                            return match
+                    seen = len(self.log_lines)
+                    if deadline.is_set():
+                        raise AssertionError(f"no log line matching {pattern!r} in {timeout} s")
+                    self._logged.wait()
+        finally:
+            timer.cancel()
+
+    def _notify(self) -> None:
+        with self._logged:
+            self._logged.notify_all()
+
+    def mark(self) -> int:
+        """A position in the log, to wait only for what comes after it."""
+        return len(self.log_lines)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self._reader:
+            self._reader.join(timeout=5)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

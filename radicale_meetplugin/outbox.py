@@ -1,0 +1,175 @@
+"""The outbox worker: runs provider jobs now, and again later until they are done.
+
+A save hands its jobs to `submit` and waits for them up to the request budget;
+a job that takes longer keeps running here and writes its result into the
+event when it arrives. Temporary failures (timeouts, connection errors, 5xx,
+429) are retried with exponential backoff and jitter, honouring Retry-After;
+deletes are retried until done, creates until `retry_for` runs out. Jobs are
+leased, so several processes sharing one state folder never run one job
+twice at once, and a job whose process died is taken over.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from typing import Callable, Iterable, Optional
+
+from .engine import Engine, Outcome
+from .model import ActionKind, Job
+from .providers import ProviderError
+
+logger = logging.getLogger("radicale.meetplugin")
+
+Settle = Callable[[Job, Outcome], list[Job]]
+
+
+def backoff(tries: int, initial: float, cap: float, retry_after: Optional[float] = None,
+            rng: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try: exponential, with jitter, never before Retry-After."""
+    delay = min(cap, initial * (2 ** tries)) * (0.5 + rng() / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+class Outbox:
+    def __init__(self, engine: Engine, settle: Settle, *, workers: int, lease: float,
+                 retry_initial: float, retry_max_delay: float, retry_for: float) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.settle = settle
+        self.lease = lease
+        self.retry_initial = retry_initial
+        self.retry_max_delay = retry_max_delay
+        self.retry_for = retry_for
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, "meetplugin-job")
+        self._running: dict[int, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # --- who holds a lease ---------------------------------------------------
+
+    def alive(self, holder: str) -> bool:
+        """Is the worker named `holder` still running? Only knowable on this host."""
+        host, _, rest = holder.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return True  # another machine: trust its lease
+        if int(pid) == os.getpid():
+            return True  # this process (perhaps an older Storage in it): let it finish
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    # --- running jobs --------------------------------------------------------
+
+    def submit(self, job_ids: Iterable[int]) -> list[concurrent.futures.Future]:
+        futures = []
+        with self._lock:
+            for job_id in job_ids:
+                future = self._running.get(job_id)
+                if future is None:
+                    future = self._pool.submit(self._run, job_id)
+                    self._running[job_id] = future
+                    future.add_done_callback(lambda _f, i=job_id: self._forget(i))
+                futures.append(future)
+        return futures
+
+    def _forget(self, job_id: int) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def _run(self, job_id: int) -> Optional[Outcome]:
+        try:
+            job = self.store.claim(job_id, self.owner, self.lease, self.alive)
+            if job is None:
+                return None  # done already, or a live worker elsewhere has it
+            if self._obsolete(job):
+                self.store.finish_job(job.id)
+                return None
+            if job.interrupted:
+                logger.warning("meetplugin: %s/%s: resuming a %s job interrupted mid-call%s",
+                               job.key.calendar, job.key.uid, job.kind.value,
+                               "" if job.kind is not ActionKind.CREATE else
+                               " (if the provider had made the room, it is now unaccounted for)")
+            outcome = self.engine.call(job)
+            error = outcome.error
+            if error is not None:
+                if self._retry(job, error):
+                    return outcome
+                logger.warning("meetplugin: %s/%s: %s %s: %s", job.key.calendar, job.key.uid,
+                               job.provider, job.kind.value, error)
+            more = self.settle(job, outcome)
+            self.store.finish_job(job.id)
+            self.submit(j.id for j in more)
+            return outcome
+        except Exception:  # keep the worker alive; the lease runs out and the job returns
+            logger.exception("meetplugin: job %s failed inside the plugin", job_id)
+            return None
+
+    def _obsolete(self, job: Job) -> bool:
+        """A create whose record no longer waits for it (finished, or superseded)."""
+        if job.kind not in (ActionKind.CREATE, ActionKind.REPLACE):
+            return False
+        record = self.store.get(job.key)
+        return record is None or record.attempt != job.attempt
+
+    def _retry(self, job: Job, error: ProviderError) -> bool:
+        """Reschedule a temporary failure; False when it is final."""
+        if not error.temporary:
+            return False
+        age = time.time() - job.created_at
+        if job.kind is not ActionKind.DELETE and age > self.retry_for:
+            logger.warning("meetplugin: %s/%s: giving up after %d tries", job.key.calendar,
+                           job.key.uid, job.tries + 1)
+            return False
+        delay = backoff(job.tries, self.retry_initial, self.retry_max_delay, error.retry_after)
+        self.store.reschedule(job.id, self.owner, time.time() + delay, str(error))
+        logger.info("meetplugin: %s/%s: %s %s failed (%s), next try in %.1f s",
+                    job.key.calendar, job.key.uid, job.provider, job.kind.value, error, delay)
+        self._wake.set()
+        return True
+
+    # --- the background loop -------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="meetplugin-outbox",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                now = time.time()
+                orphaned = [i for i, holder in self.store.held_by_others(self.owner)
+                            if not self.alive(holder)]
+                self.submit([*self.store.due_jobs(now), *orphaned])
+                next_at = self.store.next_due_at()
+                wait = 30.0 if next_at is None else min(30.0, max(0.05, next_at - now))
+            except Exception:
+                logger.exception("meetplugin: outbox loop")
+                wait = 5.0
+            self._wake.wait(wait)
+            self._wake.clear()
