@@ -35,7 +35,7 @@ def backoff(tries: int, initial: float, cap: float, retry_after: Optional[float]
     """Seconds before the next try: exponential, with jitter, never before Retry-After."""
     delay = min(cap, initial * (2 ** tries)) * (0.5 + rng() / 2)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, cap))
+        delay = max(delay, retry_after)  # the provider asked for this pause: give it
     return delay
 
 

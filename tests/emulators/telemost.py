@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
@@ -28,6 +29,7 @@ class Call:
     authorization: str
     body: Optional[dict]
     status: int = 0
+    at: float = 0.0  # time.monotonic() when the call arrived
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Fault:
     headers: dict = field(default_factory=dict)
     times: int = 1
     raw: Optional[bytes] = None  # a non-JSON body
+    hang: bool = False           # answer nothing until the client gives up (a timeout)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Hold:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    allow_reuse_address = True
 
     def handle_error(self, request, client_address) -> None:
         """A client that gave up (timeout tests) is expected, not an error."""
@@ -92,6 +96,23 @@ class TelemostEmulator:
                   headers: Optional[dict] = None, raw: Optional[bytes] = None) -> None:
         with self._lock:
             self.faults.append(Fault(method, status, body, headers or {}, times, raw))
+
+    def hang_next(self, method: str, times: int = 1) -> None:
+        """The next calls get no answer; nothing is done; the client must time out."""
+        with self._lock:
+            self.faults.append(Fault(method, 0, times=times, hang=True))
+
+    def down(self) -> None:
+        """Stop listening: connections are refused until `up`."""
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=10)
+
+    def up(self) -> None:
+        port = self.server.server_address[1]
+        self.server = _QuietServer(("127.0.0.1", port), self._handler())
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
 
     def hold_next(self, method: str) -> Hold:
         hold = Hold(method)
@@ -148,7 +169,8 @@ class TelemostEmulator:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                call = Call(method, self.path, self.headers.get("Authorization", ""), body)
+                call = Call(method, self.path, self.headers.get("Authorization", ""), body,
+                            at=time.monotonic())
                 with emu._lock:
                     emu.calls.append(call)
                 hold = emu._take(emu.holds, method)
@@ -159,6 +181,15 @@ class TelemostEmulator:
                     return self._reply(call, 401, error_body(
                         "UnauthorizedError", "Unauthorized", "Не авторизован"))
                 fault = emu._take(emu.faults, method)
+                if fault is not None and fault.hang:
+                    self.connection.settimeout(60)
+                    try:
+                        self.rfile.read(1)  # returns when the client closes the connection
+                    except OSError:
+                        pass
+                    call.status = -1
+                    self.close_connection = True
+                    return None
                 if fault is not None:
                     return self._reply(call, fault.status, fault.body, fault.headers, fault.raw)
                 if not self.path.startswith(PREFIX + "/conferences"):
