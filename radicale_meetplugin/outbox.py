@@ -101,13 +101,16 @@ class Outbox:
             if self._obsolete(job):
                 self.store.finish_job(job.id)
                 return None
+            creates = job.kind in (ActionKind.CREATE, ActionKind.REPLACE)
             if job.interrupted:
-                logger.warning("meetplugin: %s/%s: resuming a %s job interrupted mid-call%s",
-                               job.key.calendar, job.key.uid, job.kind.value,
-                               "" if job.kind is not ActionKind.CREATE else
-                               " (if the provider had made the room, it is now unaccounted for)")
+                logger.warning("meetplugin: %s/%s: resuming a %s job interrupted mid-call",
+                               job.key.calendar, job.key.uid, job.kind.value)
+                if creates and not self._deterministic(job):
+                    self.store.add_suspect(job, "interrupted")
             outcome = self.engine.call(job)
             error = outcome.error
+            if error is not None and error.maybe_done and creates and not self._deterministic(job):
+                self.store.add_suspect(job, "no answer")
             if error is not None:
                 if self._retry(job, error):
                     return outcome
@@ -115,11 +118,19 @@ class Outbox:
                                job.provider, job.kind.value, error)
             more = self.settle(job, outcome)
             self.store.finish_job(job.id)
+            logger.info("meetplugin: %s/%s: %s %s done after %d %s", job.key.calendar,
+                        job.key.uid, job.provider, job.kind.value, job.tries + 1,
+                        "try" if job.tries == 0 else "tries")
             self.submit(j.id for j in more)
             return outcome
         except Exception:  # keep the worker alive; the lease runs out and the job returns
             logger.exception("meetplugin: job %s failed inside the plugin", job_id)
             return None
+
+    def _deterministic(self, job: Job) -> bool:
+        """A retry of this provider's create can never make a second room."""
+        provider = self.engine.providers.get(job.provider)
+        return bool(provider and provider.capabilities.deterministic_ids)
 
     def _obsolete(self, job: Job) -> bool:
         """A create whose record no longer waits for it (finished, or superseded)."""

@@ -59,6 +59,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (next_at);
+CREATE TABLE IF NOT EXISTS suspects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    calendar TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    attempt TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 _JOB_COLUMNS = ("id, kind, owner, calendar, uid, provider, attempt, meeting, conference, old, "
                 "href, tries, created_at, last_error, interrupted")
@@ -264,6 +274,23 @@ class RecordStore:
     def next_due_at(self) -> Optional[float]:
         row = self._db().execute("SELECT MIN(MAX(next_at, lease_until)) FROM jobs").fetchone()
         return row[0] if row else None
+
+    def add_suspect(self, job: Job, reason: str) -> None:
+        """A create whose outcome is unknown: the provider may hold a room nobody knows of."""
+        with self._tx() as db:
+            db.execute("INSERT INTO suspects (provider, owner, calendar, uid, attempt, reason, at) "
+                       "VALUES (?,?,?,?,?,?,?)",
+                       (job.provider, job.key.owner, job.key.calendar, job.key.uid, job.attempt,
+                        reason, time.time()))
+
+    def suspects(self) -> list[tuple[str, EventKey, str, float]]:
+        rows = self._db().execute("SELECT provider, owner, calendar, uid, reason, at "
+                                  "FROM suspects ORDER BY id").fetchall()
+        return [(p, EventKey(o, c, u), r, at) for p, o, c, u, r, at in rows]
+
+    def forget_suspects(self) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM suspects").rowcount
 
     def jobs(self) -> list[Job]:
         rows = self._db().execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id").fetchall()

@@ -26,17 +26,20 @@ class ProviderError(Exception):
     """A provider said no, or did not answer. Carries nothing secret.
 
     ``code`` names the reason (see i18n.REASONS); ``temporary`` errors are worth
-    retrying later (timeouts, 5xx, 429), the others are not.
+    retrying later (timeouts, 5xx, 429), the others are not. ``maybe_done``: the
+    request was sent but no answer came, so the provider may have acted on it.
     """
 
     def __init__(self, code: str, *, status: int = 0, provider_code: str = "",
-                 temporary: bool = False, retry_after: Optional[float] = None) -> None:
+                 temporary: bool = False, retry_after: Optional[float] = None,
+                 maybe_done: bool = False) -> None:
         super().__init__(f"{code} (HTTP {status or '-'}{', ' + provider_code if provider_code else ''})")
         self.code = code
         self.status = status
         self.provider_code = provider_code
         self.temporary = temporary
         self.retry_after = retry_after
+        self.maybe_done = maybe_done  # the request reached the provider; its outcome is unknown
 
 
 class Provider(abc.ABC):

@@ -54,8 +54,10 @@ class ApiClient:
         url = f"{self.base_url}{path}"
         try:
             response = self.session.request(method, url, json=body, timeout=self.timeout)
-        except requests.Timeout:
+        except requests.ConnectTimeout:
             raise ProviderError("unavailable", temporary=True) from None
+        except requests.Timeout:  # sent, but no answer in time: it may have been done
+            raise ProviderError("unavailable", temporary=True, maybe_done=True) from None
         except requests.RequestException as e:
             # The message can hold the URL, never a header: still keep it out of events.
             logger.info("meetplugin: %s %s %s failed: %s", self.provider, method, path,
