@@ -22,11 +22,13 @@ class RadicaleServer:
     """Radicale with the plugin (or plain, `plugin=False`) in its own folder."""
 
     def __init__(self, folder: Path, plugin_config: str = "", plugin: bool = True,
-                 env: Optional[dict] = None, extra_radicale: str = "") -> None:
+                 env: Optional[dict] = None, extra_radicale: str = "",
+                 storage: Optional[Path] = None) -> None:
         self.folder = folder
+        self.storage = storage or folder / "collections"  # another server's, to share it
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
-        storage = "type = radicale_meetplugin\nmeetplugin_config = {}\n".format(
+        storage_type = "type = radicale_meetplugin\nmeetplugin_config = {}\n".format(
             folder / "meetplugin.conf") if plugin else "type = multifilesystem\n"
         (folder / "meetplugin.conf").write_text(textwrap.dedent(plugin_config))
         (folder / "radicale.conf").write_text(textwrap.dedent(f"""\
@@ -40,9 +42,9 @@ class RadicaleServer:
             [rights]
             type = owner_only
             [storage]
-            filesystem_folder = {folder / 'collections'}
+            filesystem_folder = {self.storage}
             predefined_collections = {{"calendar": {{"tag": "VCALENDAR", "D:displayname": "Calendar"}}}}
-            """) + storage + textwrap.dedent("""\
+            """) + storage_type + textwrap.dedent("""\
             [logging]
             level = info
             """) + extra_radicale)
