@@ -45,6 +45,7 @@ class Collection(multifilesystem.Collection):
 
 class Storage(multifilesystem.Storage):
     _collection_class = Collection
+    _run_outbox = True  # the background retry loop (admin tools run jobs themselves)
 
     def __init__(self, configuration: radicale_config.Configuration) -> None:
         super().__init__(configuration)
@@ -53,7 +54,7 @@ class Storage(multifilesystem.Storage):
         except KeyError:
             path = ""
         engine = build_engine(path or "", os.path.join(self._filesystem_folder, ".meetplugin"))
-        self.meet = RadicaleAdapter(self, engine)
+        self.meet = RadicaleAdapter(self, engine, start_outbox=self._run_outbox)
         put_etag.install()
 
     @types.contextmanager
@@ -81,13 +82,14 @@ class RadicaleAdapter:
     serves each request in its own thread.
     """
 
-    def __init__(self, storage: Storage, engine: Engine) -> None:
+    def __init__(self, storage: Storage, engine: Engine, start_outbox: bool = True) -> None:
         self.storage = storage
         self.engine = engine
-        self.budget = engine.settings.main["provider_timeout"]
+        self.budget: Optional[float] = engine.settings.main["provider_timeout"]
         self.outbox = build_outbox(engine, self.settle)
         self._request = threading.local()
-        self.outbox.start()
+        if start_outbox:
+            self.outbox.start()
 
     # --- under Radicale's lock ---------------------------------------------
 
@@ -181,7 +183,7 @@ class RadicaleAdapter:
         if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
             return self.engine.settle(job, outcome, None)[1]
         with StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN"):
-            col, href = self._find(job)
+            col, href = self._find(job)  # type: ignore[assignment]
             current = col._get(href, verify_href=False) if col is not None and href else None
             text, more = self.engine.settle(
                 job, outcome, current.serialize() if current is not None else None)
@@ -195,7 +197,7 @@ class RadicaleAdapter:
         """The calendar and href of the job's event now (an import let Radicale pick the href)."""
         col = next(iter(self.storage.discover(pathutils.unstrip_path(job.key.calendar, True))),
                    None)
-        if not isinstance(col, Collection):
+        if not isinstance(col, multifilesystem.Collection):
             return None, ""
         if job.href:
             found = col._get(job.href, verify_href=False)

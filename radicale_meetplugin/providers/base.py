@@ -62,3 +62,7 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def delete(self, conference: Conference) -> None:
         """Delete the conference; one that is already gone counts as deleted."""
+
+    def list_conferences(self) -> Optional[list[str]]:
+        """Ids of every conference this account holds; None: the API cannot list them."""
+        return None
