@@ -111,9 +111,10 @@ def _end(comp: icalendar.cal.Component):
     return end
 
 
-def _comparable(value) -> dt.datetime:
+def _comparable(value: dt.date) -> dt.datetime:
+    """Dates and datetimes on one naive UTC-ish scale (floating times taken as UTC)."""
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None) if value.tzinfo is None else \
+        return value if value.tzinfo is None else \
             value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return dt.datetime(value.year, value.month, value.day)
 
@@ -121,12 +122,10 @@ def _comparable(value) -> dt.datetime:
 def ends_before_start(cal: icalendar.Calendar) -> bool:
     for comp in vevents(cal):
         start, end = _when(comp, "DTSTART"), _end(comp)
-        if start is None or end is None:
+        if not isinstance(start, dt.date) or not isinstance(end, dt.date):
             continue
         if isinstance(start, dt.datetime) != isinstance(end, dt.datetime):
             continue  # mixed date/datetime: leave it to the client
-        if (start.tzinfo is None) != (getattr(end, "tzinfo", None) is None):
-            start, end = _comparable(start).replace(tzinfo=None), _comparable(end)
         if _comparable(end) < _comparable(start):
             return True
     return False

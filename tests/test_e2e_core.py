@@ -465,3 +465,17 @@ def test_provider_slower_than_the_budget_never_blocks_the_save(impatient, telemo
     ev = vevent(read(impatient, path)[0])
     assert str(ev["LOCATION"]).startswith("https://telemost.yandex.ru/j/")
     assert len(posts(telemost)) == 1
+
+
+def test_all_day_event_gets_a_link_and_cancelling_it_deletes_the_conference(radicale, telemost):
+    uid, path = new_path()
+    text = event(uid, location="telemost", tzid="", start="20261125", end="20261126")
+    text = text.replace("DTSTART:20261125", "DTSTART;VALUE=DATE:20261125").replace(
+        "DTEND:20261126", "DTEND;VALUE=DATE:20261126")
+    radicale.put("alice", path, text)
+    cal, _ = read(radicale, path)
+    assert str(vevent(cal)["LOCATION"]).startswith("https://telemost.yandex.ru/j/")
+    vevent(cal)["STATUS"] = icalendar.vText("CANCELLED")  # the link stays; the status cancels
+    radicale.put("alice", path, cal.to_ical().decode())
+    assert len(telemost.calls_of("DELETE")) == 1
+    assert "internal error" not in radicale.log
