@@ -36,27 +36,39 @@ _OUR_PREFIXES = _our_line_prefixes()
 _SERVICE_PREFIXES = tuple(i18n.TEXT[lang]["service"].split("{")[0] for lang in i18n.LANGUAGES)
 
 
-def split_description(text: str) -> tuple[str, list[str]]:
+def _our_shape(bare: str) -> bool:
+    return bare.startswith(_OUR_PREFIXES) or bare.startswith(_SERVICE_PREFIXES)
+
+
+def split_description(text: str, known_urls: tuple[str, ...] = ()) -> tuple[str, list[str]]:
     """(the person's text, our block lines) — one linear pass over the lines.
 
-    Our lines are recognised inside a block and, when a person deleted the
-    block's first line, on their own, so a broken block is never doubled.
+    Our block is its start line, then lines of our shapes, then the end line;
+    the first line of another shape ends it (and belongs to the person). Outside
+    a block, a line is ours only if it carries one of `known_urls` (a block
+    whose start line a person deleted), so a person's own "===" or "Join the
+    meeting: <another link>" is never taken.
     """
     user: list[str] = []
     ours: list[str] = []
-    inside = previous_ours = False
+    inside = False
     for line in text.split("\n"):
         bare = line.strip()
         if inside:
-            mine = True
-            inside = bare != i18n.BLOCK_END
-        elif bare in _BLOCK_STARTS:
-            mine = inside = True
-        else:
-            mine = (bare == i18n.BLOCK_END or bare.startswith(_OUR_PREFIXES) or
-                    (previous_ours and bare.startswith(_SERVICE_PREFIXES)))
-        (ours if mine else user).append(line)
-        previous_ours = mine
+            if bare == i18n.BLOCK_END:
+                ours.append(line)
+                inside = False
+                continue
+            if _our_shape(bare):
+                ours.append(line)
+                continue
+            inside = False
+        if bare in _BLOCK_STARTS or (bare.startswith(_OUR_PREFIXES) and
+                                     any(u and u in bare for u in known_urls)):
+            ours.append(line)
+            inside = True
+            continue
+        user.append(line)
     return "\n".join(user).rstrip(), ours
 
 
@@ -66,8 +78,9 @@ def compose_description(user_text: str, lang: str, lines: list[str]) -> str:
     return f"{user_text}\n\n{block}" if user_text else block
 
 
-def _set_block(comp: icalendar.cal.Component, lang: str, lines: Optional[list[str]]) -> None:
-    user_text, ours = split_description(ical.text_of(comp, "DESCRIPTION"))
+def _set_block(comp: icalendar.cal.Component, lang: str, lines: Optional[list[str]],
+               known_urls: tuple[str, ...] = ()) -> None:
+    user_text, ours = split_description(ical.text_of(comp, "DESCRIPTION"), known_urls)
     if lines is None:
         if ours:
             ical.set_text(comp, "DESCRIPTION", user_text)
@@ -184,7 +197,7 @@ def attach(cal: icalendar.Calendar, conf: Conference, provider_label: str, lang:
             value = ical.text_of(comp, name)
             if value:
                 ical.set_text(comp, name, _drop_tags(value, grammar) or value)
-        user_text, _ = split_description(ical.text_of(comp, "DESCRIPTION"))
+        user_text, _ = split_description(ical.text_of(comp, "DESCRIPTION"), (url, *replace))
         user_text = _drop_tags(user_text, grammar)
         ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, lines))
         _drop_ours(comp, (url, *replace))
@@ -212,7 +225,7 @@ def pending(cal: icalendar.Calendar, provider: str, line: str, lang: str,
             drop_urls: tuple[str, ...] = ()) -> None:
     """A conference is being made: say so, keep what asked for it, drop an old link."""
     for comp in ical.vevents(cal):
-        _set_block(comp, lang, [line])
+        _set_block(comp, lang, [line], drop_urls)
         location = ical.text_of(comp, "LOCATION")
         ical.set_text(comp, "LOCATION", _location_without(location, drop_urls))
         _drop_ours(comp, drop_urls)
@@ -232,7 +245,7 @@ def detach(cal: icalendar.Calendar, join_url: str, grammar: Grammar) -> None:
     """Remove every trace of the conference and the markers that would ask for it again."""
     urls = (join_url,) if join_url else ()
     for comp in ical.vevents(cal):
-        _set_block(comp, "ru", None)
+        _set_block(comp, "ru", None, urls)
         location = ical.text_of(comp, "LOCATION")
         ical.set_text(comp, "LOCATION", _location_without(location, urls))
         _drop_ours(comp, urls)
