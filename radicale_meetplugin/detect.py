@@ -70,8 +70,12 @@ def tags(text: str) -> Iterator[str]:
 
 
 def might_ask(text: str, grammar: Grammar) -> bool:
-    """Cheap test on the raw event text: can it hold a marker at all?"""
-    folded = text.casefold()
+    """Cheap test on the raw event text: can it hold a marker at all?
+
+    Lines are unfolded first: a fold may split a keyword ("#telemo" / " st").
+    """
+    folded = text.replace("\r\n ", "").replace("\r\n\t", "").replace(
+        "\n ", "").replace("\n\t", "").casefold()
     if "x-meetplugin-" in folded or "x-telemost-required" in folded:
         return True
     return any(word in folded for word in grammar.all_words())

@@ -87,3 +87,11 @@ def test_might_ask_is_a_superset_of_detect():
                dict(extra="X-MEETPLUGIN-PROVIDER:zoom"), dict(summary="x #ОНЛАЙН")):
         assert might_ask(event("u@t", **kw), GRAMMAR)
     assert not might_ask(event("u@t", location="Офис", summary="Планёрка"), GRAMMAR)
+
+
+def test_might_ask_sees_keywords_split_by_line_folding():
+    for n in range(40, 90):
+        summary = "x" * n + " #telemost"
+        text = ical.to_text(ical.parse(event("u@t", summary=summary)))  # folded at 75 octets
+        assert might_ask(text, GRAMMAR), n
+        assert detect(ical.parse(text), GRAMMAR).provider == "telemost"
