@@ -86,6 +86,8 @@ class RadicaleAdapter:
         self.storage = storage
         self.engine = engine
         self.budget: Optional[float] = engine.settings.main["provider_timeout"]
+        self.max_rrule_occurrence = storage.configuration.get(
+            "server", "max_vevent_rrule_occurrence")
         self.outbox = build_outbox(engine, self.settle)
         self._request = threading.local()
         if start_outbox:
@@ -117,9 +119,21 @@ class RadicaleAdapter:
         if decision.text is None:
             return item
         put_etag.mark_rewritten()
-        new = radicale_item.Item(collection_path=path, text=decision.text)
-        new.prepare()
-        return new
+        return self.as_radicale_item(path, decision.text)
+
+    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item:
+        """The item exactly as Radicale would store `text` from a client's PUT.
+
+        Same parse, sanitising and serialisation (vobject), so a client that
+        sends the stored version back changes no byte and keeps its ETag.
+        """
+        components = radicale_item.read_components(text)
+        radicale_item.check_and_sanitize_items(
+            components, is_collection=False, tag="VCALENDAR",
+            max_vevent_rrule_occurrence=self.max_rrule_occurrence)
+        item = radicale_item.Item(collection_path=path, vobject_item=components[0])
+        item.prepare()
+        return item
 
     def upload(self, col: Collection, href: str, item: radicale_item.Item
                ) -> tuple[radicale_item.Item, Optional[radicale_item.Item]]:
@@ -188,9 +202,7 @@ class RadicaleAdapter:
             text, more = self.engine.settle(
                 job, outcome, current.serialize() if current is not None else None)
             if text is not None and col is not None and href:
-                item = radicale_item.Item(collection_path=col.path, text=text)
-                item.prepare()
-                _base_upload(col, href, item)
+                _base_upload(col, href, self.as_radicale_item(col.path, text))
         return more
 
     def _find(self, job: Job) -> tuple[Optional[Collection], str]:
