@@ -211,10 +211,14 @@ class Engine:
             jobs.extend(self.on_delete(record.key))
         return jobs
 
-    def on_move(self, old: EventKey, new: EventKey) -> None:
-        """The conference follows its event to the new calendar."""
-        if old != new and self.store.get(old) is not None:
-            self.store.move(old, new)
+    def on_move(self, old: EventKey, new: EventKey) -> list[Job]:
+        """The conference follows its event; one the move overwrites is deleted."""
+        if old == new:
+            return []
+        if self.store.get(old) is None:
+            return self.on_delete(new)  # nothing moves; whatever was at `new` is gone
+        job = self.store.move(old, new)
+        return [job] if job else []
 
     # --- step 2: no lock ---------------------------------------------------
 

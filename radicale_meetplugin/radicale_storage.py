@@ -161,8 +161,9 @@ class RadicaleAdapter:
         if source is None or getattr(source, "tag", "") != "VCALENDAR":
             return
         try:
-            self.engine.on_move(EventKey(source.owner, source.path, item.uid),
-                                EventKey(to_collection.owner, to_collection.path, item.uid))
+            self._later(self.engine.on_move(
+                EventKey(source.owner, source.path, item.uid),
+                EventKey(to_collection.owner, to_collection.path, item.uid)))
         except Exception:
             logger.exception("meetplugin: move bookkeeping of %s failed", item.uid)
 

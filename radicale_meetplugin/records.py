@@ -306,14 +306,30 @@ class RecordStore:
             db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
                        (key.owner, key.calendar, key.uid))
 
-    def move(self, old: EventKey, new: EventKey) -> None:
+    def move(self, old: EventKey, new: EventKey) -> Optional[Job]:
+        """The record and its queued jobs follow the event to `new`.
+
+        A record the move overwrites loses its conference: its deletion is
+        queued in the same transaction and returned.
+        """
         with self._tx() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM conferences "
+                             "WHERE owner=? AND calendar=? AND uid=?",
+                             (new.owner, new.calendar, new.uid)).fetchone()
+            replaced = _record(row) if row else None
             db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
                        (new.owner, new.calendar, new.uid))
             db.execute("UPDATE conferences SET owner=?, calendar=?, uid=?, updated_at=? "
                        "WHERE owner=? AND calendar=? AND uid=?",
                        (new.owner, new.calendar, new.uid, time.time(),
                         old.owner, old.calendar, old.uid))
+            db.execute("UPDATE jobs SET owner=?, calendar=?, uid=?, href='' "
+                       "WHERE owner=? AND calendar=? AND uid=?",
+                       (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid))
+            if replaced is not None and replaced.conference is not None:
+                return self._insert_job(db, Job(0, ActionKind.DELETE, new, replaced.provider,
+                                                conference=replaced.conference))
+        return None
 
     def under(self, path: str) -> list[Record]:
         """Records of the calendar at `path` and of every calendar below it."""

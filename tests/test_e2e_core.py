@@ -486,3 +486,38 @@ def test_all_day_event_gets_a_link_and_cancelling_it_deletes_the_conference(radi
     radicale.put("alice", path, cal.to_ical().decode())
     assert len(telemost.calls_of("DELETE")) == 1
     assert "internal error" not in radicale.log
+
+
+def test_move_while_the_link_is_pending_still_gets_the_link(radicale, telemost):
+    s = radicale.session("alice")
+    s.request("MKCALENDAR", f"{radicale.url}/alice/moved/")
+    telemost.fail_next("POST", 503, {"error": "Unavailable"})  # the first try fails: pending
+    uid, path = new_path()
+    mark = radicale.mark()
+    radicale.put("alice", path, event(uid, location="telemost"))
+    assert str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-STATUS"]) == "pending"
+    r = s.request("MOVE", f"{radicale.url}/{path}",
+                  headers={"Destination": f"{radicale.url}/alice/moved/{uid}.ics"})
+    assert r.status_code in (201, 204)
+    radicale.wait_for_log(f"alice/moved/{uid}: telemost create done", start=mark)
+    ev = vevent(read(radicale, f"alice/moved/{uid}.ics")[0])
+    assert str(ev["LOCATION"]).startswith("https://telemost.yandex.ru/j/")
+    assert len([c for c in posts(telemost) if c.status == 201]) == 1
+
+
+def test_move_overwriting_an_event_with_a_conference_deletes_that_conference(radicale, telemost):
+    s = radicale.session("alice")
+    s.request("MKCALENDAR", f"{radicale.url}/alice/target/")
+    uid = f"{uuid.uuid4()}@test"
+    radicale.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost"))
+    radicale.put("alice", f"alice/target/{uid}.ics", event(uid, location="telemost"))
+    first, second = (str(vevent(read(radicale, p)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+                     for p in (f"{CAL}/{uid}.ics", f"alice/target/{uid}.ics"))
+    r = s.request("MOVE", f"{radicale.url}/{CAL}/{uid}.ics",
+                  headers={"Destination": f"{radicale.url}/alice/target/{uid}.ics",
+                           "Overwrite": "T"})
+    assert r.status_code in (201, 204)
+    assert second not in telemost.conferences  # overwritten with its event
+    assert first in telemost.conferences       # moved with its event
+    radicale.delete("alice", f"alice/target/{uid}.ics")
+    assert first not in telemost.conferences
