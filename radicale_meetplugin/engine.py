@@ -111,6 +111,8 @@ class Engine:
                            self._where(key), e)
             return Decision()
         before = ical.to_text(cal)
+        if record is None:
+            record = self._adopt(key, cal)
         meeting = ical.meeting_of(cal, key)
         conf = record.conference if record else None
         facts = Facts(
@@ -135,6 +137,17 @@ class Engine:
             logger.info("meetplugin: %s: %s%s", self._where(key), action.kind.value,
                         f" ({action.provider})" if action.provider else "")
         return Decision(after if after != before else None, jobs, action)
+
+    def _adopt(self, key: EventKey, cal: icalendar.Calendar) -> Optional[Record]:
+        """The owner moved this event here from another of their calendars by PUT + DELETE."""
+        shown = ""
+        for comp in ical.vevents(cal):
+            shown = shown or ical.text_of(comp, "X-MEETPLUGIN-CONFERENCE-ID")
+        record = self.store.adopt(key, shown) if shown else None
+        if record is not None:
+            logger.info("meetplugin: %s: conference taken over from %s", self._where(key),
+                        "another calendar of the owner")
+        return record
 
     @staticmethod
     def _same(stored: Optional[str], normalized_new: str) -> bool:
@@ -173,15 +186,17 @@ class Engine:
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             provider = self.providers[action.provider]
             old = conf if kind is ActionKind.REPLACE else None
+            stale = tuple(u for u in (*rewrite.shown_links(cal), *((old.join_url,) if old else ()))
+                          if u)  # links we put there before: replaced, never appended to
             if not provider.capabilities.network:
                 new = provider.create(meeting)
-                self._attach(cal, new, force=True, old=old)
+                self._attach(cal, new, force=True, old_urls=stale)
                 self.store.put(Record(key, provider.name, RecordState.ACTIVE, new,
                                       meeting.fingerprint()))
                 return [self.store.enqueue(self._delete_job(key, old))] if old else []
             rewrite.pending(cal, provider.name,
                             i18n.text(self.lang, "pending", provider=self.label(provider.name)),
-                            self.lang, drop_urls=(old.join_url,) if old else ())
+                            self.lang, drop_urls=stale)
             job = self.store.begin_create(key, provider.name, meeting.fingerprint(), Job(
                 0, kind, key, provider.name, meeting=meeting, old=old, href=href))
             return [job]
@@ -294,7 +309,8 @@ class Engine:
             if wanted and self.store.finish_attempt(key, job.attempt, record):
                 assert cal is not None
                 before = ical.to_text(cal)
-                self._attach(cal, conf, force=True, old=job.old)
+                self._attach(cal, conf, force=True, old=job.old, old_urls=tuple(
+                    u for u in rewrite.shown_links(cal) if u != conf.join_url))
                 after = ical.to_text(cal)
                 logger.info("meetplugin: %s: %s conference attached", self._where(key), job.provider)
                 return (after if after != before else None), queued
@@ -314,9 +330,10 @@ class Engine:
     # --- helpers -----------------------------------------------------------
 
     def _attach(self, cal: icalendar.Calendar, conf: Conference, force: bool,
-                old: Optional[Conference] = None) -> None:
+                old: Optional[Conference] = None, old_urls: tuple[str, ...] = ()) -> None:
+        old_urls = (*old_urls, *((old.join_url,) if old else ()))
         rewrite.attach(cal, conf, self.label(conf.provider), self.lang, self.grammar,
-                       force_location=force, old_urls=(old.join_url,) if old else ())
+                       force_location=force, old_urls=old_urls)
 
     @staticmethod
     def _where(key: EventKey) -> str:

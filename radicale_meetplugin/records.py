@@ -331,6 +331,22 @@ class RecordStore:
                                                 conference=replaced.conference))
         return None
 
+    def adopt(self, key: EventKey, conference_id: str) -> Optional[Record]:
+        """Move to `key` the owner's record of this UID and conference from another calendar.
+
+        A client that moves an event by PUT here + DELETE there (Thunderbird)
+        keeps its conference instead of getting a second one. Only the same
+        owner's record with the same UID and conference id can be taken.
+        """
+        row = self._db().execute(
+            "SELECT calendar FROM conferences WHERE owner=? AND uid=? AND calendar<>? "
+            "AND conference_id=? AND state=? LIMIT 1",
+            (key.owner, key.uid, key.calendar, conference_id, RecordState.ACTIVE.value)).fetchone()
+        if row is None:
+            return None
+        self.move(EventKey(key.owner, row[0], key.uid), key)
+        return self.get(key)
+
     def under(self, path: str) -> list[Record]:
         """Records of the calendar at `path` and of every calendar below it."""
         path = path.strip("/")

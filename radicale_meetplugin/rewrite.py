@@ -94,10 +94,14 @@ def _location_with_link(location: str, url: str, grammar: Grammar,
                         replace_urls: tuple[str, ...], force: bool) -> str:
     pieces = _LOCATION_SPLIT_KEEP.split(location)
     placed = url in location
+    seen = False
     for i in range(0, len(pieces), 2):
         part = pieces[i]
         bare = part.strip()
-        if grammar.provider_for(bare) or bare in replace_urls:
+        if bare == url:  # two old links replaced by one new: keep it once
+            pieces[i] = part if not seen else ""
+            seen = True
+        elif grammar.provider_for(bare) or bare in replace_urls:
             lead = part[: len(part) - len(part.lstrip())]
             pieces[i] = "" if placed else lead + url
             placed = True
@@ -254,6 +258,23 @@ def detach(cal: icalendar.Calendar, join_url: str, grammar: Grammar) -> None:
         kept = [c for c in cats if not grammar.provider_for(c)]
         if kept != cats:
             ical.set_categories(comp, kept)
+
+
+def shown_links(cal: icalendar.Calendar) -> tuple[str, ...]:
+    """Links an earlier conference of ours left in the event (copied or imported)."""
+    links: list[str] = []
+    for comp in ical.vevents(cal):
+        ours = bool(ical.text_of(comp, "X-MEETPLUGIN-CONFERENCE-ID"))
+        for value in ical.values_of(comp, "X-TELEMOST-CONFERENCE"):
+            links.append(str(value))
+        if ours:
+            links.extend(str(v) for v in ical.values_of(comp, "CONFERENCE"))
+        _, block = split_description(ical.text_of(comp, "DESCRIPTION"))
+        for line in block:
+            for prefix in _OUR_PREFIXES:
+                if line.strip().startswith(prefix):
+                    links.append(line.strip()[len(prefix):].strip())
+    return tuple(dict.fromkeys(u for u in links if u.startswith(("https://", "http://"))))
 
 
 def link_present(cal: icalendar.Calendar, url: str) -> bool:

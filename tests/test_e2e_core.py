@@ -521,3 +521,46 @@ def test_move_overwriting_an_event_with_a_conference_deletes_that_conference(rad
     assert first in telemost.conferences       # moved with its event
     radicale.delete("alice", f"alice/target/{uid}.ics")
     assert first not in telemost.conferences
+
+
+def test_client_side_move_by_put_and_delete_keeps_the_one_conference(radicale, telemost):
+    """Thunderbird moves an event to another calendar as PUT there + DELETE here."""
+    s = radicale.session("alice")
+    s.request("MKCALENDAR", f"{radicale.url}/alice/other/")
+    uid, path = new_path()
+    radicale.put("alice", path, event(uid, location="telemost", description="Повестка"))
+    shown = radicale.get("alice", path).text
+    link = str(vevent(icalendar.Calendar.from_ical(shown))["LOCATION"])
+    r = radicale.put("alice", f"alice/other/{uid}.ics", shown)
+    assert r.status_code == 201 and "ETag" in r.headers  # nothing to rewrite
+    assert radicale.delete("alice", path).status_code == 200
+    assert len(posts(telemost)) == 1 and telemost.calls_of("DELETE") == []
+    ev = vevent(read(radicale, f"alice/other/{uid}.ics")[0])
+    assert str(ev["LOCATION"]) == link
+    radicale.delete("alice", f"alice/other/{uid}.ics")
+    assert len(telemost.calls_of("DELETE")) == 1
+
+
+def test_another_owners_copy_gets_its_own_link_in_place_of_the_old_one(radicale, telemost):
+    uid, path = new_path()
+    radicale.put("alice", path, event(uid, location="Офис; telemost", description="Повестка"))
+    shown = radicale.get("alice", path).text
+    alices = str(vevent(icalendar.Calendar.from_ical(shown))["X-MEETPLUGIN-CONFERENCE-ID"])
+    # Bob imports Alice's exported event (no ORGANIZER: it is his now).
+    radicale.put("bob", f"bob/calendar/{uid}.ics", shown)
+    ev = vevent(read(radicale, f"bob/calendar/{uid}.ics", user="bob")[0])
+    bobs = str(ev["X-MEETPLUGIN-CONFERENCE-ID"])
+    assert bobs != alices and len(posts(telemost)) == 2
+    assert str(ev["LOCATION"]) == f"Офис; {telemost.conferences[bobs]['join_url']}"
+    assert telemost.conferences[alices]["join_url"] not in radicale.get(
+        "bob", f"bob/calendar/{uid}.ics").text
+    assert [str(c) for c in ical_values(ev, "CONFERENCE")] == [
+        telemost.conferences[bobs]["join_url"]]
+    # Bob deleting his copy never touches Alice's conference.
+    radicale.delete("bob", f"bob/calendar/{uid}.ics")
+    assert alices in telemost.conferences and bobs not in telemost.conferences
+
+
+def ical_values(ev, name):
+    value = ev.get(name)
+    return value if isinstance(value, list) else [value]
