@@ -240,8 +240,9 @@ class Engine:
     def call(self, job: Job) -> Outcome:
         """One provider call for the job; errors come back in the outcome."""
         provider = self.providers.get(job.provider)
-        if provider is None:  # disabled since: nothing we may call
-            return Outcome(error=ProviderError("provider_disabled"))
+        if provider is None:  # disabled since: a delete waits for it to come back
+            return Outcome(error=ProviderError("provider_disabled",
+                                               temporary=job.kind is ActionKind.DELETE))
         try:
             with self._slots:
                 if job.kind in (ActionKind.CREATE, ActionKind.REPLACE):

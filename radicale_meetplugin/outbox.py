@@ -100,6 +100,8 @@ class Outbox:
                 return None  # done already, or a live worker elsewhere has it
             if self._obsolete(job):
                 self.store.finish_job(job.id)
+                if job.old is not None:  # a REPLACE overtaken by events: the old room still goes
+                    self.submit([self.store.enqueue(self.engine._delete_job(job.key, job.old)).id])
                 return None
             creates = job.kind in (ActionKind.CREATE, ActionKind.REPLACE)
             if job.interrupted:

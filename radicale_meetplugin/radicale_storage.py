@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import sqlite3
 import threading
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -43,6 +44,10 @@ class Collection(multifilesystem.Collection):
         _base_delete(self, href)
 
 
+_shared: dict[tuple, "RadicaleAdapter"] = {}
+_shared_lock = threading.Lock()
+
+
 class Storage(multifilesystem.Storage):
     _collection_class = Collection
     _run_outbox = True  # the background retry loop (admin tools run jobs themselves)
@@ -53,8 +58,18 @@ class Storage(multifilesystem.Storage):
             path = configuration.get("storage", "meetplugin_config")
         except KeyError:
             path = ""
-        engine = build_engine(path or "", os.path.join(self._filesystem_folder, ".meetplugin"))
-        self.meet = RadicaleAdapter(self, engine, start_outbox=self._run_outbox)
+        # Radicale makes more than one Storage per process (the app, sharing): they
+        # share one engine and one outbox, so jobs are not raced for in-process.
+        key = (os.path.abspath(path or ""), os.path.abspath(self._filesystem_folder),
+               self._run_outbox)
+        with _shared_lock:
+            adapter = _shared.get(key)
+            if adapter is None:
+                engine = build_engine(path or "",
+                                      os.path.join(self._filesystem_folder, ".meetplugin"))
+                adapter = _shared[key] = RadicaleAdapter(self, engine,
+                                                         start_outbox=self._run_outbox)
+        self.meet = adapter
         put_etag.install()
 
     @types.contextmanager
@@ -111,6 +126,10 @@ class RadicaleAdapter:
         key = EventKey(path.split("/", 1)[0], path, item.uid)
         try:
             decision = self.engine.on_put(key, item.serialize(), stored, href)
+        except sqlite3.OperationalError as e:  # the state file is busy or unwritable
+            logger.warning("meetplugin: %s/%s: stored as sent, the state file is unavailable: %s",
+                           path, item.uid, e)
+            return item
         except Exception:  # never lose the person's event to a bug of ours
             logger.exception("meetplugin: %s/%s: stored as sent after an internal error",
                              path, item.uid)
@@ -173,14 +192,22 @@ class RadicaleAdapter:
         if items is None or not props or props.get("tag") != "VCALENDAR":
             return create(href, items, props)
         path = pathutils.strip_path(href)
+        items = list(items)
         prepared: list[radicale_item.Item] = []
-        uids: set[str] = set()
-        for item in items:
-            uids.add(item.uid)
-            prepared.append(self._decide(path, "VCALENDAR", item))
-        for record in self.engine.store.under(path):
-            if record.key.calendar == path and record.key.uid not in uids:
-                self._later(self.engine.on_delete(record.key))
+        try:
+            for item in items:
+                prepared.append(self._decide(path, "VCALENDAR", item))
+            uids = {item.uid for item in items}
+            for record in self.engine.store.under(path):
+                if record.key.calendar == path and record.key.uid not in uids:
+                    self._later(self.engine.on_delete(record.key))
+        except sqlite3.OperationalError as e:
+            logger.warning("meetplugin: %s: import stored as sent, the state file is "
+                           "unavailable: %s", path, e)
+            prepared = prepared + items[len(prepared):]
+        except Exception:  # never lose an import to a bug of ours
+            logger.exception("meetplugin: %s: import stored as sent after an internal error", path)
+            prepared = prepared + items[len(prepared):]
         return create(href, prepared, props)
 
     # --- after the lock is released ----------------------------------------

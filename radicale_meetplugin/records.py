@@ -121,10 +121,12 @@ class RecordStore:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # Short waits: callers may hold Radicale's global lock; past this the
+            # event is stored as sent rather than freezing every user.
+            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA busy_timeout=5000")
             self._local.db = db
         return db
 

@@ -41,12 +41,21 @@ def radicale(tmp_path_factory, telemost):
     server.stop()
     assert TOKEN not in server.log  # no secret, at any level, in any case above
     assert "Traceback" not in server.log
+    assert server.log.count("meetplugin: config") == 1  # one engine, one outbox per process
 
 
 def jobs_left(radicale) -> int:
     db = sqlite3.connect(radicale.folder / "collections" / ".meetplugin" / "records.sqlite")
     try:
         return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    finally:
+        db.close()
+
+
+def suspects_of(radicale, uid: str) -> int:
+    db = sqlite3.connect(radicale.folder / "collections" / ".meetplugin" / "records.sqlite")
+    try:
+        return db.execute("SELECT COUNT(*) FROM suspects WHERE uid=?", (uid,)).fetchone()[0]
     finally:
         db.close()
 
@@ -113,6 +122,8 @@ def test_create_survives_a_temporary_fault(radicale, telemost, fault):
         first, second = telemost.calls_of("POST")[:2]
         assert second.at - first.at >= 1.0  # Retry-After honoured
     assert jobs_left(radicale) == 0
+    # A call that may have reached Telemost (no answer, or an unreadable 2xx) is recorded.
+    assert suspects_of(radicale, uid) == (1 if fault in ("timeout", "non-json") else 0)
 
 
 @pytest.mark.parametrize("fault", PERMANENT)
@@ -170,3 +181,22 @@ def test_delete_refused_for_good_is_logged(radicale, telemost, fault):
     assert conf_id in telemost.conferences  # the provider refused: it stays, and the log says so
     assert jobs_left(radicale) == 0
     telemost.conferences.pop(conf_id)
+
+
+def test_import_while_the_state_file_is_locked_is_stored_as_sent(radicale, telemost):
+    """Another process (a backup, say) holds the state file: the import is not lost."""
+    db = sqlite3.connect(radicale.folder / "collections" / ".meetplugin" / "records.sqlite",
+                         isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    uid = f"{uuid.uuid4()}@locked"
+    try:
+        started = time.monotonic()
+        r = radicale.put("alice", "alice/locked/", event(uid, location="telemost"))
+        waited = time.monotonic() - started
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert r.status_code == 201
+    assert waited < 20  # the state file's wait is short; Radicale's lock is not held for long
+    text = radicale.get("alice", f"alice/locked/").text
+    assert uid in text and "LOCATION:telemost" in text

@@ -118,3 +118,11 @@ def test_jitsi_room_is_an_hmac_of_the_event_key():
     other = Meeting(EventKey("alice", "alice/calendar", "v@t"))
     assert a.create(other).join_url != conf.join_url
     a.delete(conf)  # nothing to delete, and no error
+
+
+def test_plain_http_api_url_is_warned_about(caplog):
+    import logging
+    with caplog.at_level(logging.WARNING, logger="radicale.meetplugin"):
+        Telemost("http://proxy.example.org/telemost", Secret(TOKEN), "PUBLIC", 2)
+        Telemost("http://127.0.0.1:9/telemost", Secret(TOKEN), "PUBLIC", 2)
+    assert caplog.text.count("plain http") == 1 and TOKEN not in caplog.text

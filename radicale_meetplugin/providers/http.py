@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import urllib.parse
 from typing import Any, Mapping, Optional
 
 import requests
@@ -45,9 +47,20 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.provider = provider
-        self.session = requests.Session()
-        self.session.headers.update(headers)
-        self.session.headers["User-Agent"] = "radicale-meetplugin"
+        self._headers = {**headers, "User-Agent": "radicale-meetplugin"}
+        self._local = threading.local()  # requests.Session is not guaranteed thread-safe
+        if base_url.startswith("http://") and \
+                (urllib.parse.urlsplit(base_url).hostname or "") not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("meetplugin: %s api_url is plain http: credentials would travel "
+                           "unencrypted; use https", provider)
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers.update(self._headers)
+        return session
 
     def call(self, method: str, path: str, body: Any = None,
              ok: tuple[int, ...] = (200, 201, 204)) -> requests.Response:
@@ -87,12 +100,14 @@ class ApiClient:
 
     @staticmethod
     def json_object(response: requests.Response) -> dict:
+        # A 2xx we cannot read: the provider may have acted (maybe_done), so a retry
+        # may make a second room; it is recorded as a suspect.
         try:
             body = response.json()
         except (ValueError, json.JSONDecodeError):
-            raise ProviderError("rejected", status=response.status_code,
-                                provider_code="NotJson", temporary=True) from None
+            raise ProviderError("rejected", status=response.status_code, provider_code="NotJson",
+                                temporary=True, maybe_done=True) from None
         if not isinstance(body, dict):
             raise ProviderError("rejected", status=response.status_code,
-                                provider_code="NotAnObject", temporary=True)
+                                provider_code="NotAnObject", temporary=True, maybe_done=True)
         return body

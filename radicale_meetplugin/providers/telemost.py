@@ -56,7 +56,7 @@ class Telemost(Provider):
         conf_id, join_url = str(body.get("id", "")), str(body.get("join_url", ""))
         if not _ID.fullmatch(conf_id) or not _JOIN_URL.fullmatch(join_url):
             raise ProviderError("rejected", status=response.status_code,
-                                provider_code="BadConference", temporary=True)
+                                provider_code="BadConference", temporary=True, maybe_done=True)
         return Conference(self.name, conf_id, join_url,
                           {"waiting_room_level": str(body.get("waiting_room_level", ""))})
 
