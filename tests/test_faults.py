@@ -15,18 +15,10 @@ import uuid
 import pytest
 
 from conftest import TOKEN, plugin_config
-from emulators.telemost import TelemostEmulator
 from harness import RadicaleServer, event
 from test_e2e_core import read, vevent
 
 CAL = "alice/calendar"
-
-
-@pytest.fixture(scope="module")
-def telemost():
-    emu = TelemostEmulator(token=TOKEN).start()
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture(scope="module")
