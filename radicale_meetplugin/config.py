@@ -46,6 +46,16 @@ def positive_int(value: str) -> int:
     return number
 
 
+def auto_or_count(value: str) -> int:
+    """A count, or 0 for "auto" (decided from the server's own limits)."""
+    if value.strip().lower() == "auto":
+        return 0
+    number = int(value)
+    if number < 0:
+        raise ValueError("auto, or a number >= 0 (0: saves never wait)")
+    return number if number else -1
+
+
 def language(value: str) -> str:
     value = value.strip().lower()
     if value not in i18n.LANGUAGES:
@@ -82,6 +92,10 @@ MAIN_SCHEMA: Schema = {
                   "gets an explanation. Deletes are retried until done."),
     "max_concurrency": ("4", positive_int,
                         "Provider calls at once, for the whole server (e.g. while a calendar is imported)."),
+    "max_waiting_saves": ("auto", auto_or_count,
+                          "Saves that may wait for a provider at once; more return at once with the "
+                          "\"link pending\" note. auto: half of Radicale's [server] max_connections, "
+                          "so a slow provider never takes every connection from other users."),
 }
 
 COMMON_PROVIDER_SCHEMA: Schema = {

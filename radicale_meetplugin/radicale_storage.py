@@ -103,6 +103,11 @@ class RadicaleAdapter:
         self.budget: Optional[float] = engine.settings.main["provider_timeout"]
         self.max_rrule_occurrence = storage.configuration.get(
             "server", "max_vevent_rrule_occurrence")
+        waiting = engine.settings.main["max_waiting_saves"]
+        if waiting == 0:  # auto
+            connections = storage.configuration.get("server", "max_connections")
+            waiting = max(1, connections // 2) if connections > 0 else 8
+        self._waiting = threading.BoundedSemaphore(max(waiting, 1)) if waiting > 0 else None
         self.outbox = build_outbox(engine, self.settle)
         self._request = threading.local()
         if start_outbox:
@@ -216,9 +221,17 @@ class RadicaleAdapter:
         """Run the jobs this request queued; wait for them up to the budget."""
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
         self._request.jobs = []
-        if jobs:
-            futures = self.outbox.submit(j.id for j in jobs)
-            concurrent.futures.wait(futures, timeout=self.budget)
+        if not jobs:
+            return
+        futures = self.outbox.submit(j.id for j in jobs)
+        # Waiting holds one of Radicale's connection slots: only a few saves may do it at once.
+        if self.budget is None:
+            concurrent.futures.wait(futures)
+        elif self._waiting is not None and self._waiting.acquire(blocking=False):
+            try:
+                concurrent.futures.wait(futures, timeout=self.budget)
+            finally:
+                self._waiting.release()
 
     def settle(self, job: Job, outcome: Outcome) -> list[Job]:
         """Write a job's final outcome into the event as it is now (the outbox calls this)."""

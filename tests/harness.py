@@ -23,7 +23,7 @@ class RadicaleServer:
 
     def __init__(self, folder: Path, plugin_config: str = "", plugin: bool = True,
                  env: Optional[dict] = None, extra_radicale: str = "",
-                 storage: Optional[Path] = None) -> None:
+                 storage: Optional[Path] = None, server_options: str = "") -> None:
         self.folder = folder
         self.storage = storage or folder / "collections"  # another server's, to share it
         folder.mkdir(parents=True, exist_ok=True)
@@ -34,6 +34,7 @@ class RadicaleServer:
         (folder / "radicale.conf").write_text(textwrap.dedent(f"""\
             [server]
             hosts = 127.0.0.1:{{port}}
+            {server_options}
             [auth]
             type = htpasswd
             htpasswd_filename = {folder / 'users'}

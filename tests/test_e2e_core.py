@@ -564,3 +564,39 @@ def test_another_owners_copy_gets_its_own_link_in_place_of_the_old_one(radicale,
 def ical_values(ev, name):
     value = ev.get(name)
     return value if isinstance(value, list) else [value]
+
+
+def test_a_slow_provider_never_takes_every_connection(tmp_path, telemost):
+    """With 4 connection slots, at most 2 saves wait for the provider; the rest return at once."""
+    from conftest import plugin_config
+    server = RadicaleServer(tmp_path / "slots", plugin_config(telemost.url, provider_timeout="30"),
+                            env={"TELEMOST_TOKEN": TOKEN},
+                            server_options="max_connections = 4").start()
+    server.ensure_user("alice")
+    server.ensure_user("bob")
+    holds = [telemost.hold_next("POST") for _ in range(3)]
+    results: dict[int, object] = {}
+    threads = []
+    try:
+        for i in range(2):  # two saves wait inside Telemost: they keep their connections
+            uid = f"{uuid.uuid4()}@slots"
+            t = threading.Thread(target=lambda i=i, uid=uid: results.update(
+                {i: server.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost"))}))
+            t.start()
+            threads.append(t)
+            assert holds[i].entered.wait(30)
+        uid = f"{uuid.uuid4()}@slots"
+        third = server.session("alice").put(  # without the cap this would wait for Telemost
+            f"{server.url}/{CAL}/{uid}.ics", data=event(uid, location="telemost").encode(),
+            headers={"Content-Type": "text/calendar"}, timeout=15)
+        assert third.status_code == 201 and holds[2].entered.wait(30)
+        assert "появится здесь" in server.get("alice", f"{CAL}/{uid}.ics").text
+        assert server.get("bob", "bob/calendar/").status_code == 200  # others are served
+        assert results == {}
+    finally:
+        for hold in holds:
+            hold.release.set()
+        for t in threads:
+            t.join(30)
+        server.stop()
+    assert sorted(r.status_code for r in results.values()) == [201, 201]
