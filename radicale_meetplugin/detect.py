@@ -19,8 +19,9 @@ from . import ical
 
 # Separators between parts of a LOCATION ("Room 5; telemost").
 _LOCATION_SPLIT = re.compile(r"[;,\n]")
-# A tag starts a word: "#telemost", not "https://host/#room". Linear-time.
-TAG = re.compile(r"(?<!\S)#(\w[\w-]*)")
+# A tag is a whole word: "#telemost" or "#telemost," — not "https://host/#room" nor
+# "#a#b". Being a whole word, removing one can never make another. Linear-time.
+TAG = re.compile(r"(?<!\S)#(\w[\w-]*)(?=$|[\s.,;:!?)])")
 
 
 @dataclass(frozen=True)

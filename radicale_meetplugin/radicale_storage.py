@@ -252,10 +252,12 @@ class RadicaleAdapter:
                    None)
         if not isinstance(col, multifilesystem.Collection):
             return None, ""
-        if job.href:
-            found = col._get(job.href, verify_href=False)
-            if found is not None and found.uid == job.key.uid:
-                return col, job.href
+        # An import lets Radicale pick the href: usually "<uid>.ics", so try that first.
+        for href in (job.href, f"{job.key.uid}.ics"):
+            if href and pathutils.is_safe_filesystem_path_component(href):
+                found = col._get(href, verify_href=False)
+                if found is not None and found.uid == job.key.uid:
+                    return col, href
         for item in col.get_all():
             if item.uid == job.key.uid and item.href:
                 return col, item.href

@@ -228,3 +228,10 @@ def test_hostile_location_is_handled_in_linear_time():
     location = " " * 200_000 + "telemost" + " " * 200_000 + ";" + " " * 200_000
     out = attached(event("u@t", location=location))
     assert str(first(out)["LOCATION"]) == CONF.join_url
+
+
+@pytest.mark.parametrize("text", ["#JITSI#JITSI", "#telemost#telemost x", "a #telemost#jitsi"])
+def test_glued_tags_are_not_tags(text):
+    out = attached(event("u@t", location="telemost", description=text))
+    assert rewrite.split_description(str(first(out)["DESCRIPTION"]))[0] == text
+    assert attached(out) == out

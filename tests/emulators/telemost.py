@@ -67,6 +67,9 @@ class TelemostEmulator:
         self.token = token
         self.join_host = host
         self.personal_account = False
+        self.delay = 0.0            # seconds every call takes (a slow provider)
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self.conferences: dict[str, dict] = {}
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
@@ -173,6 +176,17 @@ class TelemostEmulator:
                             at=time.monotonic())
                 with emu._lock:
                     emu.calls.append(call)
+                    emu.in_flight += 1
+                    emu.peak_in_flight = max(emu.peak_in_flight, emu.in_flight)
+                try:
+                    self._serve(method, call, body)
+                finally:
+                    with emu._lock:
+                        emu.in_flight -= 1
+
+            def _serve(self, method: str, call: Call, body) -> None:
+                if emu.delay:
+                    threading.Event().wait(emu.delay)  # the provider is slow
                 hold = emu._take(emu.holds, method)
                 if hold is not None:
                     hold.entered.set()
