@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test venv clean
+.PHONY: run test bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -25,5 +25,19 @@ run: venv
 test: venv
 	$(PY) -m pytest -q
 
+# Benchmarks: plain Radicale vs Radicale with the plugin, in a production-like venv
+# (no test extras: the caldav client's dependencies would inflate memory figures).
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	    apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e .
+	@touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache

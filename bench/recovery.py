@@ -21,9 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import TOKEN, plugin_config  # noqa: E402
 from emulators.telemost import TelemostEmulator  # noqa: E402
-from harness import RadicaleServer, event  # noqa: E402
+from harness import TOKEN, RadicaleServer, event, plugin_config  # noqa: E402
 
 
 def main() -> None:

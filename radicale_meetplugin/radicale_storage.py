@@ -197,6 +197,7 @@ class RadicaleAdapter:
         if items is None or not props or props.get("tag") != "VCALENDAR":
             return create(href, items, props)
         path = pathutils.strip_path(href)
+        self._request.no_wait = True  # nobody re-reads an import at once: links follow
         items = list(items)
         prepared: list[radicale_item.Item] = []
         try:
@@ -220,13 +221,16 @@ class RadicaleAdapter:
     def after_write(self) -> None:
         """Run the jobs this request queued; wait for them up to the budget."""
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
-        self._request.jobs = []
+        no_wait = getattr(self._request, "no_wait", False)
+        self._request.jobs, self._request.no_wait = [], False
         if not jobs:
             return
         futures = self.outbox.submit(j.id for j in jobs)
         # Waiting holds one of Radicale's connection slots: only a few saves may do it at once.
         if self.budget is None:
             concurrent.futures.wait(futures)
+        elif no_wait:
+            return
         elif self._waiting is not None and self._waiting.acquire(blocking=False):
             try:
                 concurrent.futures.wait(futures, timeout=self.budget)

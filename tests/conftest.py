@@ -8,20 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from emulators.telemost import TelemostEmulator  # noqa: E402
-from harness import RadicaleServer  # noqa: E402
-
-TOKEN = "test-token-123"
-
-
-def plugin_config(telemost_url: str, **main: str) -> str:
-    options = {"default_provider": "jitsi", "language": "ru",
-               "owner_addresses": "{user}@example.com", "provider_timeout": "5",
-               "call_timeout": "3", "retry_initial": "0.2", "retry_max_delay": "1", **main}
-    lines = ["[meetplugin]", *(f"{k} = {v}" for k, v in options.items()),
-             "[provider:jitsi]", "base_url = https://meet.jit.si",
-             "[provider:telemost]", f"api_url = {telemost_url}", "token_env = TELEMOST_TOKEN"]
-    return "\n".join(lines) + "\n"
-
+from harness import TOKEN, RadicaleServer, plugin_config  # noqa: E402,F401
 
 @pytest.fixture(scope="module")
 def telemost():

@@ -16,6 +16,18 @@ from typing import Optional
 import requests
 
 USERS = {"alice": "alice", "bob": "bob"}
+TOKEN = "test-token-123"  # the Telemost emulator's token
+
+
+def plugin_config(telemost_url: str, **main: str) -> str:
+    """A plugin config: Jitsi default, Telemost at the emulator, fast retries for tests."""
+    options = {"default_provider": "jitsi", "language": "ru",
+               "owner_addresses": "{user}@example.com", "provider_timeout": "5",
+               "call_timeout": "3", "retry_initial": "0.2", "retry_max_delay": "1", **main}
+    lines = ["[meetplugin]", *(f"{k} = {v}" for k, v in options.items()),
+             "[provider:jitsi]", "base_url = https://meet.jit.si",
+             "[provider:telemost]", f"api_url = {telemost_url}", "token_env = TELEMOST_TOKEN"]
+    return "\n".join(lines) + "\n"
 
 
 class RadicaleServer:

@@ -18,7 +18,7 @@ import icalendar
 import pytest
 import requests
 
-from conftest import TOKEN, plugin_config
+from harness import TOKEN, plugin_config
 from emulators.telemost import TelemostEmulator
 from harness import RadicaleServer, event
 

@@ -9,7 +9,7 @@ import caldav
 import icalendar
 import pytest
 
-from conftest import TOKEN
+from harness import TOKEN
 from harness import RadicaleServer, event
 
 CAL = "alice/calendar"
@@ -309,8 +309,10 @@ def test_calendar_import_follows_the_same_rules(radicale, telemost):
     plain_uid = f"{uuid.uuid4()}@imp"
     texts = [event(marked[0], location="telemost"), event(marked[1], location="jitsi"),
              event(plain_uid, location="Офис")]
+    mark = radicale.mark()
     r = radicale.put("alice", "alice/imported/", calendar_of(*texts))
     assert r.status_code == 201
+    radicale.wait_for_log(f"{marked[0]}: telemost create done", start=mark)  # imports don't wait
     assert len(posts(telemost)) == 1
     whole = icalendar.Calendar.from_ical(radicale.get("alice", "alice/imported/").text)
     by_uid = {str(e["UID"]): e for e in whole.walk("VEVENT")}
@@ -443,7 +445,7 @@ def test_other_users_are_served_while_telemost_is_slow(radicale, telemost):
 
 @pytest.fixture(scope="module")
 def impatient(tmp_path_factory, telemost):
-    from conftest import plugin_config
+    from harness import plugin_config
     server = RadicaleServer(tmp_path_factory.mktemp("impatient"),
                             plugin_config(telemost.url, provider_timeout="0.5", call_timeout="10"),
                             env={"TELEMOST_TOKEN": TOKEN}).start()
@@ -568,7 +570,7 @@ def ical_values(ev, name):
 
 def test_a_slow_provider_never_takes_every_connection(tmp_path, telemost):
     """With 4 connection slots, at most 2 saves wait for the provider; the rest return at once."""
-    from conftest import plugin_config
+    from harness import plugin_config
     server = RadicaleServer(tmp_path / "slots", plugin_config(telemost.url, provider_timeout="30"),
                             env={"TELEMOST_TOKEN": TOKEN},
                             server_options="max_connections = 4").start()

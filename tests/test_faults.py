@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import TOKEN, plugin_config
+from harness import TOKEN, plugin_config
 from harness import RadicaleServer, event
 from test_e2e_core import read, vevent
 

@@ -11,7 +11,7 @@ import radicale.item as radicale_item
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TOKEN
+from harness import TOKEN
 from harness import event
 from radicale_meetplugin import ical
 from radicale_meetplugin.bootstrap import build_engine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TOKEN
+from harness import TOKEN
 from radicale_meetplugin.config import Secret
 from radicale_meetplugin.model import EventKey, Meeting
 from radicale_meetplugin.providers import ProviderError

@@ -10,7 +10,7 @@ import uuid
 
 import icalendar
 
-from conftest import TOKEN, plugin_config
+from harness import TOKEN, plugin_config
 from harness import RadicaleServer, event
 
 CAL = "alice/calendar"
