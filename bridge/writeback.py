@@ -247,6 +247,7 @@ class Writer:
             if put.ok:
                 etag = put.etag or link.client.etag(href)
                 self.state.wrote(link.name, calendar, href, job.key.uid, etag, digest(text), text)
+                logger.info("bridge: %s: written with the %s result", where, job.provider)
                 # judge the version we wrote once: it may carry an edit made meanwhile
                 self._apply(link, calendar, job.key, Resource(href, etag, text),
                             self.state.item(link.name, href), tally)
