@@ -325,3 +325,15 @@ def test_a_task_or_unreadable_resource_is_only_remembered(writer):
                                       "END:VCALENDAR\n")
     w.judge(link, CAL, res, Tally())
     assert server.puts == [] and state.item("a", CAL + "t.ics").etag == res.etag
+
+
+def test_the_example_config_is_valid(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "config", "bridge.example.conf")
+    (tmp_path / "pw").write_text("app-password")
+    (tmp_path / "pw").chmod(0o600)
+    text = open(example, encoding="utf-8").read().replace(
+        "/etc/meetplugin/alice.password", str(tmp_path / "pw"))
+    cfg = config.load(write(tmp_path, text), env={"STATE_DIRECTORY": str(tmp_path / "state")})
+    assert [a.name for a in cfg.accounts] == ["alice"]
+    assert cfg.accounts[0].addresses == ("alice@example.com", "a.ivanova@example.com")
+    assert cfg.state_dir == str(tmp_path / "state") and cfg.interval == 60
