@@ -96,7 +96,8 @@ class Bridge:
         self.budget = float(self.engine.settings.main["provider_timeout"])
         self.outbox = bootstrap.build_outbox(self.engine, self.settle)
         self.stop_event = threading.Event()
-        self._futures: list[concurrent.futures.Future] = []
+        self._futures: list[concurrent.futures.Future] = []  # this cycle's jobs
+        self._inflight: set[concurrent.futures.Future] = set()  # every job not known done
         logger.info("bridge: %d account(s): %s; state: %s", len(self.links),
                     ", ".join(f"{a.name} ({a.url})" for a in config.accounts),
                     os.path.dirname(self.engine.store.path))
@@ -128,13 +129,21 @@ class Bridge:
         now = time.time()
         orphaned = [i for i, holder in store.held_by_others(self.outbox.owner)
                     if not self.outbox.alive(holder)]
-        self._futures.extend(self.outbox.submit([*store.due_jobs(now), *orphaned]))
+        futures = self.outbox.submit([*store.due_jobs(now), *orphaned])
+        self._futures.extend(futures)
+        self._inflight.update(futures)
         return self.cycle()
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def close(self) -> None:
+        """Let provider calls already under way finish and land, then let go."""
+        self._inflight = {f for f in self._inflight if not f.done()}
+        if self._inflight:
+            logger.info("bridge: waiting for %d provider call(s) under way", len(self._inflight))
+            concurrent.futures.wait(self._inflight,
+                                    timeout=self.engine.settings.main["call_timeout"] + 5)
         self.outbox.stop()
         for link in self.links:
             link.client.close()
@@ -164,6 +173,7 @@ class Bridge:
         futures, self._futures = self._futures, []
         if futures:
             concurrent.futures.wait(futures, timeout=self.budget)
+        self._inflight = {f for f in self._inflight if not f.done()}
         requests1, bytes1 = self.meter.snapshot()
         report.requests, report.bytes = requests1 - requests0, bytes1 - bytes0
         report.seconds = time.monotonic() - started
@@ -174,7 +184,9 @@ class Bridge:
     def _submit(self, tally: Tally) -> None:
         """Hand the queued provider jobs to the outbox now (they run outside the lock)."""
         if tally.jobs:
-            self._futures.extend(self.outbox.submit(j.id for j in tally.jobs))
+            futures = self.outbox.submit(j.id for j in tally.jobs)
+            self._futures.extend(futures)
+            self._inflight.update(futures)
             tally.submitted += len(tally.jobs)
             tally.jobs = []
 
@@ -189,8 +201,15 @@ class Bridge:
             version = f"{info.ctag}|{info.sync_token}"
             if stored is not None and version != "|" and stored.version == version:
                 continue  # unchanged since we last followed it to the end
-            changes, new_state, delta = self._changes(link, info, stored, version)
             report.changed += 1
+            try:
+                changes, new_state, delta = self._changes(link, info, stored, version)
+            except CalDAVError as e:  # this calendar only; a refused login stops the account
+                if e.status == 401:
+                    raise
+                report.errors += 1
+                logger.warning("bridge: %s: %s skipped this cycle: %s", link.name, info.href, e)
+                continue
             if delta:
                 tally.ours += len(changes.own)
             work.append((info.href, changes, new_state))
