@@ -268,6 +268,8 @@ class CalDAVClient:
             r = self._request("REPORT", href, body,
                               {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"})
             if r.status != 207:
+                if r.status >= 500 and r.status != 501:  # the server is unwell: try again later
+                    raise CalDAVError(f"sync-collection {href}", r.status)
                 if token and ("valid-sync-token" in r.text or r.status in (403, 409, 410, 412)):
                     raise SyncTokenInvalid(f"sync-collection {href}", r.status)
                 raise SyncUnsupported(f"sync-collection {href}", r.status)

@@ -147,12 +147,14 @@ class RewritingProxy:
 
     `drop`: property names removed from every PUT body (as servers that keep
     no X- properties do). `refuse`: a PUT whose body holds one of these names
-    is answered 403 (as a server rejecting CONFERENCE would).
+    is answered 403 (as a server rejecting CONFERENCE would). `broken`:
+    (method, path) pairs answered 500.
     """
 
     def __init__(self, upstream: str, drop: tuple[str, ...] = (),
                  refuse: tuple[str, ...] = ()) -> None:
         self.upstream = upstream.rstrip("/")
+        self.broken: set[tuple[str, str]] = set()  # (method, path) answered 500
         self.drop = tuple(d.upper() for d in drop)
         self.refuse = tuple(r.upper() for r in refuse)
         self.puts: list[tuple[int, str]] = []   # (status, body as forwarded)
@@ -169,6 +171,8 @@ class RewritingProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if (self.command, self.path) in proxy.broken:
+                    return self._send(500, {}, b"broken")
                 if self.command == "PUT":
                     text = unfold(body.decode("utf-8"))
                     names = {line.split(":", 1)[0].split(";", 1)[0].upper()

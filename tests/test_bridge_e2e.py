@@ -449,3 +449,22 @@ def test_a_server_dropping_or_refusing_our_properties_still_gets_the_link_once(
     dav.delete(path)
     settle_down(bridge)
     assert len(telemost.calls_of("DELETE")) == 1
+
+
+def test_a_failing_calendar_does_not_hold_up_the_others(proxy_for, make_bridge, telemost):
+    proxy, dav = proxy_for()
+    sick, well = dav.mkcalendar(), dav.mkcalendar()
+    bridge = make_bridge(dav, f"{sick}, {well}")
+    settle_down(bridge)
+    paths = []
+    for calendar in (sick, well):
+        _uid, path, text = new_event(calendar, location="jitsi")
+        dav.put(path, text)
+        paths.append(path)
+    proxy.broken.add(("REPORT", sick))
+    report = bridge.cycle()
+    assert report.errors == 1 and report.written == 1
+    assert "meet.jit.si" in dav.get(paths[1])[0] and "meet.jit.si" not in dav.get(paths[0])[0]
+    proxy.broken.clear()
+    assert bridge.cycle().written == 1  # the sick calendar catches up from its old token
+    assert "meet.jit.si" in dav.get(paths[0])[0]
