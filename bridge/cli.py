@@ -48,12 +48,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ConfigError("--interval must be greater than 0")
             settings = dataclasses.replace(settings, interval=args.interval)
         try:
-            from .runner import Bridge
+            from .runner import Bridge, BridgeBusy
         except ImportError as e:
             log.error("meetplugin-bridge: %s; install the bridge's dependencies: "
                       "pip install 'radicale-meetplugin[bridge]'", e)
             return 2
-        bridge = Bridge(settings)
+        try:
+            bridge = Bridge(settings)
+        except BridgeBusy as e:
+            if args.once:  # cron: the previous run is still at work, which is fine
+                log.warning("meetplugin-bridge: %s; this run does nothing", e)
+                return 0
+            log.error("meetplugin-bridge: %s", e)
+            return 1
     except ConfigError as e:
         log.error("meetplugin-bridge: %s", e)
         return 2

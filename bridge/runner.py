@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import fcntl
 import logging
 import os
 import threading
@@ -46,6 +47,10 @@ from .writeback import Link, Tally, Writer, calendar_key
 logger = logging.getLogger("meetplugin.bridge")
 
 ClientFactory = Callable[..., CalDAVClient]
+
+
+class BridgeBusy(RuntimeError):
+    """Another bridge process works on the same state folder."""
 
 
 @dataclass
@@ -82,6 +87,15 @@ class Bridge:
                  client_factory: ClientFactory = CalDAVClient) -> None:
         self.config = config
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+        # Two bridges judging the same events at once could race for one conference
+        # (a cron run overtaking a slow one): one process per state folder.
+        self._lockfile = open(os.path.join(config.state_dir, "bridge.lock"), "a")
+        try:
+            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            raise BridgeBusy(f"another meetplugin-bridge is running on {config.state_dir}") \
+                from None
         self.engine = bootstrap.build_engine(config.meetplugin_config, config.state_dir)
         self._extend_addresses(config.accounts)
         self.state = BridgeState(os.path.join(os.path.dirname(self.engine.store.path),
@@ -148,6 +162,7 @@ class Bridge:
         for link in self.links:
             link.client.close()
         self.state.close()
+        self._lockfile.close()  # releases the lock
 
     def cycle(self) -> Report:
         started = time.monotonic()

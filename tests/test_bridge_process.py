@@ -98,6 +98,23 @@ def test_daemon_follows_changes_and_stops_cleanly_on_sigterm(tmp_path, xandikos,
         daemon.stop()
 
 
+def test_a_second_bridge_on_the_same_state_does_nothing(tmp_path, xandikos, telemost,
+                                                         monkeypatch):
+    from bridge import config
+    from bridge.runner import Bridge
+    dav = Dav("xandikos", xandikos.url, "/alice/calendars/")
+    conf = bridge_config(tmp_path / "bridge", dav, plugin_config(telemost.url))
+    monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
+    running = Bridge(config.load(str(conf)))  # holds the state folder
+    try:
+        second = run_once(conf, ENV)
+        assert "another meetplugin-bridge is running" in second.log
+        assert "cycle" not in second.log
+    finally:
+        running.close()
+    assert "cycle:" in run_once(conf, ENV).log  # free again
+
+
 def test_a_refused_login_is_logged_without_the_password(tmp_path, telemost):
     server = RadicaleServer(tmp_path / "radicale", plugin=False).start()
     try:
