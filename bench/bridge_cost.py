@@ -162,8 +162,8 @@ def main() -> None:
     else:
         server = XandikosServer(work / "xandikos").start()
         dav = Dav("xandikos", server.url, "/alice/calendars/")
-    print(f"| server   | events | mode | step             | requests |  bytes KiB |   time ms |")
-    print(f"|----------|-------:|------|------------------|---------:|-----------:|----------:|")
+    print("| server   | events | mode | step             | requests |  bytes KiB |   time ms |")
+    print("|----------|-------:|------|------------------|---------:|-----------:|----------:|")
     notes: list[str] = []
     try:
         for size in sizes:

@@ -105,7 +105,8 @@ def test_a_delta_finds_what_a_full_listing_finds(before, after):
 
 def test_uid_of():
     assert uid_of(event("abc@x")) == "abc@x"
-    folded = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:long-\r\n uid\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    folded = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:long-\r\n uid\r\nEND:VEVENT\r\n"
+              "END:VCALENDAR\r\n")
     assert uid_of(folded) == "long-uid"
     assert uid_of('BEGIN:VEVENT\nUID;X-A="a:b":u1\nEND:VEVENT\n') == "u1"
     todo = "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:t1\nEND:VTODO\nEND:VCALENDAR\n"
@@ -178,7 +179,8 @@ def test_config_password_from_env_and_readable_file_warning(tmp_path, monkeypatc
     ("[account:a]\nurl = ftp://h/\nowner = a\n", "http:// or https://"),
     ("[account:a]\nurl = https://a:b@h/\nowner = a\n", "not into the URL"),
     ("[account:a]\nurl = https://h/\n", "needs an owner"),
-    ("[account:a]\nurl = https://h/\nowner = a\ncolour = red\n", "unknown option 'colour' in [account:a]"),
+    ("[account:a]\nurl = https://h/\nowner = a\ncolour = red\n",
+     "unknown option 'colour' in [account:a]"),
     ("[account:a]\nurl = https://h/\nowner = a\nsync = magic\n", "[account:a] sync"),
     ("[account:a]\nurl = https://h/\nowner = a\ncalendars = all, /x/\n", "either all"),
     ("[bridge]\ninterval = 0\n[account:a]\nurl = https://h/\nowner = a\n", "[bridge] interval"),
@@ -248,7 +250,8 @@ def writer(tmp_path):
     engine = bootstrap.build_engine("", str(tmp_path))  # defaults: Jitsi, no network
     state = BridgeState(str(tmp_path / "bridge.sqlite"))
     server = MemoryServer()
-    link = Link(config.Account("a", "http://dav.invalid/", owner="alice"), server)  # type: ignore[arg-type]
+    account = config.Account("a", "http://dav.invalid/", owner="alice")
+    link = Link(account, server)  # type: ignore[arg-type]
     yield Writer(engine, state), link, server, state
     state.close()
     engine.store._db().close()
