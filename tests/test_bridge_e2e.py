@@ -369,14 +369,22 @@ def test_without_sync_it_follows_etag_listings(dav, cal, make_bridge, telemost):
 
 # --- discovery ------------------------------------------------------------------
 
-def test_all_calendars_of_the_home_are_found_and_followed(tmp_path, make_bridge, telemost):
-    server = XandikosServer(tmp_path / "x").start()
-    try:
+@pytest.mark.parametrize("kind", ["xandikos", "radicale"])
+def test_all_calendars_of_the_home_are_found_and_followed(tmp_path, make_bridge, telemost, kind):
+    if kind == "xandikos":
+        server = XandikosServer(tmp_path / "x").start()
         dav = Dav("xandikos", server.url, "/alice/calendars/")
-        bridge = make_bridge(dav)  # calendars = all
+        default = "/alice/calendars/calendar/"
+    else:
+        server = RadicaleServer(tmp_path / "r", plugin=False).start()
+        server.ensure_user("alice")
+        dav = Dav("radicale", server.url, "/alice/", "alice", "alice")
+        default = "/alice/calendar/"
+    try:
+        bridge = make_bridge(dav)  # calendars = all: found through the principal
         other = dav.mkcalendar()
         paths = []
-        for calendar in ("/alice/calendars/calendar/", other):
+        for calendar in (default, other):
             _uid, path, text = new_event(calendar, location="telemost")
             dav.put(path, text)
             paths.append(path)
@@ -391,6 +399,7 @@ def test_all_calendars_of_the_home_are_found_and_followed(tmp_path, make_bridge,
         assert dav.http.delete(dav.url + other).status_code in (200, 204)
         bridge.cycle()
         assert deleted_ids(telemost) == [conf_id]
+        assert settle_down(bridge).requests == 1
     finally:
         server.stop()
 
