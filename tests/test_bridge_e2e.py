@@ -152,6 +152,21 @@ def test_unmarked_events_are_never_written(dav, cal, make_bridge, telemost):
     assert telemost.calls == []
 
 
+def test_a_refused_create_is_explained_once_and_not_retried_by_each_cycle(
+        dav, cal, make_bridge, telemost):
+    telemost.personal_account = True  # 403 ApiRestrictedToOrganizations
+    bridge = make_bridge(dav, cal)
+    _uid, path, text = new_event(cal, location="telemost")
+    dav.put(path, text)
+    bridge.cycle()
+    idle = settle_down(bridge)
+    assert idle.requests == 1
+    ev = first(dav.get(path)[0])
+    assert "Видеовстреча не создана" in str(ev["DESCRIPTION"])
+    assert str(ev["LOCATION"]) == "telemost"  # the person's keyword stays
+    assert len(posts(telemost)) == 1
+
+
 # --- edit, concurrent edit --------------------------------------------------------
 
 def test_edit_keeps_the_one_conference(dav, cal, make_bridge, telemost):
