@@ -198,7 +198,8 @@ class CalDAVClient:
             status = getattr(e, "status", None) or 403
             if status == 401:
                 raise CalDAVError(f"{method} {href}: the server refused the login", 401) from None
-            raw = e.body if isinstance(e.body, bytes) else str(e.body or "").encode()
+            body = getattr(e, "body", None)
+            raw = body if isinstance(body, bytes) else str(body or "").encode()
             return _Answer(status, {}, None, raw)
         raw = r.raw if isinstance(r.raw, (bytes, str)) else b""
         return _Answer(r.status, dict(r.headers), r.tree,
