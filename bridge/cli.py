@@ -1,0 +1,88 @@
+"""``meetplugin-bridge``: run the CalDAV bridge once (cron) or as a daemon (systemd)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+from typing import Optional, Sequence
+
+from radicale_meetplugin.config import ConfigError
+
+from . import config
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if verbose:
+        for name in ("meetplugin.bridge", "radicale.meetplugin"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    # The HTTP layers log headers and bodies at debug level: keep them quiet.
+    for name in ("caldav", "niquests", "urllib3", "urllib3_future", "requests"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="meetplugin-bridge",
+        description="Video conferences for events on any CalDAV server (Nextcloud, SOGo, "
+                    "Baïkal, DAViCal, Xandikos, …): follows the calendars over CalDAV and "
+                    "writes the links back.")
+    parser.add_argument("-c", "--config", required=True, help="the bridge's config file")
+    parser.add_argument("--once", action="store_true",
+                        help="one cycle, then exit (for cron); exit status 1 if an account failed")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between cycles (overrides [bridge] interval)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log every cycle and decision (debug level)")
+    args = parser.parse_args(argv)
+    _logging(args.verbose)
+    log = logging.getLogger("meetplugin.bridge")
+    try:
+        settings = config.load(args.config)
+        if args.interval is not None:
+            if args.interval <= 0:
+                raise ConfigError("--interval must be greater than 0")
+            settings = dataclasses.replace(settings, interval=args.interval)
+        try:
+            from .runner import Bridge, BridgeBusy
+        except ImportError as e:
+            log.error("meetplugin-bridge: %s; install the bridge's dependencies: "
+                      "pip install 'radicale-meetplugin[bridge]'", e)
+            return 2
+        try:
+            bridge = Bridge(settings)
+        except BridgeBusy as e:
+            if args.once:  # cron: the previous run is still at work, which is fine
+                log.warning("meetplugin-bridge: %s; this run does nothing", e)
+                return 0
+            log.error("meetplugin-bridge: %s", e)
+            return 1
+    except ConfigError as e:
+        log.error("meetplugin-bridge: %s", e)
+        return 2
+
+    def on_signal(signum, _frame) -> None:
+        log.info("bridge: %s received, stopping after the current step",
+                 signal.Signals(signum).name)
+        bridge.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if args.once:
+            report = bridge.run_once()
+            if not report.busy:  # a busy cycle has logged itself already
+                log.info("bridge: cycle: %s", report.line())
+            return 1 if report.errors else 0
+        bridge.run_forever()
+        return 0
+    finally:
+        bridge.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""One cycle over every account and calendar; the daemon loop around it.
+
+A cycle, per account:
+
+1. one PROPFIND for every calendar's ctag and sync token (Depth 1 on the
+   calendar home, or Depth 0 per configured calendar); a calendar whose pair
+   did not change since it was last followed to the end costs nothing more —
+   so an idle cycle costs the same whatever the calendars hold;
+2. for a changed calendar: RFC 6578 ``sync-collection`` from the stored token
+   (ETags only), or, without sync, a PROPFIND listing of ETags; `follow` says
+   which hrefs need reading (not the versions we handled or wrote ourselves);
+3. the changed events are read (``calendar-multiget`` in batches) and judged
+   (`writeback`), across all calendars of the account first; then deletions
+   (so an event moved between two calendars keeps its conference); the new
+   token is stored only after that, so a crash or stop means "redo from the
+   old token", and the per-href ETags make the redo cheap and idempotent.
+
+Provider calls run in the outbox meanwhile; the cycle waits for them up to
+``provider_timeout`` with the lock released, so their results land in the
+same cycle when the provider is quick.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import fcntl
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from radicale_meetplugin import bootstrap
+from radicale_meetplugin.engine import Outcome
+from radicale_meetplugin.model import ActionKind, EventKey, Job
+
+from . import follow
+from .caldav_client import (MULTIGET_BATCH, CalDAVClient, CalDAVError, CalendarInfo, Meter,
+                            Resource, SyncTokenInvalid, SyncUnsupported, path_of)
+from .config import Account, BridgeConfig
+from .state import BridgeState, CalendarState
+from .writeback import Link, Tally, Writer, calendar_key
+
+logger = logging.getLogger("meetplugin.bridge")
+
+ClientFactory = Callable[..., CalDAVClient]
+
+
+class BridgeBusy(RuntimeError):
+    """Another bridge process works on the same state folder."""
+
+
+@dataclass
+class Report:
+    """What one cycle did, for the log, the tests and the benchmark."""
+
+    calendars: int = 0
+    changed: int = 0        # calendars that needed a sync or listing
+    read: int = 0           # events read and judged
+    written: int = 0
+    conflicts: int = 0      # 412 answers (edited meanwhile)
+    ours: int = 0           # own write-backs recognised
+    deleted: int = 0
+    refused: int = 0
+    jobs: int = 0
+    errors: int = 0         # accounts that failed this cycle
+    requests: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (f"{self.calendars} calendars, {self.changed} changed; {self.read} read, "
+                f"{self.written} written, {self.deleted} deleted, {self.ours} own write-backs "
+                f"seen, {self.conflicts} conflicts, {self.jobs} provider jobs; "
+                f"{self.requests} requests, {self.bytes / 1024:.1f} KiB, {self.seconds:.2f} s")
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.read or self.written or self.deleted or self.errors or self.jobs)
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig,
+                 client_factory: ClientFactory = CalDAVClient) -> None:
+        self.config = config
+        os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+        # Two bridges judging the same events at once could race for one conference
+        # (a cron run overtaking a slow one): one process per state folder.
+        self._lockfile = open(os.path.join(config.state_dir, "bridge.lock"), "a")
+        try:
+            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            raise BridgeBusy(f"another meetplugin-bridge is running on {config.state_dir}") \
+                from None
+        self.engine = bootstrap.build_engine(config.meetplugin_config, config.state_dir)
+        self._extend_addresses(config.accounts)
+        self.state = BridgeState(os.path.join(os.path.dirname(self.engine.store.path),
+                                              "bridge.sqlite"))
+        self.meter = Meter()
+        self.links = [Link(a, client_factory(a.url, a.username, a.password.value,
+                                              config.http_timeout, self.meter))
+                      for a in config.accounts]
+        self.by_owner = {link.owner: link for link in self.links}
+        self.writer = Writer(self.engine, self.state)
+        self.lock = threading.RLock()  # one judge at a time; CalDAV calls of one client serial
+        self.budget = float(self.engine.settings.main["provider_timeout"])
+        self.outbox = bootstrap.build_outbox(self.engine, self.settle)
+        self.stop_event = threading.Event()
+        self._futures: list[concurrent.futures.Future] = []  # this cycle's jobs
+        self._inflight: set[concurrent.futures.Future] = set()  # every job not known done
+        logger.info("bridge: %d account(s): %s; state: %s", len(self.links),
+                    ", ".join(f"{a.name} ({a.url})" for a in config.accounts),
+                    os.path.dirname(self.engine.store.path))
+
+    def _extend_addresses(self, accounts: tuple[Account, ...]) -> None:
+        """Each account's `addresses` join the plugin config's [owner_addresses]."""
+        settings = self.engine.settings
+        extra = {user: tuple(v) for user, v in settings.owner_addresses.items()}
+        for account in accounts:
+            if account.addresses:
+                user = account.owner.lower()
+                extra[user] = (*extra.get(user, ()), *account.addresses)
+        self.engine.settings = dataclasses.replace(settings, owner_addresses=extra)
+
+    # --- running -------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Cycle every `interval` seconds until `stop()` (SIGTERM)."""
+        self.outbox.start()
+        logger.info("bridge: running, a cycle every %g s", self.config.interval)
+        while not self.stop_event.is_set():
+            self.cycle()
+            self.stop_event.wait(self.config.interval)
+        logger.info("bridge: stopped")
+
+    def run_once(self) -> Report:
+        """One cycle, plus the outbox's due jobs (for cron); waits up to the budget."""
+        store = self.engine.store
+        now = time.time()
+        orphaned = [i for i, holder in store.held_by_others(self.outbox.owner)
+                    if not self.outbox.alive(holder)]
+        futures = self.outbox.submit([*store.due_jobs(now), *orphaned])
+        self._futures.extend(futures)
+        self._inflight.update(futures)
+        return self.cycle()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def close(self) -> None:
+        """Let provider calls already under way finish and land, then let go."""
+        self._inflight = {f for f in self._inflight if not f.done()}
+        if self._inflight:
+            logger.info("bridge: waiting for %d provider call(s) under way", len(self._inflight))
+            concurrent.futures.wait(self._inflight,
+                                    timeout=self.engine.settings.main["call_timeout"] + 5)
+        self.outbox.stop()
+        for link in self.links:
+            link.client.close()
+        self.state.close()
+        self._lockfile.close()  # releases the lock
+
+    def cycle(self) -> Report:
+        started = time.monotonic()
+        requests0, bytes0 = self.meter.snapshot()
+        report = Report()
+        with self.lock:
+            for link in self.links:
+                if self.stop_event.is_set():
+                    break
+                tally = Tally()
+                try:
+                    self._cycle_account(link, tally, report)
+                except Exception as e:
+                    report.errors += 1
+                    logger.warning("bridge: %s: cycle failed, next cycle tries again: %s",
+                                   link.name, _reason(e))
+                    logger.debug("bridge: %s: failure details", link.name, exc_info=True)
+                finally:
+                    self._submit(tally)
+                for name in ("read", "written", "conflicts", "ours", "deleted", "refused"):
+                    setattr(report, name, getattr(report, name) + getattr(tally, name))
+                report.jobs += tally.submitted
+        futures, self._futures = self._futures, []
+        if futures:
+            concurrent.futures.wait(futures, timeout=self.budget)
+        self._inflight = {f for f in self._inflight if not f.done()}
+        requests1, bytes1 = self.meter.snapshot()
+        report.requests, report.bytes = requests1 - requests0, bytes1 - bytes0
+        report.seconds = time.monotonic() - started
+        logger.log(logging.INFO if report.busy else logging.DEBUG, "bridge: cycle: %s",
+                   report.line())
+        return report
+
+    def _submit(self, tally: Tally) -> None:
+        """Hand the queued provider jobs to the outbox now (they run outside the lock)."""
+        if tally.jobs:
+            futures = self.outbox.submit(j.id for j in tally.jobs)
+            self._futures.extend(futures)
+            self._inflight.update(futures)
+            tally.submitted += len(tally.jobs)
+            tally.jobs = []
+
+    # --- one account ---------------------------------------------------------
+
+    def _cycle_account(self, link: Link, tally: Tally, report: Report) -> None:
+        infos = self._calendars(link, tally)
+        report.calendars += len(infos)
+        work: list[tuple[str, follow.Changes, CalendarState]] = []
+        for info in infos:
+            stored = self.state.calendar(link.name, info.href)
+            version = f"{info.ctag}|{info.sync_token}"
+            if stored is not None and version != "|" and stored.version == version:
+                continue  # unchanged since we last followed it to the end
+            report.changed += 1
+            try:
+                changes, new_state, delta = self._changes(link, info, stored, version)
+            except CalDAVError as e:  # this calendar only; a refused login stops the account
+                if e.status == 401:
+                    raise
+                report.errors += 1
+                logger.warning("bridge: %s: %s skipped this cycle: %s", link.name, info.href, e)
+                continue
+            if delta:
+                tally.ours += len(changes.own)
+            work.append((info.href, changes, new_state))
+        for calendar, changes, _state in work:  # every change first, then deletions
+            self.state.seen_many(link.name, calendar, dict(changes.seen))
+            self._read_and_judge(link, calendar, changes.fetch, tally)
+            if self.stop_event.is_set():
+                return  # tokens stay: the next start redoes this cheaply
+        for calendar, changes, new_state in work:
+            for href in changes.deleted:
+                item = self.state.item(link.name, href)
+                if item is not None and item.uid:
+                    tally.jobs.extend(self.engine.on_delete(
+                        EventKey(link.owner, calendar_key(calendar), item.uid)))
+                self.state.drop_item(link.name, href)
+                tally.deleted += 1
+            self.state.save_calendar(link.name, calendar, new_state)
+        for calendar, href in self.state.dirty(link.name):
+            res = link.client.get(href)
+            if res is None:
+                item = self.state.item(link.name, href)
+                self.state.seen(link.name, calendar, href, item.uid if item else "", "")
+                continue
+            tally.read += 1
+            self.writer.judge(link, calendar, res, tally)
+
+    def _read_and_judge(self, link: Link, calendar: str, hrefs: tuple[str, ...],
+                        tally: Tally) -> None:
+        for i in range(0, len(hrefs), MULTIGET_BATCH):
+            batch = hrefs[i:i + MULTIGET_BATCH]
+            known = self.state.known(link.name, calendar, batch)
+            found = link.client.fetch(calendar, batch)
+            for href in batch:
+                res = found.get(href)
+                if res is None:
+                    continue  # gone since the listing: the next one says so
+                if follow.handled(known.get(href), res.etag):
+                    continue  # the listing gave no ETag, and this version is handled
+                tally.read += 1
+                self.writer.judge(link, calendar, res, tally)
+            self._submit(tally)
+            if self.stop_event.is_set():
+                return
+
+    def _changes(self, link: Link, info: CalendarInfo, stored: Optional[CalendarState],
+                 version: str) -> tuple[follow.Changes, CalendarState, bool]:
+        """(what changed, the calendar's state once handled, is it a delta)."""
+        account, client = link.account, link.client
+        if account.sync == "etag":
+            mode = "etag"
+        elif stored is not None and stored.mode == "nosync":
+            mode = "nosync"
+        elif info.sync_token or (stored is not None and stored.mode == "sync"):
+            mode = "sync"
+        else:
+            mode = "nosync"
+        if mode == "sync":
+            token = stored.token if stored is not None and stored.mode == "sync" else ""
+            try:
+                try:
+                    delta = client.sync(info.href, token)
+                except SyncTokenInvalid:
+                    logger.info("bridge: %s: %s: the server forgot our sync token; comparing "
+                                "the whole calendar once", link.name, info.href)
+                    delta = client.sync(info.href, "")
+            except SyncUnsupported as e:
+                logger.info("bridge: %s: %s: no WebDAV sync (%s); following it by ETags",
+                            link.name, info.href, e)
+                mode = "nosync"
+            else:
+                if delta.full:
+                    changes = follow.from_listing(
+                        self.state.known(link.name, info.href), delta.changed)
+                else:
+                    changes = follow.from_delta(
+                        self.state.known(link.name, info.href, [*delta.changed, *delta.deleted]),
+                        delta.changed, delta.deleted)
+                return changes, CalendarState(version, delta.token, "sync"), not delta.full
+        listing = client.etags(info.href)
+        changes = follow.from_listing(self.state.known(link.name, info.href), listing)
+        return changes, CalendarState(version, "", mode), False
+
+    def _calendars(self, link: Link, tally: Tally) -> list[CalendarInfo]:
+        """The account's calendars with their ctags: one request (or one per listed calendar)."""
+        account, client = link.account, link.client
+        if account.calendars:
+            found = []
+            for wanted in account.calendars:
+                href = path_of(urllib.parse.urljoin(account.url, wanted))
+                href = href if href.endswith("/") else href + "/"
+                info = client.calendar(href)
+                if info is None:
+                    self._calendar_gone(link, href, tally)
+                    logger.warning("bridge: %s: calendar %s not found", link.name, href)
+                    continue
+                found.append(info)
+            return found
+        home, principal = self.state.home(link.name, account.url)
+        infos: Optional[list[CalendarInfo]] = None
+        if home:
+            try:
+                infos = client.calendars(home)
+            except CalDAVError as e:
+                logger.info("bridge: %s: calendar home %s answered %s; discovering it again",
+                            link.name, home, e.status)
+        if infos is None:
+            home = client.discover_home()
+            principal = client.principal_href
+            self.state.set_home(link.name, account.url, home, principal)
+            logger.info("bridge: %s: calendar home %s", link.name, home)
+            infos = client.calendars(home)
+        mine = [i for i in infos if i.events and
+                not (i.owner and principal and i.owner.rstrip("/") != principal.rstrip("/"))]
+        present = {i.href for i in infos}
+        for href in self.state.calendars(link.name):
+            if href not in present:
+                self._calendar_gone(link, href, tally)
+        return mine
+
+    def _calendar_gone(self, link: Link, href: str, tally: Tally) -> None:
+        """A followed calendar vanished: if it is really gone, so are its conferences."""
+        if self.state.calendar(link.name, href) is None:
+            return
+        if link.client.calendar(href) is not None:
+            return  # still there, only no longer listed as ours: stop following it
+        logger.info("bridge: %s: calendar %s was deleted", link.name, href)
+        tally.jobs.extend(self.engine.on_delete_calendar(calendar_key(href)))
+        self.state.forget_calendar(link.name, href)
+
+    # --- the outbox's callback ---------------------------------------------
+
+    def settle(self, job: Job, outcome: Outcome) -> list[Job]:
+        """Write a job's final outcome into the event as it is now (the outbox calls this)."""
+        if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
+            return self.engine.settle(job, outcome, None)[1]
+        link = self.by_owner.get(job.key.owner)
+        with self.lock:
+            if link is None:  # the account left the config: the conference is not wanted
+                return self.engine.settle(job, outcome, None)[1]
+            return self.writer.settle(link, job, outcome)
+
+
+def _reason(error: Exception) -> str:
+    """A short, secret-free reason for the log."""
+    if isinstance(error, CalDAVError):
+        return str(error)
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+__all__ = ["Bridge", "Report", "Resource"]
