@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -90,6 +91,9 @@ MAIN_SCHEMA: Schema = {
     "retry_for": ("86400", positive_float,
                   "Seconds to keep retrying a conference that could not be created; then the event "
                   "gets an explanation. Deletes are retried until done."),
+    "pasted_links": ("true", boolean,
+                     "Give events with a pasted meeting link (Zoom, Teams, Meet, …, and any mask in "
+                     "[pasted_links]) a matching CONFERENCE property; nothing else is done."),
     "max_concurrency": ("4", positive_int,
                         "Provider calls at once, for the whole server (e.g. while a calendar is imported)."),
     "max_waiting_saves": ("auto", auto_or_count,
@@ -176,6 +180,7 @@ class Settings:
     owner_addresses: Mapping[str, tuple[str, ...]]
     configured: frozenset[str] = frozenset()  # providers that have a section in the file
     source: str = "defaults"
+    pasted_link_masks: Mapping[str, str] = field(default_factory=dict)  # name -> regex
 
     def addresses_of(self, user: str) -> frozenset[str]:
         explicit = self.owner_addresses.get(user.lower(), ())
@@ -198,7 +203,7 @@ def load(path: Optional[str], provider_schemas: Mapping[str, Schema]) -> Setting
         except configparser.Error as e:
             raise ConfigError(f"{source}: {e}") from None
     for name in parser.sections():
-        if name in ("meetplugin", "owner_addresses"):
+        if name in ("meetplugin", "owner_addresses", "pasted_links"):
             continue
         if not name.startswith("provider:") or name[9:] not in provider_schemas:
             raise ConfigError(f"{source}: unknown section [{name}]; providers: "
@@ -214,4 +219,11 @@ def load(path: Optional[str], provider_schemas: Mapping[str, Schema]) -> Setting
     owners = {user.lower(): csv(value) for user, value in
               (parser.items("owner_addresses") if parser.has_section("owner_addresses") else [])}
     configured = frozenset(n[9:] for n in parser.sections() if n.startswith("provider:"))
-    return Settings(main, providers, owners, configured, source)
+    masks = dict(parser.items("pasted_links")) if parser.has_section("pasted_links") else {}
+    for name, regex in masks.items():
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise ConfigError(f"{source}: [pasted_links] {name}: not a regular expression: {e}") \
+                from None
+    return Settings(main, providers, owners, configured, source, masks)

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Optional
 
 import icalendar
 
-from . import i18n, ical, rewrite
+from . import i18n, ical, links, rewrite
 from .config import Settings
 from .detect import Grammar, detect, might_ask
 from .model import (Action, ActionKind, Conference, EventKey, Job, Meeting,
@@ -68,6 +68,8 @@ class Engine:
         self.grammar = build_grammar(settings, classes)
         self._slots = threading.BoundedSemaphore(settings.main["max_concurrency"])
         self.enabled = frozenset(self.providers)
+        self.masks = (links.masks_from_config(settings.pasted_link_masks)
+                      if settings.main["pasted_links"] else ())
         self.scheduled = frozenset(n for n, p in self.providers.items() if p.capabilities.schedule)
 
     # --- facts -------------------------------------------------------------
@@ -102,7 +104,7 @@ class Engine:
                stored_text: Callable[[], Optional[str]] = lambda: None,
                href: str = "") -> Decision:
         record = self.store.get(key)
-        if record is None and not might_ask(text, self.grammar):
+        if record is None and not might_ask(text, self.grammar) and not self._may_hold_link(text):
             return Decision()  # the fast path: not ours, stored byte for byte
         try:
             cal = ical.parse(text)
@@ -132,11 +134,22 @@ class Engine:
         )
         action = plan(facts)
         jobs = self._act(action, key, cal, record, meeting, href)
+        if self.masks and action.kind in (ActionKind.IGNORE, ActionKind.CLEAR):
+            links.mark_conferences(cal, links.pasted(cal, self.masks))
         after = ical.to_text(cal)
         if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
             logger.info("meetplugin: %s: %s%s", self._where(key), action.kind.value,
                         f" ({action.provider})" if action.provider else "")
         return Decision(after if after != before else None, jobs, action)
+
+    def _may_hold_link(self, text: str) -> bool:
+        """Cheap test on the raw text: a pasted meeting link, or our mark of one."""
+        if not self.masks or "://" not in text:
+            return False
+        if "X-MEETPLUGIN-PASTED" in text:
+            return True
+        unfolded = text.replace("\r\n ", "").replace("\r\n\t", "").replace("\n ", "")
+        return any(True for _ in links.find(unfolded.replace("\\n", " "), self.masks))
 
     def _adopt(self, key: EventKey, cal: icalendar.Calendar) -> Optional[Record]:
         """The owner moved this event here from another of their calendars by PUT + DELETE."""
