@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from typing import Optional
 
 from . import config, providers
 from .engine import Engine
@@ -19,21 +21,51 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine:
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     ctx = providers.BuildContext(timeout=settings.main["call_timeout"], state_dir=state_dir)
     ready: dict[str, providers.Provider] = {}
+    per_user: dict[str, UserProviders] = {}
     for name, module in providers.MODULES.items():
         options = settings.providers[name]
         if not options["enabled"]:
             continue
         try:
-            ready[name] = module.build(options.values, ctx)
+            service = module.build(options.values, ctx)
         except config.ConfigError as e:
             if name in settings.configured:
                 raise  # the admin asked for it: say what is missing and stop
             logger.info("meetplugin: provider %s is off: %s", name, e)
+            continue
+        if service is not None:
+            ready[name] = service
+        if hasattr(module, "for_user") and options.values.get("user_token_dir"):
+            per_user[name] = UserProviders(module, options.values, ctx)
     logger.info("meetplugin: config %s; providers: %s; default: %s; state: %s",
-                settings.source, ", ".join(sorted(ready)) or "none",
+                settings.source, ", ".join(sorted({*ready, *per_user})) or "none",
                 settings.main["default_provider"], state_dir)
     store = RecordStore(os.path.join(state_dir, "records.sqlite"))
-    return Engine(settings, ready, providers.CLASSES, store)
+    return Engine(settings, ready, providers.CLASSES, store, per_user)
+
+
+class UserProviders:
+    """Providers built from users' own credentials, rebuilt when a credential file changes."""
+
+    def __init__(self, module, options, ctx: providers.BuildContext) -> None:
+        self.module, self.options, self.ctx = module, options, ctx
+        self._cache: dict[str, tuple[float, Optional[providers.Provider]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user: str) -> Optional[providers.Provider]:
+        path = self.module.user_token_path(self.options, user)
+        try:
+            stamp = os.stat(path).st_mtime if path else -1.0
+        except OSError:
+            stamp = -1.0
+        with self._lock:
+            cached = self._cache.get(user)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        provider = self.module.for_user(self.options, self.ctx, user) if stamp >= 0 else None
+        with self._lock:
+            self._cache[user] = (stamp, provider)
+        return provider
 
 
 def build_outbox(engine: Engine, settle: Settle) -> Outbox:

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Protocol
 
 import icalendar
 
@@ -31,6 +31,10 @@ from .providers import Provider, ProviderError
 from .records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
+
+
+class UserSource(Protocol):
+    def get(self, user: str) -> Optional[Provider]: ...
 
 
 @dataclass
@@ -59,20 +63,28 @@ def build_grammar(settings: Settings, classes: Mapping[str, type[Provider]]) -> 
 
 class Engine:
     def __init__(self, settings: Settings, providers: Mapping[str, Provider],
-                 classes: Mapping[str, type[Provider]], store: RecordStore) -> None:
+                 classes: Mapping[str, type[Provider]], store: RecordStore,
+                 per_user: Optional[Mapping[str, "UserSource"]] = None) -> None:
         self.settings = settings
-        self.providers = dict(providers)   # enabled and working
+        self.providers = dict(providers)   # enabled, with the service account's credentials
+        self.per_user = dict(per_user or {})  # providers that also take users' own credentials
         self.classes = dict(classes)       # every provider we know of
         self.store = store
         self.lang = settings.main["language"]
         self.grammar = build_grammar(settings, classes)
         self._slots = threading.BoundedSemaphore(settings.main["max_concurrency"])
-        self.enabled = frozenset(self.providers)
+        self.enabled = frozenset({*self.providers, *self.per_user})
         self.masks = (links.masks_from_config(settings.pasted_link_masks)
                       if settings.main["pasted_links"] else ())
-        self.scheduled = frozenset(n for n, p in self.providers.items() if p.capabilities.schedule)
+        self.scheduled = frozenset(n for n in self.enabled if self.classes[n].capabilities.schedule)
 
     # --- facts -------------------------------------------------------------
+
+    def provider_for(self, name: str, owner: str) -> Optional[Provider]:
+        """The owner's own account at the provider, else the service account, else None."""
+        source = self.per_user.get(name)
+        mine = source.get(owner) if source is not None else None
+        return mine or self.providers.get(name)
 
     def label(self, provider: str) -> str:
         cls = self.classes.get(provider)
@@ -197,7 +209,10 @@ class Engine:
             job = self.store.drop(key, self._delete_job(key, conf) if conf else None)
             return [job] if job else []
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
-            provider = self.providers[action.provider]
+            provider = self.provider_for(action.provider, key.owner)
+            if provider is None:  # enabled, but no credentials for this user
+                return self._act(Action(ActionKind.FAIL, action.provider, "no_credentials"),
+                                 key, cal, record, meeting, href)
             old = conf if kind is ActionKind.REPLACE else None
             stale = tuple(u for u in (*rewrite.shown_links(cal), *((old.join_url,) if old else ()))
                           if u)  # links we put there before: replaced, never appended to
@@ -252,7 +267,7 @@ class Engine:
 
     def call(self, job: Job) -> Outcome:
         """One provider call for the job; errors come back in the outcome."""
-        provider = self.providers.get(job.provider)
+        provider = self.provider_for(job.provider, job.key.owner)
         if provider is None:  # disabled since: a delete waits for it to come back
             return Outcome(error=ProviderError("provider_disabled",
                                                temporary=job.kind is ActionKind.DELETE))

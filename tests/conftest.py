@@ -38,4 +38,5 @@ def fresh_emulator(request):
             emu.calls.clear()
             emu.faults.clear()
         emu.personal_account = False
+        emu.tokens = {emu.token}
     yield

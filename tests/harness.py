@@ -45,7 +45,7 @@ class RadicaleServer:
         (folder / "meetplugin.conf").write_text(textwrap.dedent(plugin_config))
         (folder / "radicale.conf").write_text(textwrap.dedent(f"""\
             [server]
-            hosts = 127.0.0.1:{{port}}
+            hosts = 127.0.0.1:1
             {server_options}
             [auth]
             type = htpasswd

@@ -63,6 +63,13 @@ class Provider(abc.ABC):
     def delete(self, conference: Conference) -> None:
         """Delete the conference; one that is already gone counts as deleted."""
 
+    def check(self) -> None:
+        """Verify the credentials against the provider without creating anything.
+
+        Raises ProviderError when they do not work; providers without
+        credentials have nothing to check.
+        """
+
     def list_conferences(self) -> Optional[list[str]]:
         """Ids of every conference this account holds; None: the API cannot list them."""
         return None

@@ -5,8 +5,9 @@ Rooms are timeless (no start, no title), so moving an event needs no call.
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from ..config import ConfigError, Schema, Secret, read_secret
 from ..model import Conference, Meeting
@@ -31,6 +32,9 @@ OPTIONS: Schema = {
     "token_file": ("", str, "File holding the OAuth token (chmod 600)."),
     "token_env": ("TELEMOST_TOKEN", str,
                   "Environment variable holding the OAuth token, used when token_file is empty."),
+    "user_token_dir": ("", str,
+                       "Folder with one OAuth token per Radicale user (<user>.token, chmod 600); "
+                       "a user's own token wins over the service account's (token_file/token_env)."),
     "waiting_room_level": ("ORGANIZATION", waiting_room_level,
                            "Waiting room: ORGANIZATION (for people outside the organisation), "
                            "ADMINS (for everyone but organizers), PUBLIC (off)."),
@@ -63,10 +67,36 @@ class Telemost(Provider):
     def delete(self, conference: Conference) -> None:
         self.api.call("DELETE", f"/conferences/{conference.conference_id}", ok=(200, 204, 404))
 
+    def check(self) -> None:
+        """Prove the token works without creating anything: a look-up of no conference."""
+        self.api.call("GET", "/conferences/0", ok=(200, 404))
 
-def build(options: Mapping[str, Any], ctx: BuildContext) -> Telemost:
+
+def build(options: Mapping[str, Any], ctx: BuildContext) -> Optional[Telemost]:
+    """The service account; None when only users' own tokens are configured."""
     token = read_secret(options["token_file"], options["token_env"], "Telemost token")
     if not token:
+        if options["user_token_dir"]:
+            return None
         raise ConfigError("[provider:telemost] has no token: set token_file, or put the token "
-                          f"in the environment variable {options['token_env'] or 'TELEMOST_TOKEN'}")
+                          f"in the environment variable {options['token_env'] or 'TELEMOST_TOKEN'}"
+                          ", or give users their own tokens with user_token_dir")
+    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout)
+
+
+def user_token_path(options: Mapping[str, Any], user: str) -> Optional[str]:
+    folder = options["user_token_dir"]
+    if not folder or not user or "/" in user or user.startswith("."):
+        return None
+    return os.path.join(os.path.expanduser(folder), f"{user}.token")
+
+
+def for_user(options: Mapping[str, Any], ctx: BuildContext, user: str) -> Optional[Telemost]:
+    """The user's own account, if an admin stored a token for them."""
+    path = user_token_path(options, user)
+    if path is None or not os.path.exists(path):
+        return None
+    token = read_secret(path, "", f"Telemost token of {user}")
+    if not token:
+        return None
     return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout)

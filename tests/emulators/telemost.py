@@ -65,6 +65,7 @@ def error_body(code: str, description: str, message: str) -> dict:
 class TelemostEmulator:
     def __init__(self, token: str = "test-token-123", host: str = "telemost.yandex.ru") -> None:
         self.token = token
+        self.tokens = {token}       # every token the emulated accounts accept
         self.join_host = host
         self.personal_account = False
         self.delay = 0.0            # seconds every call takes (a slow provider)
@@ -191,7 +192,7 @@ class TelemostEmulator:
                 if hold is not None:
                     hold.entered.set()
                     hold.release.wait(timeout=60)
-                if call.authorization != f"OAuth {emu.token}":
+                if call.authorization not in {f"OAuth {t}" for t in emu.tokens}:
                     return self._reply(call, 401, error_body(
                         "UnauthorizedError", "Unauthorized", "Не авторизован"))
                 fault = emu._take(emu.faults, method)
