@@ -21,7 +21,7 @@ from . import ical
 _LOCATION_SPLIT = re.compile(r"[;,\n]")
 # A tag is a whole word: "#telemost" or "#telemost," — not "https://host/#room" nor
 # "#a#b". Being a whole word, removing one can never make another. Linear-time.
-TAG = re.compile(r"(?<!\S)#(\w[\w-]*)(?=$|[\s.,;:!?)])")
+TAG = re.compile(r"(?<!\S)#(\w[\w-]*(?::[\w-]+(?:[+/][\w-]+)*)?)(?=$|[\s.,;:!?)])")
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class Grammar:
     known: frozenset[str] = field(default_factory=frozenset)  # every provider name we know
 
     def provider_for(self, word: str) -> str:
-        """Provider named by one word, "" if the word is not a keyword."""
-        word = word.strip().casefold()
+        """Provider named by one word ("telemost" or "telemost:options"), "" if none."""
+        word = word.strip().casefold().split(":", 1)[0].strip()
         if not word:
             return ""
         if word in self.keywords:
@@ -55,10 +55,17 @@ class Detection:
     unknown: str = ""       # a provider name asked for explicitly that we do not know
     via: str = ""           # which marker decided: x-provider, location, tag, categories, x-telemost
     fresh: bool = False     # typed by a person now (LOCATION keyword or tag), not a lasting property
+    option_words: tuple[str, ...] = ()  # words typed after the keyword: "telemost:all,cohosts"
 
     @property
     def asked(self) -> bool:
         return bool(self.provider or self.unknown)
+
+
+def option_words(word: str) -> tuple[str, ...]:
+    """The words after the keyword's colon: "телемост:все, cohosts" -> ("все", "cohosts")."""
+    _, _, rest = word.partition(":")
+    return tuple(w.strip().casefold() for w in re.split(r"[,+/]", rest) if w.strip())
 
 
 def location_parts(location: str) -> list[str]:
@@ -88,13 +95,15 @@ def detect(cal: icalendar.Calendar, grammar: Grammar) -> Detection:
         for part in location_parts(ical.text_of(comp, "LOCATION")):
             name = grammar.provider_for(part)
             if name:
-                return Detection(provider=name, via="location", fresh=True)
+                return Detection(provider=name, via="location", fresh=True,
+                                 option_words=option_words(part))
     for comp in events:
         for prop in ("SUMMARY", "LOCATION", "DESCRIPTION"):
             for tag in tags(ical.text_of(comp, prop)):
                 name = grammar.provider_for(tag)
                 if name:
-                    return Detection(provider=name, via="tag", fresh=True)
+                    return Detection(provider=name, via="tag", fresh=True,
+                                     option_words=option_words(tag))
     for comp in events:
         explicit = ical.text_of(comp, "X-MEETPLUGIN-PROVIDER").strip()
         if explicit:

@@ -76,7 +76,9 @@ class Engine:
         self.enabled = frozenset({*self.providers, *self.per_user})
         self.masks = (links.masks_from_config(settings.pasted_link_masks)
                       if settings.main["pasted_links"] else ())
-        self.scheduled = frozenset(n for n in self.enabled if self.classes[n].capabilities.schedule)
+        self.scheduled = frozenset(  # providers that take updates: schedule or options
+            n for n in self.enabled
+            if self.classes[n].capabilities.schedule or self.classes[n].capabilities.options)
 
     # --- facts -------------------------------------------------------------
 
@@ -127,11 +129,13 @@ class Engine:
         before = ical.to_text(cal)
         if record is None:
             record = self._adopt(key, cal)
-        meeting = ical.meeting_of(cal, key)
+        detection = detect(cal, self.grammar)
+        options, bad_word = self._options(cal, detection, record)
+        meeting = dataclasses.replace(ical.meeting_of(cal, key), options=options)
         conf = record.conference if record else None
         facts = Facts(
             organizer=self.is_organizer(cal, key.owner),
-            detection=detect(cal, self.grammar),
+            detection=detection,
             record=record,
             record_stale=bool(record and record.state is RecordState.CREATING and
                               not self.store.pending_job_for(key, record.attempt)),
@@ -145,6 +149,11 @@ class Engine:
             scheduled=self.scheduled,
         )
         action = plan(facts)
+        if bad_word and action.kind in (ActionKind.CREATE, ActionKind.REPLACE, ActionKind.UPDATE,
+                                        ActionKind.KEEP) and facts.organizer:
+            action = Action(ActionKind.FAIL, detection.provider, "unknown_option", detail=bad_word)
+            if record is not None and record.state is RecordState.ACTIVE:
+                action = Action(ActionKind.KEEP, record.provider)  # keep what exists; say nothing
         jobs = self._act(action, key, cal, record, meeting, href)
         if self.masks and action.kind in (ActionKind.IGNORE, ActionKind.CLEAR):
             links.mark_conferences(cal, links.pasted(cal, self.masks))
@@ -153,6 +162,28 @@ class Engine:
             logger.info("meetplugin: %s: %s%s", self._where(key), action.kind.value,
                         f" ({action.provider})" if action.provider else "")
         return Decision(after if after != before else None, jobs, action)
+
+    def _options(self, cal: icalendar.Calendar, detection, record: Optional[Record]
+                 ) -> tuple[tuple[str, str], ...] | tuple:
+        """(options, an unknown option word or "") from typed words, else the lasting property."""
+        provider = detection.provider or (record.provider if record else "")
+        cls = self.classes.get(provider)
+        if cls is None:
+            return (), ""
+        if detection.option_words:
+            chosen: dict[str, str] = {}
+            for word in detection.option_words:
+                if word not in cls.option_words:
+                    return (), word
+                key, value = cls.option_words[word]
+                chosen[key] = value
+            return tuple(sorted(chosen.items())), ""
+        for comp in ical.vevents(cal):
+            text = ical.text_of(comp, "X-MEETPLUGIN-OPTIONS")
+            if text:
+                known = {v for v in cls.option_words.values()}
+                return tuple(p for p in rewrite.parse_options(text) if p in known), ""
+        return (), ""
 
     def _may_hold_link(self, text: str) -> bool:
         """Cheap test on the raw text: a pasted meeting link, or our mark of one."""
@@ -189,7 +220,7 @@ class Engine:
         conf = record.conference if record else None
         if kind is ActionKind.KEEP:
             if record and record.state is RecordState.ACTIVE and conf:
-                self._attach(cal, conf, force=False)
+                self._attach(cal, conf, force=False, options=meeting.options)
                 if record.fingerprint != meeting.fingerprint():
                     self.store.put(dataclasses.replace(record, fingerprint=meeting.fingerprint()))
             return []
@@ -218,7 +249,7 @@ class Engine:
                           if u)  # links we put there before: replaced, never appended to
             if not provider.capabilities.network:
                 new = provider.create(meeting)
-                self._attach(cal, new, force=True, old_urls=stale)
+                self._attach(cal, new, force=True, old_urls=stale, options=meeting.options)
                 self.store.put(Record(key, provider.name, RecordState.ACTIVE, new,
                                       meeting.fingerprint()))
                 return [self.store.enqueue(self._delete_job(key, old))] if old else []
@@ -229,7 +260,7 @@ class Engine:
                 0, kind, key, provider.name, meeting=meeting, old=old, href=href))
             return [job]
         if kind is ActionKind.UPDATE and record and conf:
-            self._attach(cal, conf, force=False)
+            self._attach(cal, conf, force=False, options=meeting.options)
             return [self.store.enqueue(Job(0, kind, key, record.provider, meeting=meeting,
                                            conference=conf, href=href))]
         return []  # IGNORE, PENDING
@@ -339,7 +370,8 @@ class Engine:
                 assert cal is not None
                 before = ical.to_text(cal)
                 self._attach(cal, conf, force=True, old=job.old, old_urls=tuple(
-                    u for u in rewrite.shown_links(cal) if u != conf.join_url))
+                    u for u in rewrite.shown_links(cal) if u != conf.join_url),
+                    options=job.meeting.options if job.meeting else ())
                 after = ical.to_text(cal)
                 logger.info("meetplugin: %s: %s conference attached", self._where(key), job.provider)
                 return (after if after != before else None), queued
@@ -359,10 +391,11 @@ class Engine:
     # --- helpers -----------------------------------------------------------
 
     def _attach(self, cal: icalendar.Calendar, conf: Conference, force: bool,
-                old: Optional[Conference] = None, old_urls: tuple[str, ...] = ()) -> None:
+                old: Optional[Conference] = None, old_urls: tuple[str, ...] = (),
+                options: tuple[tuple[str, str], ...] = ()) -> None:
         old_urls = (*old_urls, *((old.join_url,) if old else ()))
         rewrite.attach(cal, conf, self.label(conf.provider), self.lang, self.grammar,
-                       force_location=force, old_urls=old_urls)
+                       force_location=force, old_urls=old_urls, options=options)
 
     @staticmethod
     def _where(key: EventKey) -> str:

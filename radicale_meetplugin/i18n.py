@@ -32,6 +32,8 @@ REASONS = {
         "invalid_times": "окончание события раньше его начала. Исправьте время и сохраните событие снова.",
         "unknown_provider": "сервис «{detail}» неизвестен. Доступны: {available}.",
         "provider_disabled": "сервис «{detail}» не настроен на сервере. Обратитесь к администратору.",
+        "unknown_option": "параметр «{detail}» не подходит для сервиса {provider}. "
+                          "Для Телемоста: внешние, все, выкл, соорганизаторы.",
         "no_credentials": "у вас нет доступа к сервису {provider}: администратор ещё не сохранил "
                           "ваш токен (meetplugin telemost-token).",
         "auth": "{provider} не принял учётные данные сервера (код {status}). Обратитесь к администратору.",
@@ -47,6 +49,8 @@ REASONS = {
         "invalid_times": "the event ends before it starts. Fix the time and save the event again.",
         "unknown_provider": "the service \"{detail}\" is unknown. Available: {available}.",
         "provider_disabled": "the service \"{detail}\" is not set up on the server. Ask your administrator.",
+        "unknown_option": "the option \"{detail}\" does not fit {provider}. "
+                          "For Telemost: external, all, off, cohosts.",
         "no_credentials": "you have no access to {provider} yet: the administrator has not stored "
                           "your token (meetplugin telemost-token).",
         "auth": "{provider} did not accept the server's credentials (code {status}). Ask your administrator.",

@@ -32,11 +32,15 @@ class Meeting:
     rrule: str = ""
     organizer: str = ""
     attendees: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()  # per-event provider options, sorted (key, value)
+
+    def option(self, key: str, default: str = "") -> str:
+        return dict(self.options).get(key, default)
 
     def fingerprint(self) -> str:
-        """Stable digest of the fields a provider with a schedule cares about."""
+        """Stable digest of the fields a provider with a schedule or options cares about."""
         parts = [self.summary, self.start, self.end, self.tzid, self.rrule,
-                 self.organizer, *sorted(self.attendees)]
+                 self.organizer, *sorted(self.attendees), *(f"{k}={v}" for k, v in self.options)]
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 

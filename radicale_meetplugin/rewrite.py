@@ -16,7 +16,7 @@ from .detect import TAG, Grammar
 from .model import Conference
 
 BOOKKEEPING = ("X-MEETPLUGIN-PROVIDER", "X-MEETPLUGIN-CONFERENCE-ID",
-               "X-MEETPLUGIN-STATUS", "X-MEETPLUGIN-ERROR")
+               "X-MEETPLUGIN-STATUS", "X-MEETPLUGIN-ERROR", "X-MEETPLUGIN-OPTIONS")
 _BLOCK_STARTS = frozenset(i18n.BLOCK_START.values())
 _LOCATION_SPLIT_KEEP = re.compile(r"([;,\n])")
 
@@ -179,9 +179,18 @@ def _conference_property(url: str, label: str) -> icalendar.vUri:
     return prop
 
 
+def options_text(options: tuple[tuple[str, str], ...]) -> str:
+    return ";".join(f"{k}={v}" for k, v in options)
+
+
+def parse_options(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = (p.partition("=") for p in text.split(";") if "=" in p)
+    return tuple(sorted((k.strip().lower(), v.strip()) for k, _, v in pairs if k.strip()))
+
+
 def attach(cal: icalendar.Calendar, conf: Conference, provider_label: str, lang: str,
            grammar: Grammar, force_location: bool = True,
-           old_urls: tuple[str, ...] = ()) -> None:
+           old_urls: tuple[str, ...] = (), options: tuple[tuple[str, str], ...] = ()) -> None:
     """Show `conf` in every VEVENT: LOCATION, DESCRIPTION block, CONFERENCE, bookkeeping.
 
     With `force_location=False` (an existing conference) a person's choice to
@@ -212,6 +221,8 @@ def attach(cal: icalendar.Calendar, conf: Conference, provider_label: str, lang:
         comp.add("X-MEETPLUGIN-PROVIDER", icalendar.vText(conf.provider), encode=False)
         comp.add("X-MEETPLUGIN-CONFERENCE-ID", icalendar.vText(conf.conference_id), encode=False)
         comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("active"), encode=False)
+        if options:  # lasting: the typed "telemost:all" is gone once the link replaces it
+            comp.add("X-MEETPLUGIN-OPTIONS", icalendar.vText(options_text(options)), encode=False)
 
 
 def explain(cal: icalendar.Calendar, message: str, lang: str) -> None:

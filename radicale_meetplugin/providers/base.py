@@ -14,6 +14,7 @@ class Capabilities:
     network: bool = True            # False: computed locally, done at once (no API call)
     schedule: bool = False          # takes time, topic and attendee updates
     deterministic_ids: bool = False  # the caller chooses the id, so a retry can't make a second room
+    options: bool = False           # takes per-event options (see Provider.option_words)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Provider(abc.ABC):
     labels: dict[str, str] = {}     # language -> name people know
     keywords: tuple[str, ...] = ()  # built-in keywords (Latin and Cyrillic)
     capabilities = Capabilities()
+    # Words a person may add after the keyword ("телемост:все") -> (option, value).
+    option_words: dict[str, tuple[str, str]] = {}
 
     def label(self, lang: str) -> str:
         return self.labels.get(lang) or self.labels.get("en") or self.name

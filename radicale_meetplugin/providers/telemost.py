@@ -9,7 +9,7 @@ import os
 import re
 from typing import Any, Mapping, Optional
 
-from ..config import ConfigError, Schema, Secret, read_secret
+from ..config import ConfigError, Schema, Secret, csv, read_secret
 from ..model import Conference, Meeting
 from .base import BuildContext, Capabilities, Provider, ProviderError
 from .http import ApiClient
@@ -32,6 +32,10 @@ OPTIONS: Schema = {
     "token_file": ("", str, "File holding the OAuth token (chmod 600)."),
     "token_env": ("TELEMOST_TOKEN", str,
                   "Environment variable holding the OAuth token, used when token_file is empty."),
+    "cohost_domains": ("", csv,
+                       "Mail domains of the organisation: attendees there become co-hosts when an "
+                       "event asks for it (\"телемост:соорганизаторы\"). Empty: the organizer's "
+                       "domain."),
     "user_token_dir": ("", str,
                        "Folder with one OAuth token per Radicale user (<user>.token, chmod 600); "
                        "a user's own token wins over the service account's (token_file/token_env)."),
@@ -45,24 +49,68 @@ class Telemost(Provider):
     name = "telemost"
     labels = {"ru": "Яндекс Телемост", "en": "Yandex Telemost"}
     keywords = ("telemost", "телемост")
-    capabilities = Capabilities(network=True, schedule=False, deterministic_ids=False)
+    capabilities = Capabilities(network=True, schedule=False, deterministic_ids=False, options=True)
+    # The seeds' waiting-room choices, and co-hosts from the organisation's attendees.
+    option_words = {
+        **{w: ("waiting_room", "ORGANIZATION") for w in ("external", "organization", "внешние")},
+        **{w: ("waiting_room", "ADMINS") for w in ("all", "admins", "все")},
+        **{w: ("waiting_room", "PUBLIC") for w in ("off", "public", "выкл", "выключено")},
+        **{w: ("cohosts", "yes") for w in ("cohosts", "соорганизаторы")},
+    }
+    MAX_COHOSTS = 30
 
     def __init__(self, api_url: str, token: Secret, waiting_room_level: str,
-                 timeout: float) -> None:
+                 timeout: float, cohost_domains: tuple[str, ...] = ()) -> None:
         self.waiting_room_level = waiting_room_level
+        self.cohost_domains = tuple(d.lower().lstrip("@") for d in cohost_domains)
         self.api = ApiClient(api_url, {"Authorization": f"OAuth {token.value}"}, timeout,
                              self.name)
 
+    def cohosts(self, meeting: Meeting) -> list[str]:
+        """Attendees in the organisation's domains, when the event asks for co-hosts."""
+        if meeting.option("cohosts") != "yes":
+            return []
+        organizer = meeting.organizer.lower().removeprefix("mailto:")
+        domains = self.cohost_domains or ((organizer.rpartition("@")[2],) if "@" in organizer
+                                          else ())
+        emails = []
+        for attendee in meeting.attendees:
+            email = attendee.lower().removeprefix("mailto:").strip()
+            if email != organizer and email.rpartition("@")[2] in domains:
+                emails.append(email)
+        return sorted(set(emails))[: self.MAX_COHOSTS]
+
     def create(self, meeting: Meeting) -> Conference:
-        response = self.api.call("POST", "/conferences",
-                                 {"waiting_room_level": self.waiting_room_level}, ok=(200, 201))
+        level = meeting.option("waiting_room", self.waiting_room_level)
+        body_out: dict[str, Any] = {"waiting_room_level": level}
+        cohosts = self.cohosts(meeting)
+        if cohosts:
+            body_out["cohosts"] = [{"email": e} for e in cohosts]
+        response = self.api.call("POST", "/conferences", body_out, ok=(200, 201))
         body = self.api.json_object(response)
         conf_id, join_url = str(body.get("id", "")), str(body.get("join_url", ""))
         if not _ID.fullmatch(conf_id) or not _JOIN_URL.fullmatch(join_url):
             raise ProviderError("rejected", status=response.status_code,
                                 provider_code="BadConference", temporary=True, maybe_done=True)
         return Conference(self.name, conf_id, join_url,
-                          {"waiting_room_level": str(body.get("waiting_room_level", ""))})
+                          {"waiting_room_level": str(body.get("waiting_room_level", level)),
+                           "cohosts": ",".join(cohosts)})
+
+    def update(self, conference: Conference, meeting: Meeting) -> Conference:
+        """Only what changed: the waiting room (PATCH), the co-hosts (PUT replaces them)."""
+        extra = dict(conference.extra)
+        level = meeting.option("waiting_room", self.waiting_room_level)
+        if extra.get("waiting_room_level") != level:
+            self.api.call("PATCH", f"/conferences/{conference.conference_id}",
+                          {"waiting_room_level": level}, ok=(200, 204))
+            extra["waiting_room_level"] = level
+        cohosts = self.cohosts(meeting)
+        if extra.get("cohosts", "") != ",".join(cohosts):
+            self.api.call("PUT", f"/conferences/{conference.conference_id}/cohosts",
+                          {"cohosts": [{"email": e} for e in cohosts]}, ok=(200, 204))
+            extra["cohosts"] = ",".join(cohosts)
+        return Conference(conference.provider, conference.conference_id, conference.join_url,
+                          extra)
 
     def delete(self, conference: Conference) -> None:
         self.api.call("DELETE", f"/conferences/{conference.conference_id}", ok=(200, 204, 404))
@@ -81,7 +129,8 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> Optional[Telemost]:
         raise ConfigError("[provider:telemost] has no token: set token_file, or put the token "
                           f"in the environment variable {options['token_env'] or 'TELEMOST_TOKEN'}"
                           ", or give users their own tokens with user_token_dir")
-    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout)
+    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout,
+                    options["cohost_domains"])
 
 
 def user_token_path(options: Mapping[str, Any], user: str) -> Optional[str]:
@@ -99,4 +148,5 @@ def for_user(options: Mapping[str, Any], ctx: BuildContext, user: str) -> Option
     token = read_secret(path, "", f"Telemost token of {user}")
     if not token:
         return None
-    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout)
+    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout,
+                    options["cohost_domains"])

@@ -212,6 +212,13 @@ class TelemostEmulator:
                 rest = self.path[len(PREFIX + "/conferences"):].strip("/")
                 if method == "POST" and not rest:
                     return self._create(call, body or {})
+                if rest.endswith("/cohosts") and method == "PUT":
+                    conf = emu.conferences.get(rest[: -len("/cohosts")])
+                    if conf is None:
+                        return self._reply(call, 404, error_body(
+                            "ConferenceNotFound", "Conference not found", "Встреча не найдена"))
+                    conf["cohosts"] = list((body or {}).get("cohosts", []))
+                    return self._reply(call, 200, {"cohosts": conf["cohosts"]})
                 conf = emu.conferences.get(rest)
                 if conf is None:
                     return self._reply(call, 404, error_body(
@@ -239,7 +246,7 @@ class TelemostEmulator:
                         "ValidationError", "Bad waiting_room_level", "Неверное значение"))
                 conf_id = str(next(emu._ids))
                 conf = {"id": conf_id, "join_url": f"https://{emu.join_host}/j/{conf_id}",
-                        "waiting_room_level": level}
+                        "waiting_room_level": level, "cohosts": list(body.get("cohosts", []))}
                 with emu._lock:
                     emu.conferences[conf_id] = conf
                 return self._reply(call, 201, conf)
