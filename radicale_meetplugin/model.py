@@ -32,11 +32,20 @@ class Meeting:
     rrule: str = ""
     organizer: str = ""
     attendees: tuple[str, ...] = ()
+    # More than one occurrence although there is no RRULE (RDATE, or overrides only).
+    recurring: bool = False
+
+    @property
+    def repeats(self) -> bool:
+        """A series: one conference must serve every occurrence."""
+        return bool(self.rrule) or self.recurring
 
     def fingerprint(self) -> str:
         """Stable digest of the fields a provider with a schedule cares about."""
         parts = [self.summary, self.start, self.end, self.tzid, self.rrule,
                  self.organizer, *sorted(self.attendees)]
+        if self.recurring:  # only then, so that older fingerprints stay valid
+            parts.append("\x1erecurring")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
