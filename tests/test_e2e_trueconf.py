@@ -244,3 +244,61 @@ def test_a_create_retried_after_a_timeout_never_makes_a_second_conference(radica
         assert db.execute("SELECT COUNT(*) FROM suspects WHERE uid=?", (uid,)).fetchone()[0] == 0
     finally:
         db.close()
+
+
+# --- faults on update and delete (the style of test_faults.py) ------------------------------
+
+def _arm(tc, method: str, fault: str) -> None:
+    if fault == "timeout":
+        tc.hang_next(method)
+    elif fault == "token-503":
+        tc.revoke_tokens()  # the API says 401, then the token endpoint is down once
+        tc.fail_next("POST", 503, {"error": "temporarily_unavailable"}, target="token")
+    elif fault == "non-json":
+        tc.fail_next(method, 502, raw=b"<html>Bad Gateway</html>")
+    elif fault == "429":
+        tc.fail_next(method, 429, {"error": {"code": 429, "message": "Too Many Requests"}},
+                     headers={"Retry-After": "1"})
+    else:
+        tc.fail_next(method, int(fault), {"error": {"code": int(fault), "message": "m",
+                                                    "errors": [{"reason": "internalError"}]}})
+
+
+FAULTS = ["500", "503", "429", "timeout", "token-503", "non-json"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_an_update_survives_a_temporary_fault(radicale, tc, fault):
+    uid, path, conf_id = created(radicale, tc)
+    _arm(tc, "PUT", fault)
+    mark = radicale.mark()
+    edit(radicale, path, lambda ev: ev.__setitem__("SUMMARY", icalendar.vText("После сбоя")))
+    radicale.wait_for_log(f"{uid}: trueconf update done", start=mark)
+    assert tc.conferences[conf_id]["topic"] == "После сбоя"
+    assert tc.calls_of("PUT")[-1].status == 200 and tc.calls_of("POST") == []
+    if fault == "429":
+        first, second = tc.calls_of("PUT")[:2]
+        assert second.at - first.at >= 1.0  # Retry-After honoured
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_delete_is_retried_until_done(radicale, tc, fault):
+    uid, path, conf_id = created(radicale, tc)
+    _arm(tc, "DELETE", fault)
+    mark = radicale.mark()
+    assert radicale.delete("alice", path).status_code == 200
+    radicale.wait_for_log(f"{uid}: trueconf delete done", start=mark)
+    assert conf_id not in tc.conferences
+
+
+def test_an_update_refused_for_good_is_logged_and_the_event_kept(radicale, tc):
+    uid, path, conf_id = created(radicale, tc)
+    tc.fail_next("PUT", 403, {"error": {"code": 403, "message": "Forbidden",
+                                        "errors": [{"reason": "forbidden"}]}})
+    mark = radicale.mark()
+    edit(radicale, path, lambda ev: ev.__setitem__("SUMMARY", icalendar.vText("Запрещено")))
+    radicale.wait_for_log(f"{uid}: trueconf update: forbidden", start=mark)
+    ev = vevent(read(radicale, path)[0])
+    assert str(ev["SUMMARY"]) == "Запрещено"
+    assert str(ev["LOCATION"]) == f"https://tc.example.ru/c/{conf_id}"
+    assert [c.status for c in tc.calls_of("PUT")] == [403]
