@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import socket
 
 import pytest
@@ -434,3 +435,15 @@ def test_bad_options_say_what_is_wrong(tmp_path, option, words):
     with pytest.raises(config.ConfigError) as e:
         config.load(_conf(tmp_path, f"[provider:trueconf]\n{option}\n"), providers.schemas())
     assert words in str(e.value)
+
+
+def test_the_example_config_loads_and_its_videomost_block_too(tmp_path):
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "config" / "meetplugin-trueconf.example.conf").read_text()
+    settings = config.load(_conf(tmp_path, text), providers.schemas())
+    assert settings.main["default_provider"] == "trueconf"
+    assert settings.providers["trueconf"]["server_url"] == "https://tc.example.ru"
+    live = re.sub(r"(?m)^# (\[provider:videomost\]|[a-z_]+ =)", r"\1", text)
+    settings = config.load(_conf(tmp_path, live), providers.schemas())
+    assert settings.providers["videomost"]["id_field"] == "confid"
+    assert "videomost" in settings.configured
