@@ -10,7 +10,10 @@ every occurrence; and a create whose answer was lost is never made twice.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
+import subprocess
+import sys
 import uuid
 
 import icalendar
@@ -302,3 +305,21 @@ def test_an_update_refused_for_good_is_logged_and_the_event_kept(radicale, tc):
     assert str(ev["SUMMARY"]) == "Запрещено"
     assert str(ev["LOCATION"]) == f"https://tc.example.ru/c/{conf_id}"
     assert [c.status for c in tc.calls_of("PUT")] == [403]
+
+
+def test_reconcile_lists_our_orphans_at_the_server_and_no_one_elses(radicale, tc):
+    orphan = "meet_" + "0" * 32  # ours by its prefix, but no event owns it
+    tc.conferences[orphan] = {"id": orphan, "topic": "lost", "schedule": {"type": -1}}
+    tc.conferences["5576502892"] = {"id": "5576502892", "topic": "someone else's",
+                                    "schedule": {"type": -1}}
+    try:
+        dry = subprocess.run(
+            [sys.executable, "-m", "radicale_meetplugin.cli", "reconcile", "-C",
+             str(radicale.folder / "radicale.conf")], capture_output=True, text=True, timeout=120,
+            env={**os.environ, "TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": SECRET})
+    finally:
+        del tc.conferences[orphan], tc.conferences["5576502892"]
+    assert f"trueconf conference {orphan} belongs to no event" in dry.stdout, dry.stderr
+    assert "5576502892" not in dry.stdout and "trueconf: its API cannot list" not in dry.stdout
+    assert [c.query.get("page_id") for c in tc.calls_of("GET")] == ["1"]
+    assert SECRET not in dry.stdout + dry.stderr

@@ -288,8 +288,9 @@ def test_connection_refused_is_temporary():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave: nobody listens there
-    dead = TrueConf(f"http://127.0.0.1:{port}/api/v3.11", f"http://127.0.0.1:{port}/oauth2/v1/token",
-                    "https://tc.example.ru/c/", CLIENT, Secret(SECRET), 2)
+    base = f"http://127.0.0.1:{port}"
+    dead = TrueConf(f"{base}/api/v3.11", f"{base}/oauth2/v1/token", "https://tc.example.ru/c/",
+                    CLIENT, Secret(SECRET), 2)
     with pytest.raises(ProviderError) as e:
         dead.create(meeting())
     assert (e.value.code, e.value.temporary) == ("unavailable", True)
@@ -439,7 +440,8 @@ def test_bad_options_say_what_is_wrong(tmp_path, option, words):
 
 def test_the_example_config_loads_and_its_videomost_block_too(tmp_path):
     from pathlib import Path
-    text = (Path(__file__).parent.parent / "config" / "meetplugin-trueconf.example.conf").read_text()
+    example = Path(__file__).parent.parent / "config" / "meetplugin-trueconf.example.conf"
+    text = example.read_text()
     settings = config.load(_conf(tmp_path, text), providers.schemas())
     assert settings.main["default_provider"] == "trueconf"
     assert settings.providers["trueconf"]["server_url"] == "https://tc.example.ru"

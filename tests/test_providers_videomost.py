@@ -173,7 +173,8 @@ def test_a_configured_contract_is_followed(vm):
     a = adapter(vm, auth_header="X-Api-Key", auth_scheme="", topic_field="title",
                 start_field="begin", duration_field="", time_offset_field="",
                 attendees_field="", response_key="data", id_field="id", password_field="password",
-                create_path="/meetings", join_url_template="https://vm.example.ru/j/{confid}?p={confpass}")
+                create_path="/meetings",
+                join_url_template="https://vm.example.ru/j/{confid}?p={confpass}")
     conf = a.create(meeting())
     (post,) = vm.calls_of("POST")
     assert post.path == "/service/api/v1/meetings"

@@ -229,8 +229,9 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> Videomost:
         raise ConfigError("[provider:videomost] server_url must start with https://")
     token = read_secret(options["token_file"], options["token_env"], "Videomost token")
     if not token:
+        env = options["token_env"] or "VIDEOMOST_TOKEN"
         raise ConfigError("[provider:videomost] has no token: set token_file, or put the token "
-                          f"in the environment variable {options['token_env'] or 'VIDEOMOST_TOKEN'}")
+                          f"in the environment variable {env}")
     if not _TOKEN.fullmatch(token.value):
         raise ConfigError(f"[provider:videomost] the token ({token.source}) has spaces or "
                           "control characters")
