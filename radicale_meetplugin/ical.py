@@ -143,6 +143,8 @@ def meeting_of(cal: icalendar.Calendar, key: EventKey) -> Meeting:
         tzid = str(start_prop.params.get("TZID", ""))
     attendees = tuple(sorted(str(a) for a in values_of(comp, "ATTENDEE")))
     rrule = comp.get("RRULE")
+    recurring = rrule is None and (
+        "RDATE" in comp or any("RECURRENCE-ID" in c for c in vevents(cal)))
     return Meeting(
         key=key,
         summary=text_of(comp, "SUMMARY"),
@@ -152,6 +154,7 @@ def meeting_of(cal: icalendar.Calendar, key: EventKey) -> Meeting:
         rrule=rrule.to_ical().decode() if rrule is not None else "",
         organizer=str(comp.get("ORGANIZER", "")),
         attendees=attendees,
+        recurring=recurring,
     )
 
 

@@ -33,14 +33,23 @@ class Meeting:
     organizer: str = ""
     attendees: tuple[str, ...] = ()
     options: tuple[tuple[str, str], ...] = ()  # per-event provider options, sorted (key, value)
+    # More than one occurrence although there is no RRULE (RDATE, or overrides only).
+    recurring: bool = False
 
     def option(self, key: str, default: str = "") -> str:
         return dict(self.options).get(key, default)
+
+    @property
+    def repeats(self) -> bool:
+        """A series: one conference must serve every occurrence."""
+        return bool(self.rrule) or self.recurring
 
     def fingerprint(self) -> str:
         """Stable digest of the fields a provider with a schedule or options cares about."""
         parts = [self.summary, self.start, self.end, self.tzid, self.rrule,
                  self.organizer, *sorted(self.attendees), *(f"{k}={v}" for k, v in self.options)]
+        if self.recurring:  # only then, so that older fingerprints stay valid
+            parts.append("\x1erecurring")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 

@@ -88,6 +88,7 @@ def _meeting(text: str) -> Optional[Meeting]:
     data = json.loads(text)
     data["key"] = EventKey(**data["key"])
     data["attendees"] = tuple(data["attendees"])
+    data["options"] = tuple(tuple(pair) for pair in data.get("options", ()))
     return Meeting(**data)
 
 

@@ -10,17 +10,21 @@ from types import ModuleType
 from typing import Mapping
 
 from ..config import Schema
-from . import jitsi, telemost
+from . import jitsi, telemost, trueconf, videomost
 from .base import BuildContext, Capabilities, Provider, ProviderError
 
 MODULES: Mapping[str, ModuleType] = {
     "jitsi": jitsi,
     "telemost": telemost,
+    "trueconf": trueconf,
+    "videomost": videomost,
 }
 
 CLASSES: Mapping[str, type[Provider]] = {
     "jitsi": jitsi.Jitsi,
     "telemost": telemost.Telemost,
+    "trueconf": trueconf.TrueConf,
+    "videomost": videomost.Videomost,
 }
 
 

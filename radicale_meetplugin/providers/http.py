@@ -27,13 +27,22 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
 
 
 def error_code_of(response: requests.Response) -> str:
-    """The provider's own error name from a JSON body, made safe to show."""
+    """The provider's own error name from a JSON body, made safe to show.
+
+    Flat bodies (``{"error": "<Code>"}``, Telemost, OAuth) and nested ones
+    (``{"error": {"errors": [{"reason": "<code>"}]}}``, TrueConf) are read.
+    """
     try:
         body = response.json()
     except ValueError:
         return ""
     if isinstance(body, dict):
         code = body.get("error") or body.get("code") or ""
+        if isinstance(code, dict):
+            errors = code.get("errors")
+            first = errors[0] if isinstance(errors, list) and errors else {}
+            code = (first.get("reason") if isinstance(first, dict) else "") or \
+                code.get("reason") or code.get("message") or ""
         if isinstance(code, str):
             return _SAFE_CODE.sub("", code)[:64]
     return ""
@@ -63,10 +72,16 @@ class ApiClient:
         return session
 
     def call(self, method: str, path: str, body: Any = None,
-             ok: tuple[int, ...] = (200, 201, 204)) -> requests.Response:
+             ok: tuple[int, ...] = (200, 201, 204), *,
+             headers: Optional[Mapping[str, str]] = None,
+             params: Optional[Mapping[str, Any]] = None,
+             form: Optional[Mapping[str, str]] = None) -> requests.Response:
+        """One request; `form` sends an urlencoded body instead of JSON."""
         url = f"{self.base_url}{path}"
         try:
-            response = self.session.request(method, url, json=body, timeout=self.timeout)
+            response = self.session.request(
+                method, url, json=body if form is None else None, data=form, params=params,
+                headers=dict(headers) if headers else None, timeout=self.timeout)
         except requests.ConnectTimeout:
             raise ProviderError("unavailable", temporary=True) from None
         except requests.Timeout:  # sent, but no answer in time: it may have been done
