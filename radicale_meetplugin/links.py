@@ -56,10 +56,16 @@ def masks_from_config(extra: Mapping[str, str]) -> tuple[Mask, ...]:
     return (*masks, *DEFAULT_MASKS)
 
 
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")  # RFC 3986
+
+
 def _words(text: str) -> Iterator[str]:
     for word in text.split():
         if "://" in word and len(word) <= _MAX_WORD:
-            yield word.strip("<>()[]\"'.,;")
+            word = word.strip("<>()[]\"'.,;")
+            url = _URL_CHARS.match(word)  # a link ends where URL characters end
+            if url:
+                yield url.group(0).rstrip(".,;)")
 
 
 def find(text: str, masks: Iterable[Mask]) -> Iterator[tuple[str, str]]:

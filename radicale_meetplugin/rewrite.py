@@ -180,11 +180,12 @@ def _conference_property(url: str, label: str) -> icalendar.vUri:
 
 
 def options_text(options: tuple[tuple[str, str], ...]) -> str:
-    return ";".join(f"{k}={v}" for k, v in options)
+    # "&", not ";" or ",": those are escaped in TEXT values and come back as "\;".
+    return "&".join(f"{k}={v}" for k, v in options)
 
 
 def parse_options(text: str) -> tuple[tuple[str, str], ...]:
-    pairs = (p.partition("=") for p in text.split(";") if "=" in p)
+    pairs = (p.partition("=") for p in re.split(r"\\?[&;]", text) if "=" in p)
     return tuple(sorted((k.strip().lower(), v.strip()) for k, _, v in pairs if k.strip()))
 
 

@@ -323,3 +323,17 @@ def test_reconcile_lists_our_orphans_at_the_server_and_no_one_elses(radicale, tc
     assert "5576502892" not in dry.stdout and "trueconf: its API cannot list" not in dry.stdout
     assert [c.query.get("page_id") for c in tc.calls_of("GET")] == ["1"]
     assert SECRET not in dry.stdout + dry.stderr
+
+
+def test_mode_and_guest_access_chosen_per_event(radicale, tc):
+    uid, path = new_path()
+    radicale.put("alice", path, event(uid, location="trueconf:селектор+гости", extra=ORGANIZED))
+    (post,) = tc.calls_of("POST")
+    assert post.body["type"] == 3 and post.body["allow_guests"] is True
+    ev = vevent(read(radicale, path)[0])
+    assert str(ev["X-MEETPLUGIN-OPTIONS"]) == "guests=yes&mode=3"
+    assert str(ev["LOCATION"]).startswith("https://tc.example.ru/c/")
+    uid, path = new_path()
+    radicale.put("alice", path, event(uid, location="trueconf", extra=ORGANIZED))
+    post = tc.calls_of("POST")[-1]
+    assert post.body["type"] == 0 and "allow_guests" not in post.body  # the admin's defaults

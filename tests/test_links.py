@@ -80,3 +80,9 @@ def test_pasted_link_in_radicale_gets_conference_and_nothing_else(radicale, tele
     assert "ETag" in again.headers  # a fixed point
     assert radicale.delete("alice", path).status_code == 200
     assert telemost.calls == []  # nothing of ours to delete
+
+
+def test_a_link_ends_where_url_characters_end():
+    # Hypothesis found this: backslashes glued to a link broke the fixed point.
+    text = "Встреча пройдёт по ссылке: https://meet.jit.si/x\\\\"
+    assert list(links.find(text, links.DEFAULT_MASKS)) == [("Jitsi Meet", "https://meet.jit.si/x")]

@@ -145,7 +145,16 @@ class TrueConf(Provider):
     name = "trueconf"
     labels = {"ru": "TrueConf", "en": "TrueConf"}
     keywords = ("trueconf", "труконф")
-    capabilities = Capabilities(network=True, schedule=True, deterministic_ids=True)
+    capabilities = Capabilities(network=True, schedule=True, deterministic_ids=True, options=True)
+    # Per event, after the keyword ("trueconf:селектор+гости"): the seed's modes — all on
+    # screen (up to 36) and the video selector (up to 1600; TrueConf's role-based type 3,
+    # unconfirmed) — a lecture (asymmetric), and guest access.
+    option_words = {
+        **{w: ("mode", "0") for w in ("all-on-screen", "все-на-экране", "symmetric")},
+        **{w: ("mode", "1") for w in ("lecture", "лекция", "asymmetric")},
+        **{w: ("mode", "3") for w in ("selector", "селектор", "role-based")},
+        **{w: ("guests", "yes") for w in ("guests", "гости")},
+    }
 
     def __init__(self, api_url: str, token_url: str, join_url_base: str, client_id: str,
                  secret: Secret, timeout: float, *, owner: str = "{user}",
@@ -202,6 +211,8 @@ class TrueConf(Provider):
         invitations = self.invitations(meeting)
         if invitations is not None:
             body["invitations"] = invitations
+        if meeting.option("guests"):
+            body["allow_guests"] = meeting.option("guests") == "yes"
         return body
 
     # --- calls -------------------------------------------------------------
@@ -242,7 +253,8 @@ class TrueConf(Provider):
         return Conference(self.name, conf_id, self.join_url(conf_id), extra)
 
     def _post(self, meeting: Meeting, conf_id: str) -> Conference:
-        body = {"id": conf_id, **self._fields(meeting), "type": self.conference_type}
+        body = {"id": conf_id, **self._fields(meeting),
+                "type": int(meeting.option("mode", str(self.conference_type)))}
         owner = self.owner_of(meeting)
         if owner:
             body["owner"] = owner
