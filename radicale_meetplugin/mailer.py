@@ -125,7 +125,9 @@ class Mailer:
     @staticmethod
     def _data(smtp: smtplib.SMTP, message: bytes) -> None:
         try:
-            smtp.data(message)
+            code, answer = smtp.data(message)
+            if code != 250:  # smtplib returns the final answer instead of raising
+                raise smtplib.SMTPDataError(code, answer)
         except smtplib.SMTPResponseException as e:  # the server answered: it did not take it
             raise MailError(f"message refused: {_answer(e)}", temporary=400 <= e.smtp_code < 500,
                             code=e.smtp_code) from None
