@@ -169,7 +169,6 @@ def message(cal: icalendar.Calendar, kind: str, sequence: int, envelope: Envelop
     if envelope.message_id:
         msg["Message-ID"] = envelope.message_id
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
-    msg["Content-Language"] = i18n.language(lang)
     msg.set_content(_plain(facts), charset="utf-8")
     msg.add_alternative(_html(facts, lang), subtype="html", charset="utf-8")
     msg.add_alternative(ics.decode("utf-8"), subtype="calendar", charset="utf-8",

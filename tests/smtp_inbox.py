@@ -50,7 +50,7 @@ class Letter:
         return int(self.event()["SEQUENCE"])
 
     def text(self) -> str:
-        return self.message.get_body(("plain",)).get_content()
+        return self.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
     def html(self) -> str:
         return self.message.get_body(("html",)).get_content()
