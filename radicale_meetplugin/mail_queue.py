@@ -2,10 +2,12 @@
 
 `mail_state`: per (owner, calendar, UID), the SEQUENCE last sent, who holds an
 invitation, a digest of what they were shown, and the event text they got (to
-build the cancellation when the event is deleted). `mails`: one row per letter,
-UNIQUE per (owner, calendar, UID, SEQUENCE, recipient, method) — the "never
-twice" rule is that constraint: queuing is INSERT OR IGNORE, and the state and
-its letters are written in one transaction.
+build the cancellation when the event is deleted). `mail_rounds`: the event
+text one round of letters shows (kept until its last letter is done). `mails`:
+one row per letter, UNIQUE per (owner, calendar, UID, SEQUENCE, recipient,
+method) — the "never twice" rule is that constraint: queuing is INSERT OR
+IGNORE, and the state, the round and its letters are written in one
+transaction. The letters themselves are built by the sender, outside any lock.
 
 A letter is claimed with a lease like an outbox job. Just before the SMTP DATA
 command the row is marked `in_data` (only by the lease holder, only once); a
@@ -38,6 +40,12 @@ CREATE TABLE IF NOT EXISTS mail_state (
     updated_at REAL NOT NULL,
     PRIMARY KEY (owner, calendar, uid)
 );
+CREATE TABLE IF NOT EXISTS mail_rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    snapshot TEXT NOT NULL,
+    join_url TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS mails (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     owner TEXT NOT NULL,
@@ -47,8 +55,7 @@ CREATE TABLE IF NOT EXISTS mails (
     recipient TEXT NOT NULL,
     method TEXT NOT NULL,
     kind TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    message TEXT NOT NULL,
+    round_id INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'queued',
     tries INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL,
@@ -61,6 +68,7 @@ CREATE TABLE IF NOT EXISTS mails (
     UNIQUE (owner, calendar, uid, sequence, recipient, method)
 );
 CREATE INDEX IF NOT EXISTS mails_due ON mails (state, next_at);
+CREATE INDEX IF NOT EXISTS mails_round ON mails (round_id, state);
 """
 
 QUEUED, SENT, FAILED, UNKNOWN = "queued", "sent", "failed", "unknown"
@@ -76,14 +84,22 @@ class Told:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A letter to queue."""
+    """A letter to queue (its text is made when it is sent)."""
 
     sequence: int
     recipient: str
     method: str
     kind: str
-    sender: str          # the SMTP envelope sender
-    message: str         # the whole message, ASCII (headers encoded, bodies base64)
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one decision queues: the letters, the event text they show, the new state."""
+
+    letters: list[Outgoing]
+    told: Optional[Told]
+    snapshot: str = ""
+    join_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,14 +112,15 @@ class Mail:
     recipient: str
     method: str
     kind: str
-    sender: str
-    message: str
+    round_id: int
+    snapshot: str        # the event as the letter shows it
+    join_url: str
     tries: int
     created_at: float
     interrupted_in_data: bool = False  # an earlier sender died during DATA: outcome unknown
 
 
-Decide = Callable[[Optional[Told]], tuple[list[Outgoing], Optional[Told]]]
+Decide = Callable[[Optional[Told]], Round]
 
 
 class MailQueue:
@@ -129,27 +146,33 @@ class MailQueue:
                 "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
                 "WHERE owner=? AND calendar=? AND uid=?",
                 (key.owner, key.calendar, key.uid)).fetchone()
-            letters, told = decide(_told(row) if row else None)
+            decided = decide(_told(row) if row else None)
             now = time.time()
-            if told is not None:
-                sent = told.sent
+            if decided.told is not None:
+                sent = decided.told.sent
                 db.execute(
                     "INSERT OR REPLACE INTO mail_state (owner, calendar, uid, sequence, "
                     "recipients, content, cancelled, snapshot, updated_at) "
                     "VALUES (?,?,?,?,?,?,?,?,?)",
                     (key.owner, key.calendar, key.uid, sent.sequence,
                      json.dumps(sorted(sent.recipients)), sent.content, int(sent.cancelled),
-                     told.snapshot, now))
+                     decided.told.snapshot, now))
+            if not decided.letters:
+                return []
+            round_id = db.execute(
+                "INSERT INTO mail_rounds (snapshot, join_url, created_at) VALUES (?,?,?)",
+                (decided.snapshot, decided.join_url, now)).lastrowid
             ids = []
-            for letter in letters:
+            for letter in decided.letters:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO mails (owner, calendar, uid, sequence, recipient, "
-                    "method, kind, sender, message, next_at, created_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "method, kind, round_id, next_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (key.owner, key.calendar, key.uid, letter.sequence, letter.recipient,
-                     letter.method, letter.kind, letter.sender, letter.message, now, now))
+                     letter.method, letter.kind, round_id, now, now))
                 if cursor.rowcount:
                     ids.append(int(cursor.lastrowid or 0))
+            if not ids:
+                db.execute("DELETE FROM mail_rounds WHERE id=?", (round_id,))
             return ids
 
     def mail_keys_under(self, path: str) -> list[EventKey]:
@@ -178,11 +201,14 @@ class MailQueue:
             db.execute("UPDATE mails SET lease_owner=?, lease_until=? WHERE id=?",
                        (owner, now + lease, mail_id))
             row = db.execute(
-                "SELECT id, owner, calendar, uid, sequence, recipient, method, kind, sender, "
-                "message, tries, created_at FROM mails WHERE id=?", (mail_id,)).fetchone()
-        (mid, o, c, u, seq, recipient, method, kind, sender, message, tries, created) = row
-        return Mail(mid, EventKey(o, c, u), seq, recipient, method, kind, sender, message,
-                    tries, created, interrupted_in_data=bool(in_data))
+                "SELECT m.id, m.owner, m.calendar, m.uid, m.sequence, m.recipient, m.method, "
+                "m.kind, m.round_id, COALESCE(r.snapshot, ''), COALESCE(r.join_url, ''), "
+                "m.tries, m.created_at FROM mails m LEFT JOIN mail_rounds r ON r.id = m.round_id "
+                "WHERE m.id=?", (mail_id,)).fetchone()
+        (mid, o, c, u, seq, recipient, method, kind, round_id, snapshot, join_url, tries,
+         created) = row
+        return Mail(mid, EventKey(o, c, u), seq, recipient, method, kind, round_id, snapshot,
+                    join_url, tries, created, interrupted_in_data=bool(in_data))
 
     def mail_in_data(self, mail_id: int, owner: str) -> bool:
         """About to send DATA: allowed once, and only to the lease holder."""
@@ -200,11 +226,14 @@ class MailQueue:
                        (next_at, error[:200], mail_id, owner, QUEUED))
 
     def finish_mail(self, mail_id: int, state: str, error: str = "") -> None:
-        """Sent, failed for good, or unknown. The message text is not kept."""
+        """Sent, failed for good, or unknown. The round's text goes with its last letter."""
         with self._tx() as db:  # type: ignore[attr-defined]
-            db.execute("UPDATE mails SET state=?, last_error=?, message='', lease_owner='', "
+            db.execute("UPDATE mails SET state=?, last_error=?, lease_owner='', "
                        "lease_until=0, done_at=?, tries = tries + 1 WHERE id=?",
                        (state, error[:200], time.time(), mail_id))
+            db.execute("DELETE FROM mail_rounds WHERE id = (SELECT round_id FROM mails "
+                       "WHERE id=?) AND NOT EXISTS (SELECT 1 FROM mails WHERE "
+                       "round_id = mail_rounds.id AND state=?)", (mail_id, QUEUED))
 
     def due_mails(self, now: float, limit: int = 100) -> list[int]:
         rows = self._db().execute(

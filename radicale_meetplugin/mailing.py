@@ -1,10 +1,11 @@
-"""Invitation letters for the engine: plan them, build them, queue them (no network).
+"""Invitation letters for the engine: plan and queue them; build each one when it is sent.
 
 The engine calls `consider` under the storage lock whenever an organizer's event
 was judged (a save, a late link landing) and `deleted` when an event is gone.
 One sqlite transaction reads what the people were told, plans the letters
-(`mail_plan`), builds each one (`imip`) and queues them with the new state. The
-outbox's sender (`mailer`) delivers them later, outside the lock.
+(`mail_plan`) and queues them, with the event text they show and the new state.
+Nothing heavy happens there: the outbox's sender calls `render` (`imip`) for each
+letter just before handing it to the SMTP server, outside any lock.
 
 Letters only ever carry a link the server made: an event without an active
 conference of ours gets none (except the cancellation of one that had it).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import threading
 import time
 from typing import Callable, Optional
 
@@ -22,7 +24,7 @@ import icalendar
 
 from . import ical, imip, mail_plan, rewrite
 from .config import Settings
-from .mail_queue import Outgoing, Told
+from .mail_queue import Mail, Outgoing, Round, Told
 from .model import Conference, EventKey
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -37,6 +39,8 @@ class Mailing:
         self.lang = self.options["language"] or settings.main["language"]
         self.clock = clock
         self.wake: Callable[[], None] = lambda: None  # the outbox's sender: letters are queued
+        self._parsed: dict[int, icalendar.Calendar] = {}  # round id -> its event, while sending
+        self._parsed_lock = threading.Lock()
 
     # --- the engine's hooks ------------------------------------------------------
 
@@ -74,15 +78,17 @@ class Mailing:
             return 0
         view = mail_plan.view_of(cal, organizer.address, url, cancelled=cancelled,
                                  send_to_organizer=self.options["send_to_organizer"])
-        snapshot = "" if cancelled else ical.to_text(cal)
+        text = ical.to_text(cal)
+        snapshot = "" if cancelled else text  # what a later cancellation will show
 
-        def decide(told: Optional[Told]) -> tuple[list[Outgoing], Optional[Told]]:
+        def decide(told: Optional[Told]) -> Round:
             letters, sent = mail_plan.plan(told.sent if told else None, view)
             if sent is None:
-                return [], None
-            outgoing = [self._letter(key, cal, letter, recipient, organizer, url, now)
+                return Round([], None)
+            outgoing = [Outgoing(letter.sequence, recipient, letter.method, letter.kind)
                         for letter in letters for recipient in letter.recipients]
-            return outgoing, Told(sent, snapshot if not sent.cancelled else "")
+            return Round(outgoing, Told(sent, snapshot if not sent.cancelled else ""),
+                         text if outgoing else "", url)
 
         ids = self.store.mail_round(key, decide)
         if ids:
@@ -94,21 +100,38 @@ class Mailing:
             self.wake()
         return len(ids)
 
-    def _letter(self, key: EventKey, cal: icalendar.Calendar, letter: mail_plan.Letter,
-                recipient: str, organizer: imip.Person, url: str, now: dt.datetime) -> Outgoing:
+    # --- one letter, when it is sent ---------------------------------------------------
+
+    def render(self, mail: Mail) -> tuple[str, bytes]:
+        """(envelope sender, the whole message) of a queued letter."""
+        cal = self._event_of(mail)
+        organizer = self._organizer(mail.key, cal)
+        if organizer is None:
+            raise ValueError("the event has no usable ORGANIZER")
         if self.options["sender_policy"] == "organizer":
             sender, reply_to = organizer, None
         else:
             sender, reply_to = imip.Person(self.options["sender"], organizer.name), organizer
-        who = self._person(cal, recipient, organizer)
         digest = hashlib.sha256("\x1f".join(
-            (key.as_text(), str(letter.sequence), recipient, letter.method)).encode()).hexdigest()
-        envelope = imip.Envelope(sender, who, reply_to,
+            (mail.key.as_text(), str(mail.sequence), mail.recipient, mail.method)).encode()
+        ).hexdigest()
+        envelope = imip.Envelope(sender, self._person(cal, mail.recipient, organizer), reply_to,
                                  f"<{digest[:32]}@{sender.address.rpartition('@')[2]}>")
-        message = imip.message(cal, letter.kind, letter.sequence, envelope, organizer, url,
-                               self.lang, now)
-        return Outgoing(letter.sequence, recipient, letter.method, letter.kind, sender.address,
-                        message.as_bytes().decode("ascii"))
+        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        message = imip.message(cal, mail.kind, mail.sequence, envelope, organizer,
+                               mail.join_url, self.lang, now)
+        return sender.address, message.as_bytes()
+
+    def _event_of(self, mail: Mail) -> icalendar.Calendar:
+        with self._parsed_lock:
+            cal = self._parsed.get(mail.round_id)
+        if cal is None:
+            cal = ical.parse(mail.snapshot)  # an empty snapshot raises: nothing to show
+            with self._parsed_lock:
+                if len(self._parsed) > 16:
+                    self._parsed.clear()
+                self._parsed[mail.round_id] = cal
+        return cal
 
     # --- people -------------------------------------------------------------------
 

@@ -215,8 +215,16 @@ class Outbox:
                 logger.warning("meetplugin: %s: the sender stopped while the SMTP server "
                                "received it; it may have arrived and is not sent again", what)
                 return
+            mailing = self.engine.mailing
             try:
-                self.mailer.send(mail.sender, mail.recipient, mail.message.encode("ascii"),
+                assert mailing is not None
+                sender, message = mailing.render(mail)
+            except Exception as e:  # the same text would fail again: not retried
+                self.store.finish_mail(mail.id, FAILED, f"cannot build the letter: {e}")
+                logger.warning("meetplugin: %s: cannot build the letter: %s", what, e)
+                return
+            try:
+                self.mailer.send(sender, mail.recipient, message,
                                  lambda: self.store.mail_in_data(mail.id, self.owner))
             except LeaseLost:
                 return  # another worker took the letter over: it decides
