@@ -22,6 +22,7 @@ line by `address.one_line`, and addresses are plain `local@domain` from
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 from dataclasses import dataclass
 from email import policy as email_policy
@@ -39,6 +40,7 @@ PRODID = "-//radicale-meetplugin//iMIP//EN"
 SMTP_POLICY = email_policy.SMTP.clone(max_line_length=78)
 _SCHEDULING_PARAMS = ("SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND")
 _BOOKKEEPING_PREFIX = "X-MEETPLUGIN-"
+MAX_LISTED = 50  # participants named in the text; the rest are counted (all are in the .ics)
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,21 @@ def calendar(cal: icalendar.Calendar, kind: str, sequence: int, organizer: Perso
         events = [main] if main is not None else events
     for comp in events:
         out.add_component(_itip_event(comp, kind, sequence, organizer, recipient, now))
-    if hasattr(out, "add_missing_timezones"):  # Outlook needs a VTIMEZONE for every TZID
-        try:
-            out.add_missing_timezones()
-        except Exception:  # a TZID no database knows: the clients will have to cope
-            pass
+    if hasattr(out, "get_missing_tzids"):  # Outlook needs a VTIMEZONE for every TZID
+        for tzid in sorted(out.get_missing_tzids()):
+            zone_text = _vtimezone(tzid)
+            if zone_text:
+                out.add_component(icalendar.Timezone.from_ical(zone_text))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _vtimezone(tzid: str) -> bytes:
+    """A VTIMEZONE from the zone database (slow to make: made once per zone)."""
+    try:
+        return icalendar.Timezone.from_tzid(tzid).to_ical()
+    except Exception:  # a TZID no database knows: the clients will have to cope
+        return b""
 
 
 def _copy(comp: icalendar.cal.Component) -> icalendar.cal.Component:
@@ -206,7 +217,10 @@ def _facts(cal, comp, kind: str, organizer: Person, recipient: Person, join_url:
         rows.append((t("repeats"), t(freq if freq in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
                                      else "OTHER")))
     rows.append((t("organizer"), organizer.shown()))
-    people = tuple(p.shown() for p in participants(cal, organizer.address))
+    everyone = participants(cal, organizer.address)
+    people = tuple(p.shown() for p in everyone[:MAX_LISTED])
+    if len(everyone) > MAX_LISTED:
+        people += (t("more", count=str(len(everyone) - MAX_LISTED)),)
     cancelling = METHODS[kind] == "CANCEL"
     user_text, _ours = rewrite.split_description(ical.text_of(comp, "DESCRIPTION"),
                                                  (join_url,) if join_url else ())
