@@ -54,6 +54,9 @@ def build_mailer(settings: config.Settings) -> Mailer | None:
                 f"password_file, or put it in the environment variable {mail['password_env']}")
     mailer = Mailer(mail["host"], mail["port"], mail["security"], mail["username"], password,
                     mail["timeout"], mail["ca_file"])
+    if mailer.username and mailer.security == "none":
+        logger.warning("meetplugin: [mail] sends the SMTP password unencrypted "
+                       "(security = none); use starttls or tls")
     logger.info("meetplugin: invitation e-mails on: %s:%d (%s)%s, From: %s", mailer.host,
                 mailer.port, mailer.security, f", login {mailer.username}" if mailer.username
                 else "", mail["sender"] if mail["sender_policy"] == "fixed" else "the organizer")

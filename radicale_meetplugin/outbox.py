@@ -210,6 +210,10 @@ class Outbox:
                 return  # sent already, or a live worker elsewhere has it
             what = f"{mail.key.calendar}/{mail.key.uid}: {mail.method} e-mail (SEQUENCE " \
                    f"{mail.sequence}) to {mail.recipient}"
+            if time.time() - mail.created_at > self.retry_for:  # e.g. mail was off meanwhile
+                self.store.finish_mail(mail.id, FAILED, "expired")
+                logger.warning("meetplugin: %s: queued too long ago, not sent", what)
+                return
             if mail.interrupted_in_data:
                 self.store.finish_mail(mail.id, UNKNOWN, "interrupted during DATA")
                 logger.warning("meetplugin: %s: the sender stopped while the SMTP server "
