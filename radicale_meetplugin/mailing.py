@@ -78,16 +78,20 @@ class Mailing:
             return 0
         view = mail_plan.view_of(cal, organizer.address, url, cancelled=cancelled,
                                  send_to_organizer=self.options["send_to_organizer"])
+        if self._nothing_new(self.store.mail_state(key), view):
+            return 0  # the common case (a save that changes nothing people see): no write
         text = ical.to_text(cal)
-        snapshot = "" if cancelled else text  # what a later cancellation will show
 
         def decide(told: Optional[Told]) -> Round:
+            if self._nothing_new(told, view):  # another process got here first
+                return Round([], None)
             letters, sent = mail_plan.plan(told.sent if told else None, view)
             if sent is None:
                 return Round([], None)
             outgoing = [Outgoing(letter.sequence, recipient, letter.method, letter.kind)
                         for letter in letters for recipient in letter.recipients]
-            return Round(outgoing, Told(sent, snapshot if not sent.cancelled else ""),
+            # The state keeps the text a later cancellation shows; the round, what these show.
+            return Round(outgoing, Told(sent, "" if sent.cancelled else text),
                          text if outgoing else "", url)
 
         ids = self.store.mail_round(key, decide)
@@ -99,6 +103,11 @@ class Mailing:
                                key.calendar, key.uid, ", ".join(view.skipped))
             self.wake()
         return len(ids)
+
+    @staticmethod
+    def _nothing_new(told: Optional[Told], view: mail_plan.View) -> bool:
+        letters, sent = mail_plan.plan(told.sent if told else None, view)
+        return not letters and (sent is None or (told is not None and told.sent == sent))
 
     # --- one letter, when it is sent ---------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 `conferences`: which conference belongs to which (owner, calendar, UID) — the
 source of truth. `jobs`: provider calls still to make (the outbox). The
-invitation letters' tables (`mail_state`, `mails`) are in mail_queue.py. A record
+invitation letters' tables (`mail_state`, `mail_rounds`, `mails`) are in
+mail_queue.py. A record
 and the job that serves it are written in one transaction, so a crash never
 leaves one without the other. WAL mode, one connection per thread; safe for
 several Radicale processes sharing one storage folder.
