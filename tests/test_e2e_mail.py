@@ -383,3 +383,30 @@ def test_no_letter_while_the_link_is_not_there(radicale, inbox, telemost):
     radicale.put("alice", f"{CAL}/{uid}.ics", meeting(uid, IVAN, location="телемост"))
     radicale.wait_for_log(f"{uid}: telemost create done", start=mark)
     assert queued(radicale, uid) == []  # a failed conference is not announced
+
+
+# --- other settings: English, From the organizer, a copy for the organizer -------------------
+
+def test_english_letters_from_the_organizer_with_a_copy_for_them(tmp_path, telemost, inbox):
+    server = RadicaleServer(
+        tmp_path / "en",
+        plugin_config(telemost.url, language="en")
+        + mail_config(inbox, sender_policy="organizer", send_to_organizer="true", sender=""),
+        env={"TELEMOST_TOKEN": TOKEN}).start()
+    try:
+        server.ensure_user("alice")
+        uid = new_uid()
+        server.put("alice", f"{CAL}/{uid}.ics", meeting(uid, IVAN, location="online"))
+        letters = by_recipient(inbox.wait_letters(uid, 2))
+        assert set(letters) == {"ivan@example.com", "alice@example.com"}
+        ivan = letters["ivan@example.com"]
+        assert ivan.mail_from == "alice@example.com"
+        assert str(ivan.message["From"]) == "Алиса Смирнова <alice@example.com>"
+        assert ivan.message["Reply-To"] is None
+        assert ivan.message["Subject"] == "Invitation to an online meeting: Планёрка"
+        assert "Friday, 15 March 2030, 10:00–11:00 (Europe/Moscow, UTC+03:00)" in ivan.text()
+        assert "Join the meeting: https://meet.jit.si/" in ivan.text()
+        assert "Hello Алиса Смирнова," in letters["alice@example.com"].text()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log
