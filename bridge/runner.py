@@ -146,6 +146,7 @@ class Bridge:
         futures = self.outbox.submit([*store.due_jobs(now), *orphaned])
         self._futures.extend(futures)
         self._inflight.update(futures)
+        self.outbox.mail_queued()  # letters left from an earlier run go now
         return self.cycle()
 
     def stop(self) -> None:
@@ -158,6 +159,10 @@ class Bridge:
             logger.info("bridge: waiting for %d provider call(s) under way", len(self._inflight))
             concurrent.futures.wait(self._inflight,
                                     timeout=self.engine.settings.main["call_timeout"] + 5)
+        letters = self.outbox.sending()
+        if letters and self.engine.mailer is not None:  # invitation e-mails being handed over
+            logger.info("bridge: waiting for %d e-mail(s) being sent", len(letters))
+            concurrent.futures.wait(letters, timeout=4 * self.engine.mailer.timeout + 5)
         self.outbox.stop()
         for link in self.links:
             link.client.close()

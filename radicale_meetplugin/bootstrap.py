@@ -9,6 +9,7 @@ from typing import Optional
 
 from . import config, providers
 from .engine import Engine
+from .mailer import Mailer
 from .outbox import Outbox, Settle
 from .records import RecordStore
 
@@ -41,7 +42,33 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine:
                 settings.source, ", ".join(sorted({*ready, *per_user})) or "none",
                 settings.main["default_provider"], state_dir)
     store = RecordStore(os.path.join(state_dir, "records.sqlite"))
-    return Engine(settings, ready, providers.CLASSES, store, per_user)
+    engine = Engine(settings, ready, providers.CLASSES, store, per_user)
+    engine.mailer = build_mailer(settings)
+    return engine
+
+
+def build_mailer(settings: config.Settings) -> Mailer | None:
+    """The SMTP sender of [mail], or None when invitation e-mails are off."""
+    mail = settings.mail
+    if not mail["enabled"]:
+        return None
+    password = config.Secret("")
+    if mail["username"]:
+        password = config.read_secret(mail["password_file"], mail["password_env"],
+                                      "SMTP password")
+        if not password:
+            raise config.ConfigError(
+                f"{settings.source}: [mail] username is set but there is no password: set "
+                f"password_file, or put it in the environment variable {mail['password_env']}")
+    mailer = Mailer(mail["host"], mail["port"], mail["security"], mail["username"], password,
+                    mail["timeout"], mail["ca_file"])
+    if mailer.username and mailer.security == "none":
+        logger.warning("meetplugin: [mail] sends the SMTP password unencrypted "
+                       "(security = none); use starttls or tls")
+    logger.info("meetplugin: invitation e-mails on: %s:%d (%s)%s, From: %s", mailer.host,
+                mailer.port, mailer.security, f", login {mailer.username}" if mailer.username
+                else "", mail["sender"] if mail["sender_policy"] == "fixed" else "the organizer")
+    return mailer
 
 
 class UserProviders:
@@ -70,6 +97,10 @@ class UserProviders:
 
 def build_outbox(engine: Engine, settle: Settle) -> Outbox:
     main = engine.settings.main
-    return Outbox(engine, settle, workers=main["max_concurrency"],
-                  lease=2 * main["call_timeout"] + 30, retry_initial=main["retry_initial"],
-                  retry_max_delay=main["retry_max_delay"], retry_for=main["retry_for"])
+    outbox = Outbox(engine, settle, workers=main["max_concurrency"],
+                    lease=2 * main["call_timeout"] + 30, retry_initial=main["retry_initial"],
+                    retry_max_delay=main["retry_max_delay"], retry_for=main["retry_for"],
+                    mailer=engine.mailer)
+    if engine.mailing is not None:
+        engine.mailing.wake = outbox.mail_queued
+    return outbox

@@ -1,8 +1,9 @@
 """The plugin's own config file: schema as data, values checked at start-up.
 
 Radicale's config names the file: ``[storage] meetplugin_config = /etc/radicale/meetplugin.conf``.
-Sections: ``[meetplugin]``, ``[owner_addresses]`` (user = address, address) and one
-``[provider:<name>]`` per provider (options declared by the provider module).
+Sections: ``[meetplugin]``, ``[owner_addresses]`` (user = address, address), ``[mail]``
+(invitation e-mails) and one ``[provider:<name>]`` per provider (options declared by the
+provider module).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from . import i18n
+from . import address, i18n
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -64,6 +65,38 @@ def language(value: str) -> str:
     return value
 
 
+def language_or_default(value: str) -> str:
+    return language(value) if value.strip() else ""
+
+
+def port(value: str) -> int:
+    """A TCP port, or 0 for "auto" (chosen by the security setting)."""
+    if value.strip().lower() in ("", "auto"):
+        return 0
+    number = int(value)
+    if not 0 < number < 65536:
+        raise ValueError("auto, or a port from 1 to 65535")
+    return number
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def convert(value: str) -> str:
+        value = value.strip().lower()
+        if value not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return value
+    return convert
+
+
+def mail_address(value: str) -> str:
+    if not value.strip():
+        return ""
+    normalized = address.normalize(value)
+    if normalized is None:
+        raise ValueError("not a plain e-mail address (name@domain)")
+    return normalized
+
+
 # option -> (default, type, help). README's option tables are written from these.
 Schema = Mapping[str, tuple[str, Callable[[str], Any], str]]
 
@@ -100,6 +133,35 @@ MAIN_SCHEMA: Schema = {
                           "Saves that may wait for a provider at once; more return at once with the "
                           "\"link pending\" note. auto: half of Radicale's [server] max_connections, "
                           "so a slow provider never takes every connection from other users."),
+}
+
+MAIL_SCHEMA: Schema = {
+    "enabled": ("false", boolean,
+                "Send invitation e-mails (iMIP) with the join link to attendees. Off by default: "
+                "many clients send their own invitations, with the keyword instead of the link."),
+    "host": ("", str, "SMTP server (required when enabled)."),
+    "port": ("auto", port, "SMTP port; auto: 587 for starttls, 465 for tls, 25 for none."),
+    "security": ("starttls", one_of("starttls", "tls", "none"),
+                 "starttls (submission, port 587), tls (implicit TLS, port 465) or none "
+                 "(plain SMTP: only for a relay on the same host or network)."),
+    "ca_file": ("", str, "PEM file of CA certificates to check the SMTP server's certificate "
+                         "with; empty: the system's."),
+    "username": ("", str, "SMTP login; empty: no authentication."),
+    "password_file": ("", str, "File holding the SMTP password."),
+    "password_env": ("MEETPLUGIN_SMTP_PASSWORD", str,
+                     "Environment variable holding the SMTP password; read when password_file "
+                     "is empty."),
+    "timeout": ("30", positive_float, "Seconds one SMTP command may take."),
+    "sender_policy": ("fixed", one_of("fixed", "organizer"),
+                      "fixed: From is `sender` with the organizer's name, Reply-To is the "
+                      "organizer. organizer: From is the organizer's own address (the SMTP "
+                      "server must let the login send as every owner)."),
+    "sender": ("", mail_address, "The From address for sender_policy = fixed, e.g. "
+                                 "calendar@example.com."),
+    "send_to_organizer": ("false", boolean,
+                          "Also send the organizer each letter (the seeds' systems do)."),
+    "language": ("", language_or_default,
+                 "Language of the letters: ru or en; empty: [meetplugin] language."),
 }
 
 COMMON_PROVIDER_SCHEMA: Schema = {
@@ -181,6 +243,8 @@ class Settings:
     configured: frozenset[str] = frozenset()  # providers that have a section in the file
     source: str = "defaults"
     pasted_link_masks: Mapping[str, str] = field(default_factory=dict)  # name -> regex
+    mail: Section = field(default_factory=lambda: Section("mail", {
+        option: convert(default) for option, (default, convert, _help) in MAIL_SCHEMA.items()}))
 
     def addresses_of(self, user: str) -> frozenset[str]:
         explicit = self.owner_addresses.get(user.lower(), ())
@@ -203,7 +267,7 @@ def load(path: Optional[str], provider_schemas: Mapping[str, Schema]) -> Setting
         except configparser.Error as e:
             raise ConfigError(f"{source}: {e}") from None
     for name in parser.sections():
-        if name in ("meetplugin", "owner_addresses", "pasted_links"):
+        if name in ("meetplugin", "owner_addresses", "pasted_links", "mail"):
             continue
         if not name.startswith("provider:") or name[9:] not in provider_schemas:
             raise ConfigError(f"{source}: unknown section [{name}]; providers: "
@@ -226,4 +290,11 @@ def load(path: Optional[str], provider_schemas: Mapping[str, Schema]) -> Setting
         except re.error as e:
             raise ConfigError(f"{source}: [pasted_links] {name}: not a regular expression: {e}") \
                 from None
-    return Settings(main, providers, owners, configured, source, masks)
+    mail = _section(parser, "mail", MAIL_SCHEMA, source)
+    if mail["enabled"]:
+        if not mail["host"].strip():
+            raise ConfigError(f"{source}: [mail] is enabled but has no host")
+        if mail["sender_policy"] == "fixed" and not mail["sender"]:
+            raise ConfigError(f"{source}: [mail] sender_policy = fixed needs a sender "
+                              "address, e.g. sender = calendar@example.com")
+    return Settings(main, providers, owners, configured, source, masks, mail)

@@ -9,6 +9,10 @@ Shells (the Radicale adapter, the bridge) use it in three steps:
 3. ``settle(job, outcome, current_text)`` under the lock again: the record is
    updated and the event's *current* text gets the link (or the explanation).
    Nothing a person typed meanwhile is overwritten.
+
+With ``[mail] enabled``, steps 1 and 3 also queue the invitation letters
+(`mailing.py`) for an organizer's event whose link is in place, and the
+cancellations when it is cancelled or deleted; the outbox sends them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import icalendar
 from . import i18n, ical, links, rewrite
 from .config import Settings
 from .detect import Grammar, detect, might_ask
+from .mailing import Mailing
 from .model import (Action, ActionKind, Conference, EventKey, Job, Meeting,
                     Record, RecordState)
 from .plan import Facts, plan
@@ -79,6 +84,8 @@ class Engine:
         self.scheduled = frozenset(  # providers that take updates: schedule or options
             n for n in self.enabled
             if self.classes[n].capabilities.schedule or self.classes[n].capabilities.options)
+        self.mailing = Mailing(settings, store) if settings.mail["enabled"] else None
+        self.mailer = None  # bootstrap puts the SMTP sender here for the outbox
 
     # --- facts -------------------------------------------------------------
 
@@ -157,6 +164,8 @@ class Engine:
         jobs = self._act(action, key, cal, record, meeting, href)
         if self.masks and action.kind in (ActionKind.IGNORE, ActionKind.CLEAR):
             links.mark_conferences(cal, links.pasted(cal, self.masks))
+        if facts.organizer:
+            self._mail(key, cal)
         after = ical.to_text(cal)
         if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
             logger.info("meetplugin: %s: %s%s", self._where(key), action.kind.value,
@@ -271,6 +280,7 @@ class Engine:
 
     def on_delete(self, key: EventKey) -> list[Job]:
         """The event is gone from the calendar that holds its record."""
+        self._mail_deleted(key)
         record = self.store.get(key)
         if record is None:
             return []
@@ -283,13 +293,17 @@ class Engine:
         jobs: list[Job] = []
         for record in self.store.under(path):
             jobs.extend(self.on_delete(record.key))
+        if self.mailing is not None:  # invitations of events whose link went earlier
+            for key in self.store.mail_keys_under(path):
+                self._mail_deleted(key)
         return jobs
 
     def on_move(self, old: EventKey, new: EventKey) -> list[Job]:
         """The conference follows its event; one the move overwrites is deleted."""
         if old == new:
             return []
-        if self.store.get(old) is None:
+        if self.store.get(old) is None and (self.mailing is None or
+                                            self.store.mail_state(old) is None):
             return self.on_delete(new)  # nothing moves; whatever was at `new` is gone
         job = self.store.move(old, new)
         return [job] if job else []
@@ -372,6 +386,7 @@ class Engine:
                 self._attach(cal, conf, force=True, old=job.old, old_urls=tuple(
                     u for u in rewrite.shown_links(cal) if u != conf.join_url),
                     options=job.meeting.options if job.meeting else ())
+                self._mail(key, cal)
                 after = ical.to_text(cal)
                 logger.info("meetplugin: %s: %s conference attached", self._where(key), job.provider)
                 return (after if after != before else None), queued
@@ -387,6 +402,27 @@ class Engine:
             after = ical.to_text(cal)
             return (after if after != before else None), queued
         return None, queued
+
+    # --- invitation letters (only with [mail] enabled) ----------------------
+
+    def _mail(self, key: EventKey, cal: icalendar.Calendar) -> None:
+        """Queue the letters this version of the organizer's event calls for."""
+        if self.mailing is None:
+            return
+        try:
+            record = self.store.get(key)
+            active = record is not None and record.state is RecordState.ACTIVE
+            self.mailing.consider(key, cal, record.conference if active and record else None)
+        except Exception:  # letters never cost the event
+            logger.exception("meetplugin: %s: invitation e-mails not queued", self._where(key))
+
+    def _mail_deleted(self, key: EventKey) -> None:
+        if self.mailing is None:
+            return
+        try:
+            self.mailing.deleted(key)
+        except Exception:
+            logger.exception("meetplugin: %s: cancellation e-mails not queued", self._where(key))
 
     # --- helpers -----------------------------------------------------------
 

@@ -81,3 +81,82 @@ def reason(lang: str, reason_code: str, **values: str) -> str:
     values.setdefault("code", "")
     table = REASONS[language(lang)]
     return table.get(reason_code, table["rejected"]).format(**values)
+
+
+# --- invitation letters (imip.py) ------------------------------------------------
+
+MONTHS = {
+    "ru": ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
+           "сентября", "октября", "ноября", "декабря"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+}
+WEEKDAYS = {
+    "ru": ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+
+MAIL = {
+    "ru": {
+        "subject_invite": "Приглашение на онлайн-встречу: {summary}",
+        "subject_update": "Изменение онлайн-встречи: {summary}",
+        "subject_cancel": "Онлайн-встреча отменена: {summary}",
+        "subject_uninvite": "Приглашение отозвано: {summary}",
+        "greeting": "Здравствуйте, {name}!",
+        "greeting_anonymous": "Здравствуйте!",
+        "intro_invite": "{organizer} приглашает вас на онлайн-встречу «{summary}».",
+        "intro_update": "Онлайн-встреча «{summary}» изменилась. Ниже — актуальные дата, время "
+                        "и участники.",
+        "intro_cancel": "Онлайн-встреча «{summary}» отменена.",
+        "intro_uninvite": "Организатор убрал вас из участников онлайн-встречи «{summary}».",
+        "when": "Дата и время",
+        "repeats": "Повторяется",
+        "organizer": "Организатор",
+        "participants": "Участники",
+        "more": "… и ещё {count}",
+        "join": "Присоединиться к встрече",
+        "link": "Ссылка",
+        "description": "Описание",
+        "footer": "Файл event.ics во вложении можно добавить в любой календарь: Outlook, "
+                  "Яндекс Календарь, Thunderbird, Apple Календарь и другие.",
+        "footer_cancel": "Файл event.ics во вложении уберёт встречу из вашего календаря.",
+        "all_day": "весь день",
+        "floating": "местное время",
+        "untitled": "Без названия",
+        "DAILY": "ежедневно", "WEEKLY": "еженедельно", "MONTHLY": "ежемесячно",
+        "YEARLY": "ежегодно", "OTHER": "да",
+    },
+    "en": {
+        "subject_invite": "Invitation to an online meeting: {summary}",
+        "subject_update": "Online meeting changed: {summary}",
+        "subject_cancel": "Online meeting cancelled: {summary}",
+        "subject_uninvite": "Invitation withdrawn: {summary}",
+        "greeting": "Hello {name},",
+        "greeting_anonymous": "Hello,",
+        "intro_invite": "{organizer} invites you to the online meeting \"{summary}\".",
+        "intro_update": "The online meeting \"{summary}\" has changed. The current date, time "
+                        "and participants are below.",
+        "intro_cancel": "The online meeting \"{summary}\" is cancelled.",
+        "intro_uninvite": "The organizer removed you from the online meeting \"{summary}\".",
+        "when": "Date and time",
+        "repeats": "Repeats",
+        "organizer": "Organizer",
+        "participants": "Participants",
+        "more": "… and {count} more",
+        "join": "Join the meeting",
+        "link": "Link",
+        "description": "Description",
+        "footer": "The attached event.ics can be added to any calendar: Outlook, Google "
+                  "Calendar, Thunderbird, Apple Calendar and others.",
+        "footer_cancel": "The attached event.ics removes the meeting from your calendar.",
+        "all_day": "all day",
+        "floating": "local time",
+        "untitled": "Untitled",
+        "DAILY": "daily", "WEEKLY": "weekly", "MONTHLY": "monthly", "YEARLY": "yearly",
+        "OTHER": "yes",
+    },
+}
+
+
+def mail_text(lang: str, text_name: str, **values: str) -> str:
+    return MAIL[language(lang)][text_name].format(**values)

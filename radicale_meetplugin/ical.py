@@ -111,6 +111,11 @@ def _end(comp: icalendar.cal.Component):
     return end
 
 
+def end_of(comp: icalendar.cal.Component):
+    """DTEND, or DTSTART + DURATION; None if neither says."""
+    return _end(comp)
+
+
 def _comparable(value: dt.date) -> dt.datetime:
     """Dates and datetimes on one naive UTC-ish scale (floating times taken as UTC)."""
     if isinstance(value, dt.datetime):

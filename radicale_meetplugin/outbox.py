@@ -7,6 +7,11 @@ event when it arrives. Temporary failures (timeouts, connection errors, 5xx,
 deletes are retried until done, creates until `retry_for` runs out. Jobs are
 leased, so several processes sharing one state folder never run one job
 twice at once, and a job whose process died is taken over.
+
+With a `Mailer`, the same loop delivers the queued invitation letters
+(mail_queue.py): leased the same way, retried with the same backoff while the
+SMTP server answers 4xx or cannot be reached, given up on a 5xx or after
+`retry_for`, and never sent again once it may have been taken (see mailer.py).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import uuid
 from typing import Callable, Iterable, Optional
 
 from .engine import Engine, Outcome
+from .mail_queue import FAILED, SENT, UNKNOWN, Mail
+from .mailer import LeaseLost, Mailer, MailError
 from .model import ActionKind, Job
 from .providers import ProviderError
 
@@ -41,7 +48,8 @@ def backoff(tries: int, initial: float, cap: float, retry_after: Optional[float]
 
 class Outbox:
     def __init__(self, engine: Engine, settle: Settle, *, workers: int, lease: float,
-                 retry_initial: float, retry_max_delay: float, retry_for: float) -> None:
+                 retry_initial: float, retry_max_delay: float, retry_for: float,
+                 mailer: Optional[Mailer] = None) -> None:
         self.engine = engine
         self.store = engine.store
         self.settle = settle
@@ -52,6 +60,12 @@ class Outbox:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, "meetplugin-job")
         self._running: dict[int, concurrent.futures.Future] = {}
+        self.mailer = mailer
+        # Every SMTP step may take `timeout`: a letter's lease outlasts the slowest session.
+        self.mail_lease = 10 * mailer.timeout + 30 if mailer else 0.0
+        self._mail_pool = concurrent.futures.ThreadPoolExecutor(2, "meetplugin-mail") \
+            if mailer else None
+        self._sending: dict[int, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -157,6 +171,90 @@ class Outbox:
         self._wake.set()
         return True
 
+    # --- letters ------------------------------------------------------------
+
+    def mail_queued(self) -> None:
+        """Letters were queued: the loop sends them (or, without a loop, send them now)."""
+        if self._thread is not None:
+            self._wake.set()
+        elif self.mailer is not None:
+            self.submit_mails(self.store.due_mails(time.time()))
+
+    def submit_mails(self, mail_ids: Iterable[int]) -> list[concurrent.futures.Future]:
+        futures: list[concurrent.futures.Future] = []
+        if self._mail_pool is None:
+            return futures
+        with self._lock:
+            for mail_id in mail_ids:
+                future = self._sending.get(mail_id)
+                if future is None:
+                    future = self._mail_pool.submit(self._send, mail_id)
+                    self._sending[mail_id] = future
+                    future.add_done_callback(lambda _f, i=mail_id: self._sent(i))
+                futures.append(future)
+        return futures
+
+    def _sent(self, mail_id: int) -> None:
+        with self._lock:
+            self._sending.pop(mail_id, None)
+
+    def sending(self) -> list[concurrent.futures.Future]:
+        with self._lock:
+            return list(self._sending.values())
+
+    def _send(self, mail_id: int) -> None:
+        assert self.mailer is not None
+        try:
+            mail = self.store.claim_mail(mail_id, self.owner, self.mail_lease, self.alive)
+            if mail is None:
+                return  # sent already, or a live worker elsewhere has it
+            what = f"{mail.key.calendar}/{mail.key.uid}: {mail.method} e-mail (SEQUENCE " \
+                   f"{mail.sequence}) to {mail.recipient}"
+            if time.time() - mail.created_at > self.retry_for:  # e.g. mail was off meanwhile
+                self.store.finish_mail(mail.id, FAILED, "expired")
+                logger.warning("meetplugin: %s: queued too long ago, not sent", what)
+                return
+            if mail.interrupted_in_data:
+                self.store.finish_mail(mail.id, UNKNOWN, "interrupted during DATA")
+                logger.warning("meetplugin: %s: the sender stopped while the SMTP server "
+                               "received it; it may have arrived and is not sent again", what)
+                return
+            mailing = self.engine.mailing
+            try:
+                assert mailing is not None
+                sender, message = mailing.render(mail)
+            except Exception as e:  # the same text would fail again: not retried
+                self.store.finish_mail(mail.id, FAILED, f"cannot build the letter: {e}")
+                logger.warning("meetplugin: %s: cannot build the letter: %s", what, e)
+                return
+            try:
+                self.mailer.send(sender, mail.recipient, message,
+                                 lambda: self.store.mail_in_data(mail.id, self.owner))
+            except LeaseLost:
+                return  # another worker took the letter over: it decides
+            except MailError as e:
+                self._mail_failed(mail, what, e)
+                return
+            self.store.finish_mail(mail.id, SENT)
+            logger.info("meetplugin: %s sent", what)
+        except Exception:  # keep the sender alive; the lease runs out and the letter returns
+            logger.exception("meetplugin: e-mail %s failed inside the plugin", mail_id)
+
+    def _mail_failed(self, mail: Mail, what: str, error: MailError) -> None:
+        if error.unknown:
+            self.store.finish_mail(mail.id, UNKNOWN, str(error))
+            logger.warning("meetplugin: %s: %s; not sent again", what, error)
+            return
+        if error.temporary and time.time() - mail.created_at <= self.retry_for:
+            delay = backoff(mail.tries, self.retry_initial, self.retry_max_delay)
+            self.store.retry_mail(mail.id, self.owner, time.time() + delay, str(error))
+            logger.info("meetplugin: %s failed (%s), next try in %.1f s", what, error, delay)
+            self._wake.set()
+            return
+        self.store.finish_mail(mail.id, FAILED, str(error))
+        logger.warning("meetplugin: %s not sent%s: %s", what,
+                       "" if not error.temporary else f" after {mail.tries + 1} tries", error)
+
     # --- the background loop -------------------------------------------------
 
     def start(self) -> None:
@@ -171,6 +269,8 @@ class Outbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._mail_pool is not None:
+            self._mail_pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -180,6 +280,13 @@ class Outbox:
                             if not self.alive(holder)]
                 self.submit([*self.store.due_jobs(now), *orphaned])
                 next_at = self.store.next_due_at()
+                if self.mailer is not None:
+                    stranded = [i for i, holder in self.store.mails_held_by_others(self.owner)
+                                if not self.alive(holder)]
+                    self.submit_mails([*self.store.due_mails(now), *stranded])
+                    mail_at = self.store.next_mail_at()
+                    if mail_at is not None:
+                        next_at = mail_at if next_at is None else min(next_at, mail_at)
                 wait = 30.0 if next_at is None else min(30.0, max(0.05, next_at - now))
             except Exception:
                 logger.exception("meetplugin: outbox loop")

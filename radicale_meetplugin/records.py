@@ -1,7 +1,9 @@
 """The conference record and the outbox, in one sqlite file.
 
 `conferences`: which conference belongs to which (owner, calendar, UID) — the
-source of truth. `jobs`: provider calls still to make (the outbox). A record
+source of truth. `jobs`: provider calls still to make (the outbox). The
+invitation letters' tables (`mail_state`, `mail_rounds`, `mails`) are in
+mail_queue.py. A record
 and the job that serves it are written in one transaction, so a crash never
 leaves one without the other. WAL mode, one connection per thread; safe for
 several Radicale processes sharing one storage folder.
@@ -17,10 +19,11 @@ import time
 import uuid
 from typing import Callable, Iterator, Optional
 
+from .mail_queue import MAIL_SCHEMA, MailQueue
 from .model import (ActionKind, Conference, EventKey, Job, Meeting, Record,
                     RecordState)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conferences (
     owner TEXT NOT NULL,
@@ -110,12 +113,12 @@ def _record(row: tuple) -> Record:
                   fingerprint, error_code, attempt, updated_at)
 
 
-class RecordStore:
+class RecordStore(MailQueue):
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
         db = self._db()
-        db.executescript(_SCHEMA)  # commits by itself
+        db.executescript(_SCHEMA + MAIL_SCHEMA)  # commits by itself
         db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                    (str(SCHEMA_VERSION),))
 
@@ -310,7 +313,7 @@ class RecordStore:
                        (key.owner, key.calendar, key.uid))
 
     def move(self, old: EventKey, new: EventKey) -> Optional[Job]:
-        """The record and its queued jobs follow the event to `new`.
+        """The record, its queued jobs and its letters' state follow the event to `new`.
 
         A record the move overwrites loses its conference: its deletion is
         queued in the same transaction and returned.
@@ -327,6 +330,10 @@ class RecordStore:
                        (new.owner, new.calendar, new.uid, time.time(),
                         old.owner, old.calendar, old.uid))
             db.execute("UPDATE jobs SET owner=?, calendar=?, uid=?, href='' "
+                       "WHERE owner=? AND calendar=? AND uid=?",
+                       (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid))
+            # What the attendees were told follows the event too (the moved one wins).
+            db.execute("UPDATE OR REPLACE mail_state SET owner=?, calendar=?, uid=? "
                        "WHERE owner=? AND calendar=? AND uid=?",
                        (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid))
             if replaced is not None and replaced.conference is not None:

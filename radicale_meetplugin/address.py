@@ -1,0 +1,64 @@
+"""E-mail addresses and header text, checked before they go near a letter (pure).
+
+An address a letter goes to must be a plain `local@domain` (ASCII local part,
+an internationalised domain turned into its ASCII form). Anything else — a
+`mailto:` with a display name, spaces, line breaks, several `@` — is refused
+rather than repaired, so nothing typed into an event can add a recipient or a
+header.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import urllib.parse
+from typing import Optional
+
+_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                   "!#$%&'*+-/=?^_`{|}~.")
+_LABEL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+# Line breaks and control characters become spaces; format characters (bidi
+# overrides, zero-width marks) go, so a name cannot reorder what a reader sees.
+_SPACE = {"Cc": " ", "Zl": " ", "Zp": " ", "Cf": ""}
+
+
+def normalize(value: str) -> Optional[str]:
+    """`value` (an address or a `mailto:` URI) as a lower-case addr-spec; None if unusable."""
+    text = value.strip()
+    if text[:7].lower() == "mailto:":
+        text = urllib.parse.unquote(text[7:])
+    if not text or len(text) > 254:
+        return None
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain or len(local) > 64:
+        return None
+    if any(c not in _LOCAL for c in local) or local[0] == "." or local[-1] == "." \
+            or ".." in local:
+        return None
+    domain = _ascii_domain(domain)
+    if domain is None:
+        return None
+    return f"{local}@{domain}".lower()
+
+
+def _ascii_domain(domain: str) -> Optional[str]:
+    try:
+        ascii_domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        return None
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or len(ascii_domain) > 253:
+        return None
+    for label in labels:
+        if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-" or \
+                any(c not in _LABEL for c in label):
+            return None
+    return ascii_domain
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Text safe for one header line: control characters and line breaks become spaces."""
+    cleaned = "".join(_SPACE.get(unicodedata.category(c), c) for c in text)
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > limit:
+        cleaned = cleaned[:limit - 1].rstrip() + "…"
+    return cleaned

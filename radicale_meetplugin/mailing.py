@@ -1,0 +1,168 @@
+"""Invitation letters for the engine: plan and queue them; build each one when it is sent.
+
+The engine calls `consider` under the storage lock whenever an organizer's event
+was judged (a save, a late link landing) and `deleted` when an event is gone.
+One sqlite transaction reads what the people were told, plans the letters
+(`mail_plan`) and queues them, with the event text they show and the new state.
+Nothing heavy happens there: the outbox's sender calls `render` (`imip`) for each
+letter just before handing it to the SMTP server, outside any lock.
+
+Letters only ever carry a link the server made: an event without an active
+conference of ours gets none (except the cancellation of one that had it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+import icalendar
+
+from . import ical, imip, mail_plan, rewrite
+from .config import Settings
+from .mail_queue import Mail, Outgoing, Round, Told
+from .model import Conference, EventKey
+
+logger = logging.getLogger("radicale.meetplugin")
+
+
+class Mailing:
+    def __init__(self, settings: Settings, store, clock: Callable[[], float] = time.time
+                 ) -> None:
+        self.settings = settings
+        self.options = settings.mail
+        self.store = store
+        self.lang = self.options["language"] or settings.main["language"]
+        self.clock = clock
+        self.wake: Callable[[], None] = lambda: None  # the outbox's sender: letters are queued
+        self._parsed: dict[int, icalendar.Calendar] = {}  # round id -> its event, while sending
+        self._parsed_lock = threading.Lock()
+
+    # --- the engine's hooks ------------------------------------------------------
+
+    def consider(self, key: EventKey, cal: icalendar.Calendar,
+                 conference: Optional[Conference]) -> int:
+        """The organizer's event as stored now; returns how many letters were queued."""
+        cancelled = ical.is_cancelled(cal)
+        url = conference.join_url if conference else ""
+        if not cancelled and not (url and rewrite.link_present(cal, url)):
+            return 0  # no link of ours in it (yet, or any more): nothing to tell
+        return self._round(key, cal, url, cancelled)
+
+    def deleted(self, key: EventKey) -> int:
+        """The event is gone: whoever holds an invitation gets a cancellation."""
+        told = self.store.mail_state(key)
+        if told is None or told.sent.cancelled or not told.sent.recipients or \
+                not told.snapshot:
+            return 0
+        try:
+            cal = ical.parse(told.snapshot)
+        except ical.EventParseError:
+            return 0
+        return self._round(key, cal, "", cancelled=True)
+
+    # --- one round of letters -------------------------------------------------------
+
+    def _round(self, key: EventKey, cal: icalendar.Calendar, url: str, cancelled: bool) -> int:
+        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        if mail_plan.is_over(cal, now):
+            return 0  # tidying up old meetings tells nobody anything
+        organizer = self._organizer(key, cal)
+        if organizer is None:
+            logger.info("meetplugin: %s/%s: no usable ORGANIZER address and none configured "
+                        "for %s: no invitation e-mails", key.calendar, key.uid, key.owner)
+            return 0
+        view = mail_plan.view_of(cal, organizer.address, url, cancelled=cancelled,
+                                 send_to_organizer=self.options["send_to_organizer"])
+        if self._nothing_new(self.store.mail_state(key), view):
+            return 0  # the common case (a save that changes nothing people see): no write
+        text = ical.to_text(cal)
+
+        def decide(told: Optional[Told]) -> Round:
+            if self._nothing_new(told, view):  # another process got here first
+                return Round([], None)
+            letters, sent = mail_plan.plan(told.sent if told else None, view)
+            if sent is None:
+                return Round([], None)
+            outgoing = [Outgoing(letter.sequence, recipient, letter.method, letter.kind)
+                        for letter in letters for recipient in letter.recipients]
+            # The state keeps the text a later cancellation shows; the round, what these show.
+            return Round(outgoing, Told(sent, "" if sent.cancelled else text),
+                         text if outgoing else "", url)
+
+        ids = self.store.mail_round(key, decide)
+        if ids:
+            logger.info("meetplugin: %s/%s: %d invitation e-mail(s) queued", key.calendar,
+                        key.uid, len(ids))
+            if view.skipped:
+                logger.warning("meetplugin: %s/%s: no e-mail to %s: not a usable address",
+                               key.calendar, key.uid, ", ".join(view.skipped))
+            self.wake()
+        return len(ids)
+
+    @staticmethod
+    def _nothing_new(told: Optional[Told], view: mail_plan.View) -> bool:
+        letters, sent = mail_plan.plan(told.sent if told else None, view)
+        return not letters and (sent is None or (told is not None and told.sent == sent))
+
+    # --- one letter, when it is sent ---------------------------------------------------
+
+    def render(self, mail: Mail) -> tuple[str, bytes]:
+        """(envelope sender, the whole message) of a queued letter."""
+        cal = self._event_of(mail)
+        organizer = self._organizer(mail.key, cal)
+        if organizer is None:
+            raise ValueError("the event has no usable ORGANIZER")
+        if self.options["sender_policy"] == "organizer":
+            sender, reply_to = organizer, None
+        else:
+            sender, reply_to = imip.Person(self.options["sender"], organizer.name), organizer
+        digest = hashlib.sha256("\x1f".join(
+            (mail.key.as_text(), str(mail.sequence), mail.recipient, mail.method)).encode()
+        ).hexdigest()
+        envelope = imip.Envelope(sender, self._person(cal, mail.recipient, organizer), reply_to,
+                                 f"<{digest[:32]}@{sender.address.rpartition('@')[2]}>")
+        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        message = imip.message(cal, mail.kind, mail.sequence, envelope, organizer,
+                               mail.join_url, self.lang, now)
+        return sender.address, message.as_bytes()
+
+    def _event_of(self, mail: Mail) -> icalendar.Calendar:
+        with self._parsed_lock:
+            cal = self._parsed.get(mail.round_id)
+        if cal is None:
+            cal = ical.parse(mail.snapshot)  # an empty snapshot raises: nothing to show
+            with self._parsed_lock:
+                if len(self._parsed) > 16:
+                    self._parsed.clear()
+                self._parsed[mail.round_id] = cal
+        return cal
+
+    # --- people -------------------------------------------------------------------
+
+    def _organizer(self, key: EventKey, cal: icalendar.Calendar) -> Optional[imip.Person]:
+        """The ORGANIZER (the engine checked it is the owner's); else the owner's address."""
+        for comp in ical.vevents(cal):
+            if "ORGANIZER" in comp:
+                return imip.person(comp["ORGANIZER"])
+        explicit = self.settings.owner_addresses.get(key.owner.lower(), ())
+        templated = tuple(t.replace("{user}", key.owner) for t in self.settings.main[
+            "owner_addresses"])
+        for candidate in (*explicit, *templated):
+            who = imip.person(icalendar.vCalAddress(f"mailto:{candidate.strip()}"))
+            if who is not None:
+                return who
+        return None
+
+    @staticmethod
+    def _person(cal: icalendar.Calendar, addr: str, organizer: imip.Person) -> imip.Person:
+        if addr == organizer.address:
+            return organizer
+        for who in imip.participants(cal, organizer.address):
+            if who.address == addr:
+                return who
+        return imip.Person(addr)
