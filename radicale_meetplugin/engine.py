@@ -386,6 +386,13 @@ class Engine:
                 self._attach(cal, conf, force=True, old=job.old, old_urls=tuple(
                     u for u in rewrite.shown_links(cal) if u != conf.join_url),
                     options=job.meeting.options if job.meeting else ())
+                # Edited while the create was pending: push the edit to a scheduled provider.
+                now = dataclasses.replace(ical.meeting_of(cal, key),
+                                          options=job.meeting.options if job.meeting else ())
+                if job.provider in self.scheduled and now.fingerprint() != fingerprint:
+                    queued.append(self.store.enqueue(Job(0, ActionKind.UPDATE, key, job.provider,
+                                                         meeting=now, conference=conf,
+                                                         href=job.href)))
                 self._mail(key, cal)
                 after = ical.to_text(cal)
                 logger.info("meetplugin: %s: %s conference attached", self._where(key), job.provider)

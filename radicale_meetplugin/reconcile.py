@@ -18,6 +18,7 @@ from radicale.storage import multifilesystem
 from . import ical
 from .detect import detect
 from .model import EventKey, RecordState
+from .providers import ProviderError
 from .radicale_storage import Storage
 
 
@@ -126,7 +127,12 @@ def reconcile(storage: Storage, fix: bool = False) -> list[Finding]:
             f"room for it that nobody uses; check the account, then run with --forget-suspects"))
     known = {r.conference.conference_id for r in store.all() if r.conference}
     for name, provider in engine.providers.items():
-        ids = provider.list_conferences() if provider.capabilities.network else []
+        try:
+            ids = provider.list_conferences() if provider.capabilities.network else []
+        except ProviderError as e:
+            findings.append(Finding("cannot-list", None, f"{name}: listing its conferences "
+                                    f"failed ({e}); try again later"))
+            continue
         if ids is None:
             findings.append(Finding("cannot-list", None, f"{name}: its API cannot list "
                                     "conferences, so rooms nobody recorded cannot be found"))

@@ -337,3 +337,25 @@ def test_mode_and_guest_access_chosen_per_event(radicale, tc):
     radicale.put("alice", path, event(uid, location="trueconf", extra=ORGANIZED))
     post = tc.calls_of("POST")[-1]
     assert post.body["type"] == 0 and "allow_guests" not in post.body  # the admin's defaults
+
+
+def test_an_edit_made_while_the_create_is_pending_reaches_the_server(radicale, tc):
+    hold = tc.hold_next("POST")
+    uid, path = new_path()
+    mark = radicale.mark()
+    saver = __import__("threading").Thread(
+        target=lambda: radicale.put("alice", path, event(uid, location="trueconf")))
+    saver.start()
+    try:
+        assert hold.entered.wait(30)
+        # The create is in flight; the person moves the event meanwhile.
+        edited = event(uid, location="trueconf", start="20261127T090000", end="20261127T100000")
+        radicale.put("alice", path, edited)
+    finally:
+        hold.release.set()
+        saver.join(30)
+    radicale.wait_for_log(f"{uid}: trueconf update done", start=mark)
+    (put,) = tc.calls_of("PUT")
+    assert put.body["schedule"]["start_time"] == utc(2026, 11, 27, 6)  # 09:00 Moscow
+    assert len(tc.calls_of("POST")) == 1
+    assert str(vevent(read(radicale, path)[0])["LOCATION"]).startswith("https://tc.example.ru/c/")
