@@ -113,9 +113,13 @@ def rss_peak_kib(server: RadicaleServer) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and counts")
+    parser.add_argument("--sizes", default="",
+                        help="calendar sizes for the growth table, e.g. 100,1000,10000")
     args = parser.parse_args()
     n_seq, n_conc = (60, 120) if args.quick else (200, 400)
     sizes = (100, 1000) if args.quick else (100, 1000, 10000)
+    if args.sizes:
+        sizes = tuple(int(x) for x in args.sizes.split(","))
     reps = 10 if args.quick else 30
 
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -88,21 +88,7 @@ class BridgeConfig:
     accounts: tuple[Account, ...]
 
 
-def _section(parser: configparser.ConfigParser, name: str, schema: Schema,
-             source: str) -> dict[str, Any]:
-    raw = dict(parser.items(name)) if parser.has_section(name) else {}
-    unknown = sorted(set(raw) - set(schema))
-    if unknown:
-        raise ConfigError(f"{source}: unknown option {unknown[0]!r} in [{name}]; "
-                          f"known: {', '.join(schema)}")
-    values: dict[str, Any] = {}
-    for option, (default, convert, _help) in schema.items():
-        text = raw.get(option, default)
-        try:
-            values[option] = convert(text)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{source}: [{name}] {option} = {text!r}: {e}") from None
-    return values
+_section = read_section  # the plugin's schema reader: one place for both configs
 
 
 def default_state_dir(env: Mapping[str, str] = os.environ) -> str:

@@ -218,8 +218,9 @@ class Section:
         return self.values[option]
 
 
-def _section(parser: configparser.ConfigParser, name: str, schema: Schema,
-             source: str) -> Section:
+def read_section(parser: configparser.ConfigParser, name: str, schema: Schema,
+                 source: str) -> dict[str, Any]:
+    """One INI section checked against its schema: unknown options and bad values say where."""
     raw = dict(parser.items(name)) if parser.has_section(name) else {}
     unknown = sorted(set(raw) - set(schema))
     if unknown:
@@ -232,7 +233,12 @@ def _section(parser: configparser.ConfigParser, name: str, schema: Schema,
             values[option] = convert(text)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{source}: [{name}] {option} = {text!r}: {e}") from None
-    return Section(name, values)
+    return values
+
+
+def _section(parser: configparser.ConfigParser, name: str, schema: Schema,
+             source: str) -> Section:
+    return Section(name, read_section(parser, name, schema, source))
 
 
 @dataclass(frozen=True)
