@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from radicale_meetplugin.config import (ConfigError, Schema, Secret, boolean, csv,
-                                        positive_float, read_secret)
+                                        positive_float, read_secret, read_section)
 
 logger = logging.getLogger("meetplugin.bridge")
 
