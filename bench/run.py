@@ -14,7 +14,6 @@ import argparse
 import concurrent.futures
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -113,6 +112,8 @@ def rss_peak_kib(server: RadicaleServer) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and counts")
+    parser.add_argument("--sections", default="123456",
+                        help="which parts to run, e.g. 4 for the growth table only (default: all)")
     parser.add_argument("--sizes", default="",
                         help="calendar sizes for the growth table, e.g. 100,1000,10000")
     args = parser.parse_args()
@@ -139,115 +140,121 @@ def main() -> None:
         idle = [rss_peak_kib(server) for server in servers]
         print(f"\n  {'':58} {'plain':>14} {'plugin':>14} {'ratio':>8}")
 
-        # 1. Ordinary events (no marker).
-        for n, conc in ((n_seq, 1), (n_conc, 8)):
-            lat_plain, thr_plain = puts(plain, "alice", "alice/calendar/", n, conc)
-            lat_plugin, thr_plugin = puts(plugin, "alice", "alice/calendar/", n, conc)
-            what = "sequential" if conc == 1 else f"{conc} clients"
-            compare_latency(f"1. PUT ordinary event, {what},", lat_plain, lat_plugin)
-            row(f"1. PUT ordinary event, {what}, throughput", f"{thr_plain:.0f}/s",
-                f"{thr_plugin:.0f}/s", f"{thr_plugin / thr_plain:.2f}")
+        if "1" in args.sections:
+            # 1. Ordinary events (no marker).
+            for n, conc in ((n_seq, 1), (n_conc, 8)):
+                lat_plain, thr_plain = puts(plain, "alice", "alice/calendar/", n, conc)
+                lat_plugin, thr_plugin = puts(plugin, "alice", "alice/calendar/", n, conc)
+                what = "sequential" if conc == 1 else f"{conc} clients"
+                compare_latency(f"1. PUT ordinary event, {what},", lat_plain, lat_plugin)
+                row(f"1. PUT ordinary event, {what}, throughput", f"{thr_plain:.0f}/s",
+                    f"{thr_plugin:.0f}/s", f"{thr_plugin / thr_plain:.2f}")
 
-        # 2. Marked events with an instant provider: the plugin's own overhead.
-        base_lat, _ = puts(plugin, "alice", "alice/calendar/", reps * 2, 1)
-        for keyword in ("jitsi", "telemost"):
-            lat, _ = puts(plugin, "alice", "alice/calendar/", reps * 2, 1, location=keyword)
-            row(f"2. PUT marked ({keyword}), overhead over an ordinary PUT, p50", "",
-                f"+{ms(pct(lat, 0.5) - pct(base_lat, 0.5))}")
+        if "2" in args.sections:
+            # 2. Marked events with an instant provider: the plugin's own overhead.
+            base_lat, _ = puts(plugin, "alice", "alice/calendar/", reps * 2, 1)
+            for keyword in ("jitsi", "telemost"):
+                lat, _ = puts(plugin, "alice", "alice/calendar/", reps * 2, 1, location=keyword)
+                row(f"2. PUT marked ({keyword}), overhead over an ordinary PUT, p50", "",
+                    f"+{ms(pct(lat, 0.5) - pct(base_lat, 0.5))}")
 
-        # 3. Isolation: a 2 s provider and 16 marked saves; another user's requests.
-        def others(server: RadicaleServer) -> dict[str, list[float]]:
-            s = server.session("bob")
-            out: dict[str, list[float]] = {"GET": [], "PROPFIND": [], "REPORT": [], "PUT": []}
-            for _ in range(reps):
-                out["GET"].append(timed(lambda: s.get(f"{server.url}/bob/calendar/")))
-                out["PROPFIND"].append(timed(lambda: s.request(
-                    "PROPFIND", f"{server.url}/bob/calendar/", headers={"Depth": "1"})))
-                out["REPORT"].append(timed(lambda: s.request(
-                    "REPORT", f"{server.url}/bob/calendar/", data=QUERY, headers={"Depth": "1"})))
-                uid = f"{uuid.uuid4()}@iso"
-                out["PUT"].append(timed(lambda: s.put(
-                    f"{server.url}/bob/calendar/{uid}.ics", data=event(uid).encode(),
-                    headers={"Content-Type": "text/calendar"})))
-            return out
+        if "3" in args.sections:
+            # 3. Isolation: a 2 s provider and 16 marked saves; another user's requests.
+            def others(server: RadicaleServer) -> dict[str, list[float]]:
+                s = server.session("bob")
+                out: dict[str, list[float]] = {"GET": [], "PROPFIND": [], "REPORT": [], "PUT": []}
+                for _ in range(reps):
+                    out["GET"].append(timed(lambda: s.get(f"{server.url}/bob/calendar/")))
+                    out["PROPFIND"].append(timed(lambda: s.request(
+                        "PROPFIND", f"{server.url}/bob/calendar/", headers={"Depth": "1"})))
+                    out["REPORT"].append(timed(lambda: s.request(
+                        "REPORT", f"{server.url}/bob/calendar/", data=QUERY, headers={"Depth": "1"})))
+                    uid = f"{uuid.uuid4()}@iso"
+                    out["PUT"].append(timed(lambda: s.put(
+                        f"{server.url}/bob/calendar/{uid}.ics", data=event(uid).encode(),
+                        headers={"Content-Type": "text/calendar"})))
+                return out
 
-        puts(plugin, "bob", "bob/calendar/", 50, 4)
-        quiet = others(plugin)
-        emu.delay = 2.0
-        load = concurrent.futures.ThreadPoolExecutor(16)
-        marked = [load.submit(puts, plugin, "alice", "alice/calendar/", 1, 1, "telemost")
-                  for _ in range(16)]
-        # Measure while the provider stalls: the 16 saves are stored (those not allowed to
-        # wait have answered) and the provider calls are under way.
-        concurrent.futures.wait(marked, timeout=30, return_when=concurrent.futures.FIRST_COMPLETED)
-        deadline = time.monotonic() + 30
-        while (sum(f.done() for f in marked) < 12 or emu.in_flight < 4) and \
-                time.monotonic() < deadline:
-            time.sleep(0.01)
-        busy = others(plugin)
-        for f in marked:
-            f.result()
-        load.shutdown()
-        emu.delay = 0.0
-        for op in busy:
-            for label, q in (("p50", 0.5), ("p95", 0.95)):
-                a, b = pct(quiet[op], q), pct(busy[op], q)
-                row(f"3. bob's {op} while 16 saves wait for a 2 s provider, {label}",
-                    f"{ms(a)} quiet", f"{ms(b)}", f"{b / a:.2f}")
+            puts(plugin, "bob", "bob/calendar/", 50, 4)
+            quiet = others(plugin)
+            emu.delay = 2.0
+            load = concurrent.futures.ThreadPoolExecutor(16)
+            marked = [load.submit(puts, plugin, "alice", "alice/calendar/", 1, 1, "telemost")
+                      for _ in range(16)]
+            # Measure while the provider stalls: the 16 saves are stored (those not allowed to
+            # wait have answered) and the provider calls are under way.
+            concurrent.futures.wait(marked, timeout=30, return_when=concurrent.futures.FIRST_COMPLETED)
+            deadline = time.monotonic() + 30
+            while (sum(f.done() for f in marked) < 12 or emu.in_flight < 4) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.01)
+            busy = others(plugin)
+            for f in marked:
+                f.result()
+            load.shutdown()
+            emu.delay = 0.0
+            for op in busy:
+                for label, q in (("p50", 0.5), ("p95", 0.95)):
+                    a, b = pct(quiet[op], q), pct(busy[op], q)
+                    row(f"3. bob's {op} while 16 saves wait for a 2 s provider, {label}",
+                        f"{ms(a)} quiet", f"{ms(b)}", f"{b / a:.2f}")
 
-        # 4. Growth: calendars of 100 .. 10 000 events.
-        for size in sizes:
-            body = calendar_body(size)
-            for server in servers:
-                r = server.session("alice").put(f"{server.url}/alice/grow{size}/", data=body.encode(),
-                                                headers={"Content-Type": "text/calendar"})
-                assert r.status_code == 201, r.status_code
-            for name, fn in (
-                    ("REPORT calendar-query", lambda srv: srv.session("alice").request(
-                        "REPORT", f"{srv.url}/alice/grow{size}/", data=QUERY,
-                        headers={"Depth": "1"})),
-                    ("REPORT sync-collection", lambda srv: srv.session("alice").request(
-                        "REPORT", f"{srv.url}/alice/grow{size}/", data=SYNC,
-                        headers={"Depth": "1"})),
-                    ("PUT", lambda srv: srv.put("alice", f"alice/grow{size}/{uuid.uuid4()}.ics",
-                                                event(location="Офис")))):
-                count = max(3, reps // (10 if size >= 10000 else 1))
-                a, b = [], []
-                for _ in range(count):  # alternate, so drift hits both alike
-                    a.append(timed(lambda: fn(plain)))
-                    b.append(timed(lambda: fn(plugin)))
-                row(f"4. {name}, {size} events, p50", ms(pct(a, 0.5)), ms(pct(b, 0.5)),
-                    f"{pct(b, 0.5) / pct(a, 0.5):.2f}")
+        if "4" in args.sections:
+            # 4. Growth: calendars of 100 .. 10 000 events.
+            for size in sizes:
+                body = calendar_body(size)
+                for server in servers:
+                    r = server.session("alice").put(f"{server.url}/alice/grow{size}/", data=body.encode(),
+                                                    headers={"Content-Type": "text/calendar"})
+                    assert r.status_code == 201, r.status_code
+                for name, fn in (
+                        ("REPORT calendar-query", lambda srv: srv.session("alice").request(
+                            "REPORT", f"{srv.url}/alice/grow{size}/", data=QUERY,
+                            headers={"Depth": "1"})),
+                        ("REPORT sync-collection", lambda srv: srv.session("alice").request(
+                            "REPORT", f"{srv.url}/alice/grow{size}/", data=SYNC,
+                            headers={"Depth": "1"})),
+                        ("PUT", lambda srv: srv.put("alice", f"alice/grow{size}/{uuid.uuid4()}.ics",
+                                                    event(location="Офис")))):
+                    count = max(3, reps // (10 if size >= 10000 else 1))
+                    a, b = [], []
+                    for _ in range(count):  # alternate, so drift hits both alike
+                        a.append(timed(lambda: fn(plain)))
+                        b.append(timed(lambda: fn(plugin)))
+                    row(f"4. {name}, {size} events, p50", ms(pct(a, 0.5)), ms(pct(b, 0.5)),
+                        f"{pct(b, 0.5) / pct(a, 0.5):.2f}")
 
-        # 5. Import: 1000 events, 100 of them marked, provider 50 ms per call.
-        emu.delay = 0.05
-        emu.peak_in_flight = 0
-        posts_before = len(emu.calls_of("POST"))
-        body = calendar_body(1000, marked_every=10)
-        took_plain = timed(lambda: plain.session("alice").put(
-            f"{plain.url}/alice/import/", data=body.encode(),
-            headers={"Content-Type": "text/calendar"}))
-        mark = plugin.mark()
-        started_import = time.perf_counter()
-        took_plugin = timed(lambda: plugin.session("alice").put(
-            f"{plugin.url}/alice/import/", data=body.encode(),
-            headers={"Content-Type": "text/calendar"}))
-        for i in range(0, 1000, 10):
-            plugin.wait_for_log(f"grow-{i}@bench: telemost create done", timeout=300, start=mark)
-        all_done = time.perf_counter()
-        emu.delay = 0.0
-        row("5. import 1000 events (100 marked), PUT answered in", ms(took_plain), ms(took_plugin),
-            f"{took_plugin / took_plain:.2f}")
-        row("5. import: all 100 links in the events after", "", ms(all_done - started_import))
-        row("5. import: provider calls / peak concurrent calls", "",
-            f"{len(emu.calls_of('POST')) - posts_before} / {emu.peak_in_flight}")
+        if "5" in args.sections:
+            # 5. Import: 1000 events, 100 of them marked, provider 50 ms per call.
+            emu.delay = 0.05
+            emu.peak_in_flight = 0
+            posts_before = len(emu.calls_of("POST"))
+            body = calendar_body(1000, marked_every=10)
+            took_plain = timed(lambda: plain.session("alice").put(
+                f"{plain.url}/alice/import/", data=body.encode(),
+                headers={"Content-Type": "text/calendar"}))
+            mark = plugin.mark()
+            started_import = time.perf_counter()
+            took_plugin = timed(lambda: plugin.session("alice").put(
+                f"{plugin.url}/alice/import/", data=body.encode(),
+                headers={"Content-Type": "text/calendar"}))
+            for i in range(0, 1000, 10):
+                plugin.wait_for_log(f"grow-{i}@bench: telemost create done", timeout=300, start=mark)
+            all_done = time.perf_counter()
+            emu.delay = 0.0
+            row("5. import 1000 events (100 marked), PUT answered in", ms(took_plain), ms(took_plugin),
+                f"{took_plugin / took_plain:.2f}")
+            row("5. import: all 100 links in the events after", "", ms(all_done - started_import))
+            row("5. import: provider calls / peak concurrent calls", "",
+                f"{len(emu.calls_of('POST')) - posts_before} / {emu.peak_in_flight}")
 
-        # 6. Memory.
-        row("6. RSS of the Radicale process after start", f"{idle[0] / 1024:.1f} MiB",
-            f"{idle[1] / 1024:.1f} MiB", f"{idle[1] / idle[0]:.2f}")
-        a, b = rss_peak_kib(plain), rss_peak_kib(plugin)
-        row("6. peak RSS of the Radicale process (whole run)", f"{a / 1024:.1f} MiB",
-            f"{b / 1024:.1f} MiB", f"{b / a:.2f}")
+        if "6" in args.sections:
+            # 6. Memory.
+            row("6. RSS of the Radicale process after start", f"{idle[0] / 1024:.1f} MiB",
+                f"{idle[1] / 1024:.1f} MiB", f"{idle[1] / idle[0]:.2f}")
+            a, b = rss_peak_kib(plain), rss_peak_kib(plugin)
+            row("6. peak RSS of the Radicale process (whole run)", f"{a / 1024:.1f} MiB",
+                f"{b / 1024:.1f} MiB", f"{b / a:.2f}")
     finally:
         for server in servers:
             server.stop()
