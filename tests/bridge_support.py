@@ -20,6 +20,8 @@ from typing import Callable, Optional
 
 import requests
 
+from harness import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -70,13 +72,7 @@ class XandikosServer:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class Dav:

@@ -16,6 +16,17 @@ from typing import Optional
 import requests
 
 USERS = {"alice": "alice", "bob": "bob"}
+
+
+def stop_process(process: Optional[subprocess.Popen]) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within 20 s."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 TOKEN = "test-token-123"  # the Telemost emulator's token
 
 
@@ -149,13 +160,7 @@ class RadicaleServer:
             self._reader.join(timeout=5)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         if self._reader:
             self._reader.join(timeout=5)
 
