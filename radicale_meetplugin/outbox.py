@@ -92,20 +92,34 @@ class Outbox:
     # --- running jobs --------------------------------------------------------
 
     def submit(self, job_ids: Iterable[int]) -> list[concurrent.futures.Future]:
-        futures = []
+        return self._start(job_ids, self._running, self._pool, self._run)
+
+    def _start(self, ids: Iterable[int], running: dict[int, concurrent.futures.Future],
+               pool: concurrent.futures.ThreadPoolExecutor, work: Callable[[int], object]
+               ) -> list[concurrent.futures.Future]:
+        """Run `work(id)` once per id not already running; the futures, old and new.
+
+        The done-callbacks are added after `self._lock` is released: a future
+        that is already done runs its callback at once, in this thread, and the
+        callback takes the lock (taking it here would deadlock the caller).
+        """
+        futures, started = [], []
         with self._lock:
-            for job_id in job_ids:
-                future = self._running.get(job_id)
+            for i in ids:
+                future = running.get(i)
                 if future is None:
-                    future = self._pool.submit(self._run, job_id)
-                    self._running[job_id] = future
-                    future.add_done_callback(lambda _f, i=job_id: self._forget(i))
+                    future = running[i] = pool.submit(work, i)
+                    started.append((i, future))
                 futures.append(future)
+        for i, future in started:
+            future.add_done_callback(lambda f, i=i: self._forget(running, i, f))
         return futures
 
-    def _forget(self, job_id: int) -> None:
+    def _forget(self, running: dict[int, concurrent.futures.Future], i: int,
+                future: concurrent.futures.Future) -> None:
         with self._lock:
-            self._running.pop(job_id, None)
+            if running.get(i) is future:  # not a newer run of the same id
+                del running[i]
 
     def _run(self, job_id: int) -> Optional[Outcome]:
         try:
@@ -181,22 +195,9 @@ class Outbox:
             self.submit_mails(self.store.due_mails(time.time()))
 
     def submit_mails(self, mail_ids: Iterable[int]) -> list[concurrent.futures.Future]:
-        futures: list[concurrent.futures.Future] = []
         if self._mail_pool is None:
-            return futures
-        with self._lock:
-            for mail_id in mail_ids:
-                future = self._sending.get(mail_id)
-                if future is None:
-                    future = self._mail_pool.submit(self._send, mail_id)
-                    self._sending[mail_id] = future
-                    future.add_done_callback(lambda _f, i=mail_id: self._sent(i))
-                futures.append(future)
-        return futures
-
-    def _sent(self, mail_id: int) -> None:
-        with self._lock:
-            self._sending.pop(mail_id, None)
+            return []
+        return self._start(mail_ids, self._sending, self._mail_pool, self._send)
 
     def sending(self) -> list[concurrent.futures.Future]:
         with self._lock:
