@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from radicale_meetplugin.config import ConfigError
 
-from . import config
+from bridge import config
 
 
 def _logging(verbose: bool) -> None:
@@ -48,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ConfigError("--interval must be greater than 0")
             settings = dataclasses.replace(settings, interval=args.interval)
         try:
-            from .runner import Bridge, BridgeBusy
+            from bridge.runner import Bridge, BridgeBusy
         except ImportError as e:
             log.error("meetplugin-bridge: %s; install the bridge's dependencies: "
                       "pip install 'radicale-meetplugin[bridge]'", e)

@@ -34,15 +34,15 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from radicale_meetplugin import bootstrap
-from radicale_meetplugin.engine import Outcome
-from radicale_meetplugin.model import ActionKind, EventKey, Job
+from radicale_meetplugin.protocol.engine import Outcome
+from radicale_meetplugin.core.model import ActionKind, EventKey, Job
 
-from . import follow
-from .caldav_client import (MULTIGET_BATCH, CalDAVClient, CalDAVError, CalendarInfo, Meter,
+from bridge import follow
+from bridge.caldav_client import (MULTIGET_BATCH, CalDAVClient, CalDAVError, CalendarInfo, Meter,
                             Resource, SyncTokenInvalid, SyncUnsupported, path_of)
-from .config import Account, BridgeConfig
-from .state import BridgeState, CalendarState
-from .writeback import Link, Tally, Writer, calendar_key
+from bridge.config import Account, BridgeConfig
+from bridge.state import BridgeState, CalendarState
+from bridge.writeback import Link, Tally, Writer, calendar_key
 
 logger = logging.getLogger("meetplugin.bridge")
 

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from .follow import Known
+from bridge.follow import Known
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS homes (

@@ -27,13 +27,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from radicale_meetplugin import ical, rewrite
-from radicale_meetplugin.engine import Engine, Outcome
-from radicale_meetplugin.model import EventKey, Job
+from radicale_meetplugin.core import ical, rewrite
+from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.core.model import EventKey, Job
 
-from .caldav_client import CalDAVClient, Resource
-from .config import Account
-from .state import BridgeState, Item
+from bridge.caldav_client import CalDAVClient, Resource
+from bridge.config import Account
+from bridge.state import BridgeState, Item
 
 logger = logging.getLogger("meetplugin.bridge")
 

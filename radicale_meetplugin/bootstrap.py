@@ -7,11 +7,11 @@ import os
 import threading
 from typing import Optional
 
-from . import config, providers
-from .engine import Engine
-from .mailer import Mailer
-from .outbox import Outbox, Settle
-from .records import RecordStore
+from radicale_meetplugin import config, providers
+from radicale_meetplugin.protocol.engine import Engine
+from radicale_meetplugin.mail.mailer import Mailer
+from radicale_meetplugin.protocol.outbox import Outbox, Settle
+from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -33,9 +33,9 @@ def _plugin_config(config_path: str) -> tuple[str, str]:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from . import config
-    from .bootstrap import build_engine
-    from .providers import ProviderError
+    from radicale_meetplugin import config
+    from radicale_meetplugin.bootstrap import build_engine
+    from radicale_meetplugin.providers import ProviderError
     try:
         plugin, state = _plugin_config(args.config)
         engine = build_engine(plugin, state)
@@ -83,8 +83,8 @@ def telemost_token_command(args: argparse.Namespace) -> int:
     import os
     import urllib.parse
 
-    from . import config, providers
-    from .providers import ProviderError, telemost
+    from radicale_meetplugin import config, providers
+    from radicale_meetplugin.providers import ProviderError, telemost
     plugin, state = _plugin_config(args.config)
     settings = config.load(plugin, providers.schemas())
     options = settings.providers["telemost"].values
@@ -124,12 +124,12 @@ def telemost_token_command(args: argparse.Namespace) -> int:
 
 
 def _storage(config_path: str):
-    from .reconcile import ToolStorage
+    from radicale_meetplugin.radicale.reconcile import ToolStorage
     return ToolStorage(_radicale_configuration(config_path))
 
 
 def reconcile_command(args: argparse.Namespace) -> int:
-    from .reconcile import reconcile, wait_for_jobs
+    from radicale_meetplugin.radicale.reconcile import reconcile, wait_for_jobs
     storage = _storage(args.config)
     if args.forget_suspects:
         print(f"forgot {storage.meet.engine.store.forget_suspects()} suspect attempts")

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from . import address, i18n
+from radicale_meetplugin.core import address, i18n
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness import event
-from radicale_meetplugin import ical
-from radicale_meetplugin.detect import Grammar, detect, might_ask
+from radicale_meetplugin.core import ical
+from radicale_meetplugin.core.detect import Grammar, detect, might_ask
 
 GRAMMAR = Grammar(
     keywords={"telemost": "telemost", "телемост": "telemost", "jitsi": "jitsi",

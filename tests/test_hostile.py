@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from harness import TOKEN
 from harness import event
-from radicale_meetplugin import ical
+from radicale_meetplugin.core import ical
 from radicale_meetplugin.bootstrap import build_engine
-from radicale_meetplugin.model import EventKey
+from radicale_meetplugin.core.model import EventKey
 
 CAL = "alice/calendar"
 

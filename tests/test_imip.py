@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radicale_meetplugin import address, ical, imip, mail_plan
-from radicale_meetplugin.mail_plan import Letter, Sent, View
+from radicale_meetplugin.core import address, ical
+from radicale_meetplugin.mail import imip, plan as mail_plan
+from radicale_meetplugin.mail.plan import Letter, Sent, View
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.timezone.utc)
 LINK = "https://meet.jit.si/MeetABCDEF"

@@ -8,7 +8,7 @@ import icalendar
 import pytest
 
 from harness import event
-from radicale_meetplugin import ical, links
+from radicale_meetplugin.core import ical, links
 
 LINKS = {
     "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=x":

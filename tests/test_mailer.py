@@ -11,7 +11,7 @@ from aiosmtpd.smtp import AuthResult
 
 from radicale_meetplugin import config
 from radicale_meetplugin.bootstrap import build_mailer
-from radicale_meetplugin.mailer import LeaseLost, Mailer, MailError
+from radicale_meetplugin.mail.mailer import LeaseLost, Mailer, MailError
 from smtp_inbox import Inbox
 
 MESSAGE = (b"From: calendar@example.com\r\nTo: ivan@example.com\r\nSubject: test\r\n\r\n"

@@ -11,9 +11,9 @@ import pytest
 
 from harness import event
 from radicale_meetplugin.bootstrap import build_engine
-from radicale_meetplugin.mail_plan import Sent
-from radicale_meetplugin.mail_queue import Outgoing, Round, Told
-from radicale_meetplugin.model import EventKey
+from radicale_meetplugin.mail.plan import Sent
+from radicale_meetplugin.state.letters import Outgoing, Round, Told
+from radicale_meetplugin.core.model import EventKey
 
 CAL = "alice/calendar"
 ORGANIZER = "ORGANIZER;CN=Alice:mailto:alice@example.com"

@@ -8,8 +8,8 @@ import icalendar
 import pytest
 
 from harness import event
-from radicale_meetplugin import ical
-from radicale_meetplugin.detect import detect
+from radicale_meetplugin.core import ical
+from radicale_meetplugin.core.detect import detect
 from test_detect import GRAMMAR
 
 CAL = "alice/calendar"

@@ -6,7 +6,7 @@ import concurrent.futures
 import threading
 import types
 
-from radicale_meetplugin.outbox import Outbox
+from radicale_meetplugin.protocol.outbox import Outbox
 
 
 class InlineExecutor(concurrent.futures.Executor):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from radicale_meetplugin.detect import Detection
-from radicale_meetplugin.model import ActionKind as A
-from radicale_meetplugin.model import Conference, EventKey, Record, RecordState
-from radicale_meetplugin.plan import Facts, plan
+from radicale_meetplugin.core.detect import Detection
+from radicale_meetplugin.core.model import ActionKind as A
+from radicale_meetplugin.core.model import Conference, EventKey, Record, RecordState
+from radicale_meetplugin.core.plan import Facts, plan
 
 KEY = EventKey("alice", "alice/calendar", "u@t")
 CONF = Conference("telemost", "1", "https://telemost.yandex.ru/j/1")

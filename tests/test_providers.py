@@ -6,7 +6,7 @@ import pytest
 
 from harness import TOKEN
 from radicale_meetplugin.config import Secret
-from radicale_meetplugin.model import EventKey, Meeting
+from radicale_meetplugin.core.model import EventKey, Meeting
 from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.providers.jitsi import Jitsi
 from radicale_meetplugin.providers.telemost import Telemost

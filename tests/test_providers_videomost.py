@@ -10,10 +10,11 @@ import pytest
 
 from emulators.videomost import VideomostEmulator
 from harness import event
-from radicale_meetplugin import config, ical, providers
+from radicale_meetplugin import config, providers
+from radicale_meetplugin.core import ical
 from radicale_meetplugin.bootstrap import build_engine
 from radicale_meetplugin.config import Secret
-from radicale_meetplugin.model import EventKey
+from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.providers.schedule import timezone
 from radicale_meetplugin.providers.videomost import OPTIONS, Videomost

@@ -13,7 +13,7 @@ from radicale.app.put import ApplicationPartPut
 from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
-from radicale_meetplugin import put_etag
+from radicale_meetplugin.radicale import put_etag
 
 
 def test_supported_radicale_version():

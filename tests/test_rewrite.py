@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import event
-from radicale_meetplugin import i18n, ical, rewrite
-from radicale_meetplugin.model import Conference
+from radicale_meetplugin.core import i18n, ical, rewrite
+from radicale_meetplugin.core.model import Conference
 from test_detect import GRAMMAR
 
 CONF = Conference("telemost", "42", "https://telemost.yandex.ru/j/42")

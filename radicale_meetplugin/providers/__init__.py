@@ -9,9 +9,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Mapping
 
-from ..config import Schema
-from . import jitsi, telemost, trueconf, videomost
-from .base import BuildContext, Capabilities, Provider, ProviderError
+from radicale_meetplugin.config import Schema
+from radicale_meetplugin.providers import jitsi, telemost, trueconf, videomost
+from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider, ProviderError
 
 MODULES: Mapping[str, ModuleType] = {
     "jitsi": jitsi,

@@ -6,7 +6,7 @@ import abc
 from dataclasses import dataclass
 from typing import Optional
 
-from ..model import Conference, Meeting
+from radicale_meetplugin.core.model import Conference, Meeting
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 
 import requests
 
-from .base import ProviderError
+from radicale_meetplugin.providers.base import ProviderError
 
 logger = logging.getLogger("radicale.meetplugin")
 _SAFE_CODE = re.compile(r"[^A-Za-z0-9_.-]")

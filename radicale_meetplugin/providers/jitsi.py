@@ -10,9 +10,9 @@ import os
 import secrets
 from typing import Any, Mapping
 
-from ..config import ConfigError, Schema, read_secret
-from ..model import Conference, Meeting
-from .base import BuildContext, Capabilities, Provider
+from radicale_meetplugin.config import ConfigError, Schema, read_secret
+from radicale_meetplugin.core.model import Conference, Meeting
+from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider
 
 OPTIONS: Schema = {
     "base_url": ("https://meet.jit.si", str, "Jitsi server; rooms are <base_url>/<room>."),

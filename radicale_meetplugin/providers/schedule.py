@@ -16,7 +16,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Optional
 
-from ..model import EventKey, Meeting
+from radicale_meetplugin.core.model import EventKey, Meeting
 
 MIN_DURATION = 60         # seconds: a zero-length event still gets a usable slot
 DEFAULT_DURATION = 3600   # seconds: a DTSTART without DTEND or DURATION

@@ -9,10 +9,10 @@ import os
 import re
 from typing import Any, Mapping, Optional
 
-from ..config import ConfigError, Schema, Secret, csv, read_secret
-from ..model import Conference, Meeting
-from .base import BuildContext, Capabilities, Provider, ProviderError
-from .http import ApiClient
+from radicale_meetplugin.config import ConfigError, Schema, Secret, csv, read_secret
+from radicale_meetplugin.core.model import Conference, Meeting
+from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider, ProviderError
+from radicale_meetplugin.providers.http import ApiClient
 
 WAITING_ROOM_LEVELS = ("PUBLIC", "ORGANIZATION", "ADMINS")
 _JOIN_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]+)?/[A-Za-z0-9/_.?=&%-]*")

@@ -26,11 +26,11 @@ from typing import Any, Callable, Mapping, Optional
 
 import requests
 
-from ..config import ConfigError, Schema, Secret, read_secret
-from ..model import Conference, EventKey, Meeting
-from . import schedule
-from .base import BuildContext, Capabilities, Provider, ProviderError
-from .http import ApiClient
+from radicale_meetplugin.config import ConfigError, Schema, Secret, read_secret
+from radicale_meetplugin.core.model import Conference, EventKey, Meeting
+from radicale_meetplugin.providers import schedule
+from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider, ProviderError
+from radicale_meetplugin.providers.http import ApiClient
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -29,11 +29,11 @@ from typing import Any, Mapping, Optional
 
 import requests
 
-from ..config import ConfigError, Schema, Secret, boolean, read_secret
-from ..model import Conference, Meeting
-from . import schedule
-from .base import BuildContext, Capabilities, Provider, ProviderError
-from .http import ApiClient
+from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, read_secret
+from radicale_meetplugin.core.model import Conference, Meeting
+from radicale_meetplugin.providers import schedule
+from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider, ProviderError
+from radicale_meetplugin.providers.http import ApiClient
 
 _CONFID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _CONFPASS = re.compile(r"[A-Za-z0-9]{0,64}")

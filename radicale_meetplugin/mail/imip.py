@@ -33,8 +33,8 @@ from typing import Optional
 
 import icalendar
 
-from . import address, i18n, ical, rewrite
-from .mail_plan import METHODS
+from radicale_meetplugin.core import address, i18n, ical, rewrite
+from radicale_meetplugin.mail.plan import METHODS
 
 PRODID = "-//radicale-meetplugin//iMIP//EN"
 SMTP_POLICY = email_policy.SMTP.clone(max_line_length=78)

@@ -7,7 +7,7 @@ from typing import Iterable, Optional
 
 import icalendar
 
-from .model import EventKey, Meeting
+from radicale_meetplugin.core.model import EventKey, Meeting
 
 
 class EventParseError(ValueError):

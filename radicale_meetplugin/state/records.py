@@ -19,8 +19,8 @@ import time
 import uuid
 from typing import Callable, Iterator, Optional
 
-from .mail_queue import MAIL_SCHEMA, MailQueue
-from .model import (ActionKind, Conference, EventKey, Job, Meeting, Record,
+from radicale_meetplugin.state.letters import MAIL_SCHEMA, MailQueue
+from radicale_meetplugin.core.model import (ActionKind, Conference, EventKey, Job, Meeting, Record,
                     RecordState)
 
 SCHEMA_VERSION = 3

@@ -22,10 +22,11 @@ from typing import Callable, Optional
 
 import icalendar
 
-from . import ical, imip, mail_plan, rewrite
-from .config import Settings
-from .mail_queue import Mail, Outgoing, Round, Told
-from .model import Conference, EventKey
+from radicale_meetplugin.core import ical, rewrite
+from radicale_meetplugin.mail import imip, plan as mail_plan
+from radicale_meetplugin.config import Settings
+from radicale_meetplugin.state.letters import Mail, Outgoing, Round, Told
+from radicale_meetplugin.core.model import Conference, EventKey
 
 logger = logging.getLogger("radicale.meetplugin")
 

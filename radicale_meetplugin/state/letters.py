@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .mail_plan import Sent
-from .model import EventKey
+from radicale_meetplugin.mail.plan import Sent
+from radicale_meetplugin.core.model import EventKey
 
 MAIL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS mail_state (

@@ -24,7 +24,7 @@ from typing import Optional
 
 import icalendar
 
-from . import address, ical
+from radicale_meetplugin.core import address, ical
 
 METHODS = {"invite": "REQUEST", "update": "REQUEST", "cancel": "CANCEL", "uninvite": "CANCEL"}
 # What an attendee's calendar shows: a change here is worth an update letter.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .detect import Detection
-from .model import Action, ActionKind, Record, RecordState
+from radicale_meetplugin.core.detect import Detection
+from radicale_meetplugin.core.model import Action, ActionKind, Record, RecordState
 
 
 @dataclass(frozen=True)

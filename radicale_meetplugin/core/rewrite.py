@@ -11,9 +11,9 @@ from typing import Optional
 
 import icalendar
 
-from . import i18n, ical
-from .detect import TAG, Grammar
-from .model import Conference
+from radicale_meetplugin.core import i18n, ical
+from radicale_meetplugin.core.detect import TAG, Grammar
+from radicale_meetplugin.core.model import Conference
 
 BOOKKEEPING = ("X-MEETPLUGIN-PROVIDER", "X-MEETPLUGIN-CONFERENCE-ID",
                "X-MEETPLUGIN-STATUS", "X-MEETPLUGIN-ERROR", "X-MEETPLUGIN-OPTIONS")

@@ -15,11 +15,11 @@ from typing import Optional
 import radicale.item as radicale_item
 from radicale.storage import multifilesystem
 
-from . import ical
-from .detect import detect
-from .model import EventKey, RecordState
-from .providers import ProviderError
-from .radicale_storage import Storage
+from radicale_meetplugin.core import ical
+from radicale_meetplugin.core.detect import detect
+from radicale_meetplugin.core.model import EventKey, RecordState
+from radicale_meetplugin.providers import ProviderError
+from radicale_meetplugin.radicale.storage import Storage
 
 
 @dataclass

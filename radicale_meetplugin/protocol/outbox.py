@@ -26,11 +26,11 @@ import time
 import uuid
 from typing import Callable, Iterable, Optional
 
-from .engine import Engine, Outcome
-from .mail_queue import FAILED, SENT, UNKNOWN, Mail
-from .mailer import LeaseLost, Mailer, MailError
-from .model import ActionKind, Job
-from .providers import ProviderError
+from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.state.letters import FAILED, SENT, UNKNOWN, Mail
+from radicale_meetplugin.mail.mailer import LeaseLost, Mailer, MailError
+from radicale_meetplugin.core.model import ActionKind, Job
+from radicale_meetplugin.providers import ProviderError
 
 logger = logging.getLogger("radicale.meetplugin")
 

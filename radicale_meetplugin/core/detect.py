@@ -15,7 +15,7 @@ from typing import Iterator, Mapping
 
 import icalendar
 
-from . import ical
+from radicale_meetplugin.core import ical
 
 # Separators between parts of a LOCATION ("Room 5; telemost").
 _LOCATION_SPLIT = re.compile(r"[;,\n]")

@@ -25,15 +25,15 @@ from typing import Callable, Mapping, Optional, Protocol
 
 import icalendar
 
-from . import i18n, ical, links, rewrite
-from .config import Settings
-from .detect import Grammar, detect, might_ask
-from .mailing import Mailing
-from .model import (Action, ActionKind, Conference, EventKey, Job, Meeting,
+from radicale_meetplugin.core import i18n, ical, links, rewrite
+from radicale_meetplugin.config import Settings
+from radicale_meetplugin.core.detect import Grammar, detect, might_ask
+from radicale_meetplugin.mail.mailing import Mailing
+from radicale_meetplugin.core.model import (Action, ActionKind, Conference, EventKey, Job, Meeting,
                     Record, RecordState)
-from .plan import Facts, plan
-from .providers import Provider, ProviderError
-from .records import RecordStore
+from radicale_meetplugin.core.plan import Facts, plan
+from radicale_meetplugin.providers import Provider, ProviderError
+from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
 

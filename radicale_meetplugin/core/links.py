@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 
 import icalendar
 
-from . import ical
+from radicale_meetplugin.core import ical
 
 _MAX_WORD = 2048
 

@@ -21,10 +21,10 @@ from radicale import pathutils, types
 from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
-from . import put_etag
-from .bootstrap import build_engine, build_outbox
-from .engine import Engine, Outcome
-from .model import ActionKind, EventKey, Job
+from radicale_meetplugin.radicale import put_etag
+from radicale_meetplugin.bootstrap import build_engine, build_outbox
+from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.core.model import ActionKind, EventKey, Job
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -21,8 +21,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .address import one_line
-from .config import Secret
+from radicale_meetplugin.core.address import one_line
+from radicale_meetplugin.config import Secret
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 

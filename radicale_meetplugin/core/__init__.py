@@ -1,0 +1,1 @@
+"""The pure core: detect -> plan -> rewrite over iCalendar text. No I/O, no state, no network."""

@@ -1,0 +1,1 @@
+"""Invitation e-mails (iMIP): which letters a change calls for, building them, sending them."""

@@ -1,0 +1,1 @@
+"""The Radicale shell: the storage plugin, the PUT/ETag rule, reconcile over Radicale storage."""

@@ -1,0 +1,1 @@
+"""The durable state: conference records, provider jobs, letters, in one database."""
