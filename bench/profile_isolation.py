@@ -24,15 +24,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from emulators.telemost import TelemostEmulator  # noqa: E402
 from harness import TOKEN, RadicaleServer, event, plugin_config  # noqa: E402
 
-KEYS = ("do_GET", "do_PROPFIND", "do_PUT", "RadicaleAdapter.settle", "Engine.on_put",
-        "as_radicale_item", "Outbox._run", "Engine.settle", "fsync")
+KEYS = (
+    "do_GET",
+    "do_PROPFIND",
+    "do_PUT",
+    "RadicaleAdapter.settle",
+    "Engine.on_put",
+    "as_radicale_item",
+    "Outbox._run",
+    "Engine.settle",
+    "fsync",
+)
 
 
 def main() -> None:
     spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     emu = TelemostEmulator(token=TOKEN).start()
-    server = RadicaleServer(Path(tempfile.mkdtemp(prefix="profile-")), plugin_config(
-        emu.url, provider_timeout="8", call_timeout="30"), env={"TELEMOST_TOKEN": TOKEN}).start()
+    server = RadicaleServer(
+        Path(tempfile.mkdtemp(prefix="profile-")),
+        plugin_config(emu.url, provider_timeout="8", call_timeout="30"),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     out = Path(tempfile.mkdtemp()) / "profile.raw"
     try:
         server.ensure_user("alice")
@@ -42,15 +54,34 @@ def main() -> None:
             server.put("bob", f"bob/calendar/{uid}.ics", event(uid))
         emu.delay = 2.0
         assert server.process
-        spy = subprocess.Popen([spy_bin, "record", "-p", str(server.process.pid), "-d", "9",
-                                "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                spy_bin,
+                "record",
+                "-p",
+                str(server.process.pid),
+                "-d",
+                "9",
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(0.5)  # let py-spy attach before the load starts
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
+
             def save(_):
                 uid = f"{uuid.uuid4()}@m"
-                return server.put("alice", f"alice/calendar/{uid}.ics",
-                                  event(uid, location="telemost")).status_code
+                return server.put(
+                    "alice", f"alice/calendar/{uid}.ics", event(uid, location="telemost")
+                ).status_code
+
             saves = [pool.submit(save, i) for i in range(16)]
             bob = server.session("bob")
             until = time.time() + 7

@@ -33,9 +33,17 @@ def main() -> None:
     parser.add_argument("--retry-max-delay", default="3600")
     args = parser.parse_args()
     emu = TelemostEmulator(token=TOKEN).start()
-    server = RadicaleServer(Path(tempfile.mkdtemp(prefix="recovery-")), plugin_config(
-        emu.url, provider_timeout="1", call_timeout="5", retry_initial=args.retry_initial,
-        retry_max_delay=args.retry_max_delay), env={"TELEMOST_TOKEN": TOKEN}).start()
+    server = RadicaleServer(
+        Path(tempfile.mkdtemp(prefix="recovery-")),
+        plugin_config(
+            emu.url,
+            provider_timeout="1",
+            call_timeout="5",
+            retry_initial=args.retry_initial,
+            retry_max_delay=args.retry_max_delay,
+        ),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     try:
         server.ensure_user("alice")
         emu.down()
@@ -54,13 +62,19 @@ def main() -> None:
         for uid in uids:
             server.wait_for_log(f"{uid}: telemost conference attached", timeout=7200, start=mark)
             waits.append(time.monotonic() - recovered)
-        lost = [u for u in uids if server.get("alice", f"alice/calendar/{u}.ics").status_code != 200]
-        print(f"retry_initial={args.retry_initial}s retry_max_delay={args.retry_max_delay}s, "
-              f"provider down {args.down:.0f}s, {args.events} events")
+        lost = [
+            u for u in uids if server.get("alice", f"alice/calendar/{u}.ics").status_code != 200
+        ]
+        print(
+            f"retry_initial={args.retry_initial}s retry_max_delay={args.retry_max_delay}s, "
+            f"provider down {args.down:.0f}s, {args.events} events"
+        )
         print(f"  save while down: max {max(saved) * 1000:.0f} ms (the event is stored at once)")
         print(f"  recovery -> link: median {statistics.median(waits):.1f}s, max {max(waits):.1f}s")
-        print(f"  events lost: {len(lost)}, conferences at provider: {len(emu.conferences)} "
-              f"for {len(uids)} events")
+        print(
+            f"  events lost: {len(lost)}, conferences at provider: {len(emu.conferences)} "
+            f"for {len(uids)} events"
+        )
     finally:
         server.stop()
         emu.stop()

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 from xml.sax.saxutils import escape
 
 import caldav
@@ -50,20 +50,20 @@ class SyncUnsupported(CalDAVError):
 
 @dataclass(frozen=True)
 class CalendarInfo:
-    href: str                   # unquoted path, ends with "/"
+    href: str  # unquoted path, ends with "/"
     name: str = ""
     ctag: str = ""
     sync_token: str = ""
-    events: bool = True         # may hold VEVENTs (no supported-calendar-component-set: yes)
-    owner: str = ""             # DAV:owner href, "" if not given
+    events: bool = True  # may hold VEVENTs (no supported-calendar-component-set: yes)
+    owner: str = ""  # DAV:owner href, "" if not given
 
 
 @dataclass
 class Delta:
-    changed: dict[str, Optional[str]] = field(default_factory=dict)  # href -> etag or None
+    changed: dict[str, str | None] = field(default_factory=dict)  # href -> etag or None
     deleted: list[str] = field(default_factory=list)
     token: str = ""
-    full: bool = False          # from no token: a listing of every member
+    full: bool = False  # from no token: a listing of every member
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Resource:
 @dataclass(frozen=True)
 class PutResult:
     status: int
-    etag: str = ""              # the ETag header of a 2xx answer, "" if none
+    etag: str = ""  # the ETag header of a 2xx answer, "" if none
 
     @property
     def ok(self) -> bool:
@@ -95,11 +95,18 @@ class Meter:
     def hook(self, response, *args, **kwargs):
         request = response.request
         body = request.body or b""
-        sent = len(body if isinstance(body, bytes) else str(body).encode()) + \
-            len(request.method or "") + len(request.url or "") + 12 + \
-            sum(len(k) + len(v) + 4 for k, v in request.headers.items())
-        received = len(response.content or b"") + 17 + \
-            sum(len(k) + len(v) + 4 for k, v in response.headers.items())
+        sent = (
+            len(body if isinstance(body, bytes) else str(body).encode())
+            + len(request.method or "")
+            + len(request.url or "")
+            + 12
+            + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+        )
+        received = (
+            len(response.content or b"")
+            + 17
+            + sum(len(k) + len(v) + 4 for k, v in response.headers.items())
+        )
         with self._lock:
             self.requests += 1
             self.sent += sent
@@ -143,20 +150,24 @@ def _responses(tree) -> Iterable[tuple[str, int, dict]]:
 
 
 def _propfind(props: str) -> str:
-    return ('<?xml version="1.0" encoding="utf-8"?>'
-            '<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" '
-            f'xmlns:cs="http://calendarserver.org/ns/"><d:prop>{props}</d:prop></d:propfind>')
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" '
+        f'xmlns:cs="http://calendarserver.org/ns/"><d:prop>{props}</d:prop></d:propfind>'
+    )
 
 
-_CALENDAR_PROPS = _propfind("<d:resourcetype/><d:displayname/><cs:getctag/><d:sync-token/>"
-                            "<c:supported-calendar-component-set/><d:owner/>")
+_CALENDAR_PROPS = _propfind(
+    "<d:resourcetype/><d:displayname/><cs:getctag/><d:sync-token/>"
+    "<c:supported-calendar-component-set/><d:owner/>"
+)
 
 
 @dataclass(frozen=True)
 class _Answer:
     status: int
     headers: dict
-    tree: object          # the parsed XML body (lxml), None if not XML
+    tree: object  # the parsed XML body (lxml), None if not XML
     raw: bytes
 
     def header(self, name: str) -> str:
@@ -173,13 +184,23 @@ class _Answer:
 class CalDAVClient:
     """One login on one CalDAV server."""
 
-    def __init__(self, url: str, username: str = "", password: str = "",
-                 timeout: float = 30, meter: Optional[Meter] = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        username: str = "",
+        password: str = "",
+        timeout: float = 30,
+        meter: Meter | None = None,
+    ) -> None:
         self.url = url
         self.meter = meter or Meter()
-        self.dav = caldav.DAVClient(url=url, username=username or None,
-                                    password=password or None, timeout=int(timeout) or 1,
-                                    enable_rfc6764=False)
+        self.dav = caldav.DAVClient(
+            url=url,
+            username=username or None,
+            password=password or None,
+            timeout=int(timeout) or 1,
+            enable_rfc6764=False,
+        )
         self.dav.session.hooks.setdefault("response", []).append(self.meter.hook)
         self.principal_href = ""
 
@@ -189,8 +210,9 @@ class CalDAVClient:
     def _url(self, href: str) -> str:
         return urllib.parse.urljoin(self.url, urllib.parse.quote(href, safe=_SAFE))
 
-    def _request(self, method: str, href: str, body: str = "",
-                 headers: Optional[dict] = None) -> "_Answer":
+    def _request(
+        self, method: str, href: str, body: str = "", headers: dict | None = None
+    ) -> _Answer:
         """One request; every status comes back as an answer, except a refused login."""
         try:
             r = self.dav.request(self._url(href), method, body, headers or {})
@@ -202,8 +224,9 @@ class CalDAVClient:
             raw = body if isinstance(body, bytes) else str(body or "").encode()
             return _Answer(status, {}, None, raw)
         raw = r.raw if isinstance(r.raw, (bytes, str)) else b""
-        return _Answer(r.status, dict(r.headers), r.tree,
-                       raw.encode() if isinstance(raw, str) else bytes(raw))
+        return _Answer(
+            r.status, dict(r.headers), r.tree, raw.encode() if isinstance(raw, str) else bytes(raw)
+        )
 
     # --- calendars -----------------------------------------------------------
 
@@ -214,7 +237,7 @@ class CalDAVClient:
         home = principal.calendar_home_set
         return path_of(str(home.url))
 
-    def _calendar(self, href: str, props: dict) -> Optional[CalendarInfo]:
+    def _calendar(self, href: str, props: dict) -> CalendarInfo | None:
         kind = props.get(DAV + "resourcetype")
         if kind is None or kind.find(CALDAV + "calendar") is None:
             return None
@@ -227,13 +250,19 @@ class CalDAVClient:
             ctag=_text(props.get(CS + "getctag")) or _text(props.get(DAV + "getctag")),
             sync_token=_text(props.get(DAV + "sync-token")),
             events=not names or "VEVENT" in names,
-            owner=path_of(_text(owner.find(DAV + "href"))) if owner is not None and
-            owner.find(DAV + "href") is not None else "")
+            owner=path_of(_text(owner.find(DAV + "href")))
+            if owner is not None and owner.find(DAV + "href") is not None
+            else "",
+        )
 
     def calendars(self, home: str) -> list[CalendarInfo]:
         """Every calendar in the home with its ctag and sync token: one request."""
-        r = self._request("PROPFIND", home, _CALENDAR_PROPS,
-                          {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"})
+        r = self._request(
+            "PROPFIND",
+            home,
+            _CALENDAR_PROPS,
+            {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+        )
         if r.status != 207:
             raise CalDAVError(f"PROPFIND {home}", r.status)
         found = []
@@ -243,10 +272,14 @@ class CalDAVClient:
                 found.append(info)
         return found
 
-    def calendar(self, href: str) -> Optional[CalendarInfo]:
+    def calendar(self, href: str) -> CalendarInfo | None:
         """One calendar's ctag and sync token; None if it is gone."""
-        r = self._request("PROPFIND", href, _CALENDAR_PROPS,
-                          {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"})
+        r = self._request(
+            "PROPFIND",
+            href,
+            _CALENDAR_PROPS,
+            {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
+        )
         if r.status == 404:
             return None
         if r.status != 207:
@@ -263,11 +296,17 @@ class CalDAVClient:
         """RFC 6578 sync-collection from `token` ("" = every member), ETags only."""
         delta = Delta(full=not token)
         for _page in range(100):  # a truncated answer (507) continues from its token
-            body = ('<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:">'
-                    f"<d:sync-token>{escape(token)}</d:sync-token><d:sync-level>1</d:sync-level>"
-                    "<d:prop><d:getetag/></d:prop></d:sync-collection>")
-            r = self._request("REPORT", href, body,
-                              {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"})
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:">'
+                f"<d:sync-token>{escape(token)}</d:sync-token><d:sync-level>1</d:sync-level>"
+                "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+            )
+            r = self._request(
+                "REPORT",
+                href,
+                body,
+                {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
+            )
             if r.status != 207:
                 if r.status >= 500 and r.status != 501:  # the server is unwell: try again later
                     raise CalDAVError(f"sync-collection {href}", r.status)
@@ -299,15 +338,20 @@ class CalDAVClient:
 
     def etags(self, href: str) -> dict[str, str]:
         """Every member and its ETag (PROPFIND Depth 1): the fallback listing."""
-        r = self._request("PROPFIND", href, _propfind("<d:getetag/><d:resourcetype/>"),
-                          {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"})
+        r = self._request(
+            "PROPFIND",
+            href,
+            _propfind("<d:getetag/><d:resourcetype/>"),
+            {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+        )
         if r.status != 207:
             raise CalDAVError(f"PROPFIND {href}", r.status)
         listing = {}
         for member, _status_code, props in _responses(r.tree):
             kind = props.get(DAV + "resourcetype")
             if member.rstrip("/") == href.rstrip("/") or (
-                    kind is not None and kind.find(DAV + "collection") is not None):
+                kind is not None and kind.find(DAV + "collection") is not None
+            ):
                 continue
             listing[member] = _text(props.get(DAV + "getetag"))
         return listing
@@ -317,22 +361,33 @@ class CalDAVClient:
         hrefs = list(hrefs)
         out: dict[str, Resource] = {}
         for i in range(0, len(hrefs), MULTIGET_BATCH):
-            batch = hrefs[i:i + MULTIGET_BATCH]
+            batch = hrefs[i : i + MULTIGET_BATCH]
             if len(batch) == 1:
                 res = self.get(batch[0])
                 if res is not None:
                     out[res.href] = res
                 continue
-            body = ('<?xml version="1.0" encoding="utf-8"?><c:calendar-multiget xmlns:d="DAV:" '
-                    'xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
-                    "<c:calendar-data/></d:prop>" +
-                    "".join(f"<d:href>{escape(urllib.parse.quote(h, safe=_SAFE))}</d:href>"
-                            for h in batch) + "</c:calendar-multiget>")
-            r = self._request("REPORT", calendar, body,
-                              {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"})
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?><c:calendar-multiget xmlns:d="DAV:" '
+                'xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
+                "<c:calendar-data/></d:prop>"
+                + "".join(
+                    f"<d:href>{escape(urllib.parse.quote(h, safe=_SAFE))}</d:href>" for h in batch
+                )
+                + "</c:calendar-multiget>"
+            )
+            r = self._request(
+                "REPORT",
+                calendar,
+                body,
+                {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+            )
             if r.status != 207:
-                logger.info("bridge: %s: calendar-multiget answered %s, reading one by one",
-                            calendar, r.status)
+                logger.info(
+                    "bridge: %s: calendar-multiget answered %s, reading one by one",
+                    calendar,
+                    r.status,
+                )
                 for href in batch:
                     res = self.get(href)
                     if res is not None:
@@ -344,7 +399,7 @@ class CalDAVClient:
                     out[member] = Resource(member, _text(props.get(DAV + "getetag")), data.text)
         return out
 
-    def get(self, href: str) -> Optional[Resource]:
+    def get(self, href: str) -> Resource | None:
         r = self._request("GET", href, headers={"Accept": "text/calendar"})
         if r.status == 404 or r.status == 410:
             return None
@@ -354,8 +409,12 @@ class CalDAVClient:
 
     def etag(self, href: str) -> str:
         """The current ETag of one event (PROPFIND Depth 0), "" if gone."""
-        r = self._request("PROPFIND", href, _propfind("<d:getetag/>"),
-                          {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"})
+        r = self._request(
+            "PROPFIND",
+            href,
+            _propfind("<d:getetag/>"),
+            {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
+        )
         if r.status != 207:
             return ""
         for _member, _status_code, props in _responses(r.tree):
@@ -364,6 +423,7 @@ class CalDAVClient:
 
     def put(self, href: str, text: str, etag: str) -> PutResult:
         """Write an event only if it is still the version `etag` (If-Match)."""
-        r = self._request("PUT", href, text, {"If-Match": etag,
-                                               "Content-Type": "text/calendar; charset=utf-8"})
+        r = self._request(
+            "PUT", href, text, {"If-Match": etag, "Content-Type": "text/calendar; charset=utf-8"}
+        )
         return PutResult(r.status, r.header("ETag") if 200 <= r.status < 300 else "")

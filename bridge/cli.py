@@ -7,16 +7,16 @@ import dataclasses
 import logging
 import signal
 import sys
-from typing import Optional, Sequence
-
-from radicale_meetplugin.config import ConfigError
+from collections.abc import Sequence
 
 from bridge import config
+from radicale_meetplugin.config import ConfigError
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
     if verbose:
         for name in ("meetplugin.bridge", "radicale.meetplugin"):
             logging.getLogger(name).setLevel(logging.DEBUG)
@@ -25,19 +25,28 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="meetplugin-bridge",
         description="Video conferences for events on any CalDAV server (Nextcloud, SOGo, "
-                    "Baïkal, DAViCal, Xandikos, …): follows the calendars over CalDAV and "
-                    "writes the links back.")
+        "Baïkal, DAViCal, Xandikos, …): follows the calendars over CalDAV and "
+        "writes the links back.",
+    )
     parser.add_argument("-c", "--config", required=True, help="the bridge's config file")
-    parser.add_argument("--once", action="store_true",
-                        help="one cycle, then exit (for cron); exit status 1 if an account failed")
-    parser.add_argument("--interval", type=float, default=None,
-                        help="seconds between cycles (overrides [bridge] interval)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log every cycle and decision (debug level)")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="one cycle, then exit (for cron); exit status 1 if an account failed",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between cycles (overrides [bridge] interval)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every cycle and decision (debug level)"
+    )
     args = parser.parse_args(argv)
     _logging(args.verbose)
     log = logging.getLogger("meetplugin.bridge")
@@ -50,8 +59,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             from bridge.runner import Bridge, BridgeBusy
         except ImportError as e:
-            log.error("meetplugin-bridge: %s; install the bridge's dependencies: "
-                      "pip install 'radicale-meetplugin[bridge]'", e)
+            log.error(
+                "meetplugin-bridge: %s; install the bridge's dependencies: "
+                "pip install 'radicale-meetplugin[bridge]'",
+                e,
+            )
             return 2
         try:
             bridge = Bridge(settings)
@@ -66,8 +78,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     def on_signal(signum, _frame) -> None:
-        log.info("bridge: %s received, stopping after the current step",
-                 signal.Signals(signum).name)
+        log.info(
+            "bridge: %s received, stopping after the current step", signal.Signals(signum).name
+        )
         bridge.stop()
 
     signal.signal(signal.SIGTERM, on_signal)

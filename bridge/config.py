@@ -14,11 +14,20 @@ import configparser
 import logging
 import os
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
-from radicale_meetplugin.config import (ConfigError, Schema, Secret, boolean, csv,
-                                        positive_float, read_secret, read_section)
+from radicale_meetplugin.config import (
+    ConfigError,
+    Schema,
+    Secret,
+    boolean,
+    csv,
+    positive_float,
+    read_secret,
+    read_section,
+)
 
 logger = logging.getLogger("meetplugin.bridge")
 
@@ -32,36 +41,57 @@ def sync_mode(value: str) -> str:
 
 # option -> (default, type, help). README's config reference is written from these.
 BRIDGE_SCHEMA: Schema = {
-    "meetplugin_config": ("", str,
-                          "The plugin's config file: providers, tokens, owner_addresses, language. "
-                          "Empty: all defaults (Jitsi)."),
-    "state_dir": ("", str,
-                  "Folder for records.sqlite (conferences, outbox) and bridge.sqlite (sync "
-                  "tokens, ETags). Empty: $STATE_DIRECTORY (systemd), else "
-                  "~/.local/state/meetplugin-bridge. The plugin config's state_dir wins."),
+    "meetplugin_config": (
+        "",
+        str,
+        "The plugin's config file: providers, tokens, owner_addresses, language. "
+        "Empty: all defaults (Jitsi).",
+    ),
+    "state_dir": (
+        "",
+        str,
+        "Folder for records.sqlite (conferences, outbox) and bridge.sqlite (sync "
+        "tokens, ETags). Empty: $STATE_DIRECTORY (systemd), else "
+        "~/.local/state/meetplugin-bridge. The plugin config's state_dir wins.",
+    ),
     "interval": ("60", positive_float, "Seconds between two cycles when running as a daemon."),
     "http_timeout": ("30", positive_float, "Seconds one CalDAV request may take."),
 }
 
 ACCOUNT_SCHEMA: Schema = {
-    "url": ("", str,
-            "Server URL: the CalDAV root or the principal URL (Nextcloud: "
-            "https://HOST/remote.php/dav/). Required."),
+    "url": (
+        "",
+        str,
+        "Server URL: the CalDAV root or the principal URL (Nextcloud: "
+        "https://HOST/remote.php/dav/). Required.",
+    ),
     "username": ("", str, "Login. Empty: no authentication."),
     "password_file": ("", str, "File holding the password or app password (chmod 600)."),
     "password_env": ("", str, "Environment variable holding the password (when no file)."),
-    "owner": ("", str,
-              "Owner name: the {user} of owner_addresses and the owner part of the conference "
-              "key. Default: the username. Unique per account."),
-    "addresses": ("", csv,
-                  "The owner's e-mail addresses, added to the plugin config's owner_addresses: "
-                  "an event whose ORGANIZER is another address is an attendee copy."),
-    "calendars": ("all", csv,
-                  "all: every calendar in the principal's calendar home; or calendar URLs "
-                  "(absolute, or paths on the server), comma-separated."),
-    "sync": ("auto", sync_mode,
-             "auto: WebDAV sync (RFC 6578) where the server offers it, else ETag listings; "
-             "etag: always ETag listings."),
+    "owner": (
+        "",
+        str,
+        "Owner name: the {user} of owner_addresses and the owner part of the conference "
+        "key. Default: the username. Unique per account.",
+    ),
+    "addresses": (
+        "",
+        csv,
+        "The owner's e-mail addresses, added to the plugin config's owner_addresses: "
+        "an event whose ORGANIZER is another address is an attendee copy.",
+    ),
+    "calendars": (
+        "all",
+        csv,
+        "all: every calendar in the principal's calendar home; or calendar URLs "
+        "(absolute, or paths on the server), comma-separated.",
+    ),
+    "sync": (
+        "auto",
+        sync_mode,
+        "auto: WebDAV sync (RFC 6578) where the server offers it, else ETag listings; "
+        "etag: always ETag listings.",
+    ),
     "enabled": ("true", boolean, "false skips this account."),
 }
 
@@ -74,7 +104,7 @@ class Account:
     password: Secret = field(default_factory=lambda: Secret(""))
     owner: str = ""
     addresses: tuple[str, ...] = ()
-    calendars: tuple[str, ...] = ()   # empty: all of the calendar home
+    calendars: tuple[str, ...] = ()  # empty: all of the calendar home
     sync: str = "auto"
 
 
@@ -96,30 +126,39 @@ def default_state_dir(env: Mapping[str, str] = os.environ) -> str:
     return systemd or os.path.expanduser("~/.local/state/meetplugin-bridge")
 
 
-def _account(name: str, values: dict[str, Any], source: str,
-             resolve: Callable[[str], str]) -> Account:
+def _account(
+    name: str, values: dict[str, Any], source: str, resolve: Callable[[str], str]
+) -> Account:
     where = f"{source}: [account:{name}]"
     url = values["url"].strip()
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{where} url = {url!r}: an http:// or https:// URL is required")
     if parts.username or parts.password:
-        raise ConfigError(f"{where} url: put the login into username and password_file, "
-                          "not into the URL")
+        raise ConfigError(
+            f"{where} url: put the login into username and password_file, not into the URL"
+        )
     username = values["username"].strip()
-    password = read_secret(resolve(values["password_file"]), values["password_env"].strip(),
-                           f"[account:{name}] password")
+    password = read_secret(
+        resolve(values["password_file"]),
+        values["password_env"].strip(),
+        f"[account:{name}] password",
+    )
     if (values["password_file"] or values["password_env"]) and not password:
         raise ConfigError(f"{where} has no password: {password.source} is empty")
     if username and not password:
-        raise ConfigError(f"{where} has a username but no password: set password_file, or "
-                          "password_env naming an environment variable")
+        raise ConfigError(
+            f"{where} has a username but no password: set password_file, or "
+            "password_env naming an environment variable"
+        )
     if password and not username:
         raise ConfigError(f"{where} has a password but no username")
-    if parts.scheme == "http" and password and parts.hostname not in ("127.0.0.1", "::1",
-                                                                       "localhost"):
-        logger.warning("bridge: %s sends its password over plain http to %s", where,
-                       parts.hostname)
+    if (
+        parts.scheme == "http"
+        and password
+        and parts.hostname not in ("127.0.0.1", "::1", "localhost")
+    ):
+        logger.warning("bridge: %s sends its password over plain http to %s", where, parts.hostname)
     owner = values["owner"].strip() or username
     if not owner:
         raise ConfigError(f"{where} needs an owner (there is no username to take it from)")
@@ -131,11 +170,19 @@ def _account(name: str, values: dict[str, Any], source: str,
         if len(calendars) > 1:
             raise ConfigError(f"{where} calendars: either all, or a list of calendar URLs")
         calendars = ()
-    return Account(name, url if url.endswith("/") else url + "/", username, password, owner,
-                   addresses, calendars, values["sync"])
+    return Account(
+        name,
+        url if url.endswith("/") else url + "/",
+        username,
+        password,
+        owner,
+        addresses,
+        calendars,
+        values["sync"],
+    )
 
 
-def load(path: str, env: Optional[Mapping[str, str]] = None) -> BridgeConfig:
+def load(path: str, env: Mapping[str, str] | None = None) -> BridgeConfig:
     """Read and check the bridge config."""
     env = os.environ if env is None else env
     source = os.path.abspath(os.path.expanduser(path))
@@ -156,8 +203,9 @@ def load(path: str, env: Optional[Mapping[str, str]] = None) -> BridgeConfig:
 
     for name in parser.sections():
         if name != "bridge" and not (name.startswith("account:") and name[8:].strip()):
-            raise ConfigError(f"{source}: unknown section [{name}]; known: [bridge], "
-                              "[account:NAME]")
+            raise ConfigError(
+                f"{source}: unknown section [{name}]; known: [bridge], [account:NAME]"
+            )
     main = _section(parser, "bridge", BRIDGE_SCHEMA, source)
     accounts = []
     for name in parser.sections():
@@ -171,8 +219,15 @@ def load(path: str, env: Optional[Mapping[str, str]] = None) -> BridgeConfig:
     owners = [a.owner.lower() for a in accounts]
     double = sorted({o for o in owners if owners.count(o) > 1})
     if double:
-        raise ConfigError(f"{source}: owner {double[0]!r} is named by more than one account; "
-                          "give each account its own owner")
-    return BridgeConfig(source, resolve(main["meetplugin_config"]),
-                        resolve(main["state_dir"]) or default_state_dir(env),
-                        main["interval"], main["http_timeout"], tuple(accounts))
+        raise ConfigError(
+            f"{source}: owner {double[0]!r} is named by more than one account; "
+            "give each account its own owner"
+        )
+    return BridgeConfig(
+        source,
+        resolve(main["meetplugin_config"]),
+        resolve(main["state_dir"]) or default_state_dir(env),
+        main["interval"],
+        main["http_timeout"],
+        tuple(accounts),
+    )

@@ -17,8 +17,8 @@ deleted. Hrefs are compared as given; callers normalise them first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -26,31 +26,32 @@ class Known:
     """What we know of one href."""
 
     uid: str
-    etag: str              # the last version handled (judged by the engine, or written by us)
+    etag: str  # the last version handled (judged by the engine, or written by us)
     written_etag: str = ""  # the version our last write-back produced
 
 
 @dataclass(frozen=True)
 class Changes:
-    fetch: tuple[str, ...] = ()                        # read these and run the engine
+    fetch: tuple[str, ...] = ()  # read these and run the engine
     seen: Mapping[str, str] = field(default_factory=dict)  # href -> etag: handled, new ETag
-    deleted: tuple[str, ...] = ()                      # gone: the engine's delete rule
-    own: tuple[str, ...] = ()                          # our own write-backs coming back
+    deleted: tuple[str, ...] = ()  # gone: the engine's delete rule
+    own: tuple[str, ...] = ()  # our own write-backs coming back
 
     @property
     def empty(self) -> bool:
         return not (self.fetch or self.deleted)
 
 
-def handled(known: Optional[Known], etag: Optional[str]) -> bool:
+def handled(known: Known | None, etag: str | None) -> bool:
     """Is this version one we already handled (judged, or wrote ourselves)?"""
     if known is None or not etag:
         return False
     return etag in (known.etag, known.written_etag)
 
 
-def from_delta(known: Mapping[str, Known], changed: Mapping[str, Optional[str]],
-               deleted: Iterable[str]) -> Changes:
+def from_delta(
+    known: Mapping[str, Known], changed: Mapping[str, str | None], deleted: Iterable[str]
+) -> Changes:
     """A sync delta: `changed` href -> ETag (None: the server gave none)."""
     gone = [h for h in dict.fromkeys(deleted) if h not in changed]
     fetch: list[str] = []
@@ -68,7 +69,7 @@ def from_delta(known: Mapping[str, Known], changed: Mapping[str, Optional[str]],
     return Changes(tuple(fetch), seen, tuple(h for h in gone if h in known), tuple(own))
 
 
-def from_listing(known: Mapping[str, Known], listing: Mapping[str, Optional[str]]) -> Changes:
+def from_listing(known: Mapping[str, Known], listing: Mapping[str, str | None]) -> Changes:
     """A full listing: every href there is now, with its ETag."""
     changes = from_delta(known, listing, ())
     gone = tuple(h for h in known if h not in listing)

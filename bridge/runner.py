@@ -30,19 +30,27 @@ import os
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
-
-from radicale_meetplugin import bootstrap
-from radicale_meetplugin.protocol.engine import Outcome
-from radicale_meetplugin.core.model import ActionKind, EventKey, Job
 
 from bridge import follow
-from bridge.caldav_client import (MULTIGET_BATCH, CalDAVClient, CalDAVError, CalendarInfo, Meter,
-                            Resource, SyncTokenInvalid, SyncUnsupported, path_of)
+from bridge.caldav_client import (
+    MULTIGET_BATCH,
+    CalDAVClient,
+    CalDAVError,
+    CalendarInfo,
+    Meter,
+    Resource,
+    SyncTokenInvalid,
+    SyncUnsupported,
+    path_of,
+)
 from bridge.config import Account, BridgeConfig
 from bridge.state import BridgeState, CalendarState
 from bridge.writeback import Link, Tally, Writer, calendar_key
+from radicale_meetplugin import bootstrap
+from radicale_meetplugin.core.model import ActionKind, EventKey, Job
+from radicale_meetplugin.protocol.engine import Outcome
 
 logger = logging.getLogger("meetplugin.bridge")
 
@@ -58,24 +66,26 @@ class Report:
     """What one cycle did, for the log, the tests and the benchmark."""
 
     calendars: int = 0
-    changed: int = 0        # calendars that needed a sync or listing
-    read: int = 0           # events read and judged
+    changed: int = 0  # calendars that needed a sync or listing
+    read: int = 0  # events read and judged
     written: int = 0
-    conflicts: int = 0      # 412 answers (edited meanwhile)
-    ours: int = 0           # own write-backs recognised
+    conflicts: int = 0  # 412 answers (edited meanwhile)
+    ours: int = 0  # own write-backs recognised
     deleted: int = 0
     refused: int = 0
     jobs: int = 0
-    errors: int = 0         # accounts that failed this cycle
+    errors: int = 0  # accounts that failed this cycle
     requests: int = 0
     bytes: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
-        return (f"{self.calendars} calendars, {self.changed} changed; {self.read} read, "
-                f"{self.written} written, {self.deleted} deleted, {self.ours} own write-backs "
-                f"seen, {self.conflicts} conflicts, {self.jobs} provider jobs; "
-                f"{self.requests} requests, {self.bytes / 1024:.1f} KiB, {self.seconds:.2f} s")
+        return (
+            f"{self.calendars} calendars, {self.changed} changed; {self.read} read, "
+            f"{self.written} written, {self.deleted} deleted, {self.ours} own write-backs "
+            f"seen, {self.conflicts} conflicts, {self.jobs} provider jobs; "
+            f"{self.requests} requests, {self.bytes / 1024:.1f} KiB, {self.seconds:.2f} s"
+        )
 
     @property
     def busy(self) -> bool:
@@ -83,8 +93,7 @@ class Report:
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig,
-                 client_factory: ClientFactory = CalDAVClient) -> None:
+    def __init__(self, config: BridgeConfig, client_factory: ClientFactory = CalDAVClient) -> None:
         self.config = config
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
         # Two bridges judging the same events at once could race for one conference
@@ -94,16 +103,24 @@ class Bridge:
             fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lockfile.close()
-            raise BridgeBusy(f"another meetplugin-bridge is running on {config.state_dir}") \
-                from None
+            raise BridgeBusy(
+                f"another meetplugin-bridge is running on {config.state_dir}"
+            ) from None
         self.engine = bootstrap.build_engine(config.meetplugin_config, config.state_dir)
         self._extend_addresses(config.accounts)
-        self.state = BridgeState(os.path.join(os.path.dirname(self.engine.store.path),
-                                              "bridge.sqlite"))
+        self.state = BridgeState(
+            os.path.join(os.path.dirname(self.engine.store.path), "bridge.sqlite")
+        )
         self.meter = Meter()
-        self.links = [Link(a, client_factory(a.url, a.username, a.password.value,
-                                              config.http_timeout, self.meter))
-                      for a in config.accounts]
+        self.links = [
+            Link(
+                a,
+                client_factory(
+                    a.url, a.username, a.password.value, config.http_timeout, self.meter
+                ),
+            )
+            for a in config.accounts
+        ]
         self.by_owner = {link.owner: link for link in self.links}
         self.writer = Writer(self.engine, self.state)
         self.lock = threading.RLock()  # one judge at a time; CalDAV calls of one client serial
@@ -112,9 +129,12 @@ class Bridge:
         self.stop_event = threading.Event()
         self._futures: list[concurrent.futures.Future] = []  # this cycle's jobs
         self._inflight: set[concurrent.futures.Future] = set()  # every job not known done
-        logger.info("bridge: %d account(s): %s; state: %s", len(self.links),
-                    ", ".join(f"{a.name} ({a.url})" for a in config.accounts),
-                    os.path.dirname(self.engine.store.path))
+        logger.info(
+            "bridge: %d account(s): %s; state: %s",
+            len(self.links),
+            ", ".join(f"{a.name} ({a.url})" for a in config.accounts),
+            os.path.dirname(self.engine.store.path),
+        )
 
     def _extend_addresses(self, accounts: tuple[Account, ...]) -> None:
         """Each account's `addresses` join the plugin config's [owner_addresses]."""
@@ -141,8 +161,11 @@ class Bridge:
         """One cycle, plus the outbox's due jobs (for cron); waits up to the budget."""
         store = self.engine.store
         now = time.time()
-        orphaned = [i for i, holder in store.held_by_others(self.outbox.owner)
-                    if not self.outbox.alive(holder)]
+        orphaned = [
+            i
+            for i, holder in store.held_by_others(self.outbox.owner)
+            if not self.outbox.alive(holder)
+        ]
         futures = self.outbox.submit([*store.due_jobs(now), *orphaned])
         self._futures.extend(futures)
         self._inflight.update(futures)
@@ -157,8 +180,9 @@ class Bridge:
         self._inflight = {f for f in self._inflight if not f.done()}
         if self._inflight:
             logger.info("bridge: waiting for %d provider call(s) under way", len(self._inflight))
-            concurrent.futures.wait(self._inflight,
-                                    timeout=self.engine.settings.main["call_timeout"] + 5)
+            concurrent.futures.wait(
+                self._inflight, timeout=self.engine.settings.main["call_timeout"] + 5
+            )
         letters = self.outbox.sending()
         if letters and self.engine.mailer is not None:  # invitation e-mails being handed over
             logger.info("bridge: waiting for %d e-mail(s) being sent", len(letters))
@@ -182,8 +206,11 @@ class Bridge:
                     self._cycle_account(link, tally, report)
                 except Exception as e:
                     report.errors += 1
-                    logger.warning("bridge: %s: cycle failed, next cycle tries again: %s",
-                                   link.name, _reason(e))
+                    logger.warning(
+                        "bridge: %s: cycle failed, next cycle tries again: %s",
+                        link.name,
+                        _reason(e),
+                    )
                     logger.debug("bridge: %s: failure details", link.name, exc_info=True)
                 finally:
                     self._submit(tally)
@@ -197,8 +224,9 @@ class Bridge:
         requests1, bytes1 = self.meter.snapshot()
         report.requests, report.bytes = requests1 - requests0, bytes1 - bytes0
         report.seconds = time.monotonic() - started
-        logger.log(logging.INFO if report.busy else logging.DEBUG, "bridge: cycle: %s",
-                   report.line())
+        logger.log(
+            logging.INFO if report.busy else logging.DEBUG, "bridge: cycle: %s", report.line()
+        )
         return report
 
     def _submit(self, tally: Tally) -> None:
@@ -242,8 +270,11 @@ class Bridge:
             for href in changes.deleted:
                 item = self.state.item(link.name, href)
                 if item is not None and item.uid:
-                    tally.jobs.extend(self.engine.on_delete(
-                        EventKey(link.owner, calendar_key(calendar), item.uid)))
+                    tally.jobs.extend(
+                        self.engine.on_delete(
+                            EventKey(link.owner, calendar_key(calendar), item.uid)
+                        )
+                    )
                 self.state.drop_item(link.name, href)
                 tally.deleted += 1
             self.state.save_calendar(link.name, calendar, new_state)
@@ -256,10 +287,11 @@ class Bridge:
             tally.read += 1
             self.writer.judge(link, calendar, res, tally)
 
-    def _read_and_judge(self, link: Link, calendar: str, hrefs: tuple[str, ...],
-                        tally: Tally) -> None:
+    def _read_and_judge(
+        self, link: Link, calendar: str, hrefs: tuple[str, ...], tally: Tally
+    ) -> None:
         for i in range(0, len(hrefs), MULTIGET_BATCH):
-            batch = hrefs[i:i + MULTIGET_BATCH]
+            batch = hrefs[i : i + MULTIGET_BATCH]
             known = self.state.known(link.name, calendar, batch)
             found = link.client.fetch(calendar, batch)
             for href in batch:
@@ -274,8 +306,9 @@ class Bridge:
             if self.stop_event.is_set():
                 return
 
-    def _changes(self, link: Link, info: CalendarInfo, stored: Optional[CalendarState],
-                 version: str) -> tuple[follow.Changes, CalendarState, bool]:
+    def _changes(
+        self, link: Link, info: CalendarInfo, stored: CalendarState | None, version: str
+    ) -> tuple[follow.Changes, CalendarState, bool]:
         """(what changed, the calendar's state once handled, is it a delta)."""
         account, client = link.account, link.client
         if account.sync == "etag":
@@ -292,21 +325,32 @@ class Bridge:
                 try:
                     delta = client.sync(info.href, token)
                 except SyncTokenInvalid:
-                    logger.info("bridge: %s: %s: the server forgot our sync token; comparing "
-                                "the whole calendar once", link.name, info.href)
+                    logger.info(
+                        "bridge: %s: %s: the server forgot our sync token; comparing "
+                        "the whole calendar once",
+                        link.name,
+                        info.href,
+                    )
                     delta = client.sync(info.href, "")
             except SyncUnsupported as e:
-                logger.info("bridge: %s: %s: no WebDAV sync (%s); following it by ETags",
-                            link.name, info.href, e)
+                logger.info(
+                    "bridge: %s: %s: no WebDAV sync (%s); following it by ETags",
+                    link.name,
+                    info.href,
+                    e,
+                )
                 mode = "nosync"
             else:
                 if delta.full:
                     changes = follow.from_listing(
-                        self.state.known(link.name, info.href), delta.changed)
+                        self.state.known(link.name, info.href), delta.changed
+                    )
                 else:
                     changes = follow.from_delta(
                         self.state.known(link.name, info.href, [*delta.changed, *delta.deleted]),
-                        delta.changed, delta.deleted)
+                        delta.changed,
+                        delta.deleted,
+                    )
                 return changes, CalendarState(version, delta.token, "sync"), not delta.full
         listing = client.etags(info.href)
         changes = follow.from_listing(self.state.known(link.name, info.href), listing)
@@ -328,21 +372,29 @@ class Bridge:
                 found.append(info)
             return found
         home, principal = self.state.home(link.name, account.url)
-        infos: Optional[list[CalendarInfo]] = None
+        infos: list[CalendarInfo] | None = None
         if home:
             try:
                 infos = client.calendars(home)
             except CalDAVError as e:
-                logger.info("bridge: %s: calendar home %s answered %s; discovering it again",
-                            link.name, home, e.status)
+                logger.info(
+                    "bridge: %s: calendar home %s answered %s; discovering it again",
+                    link.name,
+                    home,
+                    e.status,
+                )
         if infos is None:
             home = client.discover_home()
             principal = client.principal_href
             self.state.set_home(link.name, account.url, home, principal)
             logger.info("bridge: %s: calendar home %s", link.name, home)
             infos = client.calendars(home)
-        mine = [i for i in infos if i.events and
-                not (i.owner and principal and i.owner.rstrip("/") != principal.rstrip("/"))]
+        mine = [
+            i
+            for i in infos
+            if i.events
+            and not (i.owner and principal and i.owner.rstrip("/") != principal.rstrip("/"))
+        ]
         present = {i.href for i in infos}
         for href in self.state.calendars(link.name):
             if href not in present:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 from bridge.follow import Known
 
@@ -59,8 +59,8 @@ CREATE INDEX IF NOT EXISTS items_by_calendar ON items (account, calendar, uid);
 
 @dataclass(frozen=True)
 class CalendarState:
-    version: str = ""   # ctag + sync-token property when last followed to the end
-    token: str = ""     # sync-collection token to continue from ("" = start over)
+    version: str = ""  # ctag + sync-token property when last followed to the end
+    token: str = ""  # sync-collection token to continue from ("" = start over)
     mode: str = "sync"  # "sync" (RFC 6578), "etag" (listings, by config) or "nosync"
     #                     (listings: the server refused sync-collection)
 
@@ -73,8 +73,8 @@ class Item:
     etag: str
     written_etag: str = ""
     written_hash: str = ""
-    written_text: Optional[str] = None
-    repeats: int = 0       # how many times in a row we wrote this same text
+    written_text: str | None = None
+    repeats: int = 0  # how many times in a row we wrote this same text
 
     def known(self) -> Known:
         return Known(self.uid, self.etag, self.written_etag)
@@ -108,26 +108,42 @@ class BridgeState:
 
     def home(self, account: str, url: str) -> tuple[str, str]:
         """(calendar home, principal) found for this account at this URL; ("", "") if none."""
-        row = self._db().execute("SELECT home, principal FROM homes WHERE account=? AND url=?",
-                                 (account, url)).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT home, principal FROM homes WHERE account=? AND url=?", (account, url))
+            .fetchone()
+        )
         return (row[0], row[1]) if row else ("", "")
 
     def set_home(self, account: str, url: str, home: str, principal: str) -> None:
-        self._db().execute("INSERT OR REPLACE INTO homes VALUES (?,?,?,?)",
-                           (account, url, home, principal))
+        self._db().execute(
+            "INSERT OR REPLACE INTO homes VALUES (?,?,?,?)", (account, url, home, principal)
+        )
 
-    def calendar(self, account: str, href: str) -> Optional[CalendarState]:
-        row = self._db().execute("SELECT version, token, mode FROM calendars "
-                                 "WHERE account=? AND href=?", (account, href)).fetchone()
+    def calendar(self, account: str, href: str) -> CalendarState | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT version, token, mode FROM calendars WHERE account=? AND href=?",
+                (account, href),
+            )
+            .fetchone()
+        )
         return CalendarState(*row) if row else None
 
     def save_calendar(self, account: str, href: str, state: CalendarState) -> None:
-        self._db().execute("INSERT OR REPLACE INTO calendars VALUES (?,?,?,?,?)",
-                           (account, href, state.version, state.token, state.mode))
+        self._db().execute(
+            "INSERT OR REPLACE INTO calendars VALUES (?,?,?,?,?)",
+            (account, href, state.version, state.token, state.mode),
+        )
 
     def calendars(self, account: str) -> list[str]:
-        return [r[0] for r in self._db().execute(
-            "SELECT href FROM calendars WHERE account=? ORDER BY href", (account,))]
+        return [
+            r[0]
+            for r in self._db().execute(
+                "SELECT href FROM calendars WHERE account=? ORDER BY href", (account,)
+            )
+        ]
 
     def forget_calendar(self, account: str, href: str) -> None:
         db = self._db()
@@ -142,31 +158,44 @@ class BridgeState:
 
     # --- items ---------------------------------------------------------------
 
-    def known(self, account: str, calendar: str,
-              hrefs: Optional[Iterable[str]] = None) -> dict[str, Known]:
+    def known(
+        self, account: str, calendar: str, hrefs: Iterable[str] | None = None
+    ) -> dict[str, Known]:
         """What we know of the calendar's hrefs (all of them, or just `hrefs`)."""
         db = self._db()
         if hrefs is None:
-            rows = db.execute(f"SELECT {_ITEM} FROM items WHERE account=? AND calendar=?",
-                              (account, calendar)).fetchall()
+            rows = db.execute(
+                f"SELECT {_ITEM} FROM items WHERE account=? AND calendar=?", (account, calendar)
+            ).fetchall()
         else:
             wanted = list(dict.fromkeys(hrefs))
             rows = []
             for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
+                part = wanted[i : i + 500]
                 rows += db.execute(
                     f"SELECT {_ITEM} FROM items WHERE account=? AND calendar=? AND href IN "
-                    f"({','.join('?' * len(part))})", (account, calendar, *part)).fetchall()
+                    f"({','.join('?' * len(part))})",
+                    (account, calendar, *part),
+                ).fetchall()
         return {row[1]: Item(*row).known() for row in rows}
 
-    def item(self, account: str, href: str) -> Optional[Item]:
-        row = self._db().execute(f"SELECT {_ITEM} FROM items WHERE account=? AND href=?",
-                                 (account, href)).fetchone()
+    def item(self, account: str, href: str) -> Item | None:
+        row = (
+            self._db()
+            .execute(f"SELECT {_ITEM} FROM items WHERE account=? AND href=?", (account, href))
+            .fetchone()
+        )
         return Item(*row) if row else None
 
     def href_of(self, account: str, calendar: str, uid: str) -> str:
-        row = self._db().execute("SELECT href FROM items WHERE account=? AND calendar=? AND uid=? "
-                                 "LIMIT 1", (account, calendar, uid)).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT href FROM items WHERE account=? AND calendar=? AND uid=? LIMIT 1",
+                (account, calendar, uid),
+            )
+            .fetchone()
+        )
         return row[0] if row else ""
 
     def seen(self, account: str, calendar: str, href: str, uid: str, etag: str) -> None:
@@ -175,7 +204,8 @@ class BridgeState:
             "INSERT INTO items (account, calendar, href, uid, etag) VALUES (?,?,?,?,?) "
             "ON CONFLICT (account, href) DO UPDATE SET calendar=excluded.calendar, "
             "uid=excluded.uid, etag=excluded.etag, dirty=0",
-            (account, calendar, href, uid, etag))
+            (account, calendar, href, uid, etag),
+        )
 
     def seen_many(self, account: str, calendar: str, etags: dict[str, str]) -> None:
         """Handled versions that need no work: only the ETag moves (UIDs stay)."""
@@ -183,10 +213,20 @@ class BridgeState:
             return
         self._db().executemany(
             "UPDATE items SET etag=? WHERE account=? AND href=?",
-            [(etag, account, href) for href, etag in etags.items() if etag])
+            [(etag, account, href) for href, etag in etags.items() if etag],
+        )
 
-    def wrote(self, account: str, calendar: str, href: str, uid: str, etag: str,
-              text_hash: str, text: str, repeats: int = 0) -> None:
+    def wrote(
+        self,
+        account: str,
+        calendar: str,
+        href: str,
+        uid: str,
+        etag: str,
+        text_hash: str,
+        text: str,
+        repeats: int = 0,
+    ) -> None:
         """Our write-back produced version `etag`: it is handled, and ours."""
         self._db().execute(
             "INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,0) "
@@ -194,18 +234,25 @@ class BridgeState:
             "uid=excluded.uid, etag=excluded.etag, written_etag=excluded.written_etag, "
             "written_hash=excluded.written_hash, written_text=excluded.written_text, "
             "repeats=excluded.repeats, dirty=0",
-            (account, calendar, href, uid, etag, etag, text_hash, text, repeats))
+            (account, calendar, href, uid, etag, etag, text_hash, text, repeats),
+        )
 
     def mark_dirty(self, account: str, calendar: str, href: str, uid: str) -> None:
         """Judge this event again next cycle (its result could not be written)."""
         self._db().execute(
             "INSERT INTO items (account, calendar, href, uid, dirty) VALUES (?,?,?,?,1) "
-            "ON CONFLICT (account, href) DO UPDATE SET dirty=1", (account, calendar, href, uid))
+            "ON CONFLICT (account, href) DO UPDATE SET dirty=1",
+            (account, calendar, href, uid),
+        )
 
     def dirty(self, account: str) -> list[tuple[str, str]]:
         """(calendar, href) of the events to judge again."""
-        return [(r[0], r[1]) for r in self._db().execute(
-            "SELECT calendar, href FROM items WHERE account=? AND dirty=1", (account,))]
+        return [
+            (r[0], r[1])
+            for r in self._db().execute(
+                "SELECT calendar, href FROM items WHERE account=? AND dirty=1", (account,)
+            )
+        ]
 
     def drop_item(self, account: str, href: str) -> None:
         self._db().execute("DELETE FROM items WHERE account=? AND href=?", (account, href))

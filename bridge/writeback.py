@@ -25,20 +25,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
-
-from radicale_meetplugin.core import ical, rewrite
-from radicale_meetplugin.protocol.engine import Engine, Outcome
-from radicale_meetplugin.core.model import EventKey, Job
 
 from bridge.caldav_client import CalDAVClient, Resource
 from bridge.config import Account
 from bridge.state import BridgeState, Item
+from radicale_meetplugin.core import ical, rewrite
+from radicale_meetplugin.core.model import EventKey, Job
+from radicale_meetplugin.protocol.engine import Engine, Outcome
 
 logger = logging.getLogger("meetplugin.bridge")
 
-MAX_CONFLICTS = 3        # 412s in a row before the event waits for the next cycle
-MAX_SAME_WRITES = 2      # writing the very same text again and again: the server keeps changing it
+MAX_CONFLICTS = 3  # 412s in a row before the event waits for the next cycle
+MAX_SAME_WRITES = 2  # writing the very same text again and again: the server keeps changing it
 REFUSED = frozenset({400, 403, 409, 415, 422, 500})  # "not this content" answers to a PUT
 EXTRAS = (*rewrite.BOOKKEEPING, "X-TELEMOST-CONFERENCE", "CONFERENCE")
 
@@ -49,7 +47,7 @@ class Link:
 
     account: Account
     client: CalDAVClient
-    reduced: bool = False   # the server refused CONFERENCE / X- properties: leave them out
+    reduced: bool = False  # the server refused CONFERENCE / X- properties: leave them out
 
     @property
     def name(self) -> str:
@@ -67,13 +65,13 @@ class Tally:
     read: int = 0
     written: int = 0
     conflicts: int = 0
-    ours: int = 0           # our own write-backs (or unchanged versions) seen again
+    ours: int = 0  # our own write-backs (or unchanged versions) seen again
     deleted: int = 0
     refused: int = 0
     jobs: list[Job] = field(default_factory=list)  # queued, not yet handed to the outbox
     submitted: int = 0
 
-    def add(self, other: "Tally") -> None:
+    def add(self, other: Tally) -> None:
         for name in ("read", "written", "conflicts", "ours", "deleted", "refused", "submitted"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.jobs.extend(other.jobs)
@@ -108,7 +106,7 @@ def uid_of(text: str) -> str:
                 if ch == '"':
                     quoted = not quoted
                 elif ch == ":" and not quoted:
-                    return line[i + 1:].strip()
+                    return line[i + 1 :].strip()
     return ""
 
 
@@ -146,8 +144,15 @@ class Writer:
     def _key(self, link: Link, calendar: str, uid: str) -> EventKey:
         return EventKey(link.owner, calendar_key(calendar), uid)
 
-    def _apply(self, link: Link, calendar: str, key: EventKey, res: Resource,
-               prev: Optional[Item], tally: Tally) -> None:
+    def _apply(
+        self,
+        link: Link,
+        calendar: str,
+        key: EventKey,
+        res: Resource,
+        prev: Item | None,
+        tally: Tally,
+    ) -> None:
         where = f"{link.name}: {res.href}"
         stored = prev.written_text if prev else None
         for _try in range(MAX_CONFLICTS + 1):
@@ -156,8 +161,11 @@ class Writer:
                 if fresh is None:
                     return  # deleted meanwhile: the next sync says so
                 if not fresh.etag:
-                    logger.warning("bridge: %s: the server gives no ETag; the event is left "
-                                   "as it is (cannot write it safely)", where)
+                    logger.warning(
+                        "bridge: %s: the server gives no ETag; the event is left "
+                        "as it is (cannot write it safely)",
+                        where,
+                    )
                     self.state.seen(link.name, calendar, res.href, key.uid, "")
                     return
                 res = fresh
@@ -174,21 +182,29 @@ class Writer:
             text_hash = digest(decision.text)
             repeats = prev.repeats + 1 if prev and prev.written_hash == text_hash else 0
             if repeats >= MAX_SAME_WRITES:
-                logger.info("bridge: %s: the server keeps changing what we write; "
-                            "taking its version as ours", where)
+                logger.info(
+                    "bridge: %s: the server keeps changing what we write; "
+                    "taking its version as ours",
+                    where,
+                )
                 self.state.seen(link.name, calendar, res.href, key.uid, res.etag)
                 tally.ours += 1
                 return
             put = self._put(link, res.href, decision.text, res.etag)
             if put.ok:
                 etag = put.etag or link.client.etag(res.href)
-                self.state.wrote(link.name, calendar, res.href, key.uid, etag, text_hash,
-                                 decision.text, repeats)
+                self.state.wrote(
+                    link.name, calendar, res.href, key.uid, etag, text_hash, decision.text, repeats
+                )
                 tally.written += 1
                 return
             if put.status != 412:
-                logger.warning("bridge: %s: the server refused the rewritten event (HTTP %s); "
-                               "it is left as it is", where, put.status)
+                logger.warning(
+                    "bridge: %s: the server refused the rewritten event (HTTP %s); "
+                    "it is left as it is",
+                    where,
+                    put.status,
+                )
                 self.state.seen(link.name, calendar, res.href, key.uid, res.etag)
                 tally.refused += 1
                 return
@@ -198,8 +214,11 @@ class Writer:
             if fresh is None:
                 return
             res = fresh
-        logger.warning("bridge: %s: still being edited after %d tries; next cycle tries again",
-                       where, MAX_CONFLICTS + 1)
+        logger.warning(
+            "bridge: %s: still being edited after %d tries; next cycle tries again",
+            where,
+            MAX_CONFLICTS + 1,
+        )
         self.state.mark_dirty(link.name, calendar, res.href, key.uid)
 
     def _put(self, link: Link, href: str, text: str, etag: str):
@@ -213,8 +232,12 @@ class Writer:
         again = link.client.put(href, reduced, etag)
         if again.ok:
             link.reduced = True
-            logger.warning("bridge: %s: the server refused CONFERENCE/X- properties (HTTP %s); "
-                           "links go into LOCATION and DESCRIPTION only", link.name, put.status)
+            logger.warning(
+                "bridge: %s: the server refused CONFERENCE/X- properties (HTTP %s); "
+                "links go into LOCATION and DESCRIPTION only",
+                link.name,
+                put.status,
+            )
         return again
 
     # --- step 3: a provider's late answer ------------------------------------
@@ -228,11 +251,18 @@ class Writer:
             current = link.client.get(href) if href else None
             reachable = True
         except Exception as e:  # the server is away: never lose what the provider made
-            logger.warning("bridge: %s: cannot read the event to add the result (%s); "
-                           "it is read again next cycle", where, e)
+            logger.warning(
+                "bridge: %s: cannot read the event to add the result (%s); "
+                "it is read again next cycle",
+                where,
+                e,
+            )
             item = self.state.item(link.name, href)
-            current = Resource(href, "", item.written_text) if (
-                item and item.written_text and item.etag == item.written_etag) else None
+            current = (
+                Resource(href, "", item.written_text)
+                if (item and item.written_text and item.etag == item.written_etag)
+                else None
+            )
             reachable = False
         text, more = self.engine.settle(job, outcome, current.text if current else None)
         if text is None:
@@ -249,19 +279,30 @@ class Writer:
                 self.state.wrote(link.name, calendar, href, job.key.uid, etag, digest(text), text)
                 logger.info("bridge: %s: written with the %s result", where, job.provider)
                 # judge the version we wrote once: it may carry an edit made meanwhile
-                self._apply(link, calendar, job.key, Resource(href, etag, text),
-                            self.state.item(link.name, href), tally)
+                self._apply(
+                    link,
+                    calendar,
+                    job.key,
+                    Resource(href, etag, text),
+                    self.state.item(link.name, href),
+                    tally,
+                )
             elif put.status == 412:
                 logger.info("bridge: %s: edited meanwhile (412), reading it again", where)
                 fresh = link.client.get(href)
                 if fresh is not None:
-                    self._apply(link, calendar, job.key, fresh, self.state.item(link.name, href),
-                                tally)
+                    self._apply(
+                        link, calendar, job.key, fresh, self.state.item(link.name, href), tally
+                    )
             else:
-                logger.warning("bridge: %s: the server refused the event with its link (HTTP %s)",
-                               where, put.status)
+                logger.warning(
+                    "bridge: %s: the server refused the event with its link (HTTP %s)",
+                    where,
+                    put.status,
+                )
         except Exception as e:
-            logger.warning("bridge: %s: cannot write the result (%s); next cycle tries again",
-                           where, e)
+            logger.warning(
+                "bridge: %s: cannot write the result (%s); next cycle tries again", where, e
+            )
             self.state.mark_dirty(link.name, calendar, href, job.key.uid)
         return [*more, *tally.jobs]

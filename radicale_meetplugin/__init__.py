@@ -13,5 +13,6 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     if name == "Storage":
         from radicale_meetplugin.radicale.storage import Storage
+
         return Storage
     raise AttributeError(name)

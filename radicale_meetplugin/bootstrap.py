@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Optional
 
 from radicale_meetplugin import config, providers
-from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.mail.mailer import Mailer
+from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.outbox import Outbox, Settle
 from radicale_meetplugin.state.records import RecordStore
 
@@ -38,9 +37,13 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine:
             ready[name] = service
         if hasattr(module, "for_user") and options.values.get("user_token_dir"):
             per_user[name] = UserProviders(module, options.values, ctx)
-    logger.info("meetplugin: config %s; providers: %s; default: %s; state: %s",
-                settings.source, ", ".join(sorted({*ready, *per_user})) or "none",
-                settings.main["default_provider"], state_dir)
+    logger.info(
+        "meetplugin: config %s; providers: %s; default: %s; state: %s",
+        settings.source,
+        ", ".join(sorted({*ready, *per_user})) or "none",
+        settings.main["default_provider"],
+        state_dir,
+    )
     store = RecordStore(os.path.join(state_dir, "records.sqlite"))
     engine = Engine(settings, ready, providers.CLASSES, store, per_user)
     engine.mailer = build_mailer(settings)
@@ -54,20 +57,34 @@ def build_mailer(settings: config.Settings) -> Mailer | None:
         return None
     password = config.Secret("")
     if mail["username"]:
-        password = config.read_secret(mail["password_file"], mail["password_env"],
-                                      "SMTP password")
+        password = config.read_secret(mail["password_file"], mail["password_env"], "SMTP password")
         if not password:
             raise config.ConfigError(
                 f"{settings.source}: [mail] username is set but there is no password: set "
-                f"password_file, or put it in the environment variable {mail['password_env']}")
-    mailer = Mailer(mail["host"], mail["port"], mail["security"], mail["username"], password,
-                    mail["timeout"], mail["ca_file"])
+                f"password_file, or put it in the environment variable {mail['password_env']}"
+            )
+    mailer = Mailer(
+        mail["host"],
+        mail["port"],
+        mail["security"],
+        mail["username"],
+        password,
+        mail["timeout"],
+        mail["ca_file"],
+    )
     if mailer.username and mailer.security == "none":
-        logger.warning("meetplugin: [mail] sends the SMTP password unencrypted "
-                       "(security = none); use starttls or tls")
-    logger.info("meetplugin: invitation e-mails on: %s:%d (%s)%s, From: %s", mailer.host,
-                mailer.port, mailer.security, f", login {mailer.username}" if mailer.username
-                else "", mail["sender"] if mail["sender_policy"] == "fixed" else "the organizer")
+        logger.warning(
+            "meetplugin: [mail] sends the SMTP password unencrypted "
+            "(security = none); use starttls or tls"
+        )
+    logger.info(
+        "meetplugin: invitation e-mails on: %s:%d (%s)%s, From: %s",
+        mailer.host,
+        mailer.port,
+        mailer.security,
+        f", login {mailer.username}" if mailer.username else "",
+        mail["sender"] if mail["sender_policy"] == "fixed" else "the organizer",
+    )
     return mailer
 
 
@@ -76,10 +93,10 @@ class UserProviders:
 
     def __init__(self, module, options, ctx: providers.BuildContext) -> None:
         self.module, self.options, self.ctx = module, options, ctx
-        self._cache: dict[str, tuple[float, Optional[providers.Provider]]] = {}
+        self._cache: dict[str, tuple[float, providers.Provider | None]] = {}
         self._lock = threading.Lock()
 
-    def get(self, user: str) -> Optional[providers.Provider]:
+    def get(self, user: str) -> providers.Provider | None:
         path = self.module.user_token_path(self.options, user)
         try:
             stamp = os.stat(path).st_mtime if path else -1.0
@@ -97,10 +114,16 @@ class UserProviders:
 
 def build_outbox(engine: Engine, settle: Settle) -> Outbox:
     main = engine.settings.main
-    outbox = Outbox(engine, settle, workers=main["max_concurrency"],
-                    lease=2 * main["call_timeout"] + 30, retry_initial=main["retry_initial"],
-                    retry_max_delay=main["retry_max_delay"], retry_for=main["retry_for"],
-                    mailer=engine.mailer)
+    outbox = Outbox(
+        engine,
+        settle,
+        workers=main["max_concurrency"],
+        lease=2 * main["call_timeout"] + 30,
+        retry_initial=main["retry_initial"],
+        retry_max_delay=main["retry_max_delay"],
+        retry_for=main["retry_for"],
+        mailer=engine.mailer,
+    )
     if engine.mailing is not None:
         engine.mailing.wake = outbox.mail_queued
     return outbox

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
-
-SCOPES = ("telemost-api:conferences.create", "telemost-api:conferences.read",
-          "telemost-api:conferences.update", "telemost-api:conferences.delete")
+SCOPES = (
+    "telemost-api:conferences.create",
+    "telemost-api:conferences.read",
+    "telemost-api:conferences.update",
+    "telemost-api:conferences.delete",
+)
 
 
 def _radicale_configuration(config_path: str):
     import radicale.config
+
     configuration = radicale.config.load([(config_path, False)])
     if configuration.get("storage", "type") != "radicale_meetplugin":
         raise SystemExit(f"{config_path}: [storage] type is not radicale_meetplugin")
@@ -23,6 +27,7 @@ def _radicale_configuration(config_path: str):
 def _plugin_config(config_path: str) -> tuple[str, str]:
     """(plugin config path, state folder default) from Radicale's config file."""
     import os
+
     configuration = _radicale_configuration(config_path)
     try:
         plugin = configuration.get("storage", "meetplugin_config")
@@ -36,6 +41,7 @@ def check_command(args: argparse.Namespace) -> int:
     from radicale_meetplugin import config
     from radicale_meetplugin.bootstrap import build_engine
     from radicale_meetplugin.providers import ProviderError
+
     try:
         plugin, state = _plugin_config(args.config)
         engine = build_engine(plugin, state)
@@ -57,8 +63,7 @@ def check_command(args: argparse.Namespace) -> int:
             provider.check()
         except ProviderError as e:
             failures += 1
-            print(f"{name} ({who}): NOT OK: "
-                  f"{engine.reason_text(e.code, name, error=e)}")
+            print(f"{name} ({who}): NOT OK: {engine.reason_text(e.code, name, error=e)}")
         else:
             print(f"{name} ({who}): OK")
     default = engine.settings.main["default_provider"]
@@ -70,6 +75,7 @@ def check_command(args: argparse.Namespace) -> int:
 
 def _users_with_tokens(source) -> list[str]:
     import os
+
     folder = os.path.expanduser(source.options["user_token_dir"])
     try:
         names = os.listdir(folder)
@@ -85,30 +91,38 @@ def telemost_token_command(args: argparse.Namespace) -> int:
 
     from radicale_meetplugin import config, providers
     from radicale_meetplugin.providers import ProviderError, telemost
+
     plugin, state = _plugin_config(args.config)
     settings = config.load(plugin, providers.schemas())
     options = settings.providers["telemost"].values
     path = telemost.user_token_path(options, args.user)
     if path is None:
-        print("Set [provider:telemost] user_token_dir in the plugin config first "
-              "(a folder readable only by Radicale), and give a valid user name.")
+        print(
+            "Set [provider:telemost] user_token_dir in the plugin config first "
+            "(a folder readable only by Radicale), and give a valid user name."
+        )
         return 2
-    query = urllib.parse.urlencode({"response_type": "token", "client_id": args.client_id,
-                                    "scope": " ".join(SCOPES)})
+    query = urllib.parse.urlencode(
+        {"response_type": "token", "client_id": args.client_id, "scope": " ".join(SCOPES)}
+    )
     print(f"""Telemost token for Radicale user {args.user!r}:
 1. In a browser signed in with the user's Yandex 360 for business account, open
    https://oauth.yandex.ru/authorize?{query}
-   (the app {args.client_id} needs the four scopes {', '.join(SCOPES)}
+   (the app {args.client_id} needs the four scopes {", ".join(SCOPES)}
    and the redirect URI https://oauth.yandex.ru/verification_code)
 2. Allow access and copy the token shown on the page.""")
-    token = (sys.stdin.readline() if args.token_stdin else
-             getpass.getpass("3. Paste the token (not shown): ")).strip()
+    token = (
+        sys.stdin.readline()
+        if args.token_stdin
+        else getpass.getpass("3. Paste the token (not shown): ")
+    ).strip()
     if not token:
         print("No token given; nothing stored.")
         return 2
     if not args.no_verify:
-        candidate = telemost.Telemost(options["api_url"], config.Secret(token, "input"),
-                                      options["waiting_room_level"], 15)
+        candidate = telemost.Telemost(
+            options["api_url"], config.Secret(token, "input"), options["waiting_room_level"], 15
+        )
         try:
             candidate.check()
         except ProviderError as e:
@@ -125,11 +139,13 @@ def telemost_token_command(args: argparse.Namespace) -> int:
 
 def _storage(config_path: str):
     from radicale_meetplugin.radicale.reconcile import ToolStorage
+
     return ToolStorage(_radicale_configuration(config_path))
 
 
 def reconcile_command(args: argparse.Namespace) -> int:
     from radicale_meetplugin.radicale.reconcile import reconcile, wait_for_jobs
+
     storage = _storage(args.config)
     if args.forget_suspects:
         print(f"forgot {storage.meet.engine.store.forget_suspects()} suspect attempts")
@@ -146,32 +162,50 @@ def reconcile_command(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="meetplugin",
-                                     description="Admin tools for radicale-meetplugin.")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="meetplugin", description="Admin tools for radicale-meetplugin."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser(
-        "reconcile", help="compare conference records, events, queued jobs and providers",
+        "reconcile",
+        help="compare conference records, events, queued jobs and providers",
         description="Lists conferences without events (orphans), marked events without a "
-                    "link, unfinished attempts and queued jobs. Dry run unless --fix.")
+        "link, unfinished attempts and queued jobs. Dry run unless --fix.",
+    )
     rec.add_argument("-C", "--config", required=True, help="Radicale's config file")
-    rec.add_argument("--fix", action="store_true",
-                     help="delete orphan conferences, forget stale records, re-submit events "
-                          "whose link is missing, and run queued jobs now")
-    rec.add_argument("--forget-suspects", action="store_true",
-                     help="clear the list of creates that got no answer (after checking the "
-                          "provider's account)")
-    rec.add_argument("--wait", type=float, default=120,
-                     help="seconds to wait for provider calls with --fix (default 120)")
+    rec.add_argument(
+        "--fix",
+        action="store_true",
+        help="delete orphan conferences, forget stale records, re-submit events "
+        "whose link is missing, and run queued jobs now",
+    )
+    rec.add_argument(
+        "--forget-suspects",
+        action="store_true",
+        help="clear the list of creates that got no answer (after checking the provider's account)",
+    )
+    rec.add_argument(
+        "--wait",
+        type=float,
+        default=120,
+        help="seconds to wait for provider calls with --fix (default 120)",
+    )
     rec.set_defaults(run=reconcile_command)
-    chk = sub.add_parser("check", help="validate the config and verify each provider's credentials",
-                         description="Reads Radicale's and the plugin's config, and asks each "
-                                     "provider whether its credentials work (nothing is created).")
+    chk = sub.add_parser(
+        "check",
+        help="validate the config and verify each provider's credentials",
+        description="Reads Radicale's and the plugin's config, and asks each "
+        "provider whether its credentials work (nothing is created).",
+    )
     chk.add_argument("-C", "--config", required=True, help="Radicale's config file")
     chk.set_defaults(run=check_command)
-    tok = sub.add_parser("telemost-token", help="get and store a user's Telemost OAuth token",
-                         description="Prints the Yandex authorize URL, reads the token, checks it "
-                                     "and stores it as <user_token_dir>/<user>.token (chmod 600).")
+    tok = sub.add_parser(
+        "telemost-token",
+        help="get and store a user's Telemost OAuth token",
+        description="Prints the Yandex authorize URL, reads the token, checks it "
+        "and stores it as <user_token_dir>/<user>.token (chmod 600).",
+    )
     tok.add_argument("-C", "--config", required=True, help="Radicale's config file")
     tok.add_argument("--user", required=True, help="the Radicale user the token is for")
     tok.add_argument("--client-id", required=True, help="ClientID of your Yandex OAuth app")

@@ -13,8 +13,9 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 from radicale_meetplugin.core import address, i18n
 
@@ -85,6 +86,7 @@ def one_of(*choices: str) -> Callable[[str], str]:
         if value not in choices:
             raise ValueError(f"one of {', '.join(choices)}")
         return value
+
     return convert
 
 
@@ -101,67 +103,124 @@ def mail_address(value: str) -> str:
 Schema = Mapping[str, tuple[str, Callable[[str], Any], str]]
 
 MAIN_SCHEMA: Schema = {
-    "default_provider": ("jitsi", str,
-                         "Provider for the generic keywords (online, онлайн, видеовстреча)."),
-    "generic_keywords": ("online, онлайн, видеовстреча", csv,
-                         "Keywords that mean the default provider (comma-separated, any case)."),
+    "default_provider": (
+        "jitsi",
+        str,
+        "Provider for the generic keywords (online, онлайн, видеовстреча).",
+    ),
+    "generic_keywords": (
+        "online, онлайн, видеовстреча",
+        csv,
+        "Keywords that mean the default provider (comma-separated, any case).",
+    ),
     "language": ("ru", language, "Language of what the event shows: ru or en."),
-    "owner_addresses": ("", csv,
-                        "Address templates of calendar owners, e.g. {user}@example.com. An event "
-                        "whose ORGANIZER is none of the owner's addresses is an attendee copy."),
-    "state_dir": ("", str,
-                  "Where the conference records (sqlite) and generated secrets live. "
-                  "Default: <Radicale filesystem_folder>/.meetplugin"),
-    "provider_timeout": ("8", positive_float,
-                         "Seconds a save waits for the provider. A slower answer still lands: "
-                         "the event shows a \"link pending\" note until it arrives."),
-    "call_timeout": ("30", positive_float,
-                     "Seconds one provider HTTP call may take (connect and each read) before it "
-                     "counts as failed and is retried."),
-    "retry_initial": ("5", positive_float,
-                      "First retry delay in seconds; it doubles with each try (with jitter)."),
+    "owner_addresses": (
+        "",
+        csv,
+        "Address templates of calendar owners, e.g. {user}@example.com. An event "
+        "whose ORGANIZER is none of the owner's addresses is an attendee copy.",
+    ),
+    "state_dir": (
+        "",
+        str,
+        "Where the conference records (sqlite) and generated secrets live. "
+        "Default: <Radicale filesystem_folder>/.meetplugin",
+    ),
+    "provider_timeout": (
+        "8",
+        positive_float,
+        "Seconds a save waits for the provider. A slower answer still lands: "
+        'the event shows a "link pending" note until it arrives.',
+    ),
+    "call_timeout": (
+        "30",
+        positive_float,
+        "Seconds one provider HTTP call may take (connect and each read) before it "
+        "counts as failed and is retried.",
+    ),
+    "retry_initial": (
+        "5",
+        positive_float,
+        "First retry delay in seconds; it doubles with each try (with jitter).",
+    ),
     "retry_max_delay": ("3600", positive_float, "Longest delay between two tries, in seconds."),
-    "retry_for": ("86400", positive_float,
-                  "Seconds to keep retrying a conference that could not be created; then the event "
-                  "gets an explanation. Deletes are retried until done."),
-    "pasted_links": ("true", boolean,
-                     "Give events with a pasted meeting link (Zoom, Teams, Meet, …, and any mask in "
-                     "[pasted_links]) a matching CONFERENCE property; nothing else is done."),
-    "max_concurrency": ("4", positive_int,
-                        "Provider calls at once, for the whole server (e.g. while a calendar is imported)."),
-    "max_waiting_saves": ("auto", auto_or_count,
-                          "Saves that may wait for a provider at once; more return at once with the "
-                          "\"link pending\" note. auto: half of Radicale's [server] max_connections, "
-                          "so a slow provider never takes every connection from other users."),
+    "retry_for": (
+        "86400",
+        positive_float,
+        "Seconds to keep retrying a conference that could not be created; then the event "
+        "gets an explanation. Deletes are retried until done.",
+    ),
+    "pasted_links": (
+        "true",
+        boolean,
+        "Give events with a pasted meeting link (Zoom, Teams, Meet, …, and any mask in "
+        "[pasted_links]) a matching CONFERENCE property; nothing else is done.",
+    ),
+    "max_concurrency": (
+        "4",
+        positive_int,
+        "Provider calls at once, for the whole server (e.g. while a calendar is imported).",
+    ),
+    "max_waiting_saves": (
+        "auto",
+        auto_or_count,
+        "Saves that may wait for a provider at once; more return at once with the "
+        '"link pending" note. auto: half of Radicale\'s [server] max_connections, '
+        "so a slow provider never takes every connection from other users.",
+    ),
 }
 
 MAIL_SCHEMA: Schema = {
-    "enabled": ("false", boolean,
-                "Send invitation e-mails (iMIP) with the join link to attendees. Off by default: "
-                "many clients send their own invitations, with the keyword instead of the link."),
+    "enabled": (
+        "false",
+        boolean,
+        "Send invitation e-mails (iMIP) with the join link to attendees. Off by default: "
+        "many clients send their own invitations, with the keyword instead of the link.",
+    ),
     "host": ("", str, "SMTP server (required when enabled)."),
     "port": ("auto", port, "SMTP port; auto: 587 for starttls, 465 for tls, 25 for none."),
-    "security": ("starttls", one_of("starttls", "tls", "none"),
-                 "starttls (submission, port 587), tls (implicit TLS, port 465) or none "
-                 "(plain SMTP: only for a relay on the same host or network)."),
-    "ca_file": ("", str, "PEM file of CA certificates to check the SMTP server's certificate "
-                         "with; empty: the system's."),
+    "security": (
+        "starttls",
+        one_of("starttls", "tls", "none"),
+        "starttls (submission, port 587), tls (implicit TLS, port 465) or none "
+        "(plain SMTP: only for a relay on the same host or network).",
+    ),
+    "ca_file": (
+        "",
+        str,
+        "PEM file of CA certificates to check the SMTP server's certificate "
+        "with; empty: the system's.",
+    ),
     "username": ("", str, "SMTP login; empty: no authentication."),
     "password_file": ("", str, "File holding the SMTP password."),
-    "password_env": ("MEETPLUGIN_SMTP_PASSWORD", str,
-                     "Environment variable holding the SMTP password; read when password_file "
-                     "is empty."),
+    "password_env": (
+        "MEETPLUGIN_SMTP_PASSWORD",
+        str,
+        "Environment variable holding the SMTP password; read when password_file is empty.",
+    ),
     "timeout": ("30", positive_float, "Seconds one SMTP command may take."),
-    "sender_policy": ("fixed", one_of("fixed", "organizer"),
-                      "fixed: From is `sender` with the organizer's name, Reply-To is the "
-                      "organizer. organizer: From is the organizer's own address (the SMTP "
-                      "server must let the login send as every owner)."),
-    "sender": ("", mail_address, "The From address for sender_policy = fixed, e.g. "
-                                 "calendar@example.com."),
-    "send_to_organizer": ("false", boolean,
-                          "Also send the organizer each letter (the seeds' systems do)."),
-    "language": ("", language_or_default,
-                 "Language of the letters: ru or en; empty: [meetplugin] language."),
+    "sender_policy": (
+        "fixed",
+        one_of("fixed", "organizer"),
+        "fixed: From is `sender` with the organizer's name, Reply-To is the "
+        "organizer. organizer: From is the organizer's own address (the SMTP "
+        "server must let the login send as every owner).",
+    ),
+    "sender": (
+        "",
+        mail_address,
+        "The From address for sender_policy = fixed, e.g. calendar@example.com.",
+    ),
+    "send_to_organizer": (
+        "false",
+        boolean,
+        "Also send the organizer each letter (the seeds' systems do).",
+    ),
+    "language": (
+        "",
+        language_or_default,
+        "Language of the letters: ru or en; empty: [meetplugin] language.",
+    ),
 }
 
 COMMON_PROVIDER_SCHEMA: Schema = {
@@ -201,8 +260,12 @@ def read_secret(file_path: str, env_name: str, what: str) -> Secret:
         except OSError as e:
             raise ConfigError(f"{what}: cannot read the file {path}: {e.strerror}") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            logger.warning("meetplugin: %s file %s can be read by other users; "
-                           "run: chmod 600 %s", what, path, path)
+            logger.warning(
+                "meetplugin: %s file %s can be read by other users; run: chmod 600 %s",
+                what,
+                path,
+                path,
+            )
         return Secret(value, f"file {path}")
     if env_name:
         return Secret(os.environ.get(env_name, "").strip(), f"env {env_name}")
@@ -218,14 +281,16 @@ class Section:
         return self.values[option]
 
 
-def read_section(parser: configparser.ConfigParser, name: str, schema: Schema,
-                 source: str) -> dict[str, Any]:
+def read_section(
+    parser: configparser.ConfigParser, name: str, schema: Schema, source: str
+) -> dict[str, Any]:
     """One INI section checked against its schema: unknown options and bad values say where."""
     raw = dict(parser.items(name)) if parser.has_section(name) else {}
     unknown = sorted(set(raw) - set(schema))
     if unknown:
-        raise ConfigError(f"{source}: unknown option {unknown[0]!r} in [{name}]; "
-                          f"known: {', '.join(schema)}")
+        raise ConfigError(
+            f"{source}: unknown option {unknown[0]!r} in [{name}]; known: {', '.join(schema)}"
+        )
     values: dict[str, Any] = {}
     for option, (default, convert, _help) in schema.items():
         text = raw.get(option, default)
@@ -236,21 +301,24 @@ def read_section(parser: configparser.ConfigParser, name: str, schema: Schema,
     return values
 
 
-def _section(parser: configparser.ConfigParser, name: str, schema: Schema,
-             source: str) -> Section:
+def _section(parser: configparser.ConfigParser, name: str, schema: Schema, source: str) -> Section:
     return Section(name, read_section(parser, name, schema, source))
 
 
 @dataclass(frozen=True)
 class Settings:
     main: Section
-    providers: Mapping[str, Section]          # name -> options (common + the provider's own)
+    providers: Mapping[str, Section]  # name -> options (common + the provider's own)
     owner_addresses: Mapping[str, tuple[str, ...]]
     configured: frozenset[str] = frozenset()  # providers that have a section in the file
     source: str = "defaults"
     pasted_link_masks: Mapping[str, str] = field(default_factory=dict)  # name -> regex
-    mail: Section = field(default_factory=lambda: Section("mail", {
-        option: convert(default) for option, (default, convert, _help) in MAIL_SCHEMA.items()}))
+    mail: Section = field(
+        default_factory=lambda: Section(
+            "mail",
+            {option: convert(default) for option, (default, convert, _help) in MAIL_SCHEMA.items()},
+        )
+    )
 
     def addresses_of(self, user: str) -> frozenset[str]:
         explicit = self.owner_addresses.get(user.lower(), ())
@@ -258,7 +326,7 @@ class Settings:
         return frozenset(a.strip().lower() for a in (*explicit, *templated) if a.strip())
 
 
-def load(path: Optional[str], provider_schemas: Mapping[str, Schema]) -> Settings:
+def load(path: str | None, provider_schemas: Mapping[str, Schema]) -> Settings:
     """Read and check the plugin config; a missing path means all defaults."""
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
     parser.optionxform = str.lower  # type: ignore[assignment]
@@ -276,31 +344,42 @@ def load(path: Optional[str], provider_schemas: Mapping[str, Schema]) -> Setting
         if name in ("meetplugin", "owner_addresses", "pasted_links", "mail"):
             continue
         if not name.startswith("provider:") or name[9:] not in provider_schemas:
-            raise ConfigError(f"{source}: unknown section [{name}]; providers: "
-                              f"{', '.join(f'[provider:{n}]' for n in provider_schemas)}")
+            raise ConfigError(
+                f"{source}: unknown section [{name}]; providers: "
+                f"{', '.join(f'[provider:{n}]' for n in provider_schemas)}"
+            )
     main = _section(parser, "meetplugin", MAIN_SCHEMA, source)
     providers = {
         name: _section(parser, f"provider:{name}", {**COMMON_PROVIDER_SCHEMA, **schema}, source)
         for name, schema in provider_schemas.items()
     }
     if main["default_provider"] not in providers:
-        raise ConfigError(f"{source}: [meetplugin] default_provider = "
-                          f"{main['default_provider']!r} is not a provider")
-    owners = {user.lower(): csv(value) for user, value in
-              (parser.items("owner_addresses") if parser.has_section("owner_addresses") else [])}
+        raise ConfigError(
+            f"{source}: [meetplugin] default_provider = "
+            f"{main['default_provider']!r} is not a provider"
+        )
+    owners = {
+        user.lower(): csv(value)
+        for user, value in (
+            parser.items("owner_addresses") if parser.has_section("owner_addresses") else []
+        )
+    }
     configured = frozenset(n[9:] for n in parser.sections() if n.startswith("provider:"))
     masks = dict(parser.items("pasted_links")) if parser.has_section("pasted_links") else {}
     for name, regex in masks.items():
         try:
             re.compile(regex)
         except re.error as e:
-            raise ConfigError(f"{source}: [pasted_links] {name}: not a regular expression: {e}") \
-                from None
+            raise ConfigError(
+                f"{source}: [pasted_links] {name}: not a regular expression: {e}"
+            ) from None
     mail = _section(parser, "mail", MAIL_SCHEMA, source)
     if mail["enabled"]:
         if not mail["host"].strip():
             raise ConfigError(f"{source}: [mail] is enabled but has no host")
         if mail["sender_policy"] == "fixed" and not mail["sender"]:
-            raise ConfigError(f"{source}: [mail] sender_policy = fixed needs a sender "
-                              "address, e.g. sender = calendar@example.com")
+            raise ConfigError(
+                f"{source}: [mail] sender_policy = fixed needs a sender "
+                "address, e.g. sender = calendar@example.com"
+            )
     return Settings(main, providers, owners, configured, source, masks, mail)

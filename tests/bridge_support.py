@@ -14,12 +14,11 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Optional
 
 import requests
-
 from harness import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,22 +50,37 @@ class XandikosServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.port = 0
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "XandikosServer":
+    def start(self) -> XandikosServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         log = open(self.folder / "xandikos.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "xandikos", "serve", "--defaults",
-             "-d", str(self.folder / "data"), "-l", "127.0.0.1", "-p", str(self.port),
-             "--current-user-principal", "/alice/", "--no-detect-systemd"],
-            stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "XDG_DATA_HOME": str(self.folder / "xdg")})
+            [
+                sys.executable,
+                "-m",
+                "xandikos",
+                "serve",
+                "--defaults",
+                "-d",
+                str(self.folder / "data"),
+                "-l",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "--current-user-principal",
+                "/alice/",
+                "--no-detect-systemd",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "XDG_DATA_HOME": str(self.folder / "xdg")},
+        )
         log.close()
         wait_listening(self.port, self.process)
         return self
@@ -78,11 +92,10 @@ class XandikosServer:
 class Dav:
     """A person's CalDAV client on one server (raw HTTP, as Thunderbird would do)."""
 
-    def __init__(self, name: str, url: str, home: str, user: str = "",
-                 password: str = "") -> None:
+    def __init__(self, name: str, url: str, home: str, user: str = "", password: str = "") -> None:
         self.name = name
         self.url = url.rstrip("/")
-        self.home = home          # where new calendars go, e.g. /alice/ or /alice/calendars/
+        self.home = home  # where new calendars go, e.g. /alice/ or /alice/calendars/
         self.user = user
         self.password = password
         self.http = requests.Session()
@@ -114,14 +127,23 @@ class Dav:
         assert r.status_code in (200, 204), r.status_code
 
 
-def bridge_config(folder: Path, dav: Dav, plugin_conf: str, calendars: str = "",
-                  **account: str) -> Path:
+def bridge_config(
+    folder: Path, dav: Dav, plugin_conf: str, calendars: str = "", **account: str
+) -> Path:
     """Write the bridge's config (and the plugin's) into `folder`; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meetplugin.conf").write_text(plugin_conf)
-    lines = ["[bridge]", "meetplugin_config = meetplugin.conf", "state_dir = state",
-             "interval = 0.2", "http_timeout = 10", "", "[account:alice]", f"url = {dav.url}/",
-             "owner = alice"]
+    lines = [
+        "[bridge]",
+        "meetplugin_config = meetplugin.conf",
+        "state_dir = state",
+        "interval = 0.2",
+        "http_timeout = 10",
+        "",
+        "[account:alice]",
+        f"url = {dav.url}/",
+        "owner = alice",
+    ]
     if dav.user:
         (folder / "password").write_text(dav.password)
         (folder / "password").chmod(0o600)
@@ -147,13 +169,14 @@ class RewritingProxy:
     (method, path) pairs answered 500.
     """
 
-    def __init__(self, upstream: str, drop: tuple[str, ...] = (),
-                 refuse: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, upstream: str, drop: tuple[str, ...] = (), refuse: tuple[str, ...] = ()
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.broken: set[tuple[str, str]] = set()  # (method, path) answered 500
         self.drop = tuple(d.upper() for d in drop)
         self.refuse = tuple(r.upper() for r in refuse)
-        self.puts: list[tuple[int, str]] = []   # (status, body as forwarded)
+        self.puts: list[tuple[int, str]] = []  # (status, body as forwarded)
         self.refused = 0
         self._http = threading.local()
         proxy = self
@@ -171,23 +194,36 @@ class RewritingProxy:
                     return self._send(500, {}, b"broken")
                 if self.command == "PUT":
                     text = unfold(body.decode("utf-8"))
-                    names = {line.split(":", 1)[0].split(";", 1)[0].upper()
-                             for line in text.splitlines()}
+                    names = {
+                        line.split(":", 1)[0].split(";", 1)[0].upper() for line in text.splitlines()
+                    }
                     if any(n in names for n in proxy.refuse):
                         proxy.refused += 1
                         return self._send(403, {}, b"refused: unsupported property")
-                    kept = [line for line in text.splitlines()
-                            if not line.split(":", 1)[0].split(";", 1)[0].upper().startswith(
-                                proxy.drop or ("\0",))]
+                    kept = [
+                        line
+                        for line in text.splitlines()
+                        if not line.split(":", 1)[0]
+                        .split(";", 1)[0]
+                        .upper()
+                        .startswith(proxy.drop or ("\0",))
+                    ]
                     body = ("\r\n".join(kept) + "\r\n").encode("utf-8")
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length", "connection")}
-                r = proxy.session().request(self.command, proxy.upstream + self.path,
-                                            data=body or None, headers=headers)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                r = proxy.session().request(
+                    self.command, proxy.upstream + self.path, data=body or None, headers=headers
+                )
                 if self.command == "PUT":
                     proxy.puts.append((r.status_code, body.decode("utf-8")))
-                out = {k: v for k, v in r.headers.items()
-                       if k.lower() in ("etag", "content-type", "www-authenticate", "dav")}
+                out = {
+                    k: v
+                    for k, v in r.headers.items()
+                    if k.lower() in ("etag", "content-type", "www-authenticate", "dav")
+                }
                 self._send(r.status_code, out, r.content)
 
             def _send(self, status: int, headers: dict, data: bytes) -> None:
@@ -215,7 +251,7 @@ class RewritingProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> "RewritingProxy":
+    def start(self) -> RewritingProxy:
         self._thread.start()
         return self
 
@@ -227,14 +263,21 @@ class RewritingProxy:
 class BridgeProcess:
     """`python -m bridge` as its own process, its log lines awaited."""
 
-    def __init__(self, config: Path, *args: str, env: Optional[dict] = None) -> None:
+    def __init__(self, config: Path, *args: str, env: dict | None = None) -> None:
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bridge", "--config", str(config), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                [str(ROOT), os.environ.get("PYTHONPATH", "")]), **(env or {})})
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                **(env or {}),
+            },
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -282,7 +325,7 @@ class BridgeProcess:
             self.process.wait()
 
 
-def run_once(config: Path, env: Optional[dict] = None, timeout: float = 60) -> BridgeProcess:
+def run_once(config: Path, env: dict | None = None, timeout: float = 60) -> BridgeProcess:
     process = BridgeProcess(config, "--once", env=env)
     code = process.wait(timeout)
     assert code == 0, process.log[-3000:]

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from emulators.telemost import TelemostEmulator  # noqa: E402
 from harness import TOKEN, RadicaleServer, plugin_config  # noqa: E402,F401
 
+
 @pytest.fixture(scope="module")
 def telemost():
     emu = TelemostEmulator(token=TOKEN).start()
@@ -20,8 +21,11 @@ def telemost():
 @pytest.fixture(scope="module")
 def radicale(tmp_path_factory, telemost):
     """Radicale with the plugin, Jitsi default, Telemost pointed at the emulator."""
-    server = RadicaleServer(tmp_path_factory.mktemp("radicale"), plugin_config(telemost.url),
-                            env={"TELEMOST_TOKEN": TOKEN}).start()
+    server = RadicaleServer(
+        tmp_path_factory.mktemp("radicale"),
+        plugin_config(telemost.url),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     server.ensure_user("alice")
     server.ensure_user("bob")
     yield server

@@ -11,14 +11,13 @@ import textwrap
 import threading
 import uuid
 from pathlib import Path
-from typing import Optional
 
 import requests
 
 USERS = {"alice": "alice", "bob": "bob"}
 
 
-def stop_process(process: Optional[subprocess.Popen]) -> None:
+def stop_process(process: subprocess.Popen | None) -> None:
     """SIGTERM, and SIGKILL if it has not ended within 20 s."""
     if process and process.poll() is None:
         process.terminate()
@@ -27,40 +26,68 @@ def stop_process(process: Optional[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
 TOKEN = "test-token-123"  # the Telemost emulator's token
 
 
 def plugin_config(telemost_url: str, **main: str) -> str:
     """A plugin config: Jitsi default, Telemost at the emulator, fast retries for tests."""
-    options = {"default_provider": "jitsi", "language": "ru",
-               "owner_addresses": "{user}@example.com", "provider_timeout": "5",
-               "call_timeout": "3", "retry_initial": "0.2", "retry_max_delay": "1", **main}
-    lines = ["[meetplugin]", *(f"{k} = {v}" for k, v in options.items()),
-             "[provider:jitsi]", "base_url = https://meet.jit.si",
-             "[provider:telemost]", f"api_url = {telemost_url}", "token_env = TELEMOST_TOKEN"]
+    options = {
+        "default_provider": "jitsi",
+        "language": "ru",
+        "owner_addresses": "{user}@example.com",
+        "provider_timeout": "5",
+        "call_timeout": "3",
+        "retry_initial": "0.2",
+        "retry_max_delay": "1",
+        **main,
+    }
+    lines = [
+        "[meetplugin]",
+        *(f"{k} = {v}" for k, v in options.items()),
+        "[provider:jitsi]",
+        "base_url = https://meet.jit.si",
+        "[provider:telemost]",
+        f"api_url = {telemost_url}",
+        "token_env = TELEMOST_TOKEN",
+    ]
     return "\n".join(lines) + "\n"
 
 
 class RadicaleServer:
     """Radicale with the plugin (or plain, `plugin=False`) in its own folder."""
 
-    def __init__(self, folder: Path, plugin_config: str = "", plugin: bool = True,
-                 env: Optional[dict] = None, extra_radicale: str = "",
-                 storage: Optional[Path] = None, server_options: str = "") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        plugin_config: str = "",
+        plugin: bool = True,
+        env: dict | None = None,
+        extra_radicale: str = "",
+        storage: Path | None = None,
+        server_options: str = "",
+    ) -> None:
         self.folder = folder
         self.storage = storage or folder / "collections"  # another server's, to share it
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
-        storage_type = "type = radicale_meetplugin\nmeetplugin_config = {}\n".format(
-            folder / "meetplugin.conf") if plugin else "type = multifilesystem\n"
+        storage_type = (
+            "type = radicale_meetplugin\nmeetplugin_config = {}\n".format(
+                folder / "meetplugin.conf"
+            )
+            if plugin
+            else "type = multifilesystem\n"
+        )
         (folder / "meetplugin.conf").write_text(textwrap.dedent(plugin_config))
-        (folder / "radicale.conf").write_text(textwrap.dedent(f"""\
+        (folder / "radicale.conf").write_text(
+            textwrap.dedent(f"""\
             [server]
             hosts = 127.0.0.1:1
             {server_options}
             [auth]
             type = htpasswd
-            htpasswd_filename = {folder / 'users'}
+            htpasswd_filename = {folder / "users"}
             htpasswd_encryption = plain
             delay = 0
             [rights]
@@ -68,17 +95,21 @@ class RadicaleServer:
             [storage]
             filesystem_folder = {self.storage}
             predefined_collections = {{"calendar": {{"tag": "VCALENDAR", "D:displayname": "Calendar"}}}}
-            """) + storage_type + textwrap.dedent("""\
+            """)
+            + storage_type
+            + textwrap.dedent("""\
             [logging]
             level = info
-            """) + extra_radicale)
+            """)
+            + extra_radicale
+        )
         self.env = {**os.environ, **(env or {})}
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
         self.log_lines: list[str] = []
         self.port = 0
         self._ready = threading.Event()
         self._logged = threading.Condition()
-        self._reader: Optional[threading.Thread] = None
+        self._reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -88,19 +119,24 @@ class RadicaleServer:
     def log(self) -> str:
         return "".join(self.log_lines)
 
-    def start(self, timeout: float = 60) -> "RadicaleServer":
+    def start(self, timeout: float = 60) -> RadicaleServer:
         # Radicale refuses port 0, so take a free port and pass it on.
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         conf = self.folder / "radicale.conf"
-        conf.write_text(re.sub(r"hosts = 127\.0\.0\.1:\S+", f"hosts = 127.0.0.1:{self.port}",
-                               conf.read_text()))
+        conf.write_text(
+            re.sub(r"hosts = 127\.0\.0\.1:\S+", f"hosts = 127.0.0.1:{self.port}", conf.read_text())
+        )
         self._ready.clear()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "radicale", "--config", str(self.folder / "radicale.conf")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, text=True,
-            bufsize=1)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            text=True,
+            bufsize=1,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if not self._ready.wait(timeout) or not self.port:
@@ -172,8 +208,11 @@ class RadicaleServer:
         return s
 
     def put(self, user: str, path: str, text: str, **headers: str) -> requests.Response:
-        return self.session(user).put(f"{self.url}/{path}", data=text.encode(),
-                                      headers={"Content-Type": "text/calendar", **headers})
+        return self.session(user).put(
+            f"{self.url}/{path}",
+            data=text.encode(),
+            headers={"Content-Type": "text/calendar", **headers},
+        )
 
     def get(self, user: str, path: str) -> requests.Response:
         return self.session(user).get(f"{self.url}/{path}")
@@ -187,17 +226,30 @@ class RadicaleServer:
         assert r.status_code == 207, r.text
 
 
-def event(uid: Optional[str] = None, location: str = "", summary: str = "Планёрка",
-          description: str = "", extra: str = "", start: str = "20261125T100000",
-          end: str = "20261125T110000", tzid: str = "Europe/Moscow",
-          components: str = "") -> str:
+def event(
+    uid: str | None = None,
+    location: str = "",
+    summary: str = "Планёрка",
+    description: str = "",
+    extra: str = "",
+    start: str = "20261125T100000",
+    end: str = "20261125T110000",
+    tzid: str = "Europe/Moscow",
+    components: str = "",
+) -> str:
     """A small VCALENDAR with one VEVENT (and optional extra components)."""
     uid = uid or f"{uuid.uuid4()}@test"
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//meetplugin tests//EN",
-             "BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20261121T100000Z",
-             f"DTSTART;TZID={tzid}:{start}" if tzid else f"DTSTART:{start}",
-             f"DTEND;TZID={tzid}:{end}" if tzid else f"DTEND:{end}",
-             f"SUMMARY:{summary}"]
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//meetplugin tests//EN",
+        "BEGIN:VEVENT",
+        f"UID:{uid}",
+        "DTSTAMP:20261121T100000Z",
+        f"DTSTART;TZID={tzid}:{start}" if tzid else f"DTSTART:{start}",
+        f"DTEND;TZID={tzid}:{end}" if tzid else f"DTEND:{end}",
+        f"SUMMARY:{summary}",
+    ]
     if location:
         lines.append(f"LOCATION:{location}")
     if description:

@@ -14,10 +14,10 @@ import collections
 import email
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
-from typing import Callable, Optional
 
 import icalendar
 from aiosmtpd.controller import Controller
@@ -57,7 +57,7 @@ class Letter:
 
 
 class _Handler:
-    def __init__(self, inbox: "Inbox") -> None:
+    def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -88,17 +88,18 @@ class Inbox:
         self.port = 0
         self.options = smtp_options
         self._changed = threading.Condition()
-        self._controller: Optional[Controller] = None
+        self._controller: Controller | None = None
 
     # --- the server -----------------------------------------------------------------
 
-    def start(self) -> "Inbox":
+    def start(self) -> Inbox:
         if not self.port:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 self.port = probe.getsockname()[1]
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                      **self.options)
+        self._controller = Controller(
+            _Handler(self), hostname="127.0.0.1", port=self.port, **self.options
+        )
         self._controller.start()
         return self
 
@@ -134,12 +135,10 @@ class Inbox:
     # --- what arrived ---------------------------------------------------------------
 
     def _keep(self, envelope) -> None:
-        raw = envelope.content if isinstance(envelope.content, bytes) else \
-            envelope.content.encode()
+        raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
         message = email.message_from_bytes(raw, policy=policy.default)
         with self._changed:
-            self.letters.append(Letter(envelope.mail_from, list(envelope.rcpt_tos), raw,
-                                       message))
+            self.letters.append(Letter(envelope.mail_from, list(envelope.rcpt_tos), raw, message))
             self._changed.notify_all()
 
     def of(self, uid: str) -> list[Letter]:

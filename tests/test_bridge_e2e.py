@@ -8,14 +8,19 @@ import uuid
 
 import icalendar
 import pytest
+from bridge_support import (
+    Dav,
+    RewritingProxy,
+    XandikosServer,
+    bridge_config,
+    editing_client_factory,
+)
+from conftest import TOKEN, plugin_config
+from harness import RadicaleServer, event
 
 from bridge import config as bridge_config_module
 from bridge.caldav_client import CalDAVClient
 from bridge.runner import Bridge
-from bridge_support import (Dav, RewritingProxy, XandikosServer, bridge_config,
-                            editing_client_factory)
-from conftest import TOKEN, plugin_config
-from harness import RadicaleServer, event
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +63,9 @@ def make_bridge(tmp_path, telemost, monkeypatch):
     made: list[Bridge] = []
 
     def make(dav: Dav, calendars: str = "", client_factory=CalDAVClient, **account) -> Bridge:
-        path = bridge_config(tmp_path / f"bridge{len(made)}", dav, plugin_config(telemost.url),
-                             calendars, **account)
+        path = bridge_config(
+            tmp_path / f"bridge{len(made)}", dav, plugin_config(telemost.url), calendars, **account
+        )
         bridge = Bridge(bridge_config_module.load(str(path)), client_factory)
         made.append(bridge)
         return bridge
@@ -101,10 +107,10 @@ def deleted_ids(telemost) -> list[str]:
 
 # --- create ---------------------------------------------------------------------
 
+
 def test_keyword_gets_one_conference_and_the_link_written_back(dav, cal, make_bridge, telemost):
     bridge = make_bridge(dav, cal)
-    uid, path, text = new_event(cal, location="Переговорная 5; телемост",
-                                description="Повестка")
+    uid, path, text = new_event(cal, location="Переговорная 5; телемост", description="Повестка")
     assert dav.put(path, text).status_code == 201
     report = bridge.cycle()
     assert (report.read, report.jobs) == (1, 1)
@@ -127,8 +133,7 @@ def test_keyword_gets_one_conference_and_the_link_written_back(dav, cal, make_br
     assert dav.get(path)[0] == stored
 
 
-def test_generic_keyword_gets_a_jitsi_link_without_provider_calls(dav, cal, make_bridge,
-                                                                   telemost):
+def test_generic_keyword_gets_a_jitsi_link_without_provider_calls(dav, cal, make_bridge, telemost):
     bridge = make_bridge(dav, cal)
     _uid, path, text = new_event(cal, location="онлайн")
     dav.put(path, text)
@@ -153,7 +158,8 @@ def test_unmarked_events_are_never_written(dav, cal, make_bridge, telemost):
 
 
 def test_a_refused_create_is_explained_once_and_not_retried_by_each_cycle(
-        dav, cal, make_bridge, telemost):
+    dav, cal, make_bridge, telemost
+):
     telemost.personal_account = True  # 403 ApiRestrictedToOrganizations
     bridge = make_bridge(dav, cal)
     _uid, path, text = new_event(cal, location="telemost")
@@ -169,6 +175,7 @@ def test_a_refused_create_is_explained_once_and_not_retried_by_each_cycle(
 
 # --- edit, concurrent edit --------------------------------------------------------
 
+
 def test_edit_keeps_the_one_conference(dav, cal, make_bridge, telemost):
     bridge = make_bridge(dav, cal)
     _uid, path, text = new_event(cal, location="telemost")
@@ -176,8 +183,11 @@ def test_edit_keeps_the_one_conference(dav, cal, make_bridge, telemost):
     settle_down(bridge)
     stored, etag = dav.get(path)
     join_url = str(first(stored)["LOCATION"])
-    edited = stored.replace("SUMMARY:Планёрка", "SUMMARY:Планёрка (перенесена)").replace(
-        "20261125T100000", "20261125T150000").replace("20261125T110000", "20261125T160000")
+    edited = (
+        stored.replace("SUMMARY:Планёрка", "SUMMARY:Планёрка (перенесена)")
+        .replace("20261125T100000", "20261125T150000")
+        .replace("20261125T110000", "20261125T160000")
+    )
     assert dav.put(path, edited, etag).status_code in (200, 204)
     report = bridge.cycle()
     assert report.read == 1
@@ -189,15 +199,15 @@ def test_edit_keeps_the_one_conference(dav, cal, make_bridge, telemost):
 
 
 def test_edit_between_read_and_write_is_kept_and_makes_no_second_conference(
-        dav, cal, make_bridge, telemost):
+    dav, cal, make_bridge, telemost
+):
     """The person saves while the bridge works: its PUT gets 412; it reads again."""
     _uid, path, text = new_event(cal, location="telemost", description="Повестка")
 
     def person_edits(href: str, n: int) -> None:
         if n == 1:  # just before the bridge's first write (the "link pending" note)
             current, etag = dav.get(path)
-            dav.put(path, current.replace("SUMMARY:Планёрка", "SUMMARY:Планёрка у Ивана"),
-                    etag)
+            dav.put(path, current.replace("SUMMARY:Планёрка", "SUMMARY:Планёрка у Ивана"), etag)
 
     bridge = make_bridge(dav, cal, client_factory=editing_client_factory(person_edits))
     dav.put(path, text)
@@ -233,11 +243,14 @@ def test_edit_before_the_late_link_lands_is_kept(dav, cal, make_bridge, telemost
 
 # --- delete, cancel ------------------------------------------------------------
 
+
 def test_organizer_delete_deletes_the_conference(dav, cal, make_bridge, telemost):
     bridge = make_bridge(dav, cal)
-    _uid, path, text = new_event(cal, location="telemost",
-                                 extra="ORGANIZER:mailto:alice@example.com\n"
-                                       "ATTENDEE:mailto:bob@example.com")
+    _uid, path, text = new_event(
+        cal,
+        location="telemost",
+        extra="ORGANIZER:mailto:alice@example.com\nATTENDEE:mailto:bob@example.com",
+    )
     dav.put(path, text)
     settle_down(bridge)
     conf_id = str(first(dav.get(path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
@@ -266,16 +279,22 @@ def test_cancelling_deletes_the_conference_and_keeps_the_event(dav, cal, make_br
 
 # --- recurring, attendee copy ------------------------------------------------------
 
+
 def test_recurring_series_gets_one_conference_and_overrides_carry_the_link(
-        dav, cal, make_bridge, telemost):
+    dav, cal, make_bridge, telemost
+):
     bridge = make_bridge(dav, cal)
     uid, path, _ = new_event(cal)
-    text = event(uid, location="telemost", extra="RRULE:FREQ=WEEKLY;COUNT=5",
-                 components="BEGIN:VEVENT\nUID:" + uid + "\nDTSTAMP:20261121T100000Z\n"
-                 "RECURRENCE-ID;TZID=Europe/Moscow:20261202T100000\n"
-                 "DTSTART;TZID=Europe/Moscow:20261202T120000\n"
-                 "DTEND;TZID=Europe/Moscow:20261202T130000\n"
-                 "SUMMARY:Планёрка (позже)\nLOCATION:telemost\nEND:VEVENT")
+    text = event(
+        uid,
+        location="telemost",
+        extra="RRULE:FREQ=WEEKLY;COUNT=5",
+        components="BEGIN:VEVENT\nUID:" + uid + "\nDTSTAMP:20261121T100000Z\n"
+        "RECURRENCE-ID;TZID=Europe/Moscow:20261202T100000\n"
+        "DTSTART;TZID=Europe/Moscow:20261202T120000\n"
+        "DTEND;TZID=Europe/Moscow:20261202T130000\n"
+        "SUMMARY:Планёрка (позже)\nLOCATION:telemost\nEND:VEVENT",
+    )
     dav.put(path, text)
     settle_down(bridge)
     events = vevents(dav.get(path)[0])
@@ -289,9 +308,12 @@ def test_recurring_series_gets_one_conference_and_overrides_carry_the_link(
 
 def test_attendee_copy_is_never_provisioned_nor_written(dav, cal, make_bridge, telemost):
     bridge = make_bridge(dav, cal)
-    _uid, path, text = new_event(cal, location="telemost",
-                                 extra="ORGANIZER:mailto:bob@example.com\n"
-                                       "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:alice@example.com")
+    _uid, path, text = new_event(
+        cal,
+        location="telemost",
+        extra="ORGANIZER:mailto:bob@example.com\n"
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:alice@example.com",
+    )
     dav.put(path, text)
     before = dav.get(path)
     report = bridge.cycle()
@@ -305,8 +327,9 @@ def test_attendee_copy_is_never_provisioned_nor_written(dav, cal, make_bridge, t
 def test_account_addresses_make_the_owner_the_organizer(dav, cal, make_bridge, telemost):
     """An ORGANIZER address outside the plugin's templates, named in the account."""
     bridge = make_bridge(dav, cal, addresses="a.ivanova@corp.example")
-    _uid, path, text = new_event(cal, location="telemost",
-                                 extra="ORGANIZER:mailto:A.Ivanova@corp.example")
+    _uid, path, text = new_event(
+        cal, location="telemost", extra="ORGANIZER:mailto:A.Ivanova@corp.example"
+    )
     dav.put(path, text)
     settle_down(bridge)
     assert str(first(dav.get(path)[0])["LOCATION"]).startswith("https://telemost.yandex.ru/j/")
@@ -314,6 +337,7 @@ def test_account_addresses_make_the_owner_the_organizer(dav, cal, make_bridge, t
 
 
 # --- moving between two followed calendars --------------------------------------------
+
 
 def test_event_moved_between_calendars_keeps_its_conference(dav, make_bridge, telemost):
     one, two = dav.mkcalendar(), dav.mkcalendar()
@@ -333,6 +357,7 @@ def test_event_moved_between_calendars_keeps_its_conference(dav, make_bridge, te
 
 # --- the cost of following -------------------------------------------------------
 
+
 def test_idle_cycle_costs_the_same_whatever_the_calendar_holds(dav, cal, make_bridge, telemost):
     bridge = make_bridge(dav, cal)
     empty = settle_down(bridge)
@@ -349,16 +374,19 @@ def test_idle_cycle_costs_the_same_whatever_the_calendar_holds(dav, cal, make_br
 
 
 def test_a_forgotten_sync_token_means_one_listing_and_no_repeated_work(
-        dav, cal, make_bridge, telemost):
+    dav, cal, make_bridge, telemost
+):
     bridge = make_bridge(dav, cal)
     for kw in ("telemost", "Room 1", "jitsi"):
         _uid, path, text = new_event(cal, location=kw)
         dav.put(path, text)
     settle_down(bridge)
     from bridge.state import CalendarState
+
     stored = bridge.state.calendar("alice", cal)
-    bridge.state.save_calendar("alice", cal, CalendarState("", "http://example.invalid/sync/1",
-                                                           stored.mode))
+    bridge.state.save_calendar(
+        "alice", cal, CalendarState("", "http://example.invalid/sync/1", stored.mode)
+    )
     report = bridge.cycle()
     assert report.changed == 1
     assert (report.read, report.written, report.jobs) == (0, 0, 0)
@@ -383,6 +411,7 @@ def test_without_sync_it_follows_etag_listings(dav, cal, make_bridge, telemost):
 
 
 # --- discovery ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["xandikos", "radicale"])
 def test_all_calendars_of_the_home_are_found_and_followed(tmp_path, make_bridge, telemost, kind):
@@ -421,6 +450,7 @@ def test_all_calendars_of_the_home_are_found_and_followed(tmp_path, make_bridge,
 
 # --- servers that rewrite what they are sent -------------------------------------------
 
+
 @pytest.fixture
 def proxy_for(plain):
     made: list[RewritingProxy] = []
@@ -440,9 +470,11 @@ EXTRAS = ("X-", "CONFERENCE")
 
 @pytest.mark.parametrize("behaviour", ["drops", "refuses"])
 def test_a_server_dropping_or_refusing_our_properties_still_gets_the_link_once(
-        proxy_for, make_bridge, telemost, behaviour):
-    proxy, dav = proxy_for(drop=EXTRAS) if behaviour == "drops" else proxy_for(
-        refuse=("CONFERENCE",))
+    proxy_for, make_bridge, telemost, behaviour
+):
+    proxy, dav = (
+        proxy_for(drop=EXTRAS) if behaviour == "drops" else proxy_for(refuse=("CONFERENCE",))
+    )
     cal = dav.mkcalendar()
     bridge = make_bridge(dav, cal)
     _uid, path, text = new_event(cal, location="telemost", description="Повестка")

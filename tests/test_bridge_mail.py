@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
-from bridge import config as bridge_config_module
-from bridge.caldav_client import CalDAVClient
-from bridge.runner import Bridge
 from bridge_support import Dav, XandikosServer, bridge_config, run_once
 from harness import TOKEN, event, plugin_config
 from smtp_inbox import Inbox
 from test_e2e_mail import END, IVAN, ORGANIZER, START, mail_config
+
+from bridge import config as bridge_config_module
+from bridge.caldav_client import CalDAVClient
+from bridge.runner import Bridge
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +39,17 @@ def dav(xandikos) -> Dav:
 
 
 def meeting(uid: str, *people: str) -> str:
-    return event(uid, location="онлайн", start=START, end=END,
-                 extra="\n".join([ORGANIZER, *people]))
+    return event(
+        uid, location="онлайн", start=START, end=END, extra="\n".join([ORGANIZER, *people])
+    )
 
 
-def test_the_bridge_invites_once_and_cancels_on_delete(tmp_path, dav, inbox, telemost,
-                                                      monkeypatch):
+def test_the_bridge_invites_once_and_cancels_on_delete(tmp_path, dav, inbox, telemost, monkeypatch):
     monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
     cal = dav.mkcalendar()
-    path = bridge_config(tmp_path / "bridge", dav,
-                         plugin_config(telemost.url) + mail_config(inbox), cal)
+    path = bridge_config(
+        tmp_path / "bridge", dav, plugin_config(telemost.url) + mail_config(inbox), cal
+    )
     bridge = Bridge(bridge_config_module.load(str(path)), CalDAVClient)
     try:
         uid = f"{uuid.uuid4()}@bridge"
@@ -64,17 +65,18 @@ def test_the_bridge_invites_once_and_cancels_on_delete(tmp_path, dav, inbox, tel
         bridge.cycle()
         [_, cancel] = inbox.wait_letters(uid, 2)
         assert (cancel.method, cancel.sequence) == ("CANCEL", 1)
-        assert [(s, r, m) for _i, u, s, r, m, _k, _st, _t in bridge.engine.store.mails()
-                if u == uid] == [(0, "ivan@example.com", "REQUEST"),
-                                 (1, "ivan@example.com", "CANCEL")]
+        assert [
+            (s, r, m) for _i, u, s, r, m, _k, _st, _t in bridge.engine.store.mails() if u == uid
+        ] == [(0, "ivan@example.com", "REQUEST"), (1, "ivan@example.com", "CANCEL")]
     finally:
         bridge.close()
 
 
 def test_a_cron_run_hands_its_letters_over_before_it_exits(tmp_path, dav, inbox, telemost):
     cal = dav.mkcalendar()
-    path = bridge_config(tmp_path / "bridge", dav,
-                         plugin_config(telemost.url) + mail_config(inbox), cal)
+    path = bridge_config(
+        tmp_path / "bridge", dav, plugin_config(telemost.url) + mail_config(inbox), cal
+    )
     uid = f"{uuid.uuid4()}@bridge"
     dav.put(f"{cal}{uid}.ics", meeting(uid, IVAN))
     run_once(path, env={"TELEMOST_TOKEN": TOKEN})

@@ -10,22 +10,32 @@ import uuid
 
 import icalendar
 import pytest
-
 from bridge_support import BridgeProcess, Dav, XandikosServer, bridge_config, run_once
 from conftest import TOKEN, plugin_config
 from harness import RadicaleServer, event
 
 ENV = {"TELEMOST_TOKEN": TOKEN}
-CYCLE = re.compile(r"bridge: cycle: (\d+) calendars, (\d+) changed; (\d+) read, (\d+) written, "
-                   r"(\d+) deleted, (\d+) own write-backs seen, (\d+) conflicts, (\d+) provider "
-                   r"jobs; (\d+) requests")
+CYCLE = re.compile(
+    r"bridge: cycle: (\d+) calendars, (\d+) changed; (\d+) read, (\d+) written, "
+    r"(\d+) deleted, (\d+) own write-backs seen, (\d+) conflicts, (\d+) provider "
+    r"jobs; (\d+) requests"
+)
 
 
 def cycle_of(process: BridgeProcess) -> dict:
     lines = [m for m in map(CYCLE.search, process.lines) if m]
     assert lines, process.log[-3000:]
-    names = ("calendars", "changed", "read", "written", "deleted", "ours", "conflicts", "jobs",
-             "requests")
+    names = (
+        "calendars",
+        "changed",
+        "read",
+        "written",
+        "deleted",
+        "ours",
+        "conflicts",
+        "jobs",
+        "requests",
+    )
     return dict(zip(names, map(int, lines[-1].groups())))
 
 
@@ -42,7 +52,8 @@ def location(dav: Dav, path: str) -> str:
 
 
 def test_once_from_cron_resumes_from_stored_tokens_without_repeating_work(
-        tmp_path, xandikos, telemost):
+    tmp_path, xandikos, telemost
+):
     dav = Dav("xandikos", xandikos.url, "/alice/calendars/")
     conf = bridge_config(tmp_path / "bridge", dav, plugin_config(telemost.url))  # all calendars
     cal = "/alice/calendars/calendar/"
@@ -62,8 +73,17 @@ def test_once_from_cron_resumes_from_stored_tokens_without_repeating_work(
     assert cycle_of(second)["read"] == 0 and cycle_of(second)["written"] == 0
     assert "calendar home" not in second.log  # the home came from the state, no discovery
     third = run_once(conf, ENV)
-    assert cycle_of(third) == dict(calendars=1, changed=0, read=0, written=0, deleted=0, ours=0,
-                                   conflicts=0, jobs=0, requests=1)
+    assert cycle_of(third) == dict(
+        calendars=1,
+        changed=0,
+        read=0,
+        written=0,
+        deleted=0,
+        ours=0,
+        conflicts=0,
+        jobs=0,
+        requests=1,
+    )
     # A change made while no bridge ran is picked up by the next run, and only it.
     late = f"{cal}{uuid.uuid4()}.ics"
     dav.put(late, event(late.rsplit("/", 1)[1][:-4], location="jitsi"))
@@ -98,10 +118,10 @@ def test_daemon_follows_changes_and_stops_cleanly_on_sigterm(tmp_path, xandikos,
         daemon.stop()
 
 
-def test_a_second_bridge_on_the_same_state_does_nothing(tmp_path, xandikos, telemost,
-                                                         monkeypatch):
+def test_a_second_bridge_on_the_same_state_does_nothing(tmp_path, xandikos, telemost, monkeypatch):
     from bridge import config
     from bridge.runner import Bridge
+
     dav = Dav("xandikos", xandikos.url, "/alice/calendars/")
     conf = bridge_config(tmp_path / "bridge", dav, plugin_config(telemost.url))
     monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
@@ -120,8 +140,9 @@ def test_a_refused_login_is_logged_without_the_password(tmp_path, telemost):
     try:
         server.ensure_user("alice")
         dav = Dav("radicale", server.url, "/alice/", "alice", "Wr0ng-S3cret-pw")
-        conf = bridge_config(tmp_path / "bridge", dav, plugin_config(telemost.url),
-                             "/alice/calendar/")
+        conf = bridge_config(
+            tmp_path / "bridge", dav, plugin_config(telemost.url), "/alice/calendar/"
+        )
         process = BridgeProcess(conf, "--once", env=ENV)
         assert process.wait() == 1
         assert "refused the login" in process.log

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import pytest
+from harness import event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge import config, follow
 from bridge.caldav_client import PutResult, Resource
 from bridge.state import BridgeState
-from bridge.writeback import (MAX_CONFLICTS, Link, Tally, Writer, uid_of,
-                              without_extras)
-from harness import event
+from bridge.writeback import MAX_CONFLICTS, Link, Tally, Writer, uid_of, without_extras
 from radicale_meetplugin import bootstrap
 from radicale_meetplugin.config import ConfigError
 
@@ -30,17 +29,28 @@ K = follow.Known
 
 # --- follow: table ---------------------------------------------------------------
 
-@pytest.mark.parametrize("known, changed, deleted, fetch, own, gone", [
-    ({}, {"/c/a": "1"}, [], ["/c/a"], [], []),                          # new
-    ({"/c/a": K("a", "1")}, {"/c/a": "1"}, [], [], [], []),             # handled already
-    ({"/c/a": K("a", "1")}, {"/c/a": "2"}, [], ["/c/a"], [], []),       # edited
-    ({"/c/a": K("a", "2", "2")}, {"/c/a": "2"}, [], [], ["/c/a"], []),  # our own write-back
-    ({"/c/a": K("a", "3", "2")}, {"/c/a": "2"}, [], [], ["/c/a"], []),  # ours, seen later
-    ({"/c/a": K("a", "1")}, {"/c/a": None}, [], ["/c/a"], [], []),      # no ETag: read to know
-    ({"/c/a": K("a", "1")}, {}, ["/c/a"], [], [], ["/c/a"]),            # deleted
-    ({}, {}, ["/c/x"], [], [], []),                                     # never seen: nothing
-    ({"/c/a": K("a", "1")}, {"/c/a": "2"}, ["/c/a"], ["/c/a"], [], []),  # re-created: changed wins
-])
+
+@pytest.mark.parametrize(
+    "known, changed, deleted, fetch, own, gone",
+    [
+        ({}, {"/c/a": "1"}, [], ["/c/a"], [], []),  # new
+        ({"/c/a": K("a", "1")}, {"/c/a": "1"}, [], [], [], []),  # handled already
+        ({"/c/a": K("a", "1")}, {"/c/a": "2"}, [], ["/c/a"], [], []),  # edited
+        ({"/c/a": K("a", "2", "2")}, {"/c/a": "2"}, [], [], ["/c/a"], []),  # our own write-back
+        ({"/c/a": K("a", "3", "2")}, {"/c/a": "2"}, [], [], ["/c/a"], []),  # ours, seen later
+        ({"/c/a": K("a", "1")}, {"/c/a": None}, [], ["/c/a"], [], []),  # no ETag: read to know
+        ({"/c/a": K("a", "1")}, {}, ["/c/a"], [], [], ["/c/a"]),  # deleted
+        ({}, {}, ["/c/x"], [], [], []),  # never seen: nothing
+        (
+            {"/c/a": K("a", "1")},
+            {"/c/a": "2"},
+            ["/c/a"],
+            ["/c/a"],
+            [],
+            [],
+        ),  # re-created: changed wins
+    ],
+)
 def test_delta(known, changed, deleted, fetch, own, gone):
     changes = follow.from_delta(known, changed, deleted)
     assert list(changes.fetch) == fetch
@@ -79,8 +89,9 @@ def known_states(draw):
 def test_listing_reads_exactly_the_versions_not_handled_and_converges(case):
     known, server = case
     changes = follow.from_listing(known, server)
-    assert set(changes.fetch) == {h for h, e in server.items()
-                                  if not follow.handled(known.get(h), e)}
+    assert set(changes.fetch) == {
+        h for h, e in server.items() if not follow.handled(known.get(h), e)
+    }
     assert set(changes.deleted) == set(known) - set(server)
     assert not set(changes.fetch) & set(changes.deleted)
     # Once the reads are judged, a second look finds nothing to do.
@@ -103,30 +114,39 @@ def test_a_delta_finds_what_a_full_listing_finds(before, after):
 
 # --- reading UIDs and trimming -----------------------------------------------------------
 
+
 def test_uid_of():
     assert uid_of(event("abc@x")) == "abc@x"
-    folded = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:long-\r\n uid\r\nEND:VEVENT\r\n"
-              "END:VCALENDAR\r\n")
+    folded = (
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:long-\r\n uid\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
     assert uid_of(folded) == "long-uid"
     assert uid_of('BEGIN:VEVENT\nUID;X-A="a:b":u1\nEND:VEVENT\n') == "u1"
     todo = "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:t1\nEND:VTODO\nEND:VCALENDAR\n"
     assert uid_of(todo) == ""
-    tz_first = ("BEGIN:VCALENDAR\nBEGIN:VTIMEZONE\nTZID:X\nEND:VTIMEZONE\nBEGIN:VEVENT\n"
-                "DTSTART:20260101T000000Z\nuid:lower\nEND:VEVENT\nEND:VCALENDAR\n")
+    tz_first = (
+        "BEGIN:VCALENDAR\nBEGIN:VTIMEZONE\nTZID:X\nEND:VTIMEZONE\nBEGIN:VEVENT\n"
+        "DTSTART:20260101T000000Z\nuid:lower\nEND:VEVENT\nEND:VCALENDAR\n"
+    )
     assert uid_of(tz_first) == "lower"
 
 
 def test_without_extras_keeps_the_link_in_location_and_description():
-    text = event("u@x", location="https://meet.jit.si/MeetA", description="Повестка",
-                 extra="CONFERENCE;VALUE=URI:https://meet.jit.si/MeetA\n"
-                       "X-MEETPLUGIN-PROVIDER:jitsi\nX-MEETPLUGIN-CONFERENCE-ID:MeetA\n"
-                       "X-OTHER:kept")
+    text = event(
+        "u@x",
+        location="https://meet.jit.si/MeetA",
+        description="Повестка",
+        extra="CONFERENCE;VALUE=URI:https://meet.jit.si/MeetA\n"
+        "X-MEETPLUGIN-PROVIDER:jitsi\nX-MEETPLUGIN-CONFERENCE-ID:MeetA\n"
+        "X-OTHER:kept",
+    )
     trimmed = without_extras(text)
     assert "CONFERENCE" not in trimmed and "X-MEETPLUGIN" not in trimmed
     assert "LOCATION:https://meet.jit.si/MeetA" in trimmed and "X-OTHER:kept" in trimmed
 
 
 # --- config -------------------------------------------------------------------------
+
 
 def write(tmp_path, text: str):
     path = tmp_path / "bridge.conf"
@@ -137,14 +157,20 @@ def write(tmp_path, text: str):
 def test_config_minimal_and_relative_paths(tmp_path):
     (tmp_path / "pw").write_text("s3cret-app-password\n")
     (tmp_path / "pw").chmod(0o600)
-    cfg = config.load(write(tmp_path, """
+    cfg = config.load(
+        write(
+            tmp_path,
+            """
 [bridge]
 meetplugin_config = meetplugin.conf
 [account:work]
 url = https://cloud.example.com/remote.php/dav
 username = alice
 password_file = pw
-"""), env={})
+""",
+        ),
+        env={},
+    )
     (account,) = cfg.accounts
     assert account.url == "https://cloud.example.com/remote.php/dav/"
     assert account.owner == "alice" and account.calendars == () and account.sync == "auto"
@@ -152,15 +178,25 @@ password_file = pw
     assert "s3cret" not in repr(cfg)
     assert cfg.meetplugin_config == str(tmp_path / "meetplugin.conf")
     assert cfg.state_dir == os.path.expanduser("~/.local/state/meetplugin-bridge")
-    assert config.load(write(tmp_path, "[account:x]\nurl = http://127.0.0.1/\nowner = x\n"),
-                       env={"STATE_DIRECTORY": "/var/lib/mb"}).state_dir == "/var/lib/mb"
+    assert (
+        config.load(
+            write(tmp_path, "[account:x]\nurl = http://127.0.0.1/\nowner = x\n"),
+            env={"STATE_DIRECTORY": "/var/lib/mb"},
+        ).state_dir
+        == "/var/lib/mb"
+    )
 
 
 def test_config_password_from_env_and_readable_file_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("NC_PASSWORD", "from-env")
-    cfg = config.load(write(tmp_path, "[account:a]\nurl = https://h/\nusername = a@corp.example\n"
-                                      "password_env = NC_PASSWORD\n"
-                                      "calendars = /dav/cal/, https://h/dav/two/\n"))
+    cfg = config.load(
+        write(
+            tmp_path,
+            "[account:a]\nurl = https://h/\nusername = a@corp.example\n"
+            "password_env = NC_PASSWORD\n"
+            "calendars = /dav/cal/, https://h/dav/two/\n",
+        )
+    )
     account = cfg.accounts[0]
     assert account.password.value == "from-env"
     assert account.addresses == ("a@corp.example",)  # a login that is an address is theirs
@@ -168,27 +204,35 @@ def test_config_password_from_env_and_readable_file_warning(tmp_path, monkeypatc
     (tmp_path / "pw").write_text("open")
     (tmp_path / "pw").chmod(0o644)
     with caplog.at_level(logging.WARNING):
-        config.load(write(tmp_path, "[account:a]\nurl = https://h/\nusername = a\n"
-                                    "password_file = pw\n"))
+        config.load(
+            write(tmp_path, "[account:a]\nurl = https://h/\nusername = a\npassword_file = pw\n")
+        )
     assert "chmod 600" in caplog.text and "open" not in caplog.text.replace("opened", "")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[account:a]\nurl = https://h/\nusername = a\n", "no password"),
-    ("[account:a]\nurl = https://h/\nusername = a\npassword_env = NOPE_UNSET_1\n", "is empty"),
-    ("[account:a]\nurl = ftp://h/\nowner = a\n", "http:// or https://"),
-    ("[account:a]\nurl = https://a:b@h/\nowner = a\n", "not into the URL"),
-    ("[account:a]\nurl = https://h/\n", "needs an owner"),
-    ("[account:a]\nurl = https://h/\nowner = a\ncolour = red\n",
-     "unknown option 'colour' in [account:a]"),
-    ("[account:a]\nurl = https://h/\nowner = a\nsync = magic\n", "[account:a] sync"),
-    ("[account:a]\nurl = https://h/\nowner = a\ncalendars = all, /x/\n", "either all"),
-    ("[bridge]\ninterval = 0\n[account:a]\nurl = https://h/\nowner = a\n", "[bridge] interval"),
-    ("[accounts]\n", "unknown section [accounts]"),
-    ("[bridge]\n", "no [account:NAME]"),
-    ("[account:a]\nurl = https://h/\nowner = a\n[account:b]\nurl = https://g/\nowner = A\n",
-     "more than one account"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[account:a]\nurl = https://h/\nusername = a\n", "no password"),
+        ("[account:a]\nurl = https://h/\nusername = a\npassword_env = NOPE_UNSET_1\n", "is empty"),
+        ("[account:a]\nurl = ftp://h/\nowner = a\n", "http:// or https://"),
+        ("[account:a]\nurl = https://a:b@h/\nowner = a\n", "not into the URL"),
+        ("[account:a]\nurl = https://h/\n", "needs an owner"),
+        (
+            "[account:a]\nurl = https://h/\nowner = a\ncolour = red\n",
+            "unknown option 'colour' in [account:a]",
+        ),
+        ("[account:a]\nurl = https://h/\nowner = a\nsync = magic\n", "[account:a] sync"),
+        ("[account:a]\nurl = https://h/\nowner = a\ncalendars = all, /x/\n", "either all"),
+        ("[bridge]\ninterval = 0\n[account:a]\nurl = https://h/\nowner = a\n", "[bridge] interval"),
+        ("[accounts]\n", "unknown section [accounts]"),
+        ("[bridge]\n", "no [account:NAME]"),
+        (
+            "[account:a]\nurl = https://h/\nowner = a\n[account:b]\nurl = https://g/\nowner = A\n",
+            "more than one account",
+        ),
+    ],
+)
 def test_config_errors_name_the_file_section_and_option(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
@@ -198,6 +242,7 @@ def test_config_errors_name_the_file_section_and_option(tmp_path, text, message)
 
 
 # --- the write-back rules, against an in-memory server --------------------------------
+
 
 @dataclass
 class Stored:
@@ -214,7 +259,7 @@ class MemoryServer:
         self.n = 0
         self.rewrite: Callable[[str], str] = lambda t: t  # what the server makes of a PUT
         self.refuse: tuple[str, ...] = ()
-        self.before_put: Optional[Callable[[str], None]] = None
+        self.before_put: Callable[[str], None] | None = None
         self.give_etag = True
 
     def store(self, href: str, text: str) -> Resource:
@@ -226,7 +271,7 @@ class MemoryServer:
         """The server changes the event's ETag by itself (say, a scheduling step)."""
         return self.store(href, self.items[href].text)
 
-    def get(self, href: str) -> Optional[Resource]:
+    def get(self, href: str) -> Resource | None:
         item = self.items.get(href)
         return Resource(href, item.etag, item.text) if item else None
 
@@ -262,8 +307,11 @@ CAL = "/alice/cal/"
 
 def drop_ours(text: str) -> str:
     unfolded = text.replace("\r\n ", "").replace("\n ", "")
-    return "".join(line for line in unfolded.splitlines(keepends=True)
-                   if not line.startswith(("X-MEETPLUGIN", "CONFERENCE")))
+    return "".join(
+        line
+        for line in unfolded.splitlines(keepends=True)
+        if not line.startswith(("X-MEETPLUGIN", "CONFERENCE"))
+    )
 
 
 def test_a_rewritten_event_is_written_with_if_match_and_remembered(writer):
@@ -324,8 +372,9 @@ def test_endless_concurrent_edits_give_up_after_a_few_tries_and_come_back(writer
 
 def test_a_task_or_unreadable_resource_is_only_remembered(writer):
     w, link, server, state = writer
-    res = server.store(CAL + "t.ics", "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:t\nEND:VTODO\n"
-                                      "END:VCALENDAR\n")
+    res = server.store(
+        CAL + "t.ics", "BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:t\nEND:VTODO\nEND:VCALENDAR\n"
+    )
     w.judge(link, CAL, res, Tally())
     assert server.puts == [] and state.item("a", CAL + "t.ics").etag == res.etag
 
@@ -334,8 +383,11 @@ def test_the_example_config_is_valid(tmp_path):
     example = os.path.join(os.path.dirname(__file__), "..", "config", "bridge.example.conf")
     (tmp_path / "pw").write_text("app-password")
     (tmp_path / "pw").chmod(0o600)
-    text = open(example, encoding="utf-8").read().replace(
-        "/etc/meetplugin/alice.password", str(tmp_path / "pw"))
+    text = (
+        open(example, encoding="utf-8")
+        .read()
+        .replace("/etc/meetplugin/alice.password", str(tmp_path / "pw"))
+    )
     cfg = config.load(write(tmp_path, text), env={"STATE_DIRECTORY": str(tmp_path / "state")})
     assert [a.name for a in cfg.accounts] == ["alice"]
     assert cfg.accounts[0].addresses == ("alice@example.com", "a.ivanova@example.com")

@@ -9,17 +9,28 @@ import sys
 import uuid
 
 import icalendar
-
 from harness import TOKEN, RadicaleServer, event, plugin_config
 
 
-def meetplugin(server: RadicaleServer, *args: str, stdin: str = "",
-               env: dict | None = None) -> subprocess.CompletedProcess:
+def meetplugin(
+    server: RadicaleServer, *args: str, stdin: str = "", env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "radicale_meetplugin.cli", args[0], "-C",
-         str(server.folder / "radicale.conf"), *args[1:]],
-        input=stdin, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})})
+        [
+            sys.executable,
+            "-m",
+            "radicale_meetplugin.cli",
+            args[0],
+            "-C",
+            str(server.folder / "radicale.conf"),
+            *args[1:],
+        ],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_check_says_what_works(tmp_path, telemost):
@@ -44,15 +55,32 @@ def test_check_reports_a_broken_config(tmp_path, telemost):
 
 def test_telemost_token_is_checked_and_stored_privately(tmp_path, telemost):
     tokens = tmp_path / "tokens"
-    server = RadicaleServer(tmp_path / "a", plugin_config(telemost.url) +
-                            f"user_token_dir = {tokens}\n")
-    bad = meetplugin(server, "telemost-token", "--user", "alice", "--client-id", "app123",
-                     "--token-stdin", stdin="not-a-valid-token\n")
+    server = RadicaleServer(
+        tmp_path / "a", plugin_config(telemost.url) + f"user_token_dir = {tokens}\n"
+    )
+    bad = meetplugin(
+        server,
+        "telemost-token",
+        "--user",
+        "alice",
+        "--client-id",
+        "app123",
+        "--token-stdin",
+        stdin="not-a-valid-token\n",
+    )
     assert bad.returncode == 1 and not (tokens / "alice.token").exists()
     assert "not-a-valid-token" not in bad.stdout
     telemost.tokens.add("alice-own-token")
-    out = meetplugin(server, "telemost-token", "--user", "alice", "--client-id", "app123",
-                     "--token-stdin", stdin="alice-own-token\n")
+    out = meetplugin(
+        server,
+        "telemost-token",
+        "--user",
+        "alice",
+        "--client-id",
+        "app123",
+        "--token-stdin",
+        stdin="alice-own-token\n",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "https://oauth.yandex.ru/authorize?response_type=token&client_id=app123" in out.stdout
     assert "telemost-api%3Aconferences.create" in out.stdout
@@ -70,8 +98,9 @@ def test_each_user_their_own_token(tmp_path, telemost):
     os.chmod(tokens / "alice.token", 0o600)
     telemost.tokens.add("alice-own-token")
     telemost.tokens.add("bob-own-token")
-    server = RadicaleServer(tmp_path / "a", plugin_config(telemost.url) +
-                            f"user_token_dir = {tokens}\n").start()  # no service account token
+    server = RadicaleServer(
+        tmp_path / "a", plugin_config(telemost.url) + f"user_token_dir = {tokens}\n"
+    ).start()  # no service account token
     try:
         for user in ("alice", "bob"):
             server.ensure_user(user)

@@ -17,10 +17,8 @@ from pathlib import Path
 import icalendar
 import pytest
 import requests
-
-from harness import TOKEN, plugin_config
 from emulators.telemost import TelemostEmulator
-from harness import RadicaleServer, event
+from harness import TOKEN, RadicaleServer, event, plugin_config
 
 CAL = "alice/calendar"
 
@@ -33,13 +31,19 @@ def telemost():
 
 
 def config(telemost) -> str:
-    return plugin_config(telemost.url, provider_timeout="2", call_timeout="2",
-                         retry_initial="0.1", retry_max_delay="0.5")
+    return plugin_config(
+        telemost.url,
+        provider_timeout="2",
+        call_timeout="2",
+        retry_initial="0.1",
+        retry_max_delay="0.5",
+    )
 
 
 def start(folder: Path, telemost, storage: Path | None = None) -> RadicaleServer:
-    server = RadicaleServer(folder, config(telemost), env={"TELEMOST_TOKEN": TOKEN},
-                            storage=storage).start()
+    server = RadicaleServer(
+        folder, config(telemost), env={"TELEMOST_TOKEN": TOKEN}, storage=storage
+    ).start()
     server.ensure_user("alice")
     return server
 
@@ -73,22 +77,34 @@ def live_events(server: RadicaleServer) -> dict[str, icalendar.Event]:
 def check(server: RadicaleServer, telemost, storage: Path) -> dict[str, int]:
     drain(storage)
     events = live_events(server)
-    shown = {str(e["X-MEETPLUGIN-CONFERENCE-ID"]) for e in events.values()
-             if str(e.get("X-MEETPLUGIN-PROVIDER", "")) == "telemost"
-             and str(e.get("X-MEETPLUGIN-STATUS", "")) == "active"}
+    shown = {
+        str(e["X-MEETPLUGIN-CONFERENCE-ID"])
+        for e in events.values()
+        if str(e.get("X-MEETPLUGIN-PROVIDER", "")) == "telemost"
+        and str(e.get("X-MEETPLUGIN-STATUS", "")) == "active"
+    }
     at_provider = set(telemost.conferences)
     pending = [u for u, e in events.items() if str(e.get("X-MEETPLUGIN-STATUS", "")) == "pending"]
     db = state_db(storage)
     try:
         suspects = db.execute("SELECT COUNT(*) FROM suspects").fetchone()[0]
-        recorded = {r[0] for r in db.execute(
-            "SELECT conference_id FROM conferences WHERE state='active' AND provider='telemost'")}
+        recorded = {
+            r[0]
+            for r in db.execute(
+                "SELECT conference_id FROM conferences WHERE state='active' AND provider='telemost'"
+            )
+        }
     finally:
         db.close()
-    figures = {"events": len(events), "conferences": len(at_provider),
-               "orphans": len(at_provider - shown), "broken links": len(shown - at_provider),
-               "pending": len(pending), "suspects": suspects,
-               "record mismatch": len(recorded ^ shown)}
+    figures = {
+        "events": len(events),
+        "conferences": len(at_provider),
+        "orphans": len(at_provider - shown),
+        "broken links": len(shown - at_provider),
+        "pending": len(pending),
+        "suspects": suspects,
+        "record mismatch": len(recorded ^ shown),
+    }
     assert figures["broken links"] == 0, figures
     assert figures["pending"] == 0, figures
     assert figures["record mismatch"] == 0, figures
@@ -133,8 +149,9 @@ def test_two_processes_sharing_one_storage_make_one_conference(tmp_path, telemos
             r = server.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost"))
             assert r.status_code in (201, 204)
 
-        threads = [threading.Thread(target=put, args=(srv, uid))
-                   for uid in uids for srv in (first, second)]
+        threads = [
+            threading.Thread(target=put, args=(srv, uid)) for uid in uids for srv in (first, second)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -156,8 +173,10 @@ class Workload:
         self.server = server
         self.uids = uids
         self.rng = random.Random(seed)
-        self.expected: dict[str, str | None] = {}   # uid -> last acknowledged SUMMARY (None: deleted)
-        self.unknown: set[str] = set()               # a request whose outcome we did not see
+        self.expected: dict[
+            str, str | None
+        ] = {}  # uid -> last acknowledged SUMMARY (None: deleted)
+        self.unknown: set[str] = set()  # a request whose outcome we did not see
         self.server_errors = 0
 
     def step(self) -> None:
@@ -169,8 +188,9 @@ class Workload:
         url = f"{self.server.url}/{path}"
         try:
             if op in ("create_marked", "create_plain"):
-                text = event(uid, summary=summary,
-                             location="telemost" if op == "create_marked" else "Офис")
+                text = event(
+                    uid, summary=summary, location="telemost" if op == "create_marked" else "Офис"
+                )
                 r = session.put(url, data=text.encode(), headers={"Content-Type": "text/calendar"})
                 self._ack(uid, r, summary)
             elif op == "delete":
@@ -223,8 +243,9 @@ def test_many_clients_random_edits_no_duplicates_no_orphans(tmp_path, telemost):
     try:
         uids = [f"{uuid.uuid4()}@load" for _ in range(12)]
         workers = [Workload(server, uids, seed) for seed in range(6)]
-        threads = [threading.Thread(target=lambda w=w: [w.step() for _ in range(25)])
-                   for w in workers]
+        threads = [
+            threading.Thread(target=lambda w=w: [w.step() for _ in range(25)]) for w in workers
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -244,7 +265,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, telemost):
     uids = [f"{uuid.uuid4()}@crash" for _ in range(10)]
     work = Workload(server, uids, seed=99)
     try:
-        for round_ in range(4):
+        for _round in range(4):
             stop = threading.Event()
 
             def run():

@@ -23,17 +23,25 @@ def test_defaults(tmp_path):
     assert settings.main["language"] == "ru"
     assert settings.main["generic_keywords"] == ("online", "онлайн", "видеовстреча")
     assert settings.providers["telemost"]["waiting_room_level"] == "ORGANIZATION"
-    assert settings.providers["telemost"]["api_url"] == "https://cloud-api.yandex.net/v1/telemost-api"
+    assert (
+        settings.providers["telemost"]["api_url"] == "https://cloud-api.yandex.net/v1/telemost-api"
+    )
 
 
-@pytest.mark.parametrize("text,words", [
-    ("[meetplugin]\nlanguage = de\n", "language = 'de'"),
-    ("[meetplugin]\ncolour = red\n", "unknown option 'colour' in [meetplugin]"),
-    ("[provider:zoom]\n", "unknown section [provider:zoom]"),
-    ("[meetplugin]\ndefault_provider = zoom\n", "default_provider = 'zoom' is not a provider"),
-    ("[provider:telemost]\nwaiting_room_level = SOMETIMES\n", "one of PUBLIC, ORGANIZATION, ADMINS"),
-    ("[meetplugin]\nprovider_timeout = -1\n", "must be greater than 0"),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[meetplugin]\nlanguage = de\n", "language = 'de'"),
+        ("[meetplugin]\ncolour = red\n", "unknown option 'colour' in [meetplugin]"),
+        ("[provider:zoom]\n", "unknown section [provider:zoom]"),
+        ("[meetplugin]\ndefault_provider = zoom\n", "default_provider = 'zoom' is not a provider"),
+        (
+            "[provider:telemost]\nwaiting_room_level = SOMETIMES\n",
+            "one of PUBLIC, ORGANIZATION, ADMINS",
+        ),
+        ("[meetplugin]\nprovider_timeout = -1\n", "must be greater than 0"),
+    ],
+)
 def test_errors_say_what_is_wrong(tmp_path, text, words):
     with pytest.raises(config.ConfigError) as e:
         load(tmp_path, text)
@@ -41,10 +49,16 @@ def test_errors_say_what_is_wrong(tmp_path, text, words):
 
 
 def test_owner_addresses(tmp_path):
-    settings = load(tmp_path, "[meetplugin]\nowner_addresses = {user}@example.com, {user}@corp.ru\n"
-                              "[owner_addresses]\nAlice = a.liddell@example.org\n")
-    assert settings.addresses_of("alice") == {"alice@example.com", "alice@corp.ru",
-                                              "a.liddell@example.org"}
+    settings = load(
+        tmp_path,
+        "[meetplugin]\nowner_addresses = {user}@example.com, {user}@corp.ru\n"
+        "[owner_addresses]\nAlice = a.liddell@example.org\n",
+    )
+    assert settings.addresses_of("alice") == {
+        "alice@example.com",
+        "alice@corp.ru",
+        "a.liddell@example.org",
+    }
     assert settings.addresses_of("bob") == {"bob@example.com", "bob@corp.ru"}
 
 

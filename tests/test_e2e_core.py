@@ -8,9 +8,7 @@ import uuid
 import caldav
 import icalendar
 import pytest
-
-from harness import TOKEN
-from harness import RadicaleServer, event
+from harness import TOKEN, RadicaleServer, event
 
 CAL = "alice/calendar"
 
@@ -36,7 +34,10 @@ def posts(telemost) -> list:
 
 # --- Jitsi, the default -----------------------------------------------------
 
-@pytest.mark.parametrize("keyword", ["jitsi", "Jitsi", "онлайн", "видеовстреча", "online", "ОНЛАЙН"])
+
+@pytest.mark.parametrize(
+    "keyword", ["jitsi", "Jitsi", "онлайн", "видеовстреча", "online", "ОНЛАЙН"]
+)
 def test_keyword_becomes_jitsi_link(radicale, telemost, keyword):
     uid, path = new_path()
     r = radicale.put("alice", path, event(uid, location=keyword, description="Обсудим планы"))
@@ -76,6 +77,7 @@ def test_other_location_text_is_kept(radicale):
 
 # --- unmarked events: Radicale stays Radicale ---------------------------------
 
+
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
     server = RadicaleServer(tmp_path_factory.mktemp("plain"), plugin=False).start()
@@ -86,8 +88,12 @@ def plain(tmp_path_factory):
 
 def test_unmarked_event_is_stored_byte_for_byte_like_plain_radicale(radicale, plain, telemost):
     uid, path = new_path()
-    text = event(uid, location="Переговорная 5", description="Без видеосвязи #важно",
-                 extra="CATEGORIES:Работа\nX-CUSTOM:1")
+    text = event(
+        uid,
+        location="Переговорная 5",
+        description="Без видеосвязи #важно",
+        extra="CATEGORIES:Работа\nX-CUSTOM:1",
+    )
     r1, r2 = radicale.put("alice", path, text), plain.put("alice", path, text)
     assert (r1.status_code, r2.status_code) == (201, 201)
     assert r1.headers["ETag"] == r2.headers["ETag"]
@@ -141,7 +147,9 @@ def test_caldav_client_round_trip_keeps_one_conference(radicale, telemost):
     for _ in range(3):
         created.save()
     created.icalendar_component["SUMMARY"] = "Планёрка (перенесена)"
-    created.icalendar_component["DTSTART"].dt = created.icalendar_component["DTSTART"].dt.replace(hour=15)
+    created.icalendar_component["DTSTART"].dt = created.icalendar_component["DTSTART"].dt.replace(
+        hour=15
+    )
     created.icalendar_component.pop("DTEND")
     created.save()
     again = calendar.event_by_uid(uid)
@@ -153,16 +161,21 @@ def test_caldav_client_round_trip_keeps_one_conference(radicale, telemost):
     assert telemost.calls_of("PATCH") == []  # rooms are timeless: moving needs no call
 
 
-@pytest.mark.parametrize("extra", [
-    "", "RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=5",
-    "ATTENDEE;CN=\"Иванов, Иван\";PARTSTAT=NEEDS-ACTION:mailto:ivan@example.com\n"
-    "ORGANIZER;CN=Alice:mailto:alice@example.com",
-    "REQUEST-STATUS:2.0;Success",
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",
+        "RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=5",
+        'ATTENDEE;CN="Иванов, Иван";PARTSTAT=NEEDS-ACTION:mailto:ivan@example.com\n'
+        "ORGANIZER;CN=Alice:mailto:alice@example.com",
+        "REQUEST-STATUS:2.0;Success",
+    ],
+)
 def test_reupload_of_the_server_version_changes_no_byte(radicale, telemost, extra):
     uid, path = new_path()
-    radicale.put("alice", path, event(uid, location="telemost", description="Повестка, итоги",
-                                      extra=extra))
+    radicale.put(
+        "alice", path, event(uid, location="telemost", description="Повестка, итоги", extra=extra)
+    )
     stored = radicale.get("alice", path)
     for _ in range(3):
         r = radicale.put("alice", path, stored.text, **{"If-Match": stored.headers["ETag"]})
@@ -197,14 +210,21 @@ def test_delete_of_a_conference_already_gone_counts_as_done(radicale, telemost):
 def test_cancelled_event_deletes_conference_and_drops_bookkeeping(radicale, telemost):
     uid, path = new_path()
     radicale.put("alice", path, event(uid, location="telemost", description="Повестка"))
-    r = radicale.put("alice", path, event(uid, location="telemost", description="Повестка",
-                                          extra="STATUS:CANCELLED"))
+    r = radicale.put(
+        "alice",
+        path,
+        event(uid, location="telemost", description="Повестка", extra="STATUS:CANCELLED"),
+    )
     assert r.status_code == 204
     assert len(telemost.calls_of("DELETE")) == 1
     ev = vevent(read(radicale, path)[0])
     assert str(ev["STATUS"]) == "CANCELLED"
-    for name in ("CONFERENCE", "X-MEETPLUGIN-PROVIDER", "X-MEETPLUGIN-CONFERENCE-ID",
-                 "X-TELEMOST-CONFERENCE"):
+    for name in (
+        "CONFERENCE",
+        "X-MEETPLUGIN-PROVIDER",
+        "X-MEETPLUGIN-CONFERENCE-ID",
+        "X-TELEMOST-CONFERENCE",
+    ):
         assert name not in ev
     assert str(ev["DESCRIPTION"]) == "Повестка"
     assert len(posts(telemost)) == 1  # cancelled: not created again
@@ -241,10 +261,15 @@ def test_link_kept_in_description_only_keeps_the_conference(radicale, telemost):
 
 # --- attendee copies --------------------------------------------------------
 
+
 def test_attendee_copy_is_never_provisioned_nor_deleted(radicale, telemost):
     uid, path = new_path()
-    text = event(uid, location="telemost", extra="ORGANIZER;CN=Bob:mailto:bob@example.com\n"
-                 "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com")
+    text = event(
+        uid,
+        location="telemost",
+        extra="ORGANIZER;CN=Bob:mailto:bob@example.com\n"
+        "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com",
+    )
     r = radicale.put("alice", path, text)
     assert r.status_code == 201 and "ETag" in r.headers
     assert posts(telemost) == []
@@ -268,15 +293,23 @@ def test_attendee_deleting_their_copy_keeps_the_organizers_conference(radicale, 
 
 # --- recurring events --------------------------------------------------------
 
+
 def test_recurring_series_gets_one_conference_and_overrides_carry_it(radicale, telemost):
     uid, path = new_path()
-    override = "\n".join([
-        "BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20261121T100000Z",
-        "RECURRENCE-ID;TZID=Europe/Moscow:20261202T100000",
-        "DTSTART;TZID=Europe/Moscow:20261202T120000", "DTEND;TZID=Europe/Moscow:20261202T130000",
-        "SUMMARY:Планёрка (перенесена)", "LOCATION:telemost", "END:VEVENT"])
-    text = event(uid, location="telemost", extra="RRULE:FREQ=WEEKLY;COUNT=10",
-                 components=override)
+    override = "\n".join(
+        [
+            "BEGIN:VEVENT",
+            f"UID:{uid}",
+            "DTSTAMP:20261121T100000Z",
+            "RECURRENCE-ID;TZID=Europe/Moscow:20261202T100000",
+            "DTSTART;TZID=Europe/Moscow:20261202T120000",
+            "DTEND;TZID=Europe/Moscow:20261202T130000",
+            "SUMMARY:Планёрка (перенесена)",
+            "LOCATION:telemost",
+            "END:VEVENT",
+        ]
+    )
+    text = event(uid, location="telemost", extra="RRULE:FREQ=WEEKLY;COUNT=10", components=override)
     radicale.put("alice", path, text)
     assert len(posts(telemost)) == 1
     cal, _ = read(radicale, path)
@@ -295,20 +328,26 @@ def test_recurring_series_gets_one_conference_and_overrides_carry_it(radicale, t
 
 # --- import and move -----------------------------------------------------------
 
+
 def calendar_of(*events_text: str) -> str:
     body = []
     for text in events_text:
         lines = text.split("\r\n")
-        body += lines[lines.index("BEGIN:VEVENT"):lines.index("END:VCALENDAR")]
-    return "\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//t//EN", *body,
-                        "END:VCALENDAR"]) + "\r\n"
+        body += lines[lines.index("BEGIN:VEVENT") : lines.index("END:VCALENDAR")]
+    return (
+        "\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//t//EN", *body, "END:VCALENDAR"])
+        + "\r\n"
+    )
 
 
 def test_calendar_import_follows_the_same_rules(radicale, telemost):
     marked = [f"{uuid.uuid4()}@imp" for _ in range(2)]
     plain_uid = f"{uuid.uuid4()}@imp"
-    texts = [event(marked[0], location="telemost"), event(marked[1], location="jitsi"),
-             event(plain_uid, location="Офис")]
+    texts = [
+        event(marked[0], location="telemost"),
+        event(marked[1], location="jitsi"),
+        event(plain_uid, location="Офис"),
+    ]
     mark = radicale.mark()
     r = radicale.put("alice", "alice/imported/", calendar_of(*texts))
     assert r.status_code == 201
@@ -333,8 +372,11 @@ def test_move_between_own_calendars_keeps_the_conference(radicale, telemost):
     assert s.request("MKCALENDAR", f"{radicale.url}/alice/work/").status_code == 201
     uid, path = new_path()
     radicale.put("alice", path, event(uid, location="telemost"))
-    r = s.request("MOVE", f"{radicale.url}/{path}",
-                  headers={"Destination": f"{radicale.url}/alice/work/{uid}.ics"})
+    r = s.request(
+        "MOVE",
+        f"{radicale.url}/{path}",
+        headers={"Destination": f"{radicale.url}/alice/work/{uid}.ics"},
+    )
     assert r.status_code in (201, 204)
     assert telemost.calls_of("DELETE") == []
     # The record moved with it: deleting it in the new calendar deletes the conference.
@@ -344,16 +386,27 @@ def test_move_between_own_calendars_keeps_the_conference(radicale, telemost):
 
 # --- invalid requests lose nothing ----------------------------------------------
 
+
 def test_end_before_start_is_stored_with_an_explanation(radicale, telemost):
     uid, path = new_path()
-    r = radicale.put("alice", path, event(uid, location="telemost", description="Повестка",
-                                          start="20261125T110000", end="20261125T100000"))
+    r = radicale.put(
+        "alice",
+        path,
+        event(
+            uid,
+            location="telemost",
+            description="Повестка",
+            start="20261125T110000",
+            end="20261125T100000",
+        ),
+    )
     assert r.status_code == 201
     assert posts(telemost) == []
     ev = vevent(read(radicale, path)[0])
     assert str(ev["LOCATION"]) == "telemost"
-    assert str(ev["DESCRIPTION"]).startswith("Повестка\n\n=== Видеовстреча ===\n"
-                                             "Видеовстреча не создана: окончание события раньше")
+    assert str(ev["DESCRIPTION"]).startswith(
+        "Повестка\n\n=== Видеовстреча ===\nВидеовстреча не создана: окончание события раньше"
+    )
     assert str(ev["X-MEETPLUGIN-STATUS"]) == "error"
 
 
@@ -365,12 +418,21 @@ def test_unknown_provider_is_explained(radicale, telemost):
     assert posts(telemost) == []
 
 
-@pytest.mark.parametrize("status,body,words", [
-    (401, {"error": "UnauthorizedError", "description": "Unauthorized", "message": "x"},
-     "не принял учётные данные сервера (код 401)"),
-    (403, {"error": "ApiRestrictedToOrganizations", "description": "d", "message": "m"},
-     "только аккаунтам организаций"),
-])
+@pytest.mark.parametrize(
+    "status,body,words",
+    [
+        (
+            401,
+            {"error": "UnauthorizedError", "description": "Unauthorized", "message": "x"},
+            "не принял учётные данные сервера (код 401)",
+        ),
+        (
+            403,
+            {"error": "ApiRestrictedToOrganizations", "description": "d", "message": "m"},
+            "только аккаунтам организаций",
+        ),
+    ],
+)
 def test_provider_refusal_is_explained_and_no_secret_leaks(radicale, telemost, status, body, words):
     telemost.fail_next("POST", status, body)
     uid, path = new_path()
@@ -411,29 +473,38 @@ def test_provider_down_stores_the_event_at_once_and_the_link_follows(radicale, t
 
 
 def test_malformed_icalendar_gets_radicales_400(radicale, telemost):
-    r = radicale.put("alice", f"{CAL}/bad.ics", "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nLOCATION:telemost\r\n")
+    r = radicale.put(
+        "alice", f"{CAL}/bad.ics", "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nLOCATION:telemost\r\n"
+    )
     assert r.status_code == 400
     assert posts(telemost) == []
 
 
 # --- the storage lock is never held during a provider call ------------------------
 
+
 def test_other_users_are_served_while_telemost_is_slow(radicale, telemost):
     hold = telemost.hold_next("POST")
     uid, path = new_path()
     result = {}
-    putter = threading.Thread(target=lambda: result.update(
-        r=radicale.put("alice", path, event(uid, location="telemost"))))
+    putter = threading.Thread(
+        target=lambda: result.update(r=radicale.put("alice", path, event(uid, location="telemost")))
+    )
     putter.start()
     try:
         assert hold.entered.wait(30), "the provider call never started"
         # Alice's PUT is inside the Telemost call now. Bob is not blocked:
         assert radicale.get("bob", "bob/calendar/").status_code == 200
-        r = radicale.session("bob").request("PROPFIND", f"{radicale.url}/bob/calendar/",
-                                            headers={"Depth": "1"})
+        r = radicale.session("bob").request(
+            "PROPFIND", f"{radicale.url}/bob/calendar/", headers={"Depth": "1"}
+        )
         assert r.status_code == 207
-        assert radicale.put("bob", f"bob/calendar/{uuid.uuid4()}.ics",
-                            event(location="Офис")).status_code == 201
+        assert (
+            radicale.put(
+                "bob", f"bob/calendar/{uuid.uuid4()}.ics", event(location="Офис")
+            ).status_code
+            == 201
+        )
         assert "r" not in result  # ...while Alice's save still waits for Telemost
     finally:
         hold.release.set()
@@ -445,12 +516,16 @@ def test_other_users_are_served_while_telemost_is_slow(radicale, telemost):
 
 # --- a provider slower than the budget never blocks the save ------------------------
 
+
 @pytest.fixture(scope="module")
 def impatient(tmp_path_factory, telemost):
     from harness import plugin_config
-    server = RadicaleServer(tmp_path_factory.mktemp("impatient"),
-                            plugin_config(telemost.url, provider_timeout="0.5", call_timeout="10"),
-                            env={"TELEMOST_TOKEN": TOKEN}).start()
+
+    server = RadicaleServer(
+        tmp_path_factory.mktemp("impatient"),
+        plugin_config(telemost.url, provider_timeout="0.5", call_timeout="10"),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     server.ensure_user("alice")
     yield server
     server.stop()
@@ -466,8 +541,9 @@ def test_provider_slower_than_the_budget_never_blocks_the_save(impatient, telemo
         assert r.status_code == 201  # answered within the budget, Telemost still holds the call
         ev = vevent(read(impatient, path)[0])
         assert str(ev["LOCATION"]) == "telemost"
-        assert "Ссылка на встречу появится здесь, как только ответит Яндекс Телемост" in \
-            str(ev["DESCRIPTION"])
+        assert "Ссылка на встречу появится здесь, как только ответит Яндекс Телемост" in str(
+            ev["DESCRIPTION"]
+        )
         assert str(ev["X-MEETPLUGIN-STATUS"]) == "pending"
     finally:
         hold.release.set()
@@ -482,7 +558,8 @@ def test_all_day_event_gets_a_link_and_cancelling_it_deletes_the_conference(radi
     uid, path = new_path()
     text = event(uid, location="telemost", tzid="", start="20261125", end="20261126")
     text = text.replace("DTSTART:20261125", "DTSTART;VALUE=DATE:20261125").replace(
-        "DTEND:20261126", "DTEND;VALUE=DATE:20261126")
+        "DTEND:20261126", "DTEND;VALUE=DATE:20261126"
+    )
     radicale.put("alice", path, text)
     cal, _ = read(radicale, path)
     assert str(vevent(cal)["LOCATION"]).startswith("https://telemost.yandex.ru/j/")
@@ -500,8 +577,11 @@ def test_move_while_the_link_is_pending_still_gets_the_link(radicale, telemost):
     mark = radicale.mark()
     radicale.put("alice", path, event(uid, location="telemost"))
     assert str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-STATUS"]) == "pending"
-    r = s.request("MOVE", f"{radicale.url}/{path}",
-                  headers={"Destination": f"{radicale.url}/alice/moved/{uid}.ics"})
+    r = s.request(
+        "MOVE",
+        f"{radicale.url}/{path}",
+        headers={"Destination": f"{radicale.url}/alice/moved/{uid}.ics"},
+    )
     assert r.status_code in (201, 204)
     radicale.wait_for_log(f"alice/moved/{uid}: telemost create done", start=mark)
     ev = vevent(read(radicale, f"alice/moved/{uid}.ics")[0])
@@ -515,14 +595,18 @@ def test_move_overwriting_an_event_with_a_conference_deletes_that_conference(rad
     uid = f"{uuid.uuid4()}@test"
     radicale.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost"))
     radicale.put("alice", f"alice/target/{uid}.ics", event(uid, location="telemost"))
-    first, second = (str(vevent(read(radicale, p)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
-                     for p in (f"{CAL}/{uid}.ics", f"alice/target/{uid}.ics"))
-    r = s.request("MOVE", f"{radicale.url}/{CAL}/{uid}.ics",
-                  headers={"Destination": f"{radicale.url}/alice/target/{uid}.ics",
-                           "Overwrite": "T"})
+    first, second = (
+        str(vevent(read(radicale, p)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+        for p in (f"{CAL}/{uid}.ics", f"alice/target/{uid}.ics")
+    )
+    r = s.request(
+        "MOVE",
+        f"{radicale.url}/{CAL}/{uid}.ics",
+        headers={"Destination": f"{radicale.url}/alice/target/{uid}.ics", "Overwrite": "T"},
+    )
     assert r.status_code in (201, 204)
     assert second not in telemost.conferences  # overwritten with its event
-    assert first in telemost.conferences       # moved with its event
+    assert first in telemost.conferences  # moved with its event
     radicale.delete("alice", f"alice/target/{uid}.ics")
     assert first not in telemost.conferences
 
@@ -556,10 +640,13 @@ def test_another_owners_copy_gets_its_own_link_in_place_of_the_old_one(radicale,
     bobs = str(ev["X-MEETPLUGIN-CONFERENCE-ID"])
     assert bobs != alices and len(posts(telemost)) == 2
     assert str(ev["LOCATION"]) == f"Офис; {telemost.conferences[bobs]['join_url']}"
-    assert telemost.conferences[alices]["join_url"] not in radicale.get(
-        "bob", f"bob/calendar/{uid}.ics").text
+    assert (
+        telemost.conferences[alices]["join_url"]
+        not in radicale.get("bob", f"bob/calendar/{uid}.ics").text
+    )
     assert [str(c) for c in ical_values(ev, "CONFERENCE")] == [
-        telemost.conferences[bobs]["join_url"]]
+        telemost.conferences[bobs]["join_url"]
+    ]
     # Bob deleting his copy never touches Alice's conference.
     radicale.delete("bob", f"bob/calendar/{uid}.ics")
     assert alices in telemost.conferences and bobs not in telemost.conferences
@@ -573,9 +660,13 @@ def ical_values(ev, name):
 def test_a_slow_provider_never_takes_every_connection(tmp_path, telemost):
     """With 4 connection slots, at most 2 saves wait for the provider; the rest return at once."""
     from harness import plugin_config
-    server = RadicaleServer(tmp_path / "slots", plugin_config(telemost.url, provider_timeout="30"),
-                            env={"TELEMOST_TOKEN": TOKEN},
-                            server_options="max_connections = 4").start()
+
+    server = RadicaleServer(
+        tmp_path / "slots",
+        plugin_config(telemost.url, provider_timeout="30"),
+        env={"TELEMOST_TOKEN": TOKEN},
+        server_options="max_connections = 4",
+    ).start()
     server.ensure_user("alice")
     server.ensure_user("bob")
     holds = [telemost.hold_next("POST") for _ in range(3)]
@@ -584,15 +675,21 @@ def test_a_slow_provider_never_takes_every_connection(tmp_path, telemost):
     try:
         for i in range(2):  # two saves wait inside Telemost: they keep their connections
             uid = f"{uuid.uuid4()}@slots"
-            t = threading.Thread(target=lambda i=i, uid=uid: results.update(
-                {i: server.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost"))}))
+            t = threading.Thread(
+                target=lambda i=i, uid=uid: results.update(
+                    {i: server.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost"))}
+                )
+            )
             t.start()
             threads.append(t)
             assert holds[i].entered.wait(30)
         uid = f"{uuid.uuid4()}@slots"
         third = server.session("alice").put(  # without the cap this would wait for Telemost
-            f"{server.url}/{CAL}/{uid}.ics", data=event(uid, location="telemost").encode(),
-            headers={"Content-Type": "text/calendar"}, timeout=15)
+            f"{server.url}/{CAL}/{uid}.ics",
+            data=event(uid, location="telemost").encode(),
+            headers={"Content-Type": "text/calendar"},
+            timeout=15,
+        )
         assert third.status_code == 201 and holds[2].entered.wait(30)
         assert "появится здесь" in server.get("alice", f"{CAL}/{uid}.ics").text
         assert server.get("bob", "bob/calendar/").status_code == 200  # others are served

@@ -15,7 +15,6 @@ import uuid
 
 import icalendar
 import pytest
-
 from harness import TOKEN, RadicaleServer, event, plugin_config
 from smtp_inbox import Inbox
 
@@ -29,8 +28,15 @@ CHAIR = "ATTENDEE;CN=Алиса Смирнова;ROLE=CHAIR;PARTSTAT=ACCEPTED:ma
 
 
 def mail_config(inbox: Inbox, **mail: str) -> str:
-    options = {"enabled": "true", "host": "127.0.0.1", "port": str(inbox.port),
-               "security": "none", "sender": "calendar@example.com", "timeout": "2", **mail}
+    options = {
+        "enabled": "true",
+        "host": "127.0.0.1",
+        "port": str(inbox.port),
+        "security": "none",
+        "sender": "calendar@example.com",
+        "timeout": "2",
+        **mail,
+    }
     return "[mail]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
 
 
@@ -46,7 +52,9 @@ def radicale(tmp_path_factory, telemost, inbox):
     server = RadicaleServer(
         tmp_path_factory.mktemp("mail"),
         plugin_config(telemost.url, retry_initial="0.1", retry_max_delay="0.3")
-        + mail_config(inbox), env={"TELEMOST_TOKEN": TOKEN}).start()
+        + mail_config(inbox),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     server.ensure_user("alice")
     server.ensure_user("bob")
     yield server
@@ -54,18 +62,34 @@ def radicale(tmp_path_factory, telemost, inbox):
     assert "Traceback" not in server.log, server.log[-3000:]
 
 
-def meeting(uid: str, *people: str, location: str = "онлайн", start: str = START,
-            end: str = END, extra: str = "", **kw) -> str:
-    return event(uid, location=location, start=start, end=end, description="Обсудим планы",
-                 extra="\n".join([ORGANIZER, *people, *([extra] if extra else [])]), **kw)
+def meeting(
+    uid: str,
+    *people: str,
+    location: str = "онлайн",
+    start: str = START,
+    end: str = END,
+    extra: str = "",
+    **kw,
+) -> str:
+    return event(
+        uid,
+        location=location,
+        start=start,
+        end=end,
+        description="Обсудим планы",
+        extra="\n".join([ORGANIZER, *people, *([extra] if extra else [])]),
+        **kw,
+    )
 
 
 def queued(radicale, uid: str) -> list[tuple]:
     """(sequence, recipient, method, kind, state) of every letter queued for the event."""
     db = sqlite3.connect(radicale.storage / ".meetplugin" / "records.sqlite")
     try:
-        return db.execute("SELECT sequence, recipient, method, kind, state FROM mails "
-                          "WHERE uid=? ORDER BY id", (uid,)).fetchall()
+        return db.execute(
+            "SELECT sequence, recipient, method, kind, state FROM mails WHERE uid=? ORDER BY id",
+            (uid,),
+        ).fetchall()
     finally:
         db.close()
 
@@ -89,6 +113,7 @@ def new_uid() -> str:
 
 
 # --- create -------------------------------------------------------------------------
+
 
 def test_each_attendee_gets_one_invitation_with_the_link(radicale, inbox):
     uid = new_uid()
@@ -124,8 +149,10 @@ def test_each_attendee_gets_one_invitation_with_the_link(radicale, inbox):
     assert calendar_part.get_param("method") == "REQUEST"
     attachment = next(p for p in msg.walk() if p.get_filename() == "event.ics")
     assert attachment.get_content_disposition() == "attachment"
-    assert icalendar.Calendar.from_ical(attachment.get_content()).to_ical() == \
-        ivan.calendar().to_ical()
+    assert (
+        icalendar.Calendar.from_ical(attachment.get_content()).to_ical()
+        == ivan.calendar().to_ical()
+    )
 
     itip = ivan.calendar()
     assert str(itip["METHOD"]) == "REQUEST"
@@ -133,7 +160,10 @@ def test_each_attendee_gets_one_invitation_with_the_link(radicale, inbox):
     assert str(ev["UID"]) == uid and int(ev["SEQUENCE"]) == 0
     assert str(ev["ORGANIZER"]) == "mailto:alice@example.com"
     assert {str(a) for a in ev["ATTENDEE"]} == {
-        "mailto:ivan@example.com", "mailto:bob@example.com", "mailto:alice@example.com"}
+        "mailto:ivan@example.com",
+        "mailto:bob@example.com",
+        "mailto:alice@example.com",
+    }
     assert str(ev["LOCATION"]) == link and str(ev["CONFERENCE"]) == link
     assert link in str(ev["DESCRIPTION"])
     assert not [name for name in ev if name.startswith("X-MEETPLUGIN")]
@@ -165,15 +195,20 @@ def test_event_without_attendees_sends_nothing(radicale, inbox):
 
 def test_time_is_shown_in_the_events_own_zone(radicale, inbox):
     uid = new_uid()
-    radicale.put("alice", f"{CAL}/{uid}.ics",
-                 meeting(uid, IVAN, tzid="Asia/Yekaterinburg", start="20300315T093000",
-                         end="20300315T103000"))
+    radicale.put(
+        "alice",
+        f"{CAL}/{uid}.ics",
+        meeting(
+            uid, IVAN, tzid="Asia/Yekaterinburg", start="20300315T093000", end="20300315T103000"
+        ),
+    )
     [letter] = inbox.wait_letters(uid, 1)
     assert "пятница, 15 марта 2030, 09:30–10:30 (Asia/Yekaterinburg, UTC+05:00)" in letter.text()
     assert "Asia/Yekaterinburg" in [str(tz["TZID"]) for tz in letter.calendar().walk("VTIMEZONE")]
 
 
 # --- changes ----------------------------------------------------------------------------
+
 
 def test_moving_the_event_sends_an_update_with_a_higher_sequence(radicale, inbox):
     uid = new_uid()
@@ -210,7 +245,8 @@ def test_an_added_attendee_alone_is_invited(radicale, inbox):
     radicale.put("alice", path, meeting(uid, IVAN))
     inbox.wait_letters(uid, 1)
     text = radicale.get("alice", path).text.replace(
-        "END:VEVENT", CAROL.replace("\n", "\r\n") + "\r\nEND:VEVENT")
+        "END:VEVENT", CAROL.replace("\n", "\r\n") + "\r\nEND:VEVENT"
+    )
     radicale.put("alice", path, text)
     [first, added] = inbox.wait_letters(uid, 2)
     assert added.rcpt_tos == ["carol@example.org"]
@@ -287,8 +323,11 @@ def test_moving_the_event_to_another_calendar_tells_nobody(radicale, inbox):
     shown = radicale.get("alice", f"{CAL}/{uid}.ics").text
     radicale.put("alice", f"alice/mailmoved/{uid}.ics", shown)
     radicale.delete("alice", f"{CAL}/{uid}.ics")
-    r = s.request("MOVE", f"{radicale.url}/alice/mailmoved/{uid}.ics",
-                  headers={"Destination": f"{radicale.url}/{CAL}/{uid}.ics"})
+    r = s.request(
+        "MOVE",
+        f"{radicale.url}/alice/mailmoved/{uid}.ics",
+        headers={"Destination": f"{radicale.url}/{CAL}/{uid}.ics"},
+    )
     assert r.status_code in (201, 204)
     assert len(queued(radicale, uid)) == 1
     radicale.delete("alice", f"{CAL}/{uid}.ics")  # the real delete does cancel
@@ -296,6 +335,7 @@ def test_moving_the_event_to_another_calendar_tells_nobody(radicale, inbox):
 
 
 # --- who never gets letters ---------------------------------------------------------------
+
 
 def test_an_attendee_copy_never_sends_letters(radicale, inbox):
     uid = new_uid()
@@ -314,8 +354,11 @@ def test_an_attendee_copy_never_sends_letters(radicale, inbox):
 
 def test_a_past_meeting_sends_nothing(radicale, inbox):
     uid = new_uid()
-    radicale.put("alice", f"{CAL}/{uid}.ics",
-                 meeting(uid, IVAN, start="20200315T100000", end="20200315T110000"))
+    radicale.put(
+        "alice",
+        f"{CAL}/{uid}.ics",
+        meeting(uid, IVAN, start="20200315T100000", end="20200315T110000"),
+    )
     radicale.delete("alice", f"{CAL}/{uid}.ics")
     assert queued(radicale, uid) == []
 
@@ -324,8 +367,13 @@ def test_summary_and_names_cannot_add_headers_or_recipients(radicale, inbox):
     uid = new_uid()
     evil = 'ATTENDEE;CN="Ivan^nBcc: spy@example.net":mailto:ivan@example.com'  # RFC 6868 ^n
     folded = "ATTENDEE:mailto:spy@example.net\r\n\tX-Injected: 1"  # unfolds into one bad value
-    text = meeting(uid, evil, folded, "ATTENDEE:mailto:not an address",
-                   summary="Планёрка\\nBcc: spy@example.net")
+    text = meeting(
+        uid,
+        evil,
+        folded,
+        "ATTENDEE:mailto:not an address",
+        summary="Планёрка\\nBcc: spy@example.net",
+    )
     assert radicale.put("alice", f"{CAL}/{uid}.ics", text).status_code == 201
     [ivan] = inbox.wait_letters(uid, 1)
     assert ivan.rcpt_tos == ["ivan@example.com"]
@@ -340,6 +388,7 @@ def test_summary_and_names_cannot_add_headers_or_recipients(radicale, inbox):
 
 
 # --- at most once ---------------------------------------------------------------------
+
 
 def test_simultaneous_saves_of_one_new_event_send_once(radicale, inbox):
     uid = new_uid()
@@ -363,6 +412,7 @@ def test_simultaneous_saves_of_one_new_event_send_once(radicale, inbox):
 
 # --- Telemost: the link arrives after the provider answered -----------------------------
 
+
 def test_telemost_invitation_carries_the_telemost_link(radicale, inbox, telemost):
     uid = new_uid()
     mark = radicale.mark()
@@ -376,8 +426,9 @@ def test_telemost_invitation_carries_the_telemost_link(radicale, inbox, telemost
 
 
 def test_no_letter_while_the_link_is_not_there(radicale, inbox, telemost):
-    telemost.fail_next("POST", 403, {"error": "ApiRestrictedToOrganizations",
-                                     "description": "d", "message": "m"})
+    telemost.fail_next(
+        "POST", 403, {"error": "ApiRestrictedToOrganizations", "description": "d", "message": "m"}
+    )
     uid = new_uid()
     mark = radicale.mark()
     radicale.put("alice", f"{CAL}/{uid}.ics", meeting(uid, IVAN, location="телемост"))
@@ -387,12 +438,14 @@ def test_no_letter_while_the_link_is_not_there(radicale, inbox, telemost):
 
 # --- other settings: English, From the organizer, a copy for the organizer -------------------
 
+
 def test_english_letters_from_the_organizer_with_a_copy_for_them(tmp_path, telemost, inbox):
     server = RadicaleServer(
         tmp_path / "en",
         plugin_config(telemost.url, language="en")
         + mail_config(inbox, sender_policy="organizer", send_to_organizer="true", sender=""),
-        env={"TELEMOST_TOKEN": TOKEN}).start()
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     try:
         server.ensure_user("alice")
         uid = new_uid()

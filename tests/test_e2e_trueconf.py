@@ -19,7 +19,6 @@ import uuid
 import icalendar
 import pytest
 from dateutil.rrule import rrulestr
-
 from emulators.trueconf import TrueConfEmulator
 from harness import TOKEN, RadicaleServer, event, plugin_config
 from test_e2e_core import read, vevent
@@ -38,14 +37,31 @@ def tc():
 
 @pytest.fixture(scope="module")
 def radicale(tmp_path_factory, tc):
-    conf = plugin_config("http://127.0.0.1:9/v1/telemost-api", provider_timeout="5",
-                         call_timeout="1", retry_initial="0.1", retry_max_delay="0.5")
-    conf += "\n".join(["[provider:trueconf]", "server_url = https://tc.example.ru",
-                       f"api_url = {tc.api_url}", f"token_url = {tc.token_url}",
-                       "client_id = meetplugin", "default_timezone = Europe/Moscow"]) + "\n"
-    server = RadicaleServer(tmp_path_factory.mktemp("trueconf"), conf,
-                            env={"TELEMOST_TOKEN": TOKEN,
-                                 "TRUECONF_CLIENT_SECRET": SECRET}).start()
+    conf = plugin_config(
+        "http://127.0.0.1:9/v1/telemost-api",
+        provider_timeout="5",
+        call_timeout="1",
+        retry_initial="0.1",
+        retry_max_delay="0.5",
+    )
+    conf += (
+        "\n".join(
+            [
+                "[provider:trueconf]",
+                "server_url = https://tc.example.ru",
+                f"api_url = {tc.api_url}",
+                f"token_url = {tc.token_url}",
+                "client_id = meetplugin",
+                "default_timezone = Europe/Moscow",
+            ]
+        )
+        + "\n"
+    )
+    server = RadicaleServer(
+        tmp_path_factory.mktemp("trueconf"),
+        conf,
+        env={"TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": SECRET},
+    ).start()
     server.ensure_user("alice")
     server.ensure_user("bob")
     yield server
@@ -61,7 +77,7 @@ def fresh(tc):
 
 
 def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
 
 
 def new_path() -> tuple[str, str]:
@@ -89,20 +105,26 @@ def edit(radicale, path: str, change) -> None:
 @pytest.mark.parametrize("location", ["trueconf", "ТруКонф", "Переговорная 5; trueconf"])
 def test_keyword_becomes_a_trueconf_link(radicale, tc, location):
     uid, path = new_path()
-    r = radicale.put("alice", path, event(uid, location=location, description="Повестка",
-                                          extra=ORGANIZED))
+    r = radicale.put(
+        "alice", path, event(uid, location=location, description="Повестка", extra=ORGANIZED)
+    )
     assert r.status_code == 201 and "ETag" not in r.headers
     ev = vevent(read(radicale, path)[0])
     conf_id = str(ev["X-MEETPLUGIN-CONFERENCE-ID"])
     url = f"https://tc.example.ru/c/{conf_id}"
     assert str(ev["LOCATION"]) == location.replace("trueconf", url).replace("ТруКонф", url)
     assert str(ev["CONFERENCE"]) == url and str(ev["X-MEETPLUGIN-PROVIDER"]) == "trueconf"
-    assert str(ev["DESCRIPTION"]).endswith(f"Встреча пройдёт по ссылке: {url}\n"
-                                           "Сервис: TrueConf\n===")
+    assert str(ev["DESCRIPTION"]).endswith(
+        f"Встреча пройдёт по ссылке: {url}\nСервис: TrueConf\n==="
+    )
     (post,) = tc.calls_of("POST")
     assert post.body["id"] == conf_id and post.body["topic"] == "Планёрка"
-    assert post.body["schedule"] == {"type": 1, "start_time": utc(2026, 11, 25, 7),
-                                     "duration": 3600, "time_offset": 180}
+    assert post.body["schedule"] == {
+        "type": 1,
+        "start_time": utc(2026, 11, 25, 7),
+        "duration": 3600,
+        "time_offset": 180,
+    }
     assert post.body["invitations"] == [{"id": "ivan"}] and post.body["owner"] == "alice"
     assert tc.conferences[conf_id]["url"] == url
 
@@ -114,12 +136,17 @@ def test_moving_the_event_updates_the_schedule_once(radicale, tc):
     def move(ev):
         ev["DTSTART"].dt = ev["DTSTART"].dt.replace(day=26, hour=15)
         ev["DTEND"].dt = ev["DTEND"].dt.replace(day=26, hour=17)
+
     edit(radicale, path, move)
     radicale.wait_for_log(f"{uid}: trueconf update done", start=mark)
     (put,) = tc.calls_of("PUT")
     assert put.path.endswith(f"/conferences/{conf_id}")
-    assert put.body["schedule"] == {"type": 1, "start_time": utc(2026, 11, 26, 12),
-                                    "duration": 7200, "time_offset": 180}
+    assert put.body["schedule"] == {
+        "type": 1,
+        "start_time": utc(2026, 11, 26, 12),
+        "duration": 7200,
+        "time_offset": 180,
+    }
     assert tc.conferences[conf_id]["schedule"]["start_time"] == utc(2026, 11, 26, 12)
     assert tc.calls_of("POST") == [] and tc.calls_of("DELETE") == []
     # The link is unchanged, and the client's next save of that version is no call.
@@ -181,6 +208,7 @@ def _remove_link(radicale, path):
     def drop(ev):
         ev["LOCATION"] = icalendar.vText("Переговорная 5")
         ev["DESCRIPTION"] = icalendar.vText("")
+
     edit(radicale, path, drop)
 
 
@@ -196,8 +224,11 @@ def test_cancel_delete_or_removing_the_link_deletes_the_conference(radicale, tc,
 
 def test_an_attendee_copy_makes_and_deletes_nothing(radicale, tc):
     uid = f"{uuid.uuid4()}@tc"
-    text = event(uid, location="trueconf", extra="ORGANIZER:mailto:bob@example.com\n"
-                                                 "ATTENDEE:mailto:alice@example.com")
+    text = event(
+        uid,
+        location="trueconf",
+        extra="ORGANIZER:mailto:bob@example.com\nATTENDEE:mailto:alice@example.com",
+    )
     assert radicale.put("alice", f"{CAL}/{uid}.ics", text).status_code == 201
     assert radicale.delete("alice", f"{CAL}/{uid}.ics").status_code == 200
     assert tc.calls == []
@@ -205,13 +236,23 @@ def test_an_attendee_copy_makes_and_deletes_nothing(radicale, tc):
 
 def test_a_series_gets_one_conference_that_works_for_every_occurrence(radicale, tc):
     uid, path = new_path()
-    override = "\n".join([
-        "BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20261121T100000Z",
-        "RECURRENCE-ID;TZID=Europe/Moscow:20261202T100000",
-        "DTSTART;TZID=Europe/Moscow:20261202T160000", "DTEND;TZID=Europe/Moscow:20261202T170000",
-        "SUMMARY:Планёрка (перенесена)", "END:VEVENT"])
-    radicale.put("alice", path, event(uid, location="trueconf",
-                                      extra="RRULE:FREQ=WEEKLY;COUNT=6", components=override))
+    override = "\n".join(
+        [
+            "BEGIN:VEVENT",
+            f"UID:{uid}",
+            "DTSTAMP:20261121T100000Z",
+            "RECURRENCE-ID;TZID=Europe/Moscow:20261202T100000",
+            "DTSTART;TZID=Europe/Moscow:20261202T160000",
+            "DTEND;TZID=Europe/Moscow:20261202T170000",
+            "SUMMARY:Планёрка (перенесена)",
+            "END:VEVENT",
+        ]
+    )
+    radicale.put(
+        "alice",
+        path,
+        event(uid, location="trueconf", extra="RRULE:FREQ=WEEKLY;COUNT=6", components=override),
+    )
     (post,) = tc.calls_of("POST")
     assert post.body["schedule"] == {"type": -1}  # a permanent room, no expiry
     cal, _ = read(radicale, path)
@@ -251,6 +292,7 @@ def test_a_create_retried_after_a_timeout_never_makes_a_second_conference(radica
 
 # --- faults on update and delete (the style of test_faults.py) ------------------------------
 
+
 def _arm(tc, method: str, fault: str) -> None:
     if fault == "timeout":
         tc.hang_next(method)
@@ -260,11 +302,24 @@ def _arm(tc, method: str, fault: str) -> None:
     elif fault == "non-json":
         tc.fail_next(method, 502, raw=b"<html>Bad Gateway</html>")
     elif fault == "429":
-        tc.fail_next(method, 429, {"error": {"code": 429, "message": "Too Many Requests"}},
-                     headers={"Retry-After": "1"})
+        tc.fail_next(
+            method,
+            429,
+            {"error": {"code": 429, "message": "Too Many Requests"}},
+            headers={"Retry-After": "1"},
+        )
     else:
-        tc.fail_next(method, int(fault), {"error": {"code": int(fault), "message": "m",
-                                                    "errors": [{"reason": "internalError"}]}})
+        tc.fail_next(
+            method,
+            int(fault),
+            {
+                "error": {
+                    "code": int(fault),
+                    "message": "m",
+                    "errors": [{"reason": "internalError"}],
+                }
+            },
+        )
 
 
 FAULTS = ["500", "503", "429", "timeout", "token-503", "non-json"]
@@ -296,8 +351,11 @@ def test_a_delete_is_retried_until_done(radicale, tc, fault):
 
 def test_an_update_refused_for_good_is_logged_and_the_event_kept(radicale, tc):
     uid, path, conf_id = created(radicale, tc)
-    tc.fail_next("PUT", 403, {"error": {"code": 403, "message": "Forbidden",
-                                        "errors": [{"reason": "forbidden"}]}})
+    tc.fail_next(
+        "PUT",
+        403,
+        {"error": {"code": 403, "message": "Forbidden", "errors": [{"reason": "forbidden"}]}},
+    )
     mark = radicale.mark()
     edit(radicale, path, lambda ev: ev.__setitem__("SUMMARY", icalendar.vText("Запрещено")))
     radicale.wait_for_log(f"{uid}: trueconf update: forbidden", start=mark)
@@ -310,13 +368,26 @@ def test_an_update_refused_for_good_is_logged_and_the_event_kept(radicale, tc):
 def test_reconcile_lists_our_orphans_at_the_server_and_no_one_elses(radicale, tc):
     orphan = "meet_" + "0" * 32  # ours by its prefix, but no event owns it
     tc.conferences[orphan] = {"id": orphan, "topic": "lost", "schedule": {"type": -1}}
-    tc.conferences["5576502892"] = {"id": "5576502892", "topic": "someone else's",
-                                    "schedule": {"type": -1}}
+    tc.conferences["5576502892"] = {
+        "id": "5576502892",
+        "topic": "someone else's",
+        "schedule": {"type": -1},
+    }
     try:
         dry = subprocess.run(
-            [sys.executable, "-m", "radicale_meetplugin.cli", "reconcile", "-C",
-             str(radicale.folder / "radicale.conf")], capture_output=True, text=True, timeout=120,
-            env={**os.environ, "TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": SECRET})
+            [
+                sys.executable,
+                "-m",
+                "radicale_meetplugin.cli",
+                "reconcile",
+                "-C",
+                str(radicale.folder / "radicale.conf"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": SECRET},
+        )
     finally:
         del tc.conferences[orphan], tc.conferences["5576502892"]
     assert f"trueconf conference {orphan} belongs to no event" in dry.stdout, dry.stderr
@@ -344,7 +415,8 @@ def test_an_edit_made_while_the_create_is_pending_reaches_the_server(radicale, t
     uid, path = new_path()
     mark = radicale.mark()
     saver = __import__("threading").Thread(
-        target=lambda: radicale.put("alice", path, event(uid, location="trueconf")))
+        target=lambda: radicale.put("alice", path, event(uid, location="trueconf"))
+    )
     saver.start()
     try:
         assert hold.entered.wait(30)

@@ -15,7 +15,6 @@ import uuid
 import icalendar
 import pytest
 from dateutil.rrule import rrulestr
-
 from emulators.videomost import VideomostEmulator
 from harness import TOKEN, RadicaleServer, event, plugin_config
 from test_e2e_core import read, vevent
@@ -34,12 +33,29 @@ def vm():
 
 @pytest.fixture(scope="module")
 def radicale(tmp_path_factory, vm):
-    conf = plugin_config("http://127.0.0.1:9/v1/telemost-api", provider_timeout="5",
-                         call_timeout="1", retry_initial="0.1", retry_max_delay="0.5")
-    conf += "\n".join(["[provider:videomost]", "server_url = https://vm.example.ru",
-                       f"api_url = {vm.api_url}", "keywords = вм"]) + "\n"
-    server = RadicaleServer(tmp_path_factory.mktemp("videomost"), conf,
-                            env={"TELEMOST_TOKEN": TOKEN, "VIDEOMOST_TOKEN": VM_TOKEN}).start()
+    conf = plugin_config(
+        "http://127.0.0.1:9/v1/telemost-api",
+        provider_timeout="5",
+        call_timeout="1",
+        retry_initial="0.1",
+        retry_max_delay="0.5",
+    )
+    conf += (
+        "\n".join(
+            [
+                "[provider:videomost]",
+                "server_url = https://vm.example.ru",
+                f"api_url = {vm.api_url}",
+                "keywords = вм",
+            ]
+        )
+        + "\n"
+    )
+    server = RadicaleServer(
+        tmp_path_factory.mktemp("videomost"),
+        conf,
+        env={"TELEMOST_TOKEN": TOKEN, "VIDEOMOST_TOKEN": VM_TOKEN},
+    ).start()
     server.ensure_user("alice")
     yield server
     server.stop()
@@ -54,7 +70,7 @@ def fresh(vm):
 
 
 def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
 
 
 def new_path() -> tuple[str, str]:
@@ -74,16 +90,23 @@ def created(radicale, vm, **kw) -> tuple[str, str, str]:
 def edit(radicale, path: str, change) -> None:
     cal, etag = read(radicale, path)
     change(vevent(cal))
-    assert radicale.put("alice", path, cal.to_ical().decode(),
-                        **{"If-Match": etag}).status_code == 204
+    assert (
+        radicale.put("alice", path, cal.to_ical().decode(), **{"If-Match": etag}).status_code == 204
+    )
 
 
 @pytest.mark.parametrize("location", ["videomost", "Видеомост", "вм"])
 def test_keyword_becomes_a_videomost_link(radicale, vm, location):
     uid, path = new_path()
-    r = radicale.put("alice", path, event(uid, location=location,
-                                          extra="ORGANIZER:mailto:alice@example.com\n"
-                                                "ATTENDEE:mailto:ivan@example.com"))
+    r = radicale.put(
+        "alice",
+        path,
+        event(
+            uid,
+            location=location,
+            extra="ORGANIZER:mailto:alice@example.com\nATTENDEE:mailto:ivan@example.com",
+        ),
+    )
     assert r.status_code == 201 and "ETag" not in r.headers
     ev = vevent(read(radicale, path)[0])
     match = JOIN.fullmatch(str(ev["LOCATION"]))
@@ -91,9 +114,13 @@ def test_keyword_becomes_a_videomost_link(radicale, vm, location):
     assert str(ev["CONFERENCE"]) == str(ev["LOCATION"])
     assert "Сервис: Videomost" in str(ev["DESCRIPTION"])
     (post,) = vm.calls_of("POST")
-    assert post.body == {"name": "Планёрка", "start_time": utc(2026, 11, 25, 7),
-                         "duration": 3600, "time_offset": 180,
-                         "participants": ["ivan@example.com"]}
+    assert post.body == {
+        "name": "Планёрка",
+        "start_time": utc(2026, 11, 25, 7),
+        "duration": 3600,
+        "time_offset": 180,
+        "participants": ["ivan@example.com"],
+    }
     assert vm.conferences[match.group(1)]["join_url"] == str(ev["LOCATION"])
 
 
@@ -102,12 +129,18 @@ def _move(ev):
     ev["DTEND"].dt = ev["DTEND"].dt.replace(hour=14)
 
 
-@pytest.mark.parametrize("change,field,value", [
-    (_move, "start_time", utc(2026, 11, 25, 9)),
-    (lambda ev: ev.__setitem__("SUMMARY", icalendar.vText("Ретро")), "name", "Ретро"),
-    (lambda ev: ev.add("ATTENDEE", "mailto:petr@example.com"), "participants",
-     ["petr@example.com"]),
-])
+@pytest.mark.parametrize(
+    "change,field,value",
+    [
+        (_move, "start_time", utc(2026, 11, 25, 9)),
+        (lambda ev: ev.__setitem__("SUMMARY", icalendar.vText("Ретро")), "name", "Ретро"),
+        (
+            lambda ev: ev.add("ATTENDEE", "mailto:petr@example.com"),
+            "participants",
+            ["petr@example.com"],
+        ),
+    ],
+)
 def test_a_change_is_one_update_with_the_new_fields(radicale, vm, change, field, value):
     uid, path, conf_id = created(radicale, vm)
     link = vm.conferences[conf_id]["join_url"]
@@ -141,6 +174,7 @@ def _remove_link(radicale, path):
     def drop(ev):
         ev["LOCATION"] = icalendar.vText("Офис")
         ev.pop("DESCRIPTION")
+
     edit(radicale, path, drop)
 
 
@@ -156,8 +190,11 @@ def test_cancel_delete_or_removing_the_link_deletes_the_conference(radicale, vm,
 
 def test_an_attendee_copy_makes_and_deletes_nothing(radicale, vm):
     uid = f"{uuid.uuid4()}@vm"
-    text = event(uid, location="videomost", extra="ORGANIZER:mailto:bob@example.com\n"
-                                                  "ATTENDEE:mailto:alice@example.com")
+    text = event(
+        uid,
+        location="videomost",
+        extra="ORGANIZER:mailto:bob@example.com\nATTENDEE:mailto:alice@example.com",
+    )
     assert radicale.put("alice", f"{CAL}/{uid}.ics", text).status_code == 201
     assert radicale.delete("alice", f"{CAL}/{uid}.ics").status_code == 200
     assert vm.calls == []
@@ -165,8 +202,9 @@ def test_an_attendee_copy_makes_and_deletes_nothing(radicale, vm):
 
 def test_a_series_gets_one_conference_that_works_for_every_occurrence(radicale, vm):
     uid, path = new_path()
-    radicale.put("alice", path, event(uid, location="videomost",
-                                      extra="RRULE:FREQ=DAILY;INTERVAL=3;COUNT=8"))
+    radicale.put(
+        "alice", path, event(uid, location="videomost", extra="RRULE:FREQ=DAILY;INTERVAL=3;COUNT=8")
+    )
     (post,) = vm.calls_of("POST")
     assert (post.body["start_time"], post.body["duration"]) == (None, None)
     ev = vevent(read(radicale, path)[0])

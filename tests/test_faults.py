@@ -13,9 +13,7 @@ import time
 import uuid
 
 import pytest
-
-from harness import TOKEN, plugin_config
-from harness import RadicaleServer, event
+from harness import TOKEN, RadicaleServer, event, plugin_config
 from test_e2e_core import read, vevent
 
 CAL = "alice/calendar"
@@ -25,9 +23,15 @@ CAL = "alice/calendar"
 def radicale(tmp_path_factory, telemost):
     server = RadicaleServer(
         tmp_path_factory.mktemp("faults"),
-        plugin_config(telemost.url, provider_timeout="2", call_timeout="1",
-                      retry_initial="0.1", retry_max_delay="0.5"),
-        env={"TELEMOST_TOKEN": TOKEN}).start()
+        plugin_config(
+            telemost.url,
+            provider_timeout="2",
+            call_timeout="1",
+            retry_initial="0.1",
+            retry_max_delay="0.5",
+        ),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     server.ensure_user("alice")
     yield server
     server.stop()
@@ -177,8 +181,9 @@ def test_delete_refused_for_good_is_logged(radicale, telemost, fault):
 
 def test_import_while_the_state_file_is_locked_is_stored_as_sent(radicale, telemost):
     """Another process (a backup, say) holds the state file: the import is not lost."""
-    db = sqlite3.connect(radicale.folder / "collections" / ".meetplugin" / "records.sqlite",
-                         isolation_level=None)
+    db = sqlite3.connect(
+        radicale.folder / "collections" / ".meetplugin" / "records.sqlite", isolation_level=None
+    )
     db.execute("BEGIN IMMEDIATE")
     uid = f"{uuid.uuid4()}@locked"
     try:
@@ -190,5 +195,5 @@ def test_import_while_the_state_file_is_locked_is_stored_as_sent(radicale, telem
         db.close()
     assert r.status_code == 201
     assert waited < 20  # the state file's wait is short; Radicale's lock is not held for long
-    text = radicale.get("alice", f"alice/locked/").text
+    text = radicale.get("alice", "alice/locked/").text
     assert uid in text and "LOCATION:telemost" in text

@@ -8,12 +8,10 @@ import uuid
 import icalendar
 import pytest
 import radicale.item as radicale_item
+from harness import TOKEN, event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import TOKEN
-from harness import event
-from radicale_meetplugin.core import ical
 from radicale_meetplugin.bootstrap import build_engine
 from radicale_meetplugin.core.model import EventKey
 
@@ -28,34 +26,93 @@ def engine(tmp_path_factory):
 
 
 def escape(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
+    return (
+        value.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\n")
+    )
 
 
-hostile_text = st.lists(st.one_of(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
-            max_size=12),
-    st.sampled_from(["#jitsi", "jitsi", "онлайн", "===", "=== Видеовстреча ===", ";", ",", "\n",
-                     "\x00", "\x1b", "\u202e", "X-MEETPLUGIN-PROVIDER:jitsi", "\\",
-                     "Встреча пройдёт по ссылке: https://meet.jit.si/x"])), max_size=8).map("".join)
-rrules = st.sampled_from(["", "RRULE:FREQ=DAILY", "RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA,SU",
-                          "RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "RRULE:FREQ=SECONDLY;COUNT=5",
-                          "RRULE:FREQ=MONTHLY;BYSETPOS=-1;BYDAY=MO"])
+hostile_text = st.lists(
+    st.one_of(
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+            max_size=12,
+        ),
+        st.sampled_from(
+            [
+                "#jitsi",
+                "jitsi",
+                "онлайн",
+                "===",
+                "=== Видеовстреча ===",
+                ";",
+                ",",
+                "\n",
+                "\x00",
+                "\x1b",
+                "\u202e",
+                "X-MEETPLUGIN-PROVIDER:jitsi",
+                "\\",
+                "Встреча пройдёт по ссылке: https://meet.jit.si/x",
+            ]
+        ),
+    ),
+    max_size=8,
+).map("".join)
+rrules = st.sampled_from(
+    [
+        "",
+        "RRULE:FREQ=DAILY",
+        "RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA,SU",
+        "RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+        "RRULE:FREQ=SECONDLY;COUNT=5",
+        "RRULE:FREQ=MONTHLY;BYSETPOS=-1;BYDAY=MO",
+    ]
+)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
-@given(location=hostile_text, summary=hostile_text, description=hostile_text, rrule=rrules,
-       extra=st.lists(st.sampled_from([
-           "CATEGORIES:Jitsi", "X-TELEMOST-REQUIRED:TRUE", "X-MEETPLUGIN-PROVIDER:zoom",
-           "X-MEETPLUGIN-CONFERENCE-ID:forged", "STATUS:CANCELLED",
-           "ORGANIZER:mailto:bob@example.com", "ATTENDEE:mailto:x@example.com",
-           "CONFERENCE;VALUE=URI:https://evil.example/j/1"]), max_size=4, unique=True))
-def test_engine_survives_hostile_events_and_is_a_fixed_point(engine, location, summary,
-                                                             description, rrule, extra):
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    location=hostile_text,
+    summary=hostile_text,
+    description=hostile_text,
+    rrule=rrules,
+    extra=st.lists(
+        st.sampled_from(
+            [
+                "CATEGORIES:Jitsi",
+                "X-TELEMOST-REQUIRED:TRUE",
+                "X-MEETPLUGIN-PROVIDER:zoom",
+                "X-MEETPLUGIN-CONFERENCE-ID:forged",
+                "STATUS:CANCELLED",
+                "ORGANIZER:mailto:bob@example.com",
+                "ATTENDEE:mailto:x@example.com",
+                "CONFERENCE;VALUE=URI:https://evil.example/j/1",
+            ]
+        ),
+        max_size=4,
+        unique=True,
+    ),
+)
+def test_engine_survives_hostile_events_and_is_a_fixed_point(
+    engine, location, summary, description, rrule, extra
+):
     key = EventKey("alice", CAL, f"{uuid.uuid4()}@h")
-    text = event(key.uid, location=escape(location), summary=escape(summary),
-                 description=escape(description), extra="\n".join([rrule, *extra]))
+    text = event(
+        key.uid,
+        location=escape(location),
+        summary=escape(summary),
+        description=escape(description),
+        extra="\n".join([rrule, *extra]),
+    )
     try:
         # what Radicale does first; what it refuses gets its 400 before the plugin sees it
         text = radicale_item.read_components(text)[0].serialize()
@@ -69,13 +126,18 @@ def test_engine_survives_hostile_events_and_is_a_fixed_point(engine, location, s
 
 
 def test_thousands_of_attendees_and_a_huge_description_are_linear(engine):
-    attendees = "\n".join(f"ATTENDEE;CN=Участник {i}:mailto:user{i}@example.com"
-                          for i in range(5000))
+    attendees = "\n".join(
+        f"ATTENDEE;CN=Участник {i}:mailto:user{i}@example.com" for i in range(5000)
+    )
     description = ("Длинное описание; " * 20000)[:300_000]
     for size in (1, 4):
         key = EventKey("alice", CAL, f"{uuid.uuid4()}@big")
-        text = event(key.uid, location="jitsi", description=escape(description * size)[:300_000 * size],
-                     extra=attendees)
+        text = event(
+            key.uid,
+            location="jitsi",
+            description=escape(description * size)[: 300_000 * size],
+            extra=attendees,
+        )
         started = time.perf_counter()
         decision = engine.on_put(key, text)
         took = time.perf_counter() - started
@@ -85,12 +147,15 @@ def test_thousands_of_attendees_and_a_huge_description_are_linear(engine):
     assert took < base * 8 + 1  # 4x the input: roughly 4x the time, not 16x
 
 
-@pytest.mark.parametrize("location", [
-    "telemost\\nX-INJECTED:1",               # an escaped newline inside the value
-    "telemost\\r\\nEND:VEVENT",
-    "jitsi\u0000\u001b[31m",
-    "Переговорная\u202e 5; jitsi",
-])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "telemost\\nX-INJECTED:1",  # an escaped newline inside the value
+        "telemost\\r\\nEND:VEVENT",
+        "jitsi\u0000\u001b[31m",
+        "Переговорная\u202e 5; jitsi",
+    ],
+)
 def test_injection_through_the_keyword_stays_text(radicale, location):
     uid = f"{uuid.uuid4()}@inj"
     r = radicale.put("alice", f"{CAL}/{uid}.ics", event(uid, location=location))
@@ -106,11 +171,13 @@ def test_non_utf8_body_is_handled_as_radicale_does(radicale):
     """Radicale decodes a non-UTF-8 body as ISO-8859-1; the plugin still works on it."""
     uid = f"{uuid.uuid4()}@bin"
     body = event(uid, location="jitsi").encode().replace(b"SUMMARY:", b"SUMMARY:\xff\xfe\xfa")
-    r = radicale.session("alice").put(f"{radicale.url}/{CAL}/{uid}.ics", data=body,
-                                      headers={"Content-Type": "text/calendar"})
+    r = radicale.session("alice").put(
+        f"{radicale.url}/{CAL}/{uid}.ics", data=body, headers={"Content-Type": "text/calendar"}
+    )
     assert r.status_code == 201
     ev = icalendar.Calendar.from_ical(radicale.get("alice", f"{CAL}/{uid}.ics").text).walk(
-        "VEVENT")[0]
+        "VEVENT"
+    )[0]
     assert str(ev["LOCATION"]).startswith("https://meet.jit.si/")
     assert str(ev["SUMMARY"]).startswith("ÿþú")
 
@@ -118,12 +185,15 @@ def test_non_utf8_body_is_handled_as_radicale_does(radicale):
 def test_huge_event_through_radicale(radicale, telemost):
     uid = f"{uuid.uuid4()}@huge"
     attendees = "\n".join(f"ATTENDEE:mailto:user{i}@example.com" for i in range(3000))
-    r = radicale.put("alice", f"{CAL}/{uid}.ics",
-                     event(uid, location="telemost", description=escape("Текст " * 50000),
-                           extra=attendees))
+    r = radicale.put(
+        "alice",
+        f"{CAL}/{uid}.ics",
+        event(uid, location="telemost", description=escape("Текст " * 50000), extra=attendees),
+    )
     assert r.status_code == 201
     ev = icalendar.Calendar.from_ical(radicale.get("alice", f"{CAL}/{uid}.ics").text).walk(
-        "VEVENT")[0]
+        "VEVENT"
+    )[0]
     assert str(ev["LOCATION"]).startswith("https://telemost.yandex.ru/j/")
     assert str(ev["DESCRIPTION"]).startswith("Текст Текст")
     assert len(ev["ATTENDEE"]) == 3000

@@ -6,13 +6,12 @@ import uuid
 
 import icalendar
 import pytest
-
 from harness import event
+
 from radicale_meetplugin.core import ical, links
 
 LINKS = {
-    "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=x":
-        "Microsoft Teams",
+    "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=x": "Microsoft Teams",
     "https://us02web.zoom.us/j/81234567890?pwd=abc": "Zoom",
     "https://company.webex.com/meet/ivanov": "Cisco Webex",
     "https://join.me/ivanov": "Join.Me",
@@ -23,8 +22,7 @@ LINKS = {
     "https://telemost.yandex.ru/j/12345678901234": "Яндекс Телемост",
     "https://telemost.360.yandex.ru/j/12345678901234": "Яндекс Телемост",
     "https://vcs.example.ru/c/planning_room": "TrueConf",
-    "https://im2.videomost.com/service/join/?confid=bc7a050ce0f25db26dad32c1afff5c74&confpass=1240":
-        "Videomost",
+    "https://im2.videomost.com/service/join/?confid=bc7a050ce0f25db26dad32c1afff5c74&confpass=1240": "Videomost",
     "https://meet.jit.si/OurStandup": "Jitsi Meet",
 }
 
@@ -32,11 +30,19 @@ LINKS = {
 @pytest.mark.parametrize("url,name", LINKS.items())
 def test_known_services(url, name):
     assert list(links.find(f"Подключайтесь: {url} (пароль в чате)", links.DEFAULT_MASKS)) == [
-        (name, url)]
+        (name, url)
+    ]
 
 
-@pytest.mark.parametrize("text", ["https://example.org/j/1", "zoom.us/j/1 without scheme",
-                                  "https://meet.google.com/", "mailto:a@zoom.us"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://example.org/j/1",
+        "zoom.us/j/1 without scheme",
+        "https://meet.google.com/",
+        "mailto:a@zoom.us",
+    ],
+)
 def test_not_meeting_links(text):
     assert list(links.find(text, links.DEFAULT_MASKS)) == []
 
@@ -44,33 +50,43 @@ def test_not_meeting_links(text):
 def test_admin_masks_come_first():
     masks = links.masks_from_config({"Zoom Our Company": r"https://ourcompany\.zoom\.us/j/\S+"})
     assert list(links.find("https://ourcompany.zoom.us/j/1", masks)) == [
-        ("Zoom Our Company", "https://ourcompany.zoom.us/j/1")]
+        ("Zoom Our Company", "https://ourcompany.zoom.us/j/1")
+    ]
     with pytest.raises(ValueError):
         links.masks_from_config({"bad": "(unclosed"})
 
 
 def test_conference_added_kept_and_removed_with_the_link():
-    cal = ical.parse(event("u@t", location="https://meet.google.com/abc-defg-hij",
-                           extra="CONFERENCE;VALUE=URI;FEATURE=PHONE:tel:+74950000000"))
+    cal = ical.parse(
+        event(
+            "u@t",
+            location="https://meet.google.com/abc-defg-hij",
+            extra="CONFERENCE;VALUE=URI;FEATURE=PHONE:tel:+74950000000",
+        )
+    )
     links.mark_conferences(cal, links.pasted(cal, links.DEFAULT_MASKS))
     once = ical.to_text(cal)
     links.mark_conferences(cal, links.pasted(cal, links.DEFAULT_MASKS))
     assert ical.to_text(cal) == once  # a fixed point
     values = ical.values_of(ical.vevents(cal)[0], "CONFERENCE")
-    assert sorted(str(v) for v in values) == ["https://meet.google.com/abc-defg-hij",
-                                              "tel:+74950000000"]
+    assert sorted(str(v) for v in values) == [
+        "https://meet.google.com/abc-defg-hij",
+        "tel:+74950000000",
+    ]
     ical.set_text(ical.vevents(cal)[0], "LOCATION", "Офис")
     links.mark_conferences(cal, links.pasted(cal, links.DEFAULT_MASKS))
     assert [str(v) for v in ical.values_of(ical.vevents(cal)[0], "CONFERENCE")] == [
-        "tel:+74950000000"]  # ours went with the link; the person's stays
+        "tel:+74950000000"
+    ]  # ours went with the link; the person's stays
 
 
 def test_pasted_link_in_radicale_gets_conference_and_nothing_else(radicale, telemost):
     uid = f"{uuid.uuid4()}@pasted"
     path = f"alice/calendar/{uid}.ics"
     url = "https://us02web.zoom.us/j/81234567890?pwd=abc"
-    r = radicale.put("alice", path, event(uid, location="Переговорная 5",
-                                          description=f"Подключение: {url}"))
+    r = radicale.put(
+        "alice", path, event(uid, location="Переговорная 5", description=f"Подключение: {url}")
+    )
     assert r.status_code == 201 and "ETag" not in r.headers
     ev = icalendar.Calendar.from_ical(radicale.get("alice", path).text).walk("VEVENT")[0]
     assert str(ev["CONFERENCE"]) == url and ev["CONFERENCE"].params["LABEL"] == "Zoom"

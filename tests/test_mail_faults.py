@@ -12,7 +12,6 @@ import sqlite3
 import uuid
 
 import pytest
-
 from harness import TOKEN, RadicaleServer, event, plugin_config
 from smtp_inbox import Inbox
 from test_e2e_mail import BOB, CAL, END, IVAN, ORGANIZER, START, mail_config
@@ -21,8 +20,9 @@ IVAN_ADDR, BOB_ADDR = "ivan@example.com", "bob@example.com"
 
 
 def config(telemost, inbox: Inbox) -> str:
-    return (plugin_config(telemost.url, retry_initial="0.2", retry_max_delay="0.5")
-            + mail_config(inbox, timeout="2"))
+    return plugin_config(telemost.url, retry_initial="0.2", retry_max_delay="0.5") + mail_config(
+        inbox, timeout="2"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,11 @@ def fresh_counts(request):
 
 @pytest.fixture(scope="module")
 def radicale(tmp_path_factory, telemost, inbox):
-    server = RadicaleServer(tmp_path_factory.mktemp("mailfaults"), config(telemost, inbox),
-                            env={"TELEMOST_TOKEN": TOKEN}).start()
+    server = RadicaleServer(
+        tmp_path_factory.mktemp("mailfaults"),
+        config(telemost, inbox),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
     server.ensure_user("alice")
     yield server
     server.stop()
@@ -54,16 +57,16 @@ def radicale(tmp_path_factory, telemost, inbox):
 
 
 def meeting(uid: str, *people: str) -> str:
-    return event(uid, location="jitsi", start=START, end=END,
-                 extra="\n".join([ORGANIZER, *people]))
+    return event(uid, location="jitsi", start=START, end=END, extra="\n".join([ORGANIZER, *people]))
 
 
 def rows(radicale, uid: str) -> list[tuple]:
     """(recipient, state, tries) of the event's letters."""
     db = sqlite3.connect(radicale.storage / ".meetplugin" / "records.sqlite")
     try:
-        return db.execute("SELECT recipient, state, tries FROM mails WHERE uid=? ORDER BY id",
-                          (uid,)).fetchall()
+        return db.execute(
+            "SELECT recipient, state, tries FROM mails WHERE uid=? ORDER BY id", (uid,)
+        ).fetchall()
     finally:
         db.close()
 
@@ -81,8 +84,11 @@ def test_refused_connection_is_retried_until_the_server_is_back(radicale, inbox)
     try:
         mark = radicale.mark()
         uid = save(radicale, IVAN)
-        radicale.wait_for_log(rf"{uid}: REQUEST e-mail .* failed \(cannot connect .*"
-                              r"connection refused\), next try", start=mark)
+        radicale.wait_for_log(
+            rf"{uid}: REQUEST e-mail .* failed \(cannot connect .*"
+            r"connection refused\), next try",
+            start=mark,
+        )
     finally:
         inbox.up()
     [letter] = inbox.wait_letters(uid, 1)
@@ -92,10 +98,13 @@ def test_refused_connection_is_retried_until_the_server_is_back(radicale, inbox)
     assert (who, state) == (IVAN_ADDR, "sent") and tries >= 2
 
 
-@pytest.mark.parametrize("step,answer", [
-    ("RCPT", "451 4.3.0 Mailbox busy, try later"),
-    ("DATA", "452 4.3.1 Insufficient system storage"),
-])
+@pytest.mark.parametrize(
+    "step,answer",
+    [
+        ("RCPT", "451 4.3.0 Mailbox busy, try later"),
+        ("DATA", "452 4.3.1 Insufficient system storage"),
+    ],
+)
 def test_a_4xx_answer_is_retried_and_delivered_once(radicale, inbox, step, answer):
     inbox.fail_next(step, answer, times=2)
     mark = radicale.mark()
@@ -108,22 +117,26 @@ def test_a_4xx_answer_is_retried_and_delivered_once(radicale, inbox, step, answe
     assert answer.split(",")[0] in radicale.log
 
 
-@pytest.mark.parametrize("step,answer", [
-    ("RCPT", "550 5.1.1 No such user"),
-    ("DATA", "554 5.6.0 Message rejected as spam"),
-])
-def test_a_5xx_answer_is_not_retried_and_the_others_still_get_theirs(radicale, inbox, step,
-                                                                      answer):
+@pytest.mark.parametrize(
+    "step,answer",
+    [
+        ("RCPT", "550 5.1.1 No such user"),
+        ("DATA", "554 5.6.0 Message rejected as spam"),
+    ],
+)
+def test_a_5xx_answer_is_not_retried_and_the_others_still_get_theirs(radicale, inbox, step, answer):
     inbox.fail_next(step, answer)
     mark = radicale.mark()
     uid = save(radicale, IVAN)  # one letter: it meets the fault
-    radicale.wait_for_log(rf"{uid}: REQUEST e-mail .* to {IVAN_ADDR} not sent: .*"
-                          + answer.split()[0], start=mark)
+    radicale.wait_for_log(
+        rf"{uid}: REQUEST e-mail .* to {IVAN_ADDR} not sent: .*" + answer.split()[0], start=mark
+    )
     assert inbox.attempts[(step, IVAN_ADDR)] == 1
     assert rows(radicale, uid) == [(IVAN_ADDR, "failed", 1)]
     # An attendee added later is invited as usual; Ivan is not asked again.
     other = radicale.get("alice", f"{CAL}/{uid}.ics").text.replace(
-        "END:VEVENT", BOB + "\r\nEND:VEVENT")
+        "END:VEVENT", BOB + "\r\nEND:VEVENT"
+    )
     radicale.put("alice", f"{CAL}/{uid}.ics", other)
     [letter] = inbox.wait_letters(uid, 1)
     assert letter.rcpt_tos == [BOB_ADDR]
@@ -134,14 +147,18 @@ def test_no_answer_after_the_message_is_never_sent_again(radicale, inbox):
     inbox.hold_next_data()  # the server takes the message and never answers
     mark = radicale.mark()
     uid = save(radicale, IVAN)
-    radicale.wait_for_log(rf"{uid}: REQUEST e-mail .* to {IVAN_ADDR}: no answer after the "
-                          r"message was sent .*; not sent again", start=mark)
+    radicale.wait_for_log(
+        rf"{uid}: REQUEST e-mail .* to {IVAN_ADDR}: no answer after the "
+        r"message was sent .*; not sent again",
+        start=mark,
+    )
     inbox.release.set()
     assert rows(radicale, uid) == [(IVAN_ADDR, "unknown", 1)]
     assert inbox.attempts[("DATA", IVAN_ADDR)] == 1
 
 
 # --- restarts -------------------------------------------------------------------------
+
 
 def start(folder, telemost, inbox) -> RadicaleServer:
     server = RadicaleServer(folder, config(telemost, inbox), env={"TELEMOST_TOKEN": TOKEN}).start()
@@ -189,8 +206,11 @@ def test_a_crash_during_data_does_not_send_the_letter_again(tmp_path, telemost):
         inbox.release.set()
         mark = server.mark()
         server.start()
-        server.wait_for_log(rf"{uid}: REQUEST e-mail .* to {IVAN_ADDR}: the sender stopped "
-                            r"while the SMTP server received it", start=mark)
+        server.wait_for_log(
+            rf"{uid}: REQUEST e-mail .* to {IVAN_ADDR}: the sender stopped "
+            r"while the SMTP server received it",
+            start=mark,
+        )
         assert rows(server, uid) == [(IVAN_ADDR, "unknown", 1)]
         assert inbox.attempts[("DATA", IVAN_ADDR)] == 1
     finally:

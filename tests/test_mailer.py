@@ -8,14 +8,13 @@ import subprocess
 
 import pytest
 from aiosmtpd.smtp import AuthResult
+from smtp_inbox import Inbox
 
 from radicale_meetplugin import config
 from radicale_meetplugin.bootstrap import build_mailer
 from radicale_meetplugin.mail.mailer import LeaseLost, Mailer, MailError
-from smtp_inbox import Inbox
 
-MESSAGE = (b"From: calendar@example.com\r\nTo: ivan@example.com\r\nSubject: test\r\n\r\n"
-           b"hello\r\n")
+MESSAGE = b"From: calendar@example.com\r\nTo: ivan@example.com\r\nSubject: test\r\n\r\nhello\r\n"
 PASSWORD = "s3cr3t-smtp-password"
 
 
@@ -26,10 +25,28 @@ def certificate(tmp_path_factory):
         pytest.skip("openssl is needed to make a test certificate")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -47,16 +64,27 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 @pytest.fixture
 def starttls_inbox(certificate):
-    inbox = Inbox(tls_context=server_context(certificate), require_starttls=True,
-                  authenticator=authenticator, auth_required=True,
-                  auth_exclude_mechanism=["LOGIN"]).start()  # PLAIN only: one try
+    inbox = Inbox(
+        tls_context=server_context(certificate),
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_exclude_mechanism=["LOGIN"],
+    ).start()  # PLAIN only: one try
     yield inbox
     inbox.stop()
 
 
 def test_starttls_and_login(starttls_inbox, certificate):
-    mailer = Mailer("127.0.0.1", starttls_inbox.port, "starttls", "calendar",
-                    config.Secret(PASSWORD), timeout=5, ca_file=str(certificate[0]))
+    mailer = Mailer(
+        "127.0.0.1",
+        starttls_inbox.port,
+        "starttls",
+        "calendar",
+        config.Secret(PASSWORD),
+        timeout=5,
+        ca_file=str(certificate[0]),
+    )
     mailer.send("calendar@example.com", "ivan@example.com", MESSAGE)
     [letter] = starttls_inbox.letters
     assert letter.rcpt_tos == ["ivan@example.com"] and letter.mail_from == "calendar@example.com"
@@ -66,7 +94,8 @@ def test_implicit_tls(certificate):
     inbox = Inbox(ssl_context=server_context(certificate)).start()
     try:
         Mailer("127.0.0.1", inbox.port, "tls", timeout=5, ca_file=str(certificate[0])).send(
-            "calendar@example.com", "ivan@example.com", MESSAGE)
+            "calendar@example.com", "ivan@example.com", MESSAGE
+        )
         assert len(inbox.letters) == 1
     finally:
         inbox.stop()
@@ -79,10 +108,15 @@ def test_server_and_setup_problems_are_temporary(starttls_inbox, certificate, ca
         mailer = Mailer("127.0.0.1", plain.port, "starttls", timeout=5)
     else:
         plain = None
-        mailer = Mailer("127.0.0.1", starttls_inbox.port, "starttls", "calendar",
-                        config.Secret("wrong" if case == "wrong password" else PASSWORD),
-                        timeout=5,
-                        ca_file=str(certificate[0]) if case == "wrong password" else "")
+        mailer = Mailer(
+            "127.0.0.1",
+            starttls_inbox.port,
+            "starttls",
+            "calendar",
+            config.Secret("wrong" if case == "wrong password" else PASSWORD),
+            timeout=5,
+            ca_file=str(certificate[0]) if case == "wrong password" else "",
+        )
     try:
         with pytest.raises(MailError) as e:
             mailer.send("calendar@example.com", "ivan@example.com", MESSAGE)
@@ -90,8 +124,11 @@ def test_server_and_setup_problems_are_temporary(starttls_inbox, certificate, ca
         if plain:
             plain.stop()
     assert e.value.temporary and not e.value.unknown
-    words = {"wrong password": "login refused: 535", "untrusted certificate": "TLS",
-             "no STARTTLS": "does not offer STARTTLS"}[case]
+    words = {
+        "wrong password": "login refused: 535",
+        "untrusted certificate": "TLS",
+        "no STARTTLS": "does not offer STARTTLS",
+    }[case]
     assert words in str(e.value)
     assert PASSWORD not in str(e.value) and "wrong" not in str(e.value)
     assert not starttls_inbox.letters
@@ -102,24 +139,27 @@ def test_refused_connection_is_temporary():
     port = inbox.port
     inbox.stop()
     with pytest.raises(MailError) as e:
-        Mailer("127.0.0.1", port, "none", timeout=2).send("a@example.com", "b@example.com",
-                                                         MESSAGE)
+        Mailer("127.0.0.1", port, "none", timeout=2).send("a@example.com", "b@example.com", MESSAGE)
     assert e.value.temporary and "connection refused" in str(e.value)
 
 
-@pytest.mark.parametrize("step,answer,temporary", [
-    ("RCPT", "450 4.2.1 Mailbox busy", True),
-    ("RCPT", "550 5.1.1 No such user", False),
-    ("DATA", "451 4.3.0 Try later", True),
-    ("DATA", "552 5.3.4 Message too big", False),
-])
+@pytest.mark.parametrize(
+    "step,answer,temporary",
+    [
+        ("RCPT", "450 4.2.1 Mailbox busy", True),
+        ("RCPT", "550 5.1.1 No such user", False),
+        ("DATA", "451 4.3.0 Try later", True),
+        ("DATA", "552 5.3.4 Message too big", False),
+    ],
+)
 def test_answers_to_the_letter_decide(step, answer, temporary):
     inbox = Inbox().start()
     inbox.fail_next(step, answer)
     try:
         with pytest.raises(MailError) as e:
             Mailer("127.0.0.1", inbox.port, "none", timeout=2).send(
-                "a@example.com", "b@example.com", MESSAGE)
+                "a@example.com", "b@example.com", MESSAGE
+            )
     finally:
         inbox.stop()
     assert e.value.temporary is temporary and not e.value.unknown
@@ -132,7 +172,8 @@ def test_no_answer_after_data_is_unknown():
     try:
         with pytest.raises(MailError) as e:
             Mailer("127.0.0.1", inbox.port, "none", timeout=1).send(
-                "a@example.com", "b@example.com", MESSAGE)
+                "a@example.com", "b@example.com", MESSAGE
+            )
     finally:
         inbox.stop()
     assert e.value.unknown and not e.value.temporary
@@ -143,7 +184,8 @@ def test_a_lost_lease_stops_before_data():
     try:
         with pytest.raises(LeaseLost):
             Mailer("127.0.0.1", inbox.port, "none", timeout=2).send(
-                "a@example.com", "b@example.com", MESSAGE, before_data=lambda: False)
+                "a@example.com", "b@example.com", MESSAGE, before_data=lambda: False
+            )
         assert inbox.letters == [] and inbox.attempts[("DATA", "b@example.com")] == 0
     finally:
         inbox.stop()
@@ -151,8 +193,10 @@ def test_a_lost_lease_stops_before_data():
 
 # --- config ------------------------------------------------------------------------------
 
+
 def load(tmp_path, text: str) -> config.Settings:
     from radicale_meetplugin import providers
+
     path = tmp_path / "meetplugin.conf"
     path.write_text(text)
     return config.load(str(path), providers.schemas())
@@ -163,15 +207,18 @@ def test_mail_is_off_by_default(tmp_path):
     assert settings.mail["enabled"] is False and build_mailer(settings) is None
 
 
-@pytest.mark.parametrize("text,words", [
-    ("[mail]\nenabled = true\nsender = c@example.com\n", "[mail] is enabled but has no host"),
-    ("[mail]\nenabled = true\nhost = smtp.example.com\n", "needs a sender address"),
-    ("[mail]\nsender = Calendar <c@example.com>\n", "not a plain e-mail address"),
-    ("[mail]\nsecurity = ssl\n", "one of starttls, tls, none"),
-    ("[mail]\nport = 70000\n", "auto, or a port from 1 to 65535"),
-    ("[mail]\nlanguage = de\n", "one of ru, en"),
-    ("[mail]\nsmtp_host = x\n", "unknown option 'smtp_host' in [mail]"),
-])
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[mail]\nenabled = true\nsender = c@example.com\n", "[mail] is enabled but has no host"),
+        ("[mail]\nenabled = true\nhost = smtp.example.com\n", "needs a sender address"),
+        ("[mail]\nsender = Calendar <c@example.com>\n", "not a plain e-mail address"),
+        ("[mail]\nsecurity = ssl\n", "one of starttls, tls, none"),
+        ("[mail]\nport = 70000\n", "auto, or a port from 1 to 65535"),
+        ("[mail]\nlanguage = de\n", "one of ru, en"),
+        ("[mail]\nsmtp_host = x\n", "unknown option 'smtp_host' in [mail]"),
+    ],
+)
 def test_mail_config_errors_say_what_is_wrong(tmp_path, text, words):
     with pytest.raises(config.ConfigError) as e:
         load(tmp_path, text)
@@ -179,8 +226,10 @@ def test_mail_config_errors_say_what_is_wrong(tmp_path, text, words):
 
 
 def test_password_from_file_or_environment(tmp_path, monkeypatch, caplog):
-    base = "[mail]\nenabled = true\nhost = smtp.example.com\nsender = c@example.com\n" \
-           "username = calendar\n"
+    base = (
+        "[mail]\nenabled = true\nhost = smtp.example.com\nsender = c@example.com\n"
+        "username = calendar\n"
+    )
     monkeypatch.delenv("MEETPLUGIN_SMTP_PASSWORD", raising=False)
     with pytest.raises(config.ConfigError) as e:
         build_mailer(load(tmp_path, base))

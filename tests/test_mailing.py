@@ -8,12 +8,12 @@ import uuid
 from email import policy
 
 import pytest
-
 from harness import event
+
 from radicale_meetplugin.bootstrap import build_engine
+from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.mail.plan import Sent
 from radicale_meetplugin.state.letters import Outgoing, Round, Told
-from radicale_meetplugin.core.model import EventKey
 
 CAL = "alice/calendar"
 ORGANIZER = "ORGANIZER;CN=Alice:mailto:alice@example.com"
@@ -22,17 +22,25 @@ ORGANIZER = "ORGANIZER;CN=Alice:mailto:alice@example.com"
 @pytest.fixture
 def engine(tmp_path):
     conf = tmp_path / "meetplugin.conf"
-    conf.write_text("[meetplugin]\nowner_addresses = {user}@example.com\n"
-                    "[mail]\nenabled = true\nhost = 127.0.0.1\nsecurity = none\n"
-                    "sender = calendar@example.com\n")
+    conf.write_text(
+        "[meetplugin]\nowner_addresses = {user}@example.com\n"
+        "[mail]\nenabled = true\nhost = 127.0.0.1\nsecurity = none\n"
+        "sender = calendar@example.com\n"
+    )
     return build_engine(str(conf), str(tmp_path / "state"))
 
 
 def meeting(uid: str, attendees: int) -> str:
-    people = "\n".join(f"ATTENDEE;CN=Участник {i}:mailto:user{i}@example.com"
-                       for i in range(attendees))
-    return event(uid, location="jitsi", start="20300315T100000", end="20300315T110000",
-                 extra=f"{ORGANIZER}\n{people}")
+    people = "\n".join(
+        f"ATTENDEE;CN=Участник {i}:mailto:user{i}@example.com" for i in range(attendees)
+    )
+    return event(
+        uid,
+        location="jitsi",
+        start="20300315T100000",
+        end="20300315T110000",
+        extra=f"{ORGANIZER}\n{people}",
+    )
 
 
 def test_the_save_only_queues_and_stays_linear_in_the_attendees(engine):
@@ -79,9 +87,15 @@ def test_a_letter_is_queued_once_per_event_sequence_recipient_and_method(engine)
 def test_data_is_sent_at_most_once_even_when_a_sender_dies(engine):
     store = engine.store
     key = EventKey("alice", CAL, "lease@t")
-    [mail_id] = store.mail_round(key, lambda told: Round(
-        [Outgoing(0, "ivan@example.com", "REQUEST", "invite")],
-        Told(Sent(0, frozenset({"ivan@example.com"}), "c"), ""), "text", ""))
+    [mail_id] = store.mail_round(
+        key,
+        lambda told: Round(
+            [Outgoing(0, "ivan@example.com", "REQUEST", "invite")],
+            Told(Sent(0, frozenset({"ivan@example.com"}), "c"), ""),
+            "text",
+            "",
+        ),
+    )
     mail = store.claim_mail(mail_id, "host:1:a", 0.01, lambda holder: True)
     assert mail is not None and not mail.interrupted_in_data
     assert store.mail_in_data(mail_id, "host:1:b") is False  # not the lease holder
@@ -98,9 +112,15 @@ def test_data_is_sent_at_most_once_even_when_a_sender_dies(engine):
 def test_a_definite_refusal_lets_it_be_tried_again(engine):
     store = engine.store
     key = EventKey("alice", CAL, "retry@t")
-    [mail_id] = store.mail_round(key, lambda told: Round(
-        [Outgoing(0, "ivan@example.com", "REQUEST", "invite")],
-        Told(Sent(0, frozenset({"ivan@example.com"}), "c"), ""), "text", ""))
+    [mail_id] = store.mail_round(
+        key,
+        lambda told: Round(
+            [Outgoing(0, "ivan@example.com", "REQUEST", "invite")],
+            Told(Sent(0, frozenset({"ivan@example.com"}), "c"), ""),
+            "text",
+            "",
+        ),
+    )
     store.claim_mail(mail_id, "host:1:a", 60, lambda holder: True)
     assert store.mail_in_data(mail_id, "host:1:a")
     store.retry_mail(mail_id, "host:1:a", time.time() - 1, "451 try later")  # the server said no

@@ -6,21 +6,24 @@ import uuid
 
 import icalendar
 import pytest
-
 from harness import event
+from test_detect import GRAMMAR
+
 from radicale_meetplugin.core import ical
 from radicale_meetplugin.core.detect import detect
-from test_detect import GRAMMAR
 
 CAL = "alice/calendar"
 
 
-@pytest.mark.parametrize("kw,words", [
-    (dict(location="телемост:все"), ("все",)),
-    (dict(location="Переговорная 5; telemost:off+cohosts"), ("off", "cohosts")),
-    (dict(summary="Планёрка #telemost:all+cohosts"), ("all", "cohosts")),
-    (dict(location="telemost"), ()),
-])
+@pytest.mark.parametrize(
+    "kw,words",
+    [
+        (dict(location="телемост:все"), ("все",)),
+        (dict(location="Переговорная 5; telemost:off+cohosts"), ("off", "cohosts")),
+        (dict(summary="Планёрка #telemost:all+cohosts"), ("all", "cohosts")),
+        (dict(location="telemost"), ()),
+    ],
+)
 def test_option_words_are_read_after_the_keyword(kw, words):
     found = detect(ical.parse(event("u@t", **kw)), GRAMMAR)
     assert (found.provider, found.option_words) == ("telemost", words)
@@ -60,12 +63,18 @@ def test_waiting_room_chosen_in_location_and_changed_later(radicale, telemost):
 
 def test_cohosts_are_the_organisations_attendees(radicale, telemost):
     uid = f"{uuid.uuid4()}@opt"
-    people = "\n".join([
-        "ORGANIZER:mailto:alice@example.com",
-        "ATTENDEE:mailto:alice@example.com", "ATTENDEE:mailto:bob@example.com",
-        "ATTENDEE;CN=Клиент:mailto:client@customer.org", "ATTENDEE:mailto:Carol@Example.com"])
-    radicale.put("alice", f"{CAL}/{uid}.ics", event(uid, location="телемост:соорганизаторы",
-                                                   extra=people))
+    people = "\n".join(
+        [
+            "ORGANIZER:mailto:alice@example.com",
+            "ATTENDEE:mailto:alice@example.com",
+            "ATTENDEE:mailto:bob@example.com",
+            "ATTENDEE;CN=Клиент:mailto:client@customer.org",
+            "ATTENDEE:mailto:Carol@Example.com",
+        ]
+    )
+    radicale.put(
+        "alice", f"{CAL}/{uid}.ics", event(uid, location="телемост:соорганизаторы", extra=people)
+    )
     (post,) = telemost.calls_of("POST")
     assert post.body["cohosts"] == [{"email": "bob@example.com"}, {"email": "carol@example.com"}]
     assert post.body["waiting_room_level"] == "ORGANIZATION"
@@ -77,4 +86,5 @@ def test_an_unknown_option_is_explained(radicale, telemost):
     radicale.put("alice", path, event(uid, location="telemost:громко"))
     assert telemost.calls_of("POST") == []
     assert "параметр «громко» не подходит для сервиса Яндекс Телемост" in str(
-        read(radicale, path)["DESCRIPTION"])
+        read(radicale, path)["DESCRIPTION"]
+    )

@@ -19,8 +19,15 @@ class InlineExecutor(concurrent.futures.Executor):
 
 
 def outbox() -> Outbox:
-    box = Outbox(types.SimpleNamespace(store=None), lambda job, outcome: [], workers=1,
-                 lease=60, retry_initial=1, retry_max_delay=10, retry_for=60)
+    box = Outbox(
+        types.SimpleNamespace(store=None),
+        lambda job, outcome: [],
+        workers=1,
+        lease=60,
+        retry_initial=1,
+        retry_max_delay=10,
+        retry_for=60,
+    )
     box._pool = InlineExecutor()  # type: ignore[assignment]
     box._mail_pool = InlineExecutor()  # type: ignore[assignment]
     box._run = lambda job_id: None  # type: ignore[method-assign]

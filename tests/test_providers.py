@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from harness import TOKEN
+
 from radicale_meetplugin.config import Secret
 from radicale_meetplugin.core.model import EventKey, Meeting
 from radicale_meetplugin.providers import ProviderError
@@ -57,13 +57,24 @@ def test_personal_account_is_org_required(adapter, telemost):
     assert telemost.conferences == before
 
 
-@pytest.mark.parametrize("status,kind,temporary", [
-    (500, "unavailable", True), (502, "unavailable", True), (503, "unavailable", True),
-    (429, "rate_limited", True), (402, "payment_required", False), (400, "rejected", False),
-])
+@pytest.mark.parametrize(
+    "status,kind,temporary",
+    [
+        (500, "unavailable", True),
+        (502, "unavailable", True),
+        (503, "unavailable", True),
+        (429, "rate_limited", True),
+        (402, "payment_required", False),
+        (400, "rejected", False),
+    ],
+)
 def test_error_statuses(adapter, telemost, status, kind, temporary):
-    telemost.fail_next("POST", status, {"error": "Some<Code>\r\nInjected", "description": "d",
-                                        "message": "m"}, headers={"Retry-After": "7"})
+    telemost.fail_next(
+        "POST",
+        status,
+        {"error": "Some<Code>\r\nInjected", "description": "d", "message": "m"},
+        headers={"Retry-After": "7"},
+    )
     with pytest.raises(ProviderError) as e:
         adapter.create(MEETING)
     assert (e.value.code, e.value.temporary) == (kind, temporary)
@@ -99,6 +110,7 @@ def test_timeout_is_temporary(adapter, telemost):
 
 def test_connection_refused_is_temporary():
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave: nobody listens there
@@ -113,8 +125,8 @@ def test_jitsi_room_is_an_hmac_of_the_event_key():
     b = Jitsi("https://meet.example.org", b"t" * 32)
     conf = a.create(MEETING)
     assert conf.join_url == f"https://meet.example.org/{conf.conference_id}"
-    assert a.create(MEETING) == conf                        # stable: retries make the same room
-    assert b.create(MEETING).join_url != conf.join_url      # depends on the secret
+    assert a.create(MEETING) == conf  # stable: retries make the same room
+    assert b.create(MEETING).join_url != conf.join_url  # depends on the secret
     other = Meeting(EventKey("alice", "alice/calendar", "v@t"))
     assert a.create(other).join_url != conf.join_url
     a.delete(conf)  # nothing to delete, and no error
@@ -122,6 +134,7 @@ def test_jitsi_room_is_an_hmac_of_the_event_key():
 
 def test_plain_http_api_url_is_warned_about(caplog):
     import logging
+
     with caplog.at_level(logging.WARNING, logger="radicale.meetplugin"):
         Telemost("http://proxy.example.org/telemost", Secret(TOKEN), "PUBLIC", 2)
         Telemost("http://127.0.0.1:9/telemost", Secret(TOKEN), "PUBLIC", 2)

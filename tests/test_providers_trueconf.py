@@ -8,13 +8,13 @@ import re
 import socket
 
 import pytest
-
 from emulators.trueconf import TrueConfEmulator
 from harness import event
+
 from radicale_meetplugin import config, providers
-from radicale_meetplugin.core import ical
 from radicale_meetplugin.bootstrap import build_engine
 from radicale_meetplugin.config import Secret
+from radicale_meetplugin.core import ical
 from radicale_meetplugin.core.model import Conference, EventKey
 from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.providers.schedule import timezone
@@ -22,10 +22,12 @@ from radicale_meetplugin.providers.trueconf import TrueConf
 
 CLIENT, SECRET = "meetplugin", "tc-secret-456"
 KEY = EventKey("alice", "alice/calendar", "u1@test")
-ORGANIZED = ("ORGANIZER;CN=Alice:mailto:alice@example.com\n"
-             "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\n"
-             "ATTENDEE;CN=\"Иванов, Иван\":mailto:ivan@example.com\n"
-             "ATTENDEE:MAILTO:Petr@Example.COM\n")
+ORGANIZED = (
+    "ORGANIZER;CN=Alice:mailto:alice@example.com\n"
+    "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\n"
+    'ATTENDEE;CN="Иванов, Иван":mailto:ivan@example.com\n'
+    "ATTENDEE:MAILTO:Petr@Example.COM\n"
+)
 
 
 class Clock:
@@ -41,7 +43,7 @@ def meeting(key: EventKey = KEY, **kw):
 
 
 def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
 
 
 @pytest.fixture(scope="module")
@@ -64,27 +66,47 @@ def fresh(tc):
 
 def adapter(tc, timeout: float = 2, secret: str = SECRET, clock=None, **kw) -> TrueConf:
     kw.setdefault("zone", timezone("Europe/Moscow"))
-    return TrueConf(tc.api_url, tc.token_url, "https://tc.example.ru/c/", CLIENT,
-                    Secret(secret, "test"), timeout, clock=clock or Clock(), **kw)
+    return TrueConf(
+        tc.api_url,
+        tc.token_url,
+        "https://tc.example.ru/c/",
+        CLIENT,
+        Secret(secret, "test"),
+        timeout,
+        clock=clock or Clock(),
+        **kw,
+    )
 
 
 # --- create ----------------------------------------------------------------------
+
 
 def test_create_sends_our_id_topic_schedule_owner_and_invitations(tc):
     a = adapter(tc)
     conf = a.create(meeting(extra=ORGANIZED))
     conf_id = a.conference_id(KEY)
-    assert conf == Conference("trueconf", conf_id, f"https://tc.example.ru/c/{conf_id}",
-                              {"schedule": "once"})
+    assert conf == Conference(
+        "trueconf", conf_id, f"https://tc.example.ru/c/{conf_id}", {"schedule": "once"}
+    )
     (token,) = tc.calls_of("POST", target="token")
-    assert token.body == {"grant_type": "client_credentials", "client_id": CLIENT,
-                          "client_secret": SECRET}
+    assert token.body == {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT,
+        "client_secret": SECRET,
+    }
     (post,) = tc.calls_of("POST")
     assert post.authorization == f"Bearer {tc.issued[0]}"
     assert post.body == {
-        "id": conf_id, "topic": "Планёрка", "type": 0, "owner": "alice",
-        "schedule": {"type": 1, "start_time": utc(2026, 11, 25, 7), "duration": 3600,
-                     "time_offset": 180},
+        "id": conf_id,
+        "topic": "Планёрка",
+        "type": 0,
+        "owner": "alice",
+        "schedule": {
+            "type": 1,
+            "start_time": utc(2026, 11, 25, 7),
+            "duration": 3600,
+            "time_offset": 180,
+        },
         "invitations": [{"id": "ivan"}, {"id": "petr"}],  # the organizer is the owner
     }
     assert tc.conferences[conf_id]["url"] == conf.join_url
@@ -131,18 +153,27 @@ def test_a_forged_id_in_the_answer_is_refused(tc):
 
 # --- update and delete -----------------------------------------------------------
 
+
 def test_update_puts_the_new_topic_schedule_and_invitations(tc):
     a = adapter(tc)
     conf = a.create(meeting())
-    moved = meeting(summary="Планёрка (перенесена)", start="20261126T150000",
-                    end="20261126T163000", extra=ORGANIZED)
+    moved = meeting(
+        summary="Планёрка (перенесена)",
+        start="20261126T150000",
+        end="20261126T163000",
+        extra=ORGANIZED,
+    )
     assert a.update(conf, moved) == conf
     (put,) = tc.calls_of("PUT")
     assert put.path.endswith(f"/conferences/{conf.conference_id}")
     assert put.body == {
         "topic": "Планёрка (перенесена)",
-        "schedule": {"type": 1, "start_time": utc(2026, 11, 26, 12), "duration": 5400,
-                     "time_offset": 180},
+        "schedule": {
+            "type": 1,
+            "start_time": utc(2026, 11, 26, 12),
+            "duration": 5400,
+            "time_offset": 180,
+        },
         "invitations": [{"id": "ivan"}, {"id": "petr"}],
     }
     assert tc.conferences[conf.conference_id]["schedule"]["start_time"] == utc(2026, 11, 26, 12)
@@ -169,6 +200,7 @@ def test_delete_and_already_deleted(tc, status):
 
 
 # --- the token -----------------------------------------------------------------------
+
 
 def test_the_token_is_fetched_once_and_reused(tc):
     a = adapter(tc)
@@ -211,8 +243,12 @@ def test_a_token_expired_early_at_the_server_is_renewed_on_401(tc):
 
 
 def test_a_second_401_is_an_auth_error(tc):
-    tc.fail_next("POST", 401, {"error": {"code": 401, "message": "Unauthorized",
-                                         "errors": [{"reason": "invalidToken"}]}}, times=2)
+    tc.fail_next(
+        "POST",
+        401,
+        {"error": {"code": 401, "message": "Unauthorized", "errors": [{"reason": "invalidToken"}]}},
+        times=2,
+    )
     with pytest.raises(ProviderError) as e:
         adapter(tc).create(meeting())
     assert (e.value.code, e.value.status, e.value.temporary) == ("auth", 401, False)
@@ -230,8 +266,9 @@ def test_a_wrong_client_secret_is_an_auth_error_and_never_shown(tc, caplog):
     assert tc.calls_of("POST") == []  # no API call without a token
 
 
-@pytest.mark.parametrize("status,kind", [(500, "unavailable"), (503, "unavailable"),
-                                         (429, "rate_limited")])
+@pytest.mark.parametrize(
+    "status,kind", [(500, "unavailable"), (503, "unavailable"), (429, "rate_limited")]
+)
 def test_a_token_endpoint_fault_is_temporary(tc, status, kind):
     tc.fail_next("POST", status, {"error": "server_error"}, target="token")
     with pytest.raises(ProviderError) as e:
@@ -241,8 +278,9 @@ def test_a_token_endpoint_fault_is_temporary(tc, status, kind):
 
 
 def test_a_token_answer_without_a_token_is_refused(tc):
-    tc.fail_next("POST", 200, {"access_token": "bad token\r\nX: y", "expires_in": 60},
-                 target="token")
+    tc.fail_next(
+        "POST", 200, {"access_token": "bad token\r\nX: y", "expires_in": 60}, target="token"
+    )
     with pytest.raises(ProviderError) as e:
         adapter(tc).create(meeting())
     assert (e.value.code, e.value.provider_code) == ("auth", "BadToken")
@@ -250,13 +288,31 @@ def test_a_token_answer_without_a_token_is_refused(tc):
 
 # --- faults ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status,kind,temporary", [
-    (500, "unavailable", True), (502, "unavailable", True), (503, "unavailable", True),
-    (429, "rate_limited", True), (403, "forbidden", False), (400, "rejected", False),
-])
+
+@pytest.mark.parametrize(
+    "status,kind,temporary",
+    [
+        (500, "unavailable", True),
+        (502, "unavailable", True),
+        (503, "unavailable", True),
+        (429, "rate_limited", True),
+        (403, "forbidden", False),
+        (400, "rejected", False),
+    ],
+)
 def test_error_statuses(tc, status, kind, temporary):
-    tc.fail_next("POST", status, {"error": {"code": status, "message": "m", "errors": [
-        {"reason": "some<Reason>\r\nInjected", "message": "d"}]}}, headers={"Retry-After": "7"})
+    tc.fail_next(
+        "POST",
+        status,
+        {
+            "error": {
+                "code": status,
+                "message": "m",
+                "errors": [{"reason": "some<Reason>\r\nInjected", "message": "d"}],
+            }
+        },
+        headers={"Retry-After": "7"},
+    )
     with pytest.raises(ProviderError) as e:
         adapter(tc).create(meeting())
     assert (e.value.code, e.value.temporary) == (kind, temporary)
@@ -290,8 +346,14 @@ def test_connection_refused_is_temporary():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave: nobody listens there
     base = f"http://127.0.0.1:{port}"
-    dead = TrueConf(f"{base}/api/v3.11", f"{base}/oauth2/v1/token", "https://tc.example.ru/c/",
-                    CLIENT, Secret(SECRET), 2)
+    dead = TrueConf(
+        f"{base}/api/v3.11",
+        f"{base}/oauth2/v1/token",
+        "https://tc.example.ru/c/",
+        CLIENT,
+        Secret(SECRET),
+        2,
+    )
     with pytest.raises(ProviderError) as e:
         dead.create(meeting())
     assert (e.value.code, e.value.temporary) == ("unavailable", True)
@@ -302,26 +364,53 @@ def test_connection_refused_is_temporary():
 ALL_DAY = dict(tzid="", start="20261125", end="20261127")
 
 
-@pytest.mark.parametrize("kw,start,duration,offset", [
-    (dict(), utc(2026, 11, 25, 7), 3600, 180),                                   # TZID
-    (dict(tzid="", start="20261125T100000Z", end="20261125T110000Z"),
-     utc(2026, 11, 25, 10), 3600, 0),                                             # UTC
-    (dict(tzid="", start="20261125T100000", end="20261125T113000"),
-     utc(2026, 11, 25, 5), 5400, 300),                                            # floating
-    (ALL_DAY, utc(2026, 11, 24, 19), 2 * 86400, 300),                             # all-day
-    (dict(tzid="America/New_York", start="20260701T100000", end="20260701T110000"),
-     utc(2026, 7, 1, 14), 3600, -240),                                            # summer time
-    (dict(tzid="America/New_York", start="20260115T100000", end="20260115T110000"),
-     utc(2026, 1, 15, 15), 3600, -300),                                           # winter time
-    (dict(tzid="Asia/Kolkata", start="20261125T100000", end="20261125T100000"),
-     utc(2026, 11, 25, 4, 30), 60, 330),                                          # zero length
-])
+@pytest.mark.parametrize(
+    "kw,start,duration,offset",
+    [
+        (dict(), utc(2026, 11, 25, 7), 3600, 180),  # TZID
+        (
+            dict(tzid="", start="20261125T100000Z", end="20261125T110000Z"),
+            utc(2026, 11, 25, 10),
+            3600,
+            0,
+        ),  # UTC
+        (
+            dict(tzid="", start="20261125T100000", end="20261125T113000"),
+            utc(2026, 11, 25, 5),
+            5400,
+            300,
+        ),  # floating
+        (ALL_DAY, utc(2026, 11, 24, 19), 2 * 86400, 300),  # all-day
+        (
+            dict(tzid="America/New_York", start="20260701T100000", end="20260701T110000"),
+            utc(2026, 7, 1, 14),
+            3600,
+            -240,
+        ),  # summer time
+        (
+            dict(tzid="America/New_York", start="20260115T100000", end="20260115T110000"),
+            utc(2026, 1, 15, 15),
+            3600,
+            -300,
+        ),  # winter time
+        (
+            dict(tzid="Asia/Kolkata", start="20261125T100000", end="20261125T100000"),
+            utc(2026, 11, 25, 4, 30),
+            60,
+            330,
+        ),  # zero length
+    ],
+)
 def test_time_zones(tc, kw, start, duration, offset):
     a = adapter(tc, zone=timezone("Asia/Yekaterinburg"))  # the admin's default zone: UTC+5
     a.create(meeting(**kw))
     (post,) = tc.calls_of("POST")
-    assert post.body["schedule"] == {"type": 1, "start_time": start, "duration": duration,
-                                     "time_offset": offset}
+    assert post.body["schedule"] == {
+        "type": 1,
+        "start_time": start,
+        "duration": duration,
+        "time_offset": offset,
+    }
 
 
 def test_duration_instead_of_dtend(tc):
@@ -330,11 +419,14 @@ def test_duration_instead_of_dtend(tc):
     assert tc.calls_of("POST")[0].body["schedule"]["duration"] == 45 * 60
 
 
-@pytest.mark.parametrize("kw", [
-    dict(extra="RRULE:FREQ=WEEKLY;COUNT=10"),
-    dict(extra="RDATE;TZID=Europe/Moscow:20261202T100000,20261209T100000"),
-    dict(extra="RRULE:FREQ=DAILY", **ALL_DAY),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(extra="RRULE:FREQ=WEEKLY;COUNT=10"),
+        dict(extra="RDATE;TZID=Europe/Moscow:20261202T100000,20261209T100000"),
+        dict(extra="RRULE:FREQ=DAILY", **ALL_DAY),
+    ],
+)
 def test_a_series_gets_a_permanent_room(tc, kw):
     conf = adapter(tc).create(meeting(**kw))
     assert tc.calls_of("POST")[0].body["schedule"] == {"type": -1}
@@ -350,6 +442,7 @@ def test_an_invitation_for_one_occurrence_only_is_a_series_too(tc):
 
 # --- options ------------------------------------------------------------------------------
 
+
 def test_topic_falls_back_and_is_cut_to_240(tc):
     a = adapter(tc)
     a.create(meeting(EventKey("a", "a/c", "1"), summary=""))
@@ -359,18 +452,27 @@ def test_topic_falls_back_and_is_cut_to_240(tc):
     assert second.body["topic"] == "Я" * 240
 
 
-@pytest.mark.parametrize("mode,expected", [
-    ("email", [{"id": "ivan@example.com"}, {"id": "petr@example.com"}]),
-    ("none", None),
-])
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        ("email", [{"id": "ivan@example.com"}, {"id": "petr@example.com"}]),
+        ("none", None),
+    ],
+)
 def test_invite_modes(tc, mode, expected):
     adapter(tc, invite=mode).create(meeting(extra=ORGANIZED))
     assert tc.calls_of("POST")[0].body.get("invitations") == expected
 
 
-@pytest.mark.parametrize("template,expected", [
-    ("{organizer_local}", "alice"), ("{organizer}", "alice@example.com"),
-    ("tc_{user}", "tc_alice"), ("", None)])
+@pytest.mark.parametrize(
+    "template,expected",
+    [
+        ("{organizer_local}", "alice"),
+        ("{organizer}", "alice@example.com"),
+        ("tc_{user}", "tc_alice"),
+        ("", None),
+    ],
+)
 def test_owner_template(tc, template, expected):
     adapter(tc, owner=template).create(meeting(extra=ORGANIZED))
     assert tc.calls_of("POST")[0].body.get("owner") == expected
@@ -378,15 +480,21 @@ def test_owner_template(tc, template, expected):
 
 def test_list_conferences_reads_every_page_and_only_ours(tc):
     a = adapter(tc, page_size=2)
-    made = {a.create(meeting(EventKey("alice", "alice/calendar", f"{i}@t"))).conference_id
-            for i in range(5)}
-    tc.conferences["5576502892"] = {"id": "5576502892", "topic": "made by hand",
-                                    "schedule": {"type": -1}}
+    made = {
+        a.create(meeting(EventKey("alice", "alice/calendar", f"{i}@t"))).conference_id
+        for i in range(5)
+    }
+    tc.conferences["5576502892"] = {
+        "id": "5576502892",
+        "topic": "made by hand",
+        "schedule": {"type": -1},
+    }
     assert set(a.list_conferences()) == made
     assert [c.query["page_id"] for c in tc.calls_of("GET")] == ["1", "2", "3"]
 
 
 # --- configuration ----------------------------------------------------------------------------
+
 
 def _conf(tmp_path, text: str) -> str:
     path = tmp_path / "meetplugin.conf"
@@ -400,8 +508,13 @@ def test_off_without_a_section_and_a_clear_error_with_one(tmp_path, monkeypatch)
     assert "trueconf" not in engine.enabled
     monkeypatch.delenv("TRUECONF_CLIENT_SECRET")
     with pytest.raises(config.ConfigError) as e:
-        build_engine(_conf(tmp_path, "[provider:trueconf]\nserver_url = https://tc.example.ru\n"
-                                     "client_id = meetplugin\n"), str(tmp_path / "state"))
+        build_engine(
+            _conf(
+                tmp_path,
+                "[provider:trueconf]\nserver_url = https://tc.example.ru\nclient_id = meetplugin\n",
+            ),
+            str(tmp_path / "state"),
+        )
     assert "no client secret" in str(e.value) and "TRUECONF_CLIENT_SECRET" in str(e.value)
     with pytest.raises(config.ConfigError) as e:
         build_engine(_conf(tmp_path, "[provider:trueconf]\n"), str(tmp_path / "state"))
@@ -412,12 +525,18 @@ def test_built_from_config_with_derived_urls(tmp_path, monkeypatch):
     secret = tmp_path / "secret"
     secret.write_text(SECRET + "\n")
     secret.chmod(0o600)
-    engine = build_engine(_conf(tmp_path, f"""[provider:trueconf]
+    engine = build_engine(
+        _conf(
+            tmp_path,
+            f"""[provider:trueconf]
 server_url = https://tc.example.ru/
 client_id = meetplugin
 client_secret_file = {secret}
 default_timezone = Asia/Yekaterinburg
-"""), str(tmp_path / "state"))
+""",
+        ),
+        str(tmp_path / "state"),
+    )
     tc = engine.providers["trueconf"]
     assert tc.api.base_url == "https://tc.example.ru/api/v3.11"
     assert tc.tokens.client.base_url == "https://tc.example.ru/oauth2/v1/token"
@@ -427,12 +546,15 @@ default_timezone = Asia/Yekaterinburg
     assert str(tc.zone) == "Asia/Yekaterinburg"
 
 
-@pytest.mark.parametrize("option,words", [
-    ("invite = everyone", "one of local_part, email, none"),
-    ("default_timezone = Mars/Olympus", "not a time zone name"),
-    ("id_prefix = a-b", "at most 64"),
-    ("conference_type = 2", "0 (all on screen)"),
-])
+@pytest.mark.parametrize(
+    "option,words",
+    [
+        ("invite = everyone", "one of local_part, email, none"),
+        ("default_timezone = Mars/Olympus", "not a time zone name"),
+        ("id_prefix = a-b", "at most 64"),
+        ("conference_type = 2", "0 (all on screen)"),
+    ],
+)
 def test_bad_options_say_what_is_wrong(tmp_path, option, words):
     with pytest.raises(config.ConfigError) as e:
         config.load(_conf(tmp_path, f"[provider:trueconf]\n{option}\n"), providers.schemas())
@@ -441,6 +563,7 @@ def test_bad_options_say_what_is_wrong(tmp_path, option, words):
 
 def test_the_example_config_loads_and_its_videomost_block_too(tmp_path):
     from pathlib import Path
+
     example = Path(__file__).parent.parent / "config" / "meetplugin-trueconf.example.conf"
     text = example.read_text()
     settings = config.load(_conf(tmp_path, text), providers.schemas())

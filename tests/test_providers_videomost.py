@@ -7,13 +7,13 @@ import re
 import socket
 
 import pytest
-
 from emulators.videomost import VideomostEmulator
 from harness import event
+
 from radicale_meetplugin import config, providers
-from radicale_meetplugin.core import ical
 from radicale_meetplugin.bootstrap import build_engine
 from radicale_meetplugin.config import Secret
+from radicale_meetplugin.core import ical
 from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.providers.schedule import timezone
@@ -23,8 +23,10 @@ TOKEN = "vm-token-789"
 SERVER = "https://vm.example.ru"
 KEY = EventKey("alice", "alice/calendar", "v1@test")
 JOIN = re.compile(r"https://vm\.example\.ru/service/join/\?confid=([0-9a-f]{32})&confpass=(\d+)")
-ORGANIZED = ("ORGANIZER:mailto:alice@example.com\nATTENDEE:mailto:alice@example.com\n"
-             "ATTENDEE:mailto:Ivan@Example.com\nATTENDEE:urn:uuid:room-5\n")
+ORGANIZED = (
+    "ORGANIZER:mailto:alice@example.com\nATTENDEE:mailto:alice@example.com\n"
+    "ATTENDEE:mailto:Ivan@Example.com\nATTENDEE:urn:uuid:room-5\n"
+)
 
 
 def meeting(key: EventKey = KEY, **kw):
@@ -32,7 +34,7 @@ def meeting(key: EventKey = KEY, **kw):
 
 
 def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
 
 
 def options(**kw):
@@ -67,26 +69,41 @@ def test_create_speaks_the_default_contract(vm):
     (post,) = vm.calls_of("POST")
     assert post.path == "/service/api/v1/conferences"
     assert post.authorization == f"Bearer {TOKEN}"
-    assert post.body == {"name": "Планёрка", "start_time": utc(2026, 11, 25, 7),
-                         "duration": 3600, "time_offset": 180,
-                         "participants": ["ivan@example.com"]}  # no organizer, no urn:
+    assert post.body == {
+        "name": "Планёрка",
+        "start_time": utc(2026, 11, 25, 7),
+        "duration": 3600,
+        "time_offset": 180,
+        "participants": ["ivan@example.com"],
+    }  # no organizer, no urn:
     assert not adapter(vm).capabilities.deterministic_ids  # the server picks the id
 
 
 def test_a_link_on_another_host_is_not_taken_the_template_is_used(vm):
-    vm.fail_next("POST", 201, {"confid": "bc7a050ce0f25db26dad32c1afff5c74", "confpass": 1240,
-                               "join_url": "https://evil.example.org/service/join/?confid=1"})
+    vm.fail_next(
+        "POST",
+        201,
+        {
+            "confid": "bc7a050ce0f25db26dad32c1afff5c74",
+            "confpass": 1240,
+            "join_url": "https://evil.example.org/service/join/?confid=1",
+        },
+    )
     conf = adapter(vm).create(meeting())
-    assert conf.join_url == ("https://vm.example.ru/service/join/"
-                             "?confid=bc7a050ce0f25db26dad32c1afff5c74&confpass=1240")
+    assert conf.join_url == (
+        "https://vm.example.ru/service/join/?confid=bc7a050ce0f25db26dad32c1afff5c74&confpass=1240"
+    )
 
 
-@pytest.mark.parametrize("answer", [
-    {"confid": "x\r\nLocation: evil", "confpass": "1"},
-    {"confid": "bc7a050ce0f25db26dad32c1afff5c74", "confpass": "12 34&x=1"},
-    {"confpass": "1240"},
-    ["not", "an", "object"],
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"confid": "x\r\nLocation: evil", "confpass": "1"},
+        {"confid": "bc7a050ce0f25db26dad32c1afff5c74", "confpass": "12 34&x=1"},
+        {"confpass": "1240"},
+        ["not", "an", "object"],
+    ],
+)
 def test_a_forged_answer_is_refused(vm, answer):
     vm.fail_next("POST", 201, answer)
     with pytest.raises(ProviderError) as e:
@@ -111,13 +128,19 @@ def test_client_ids_make_a_retry_find_the_first_conference(vm):
 def test_update_sends_the_same_fields_and_keeps_the_link(vm):
     a = adapter(vm)
     conf = a.create(meeting())
-    moved = meeting(summary="Ретро", start="20261127T090000", end="20261127T100000",
-                    extra=ORGANIZED)
+    moved = meeting(
+        summary="Ретро", start="20261127T090000", end="20261127T100000", extra=ORGANIZED
+    )
     assert a.update(conf, moved) == conf
     (put,) = vm.calls_of("PUT")
     assert put.path == f"/service/api/v1/conferences/{conf.conference_id}"
-    assert put.body == {"name": "Ретро", "start_time": utc(2026, 11, 27, 6), "duration": 3600,
-                        "time_offset": 180, "participants": ["ivan@example.com"]}
+    assert put.body == {
+        "name": "Ретро",
+        "start_time": utc(2026, 11, 27, 6),
+        "duration": 3600,
+        "time_offset": 180,
+        "participants": ["ivan@example.com"],
+    }
     assert vm.conferences[conf.conference_id]["name"] == "Ретро"
 
 
@@ -155,13 +178,24 @@ def test_a_series_sends_no_schedule(vm):
     assert vm.joinable(conf.conference_id, utc(2031, 3, 3, 7))
 
 
-@pytest.mark.parametrize("kw,start,duration,offset", [
-    (dict(tzid="", start="20261125T100000Z", end="20261125T110000Z"), utc(2026, 11, 25, 10),
-     3600, 0),
-    (dict(tzid="", start="20261125T100000", end="20261125T110000"), utc(2026, 11, 25, 7),
-     3600, 180),
-    (dict(tzid="", start="20261125", end="20261126"), utc(2026, 11, 24, 21), 86400, 180),
-])
+@pytest.mark.parametrize(
+    "kw,start,duration,offset",
+    [
+        (
+            dict(tzid="", start="20261125T100000Z", end="20261125T110000Z"),
+            utc(2026, 11, 25, 10),
+            3600,
+            0,
+        ),
+        (
+            dict(tzid="", start="20261125T100000", end="20261125T110000"),
+            utc(2026, 11, 25, 7),
+            3600,
+            180,
+        ),
+        (dict(tzid="", start="20261125", end="20261126"), utc(2026, 11, 24, 21), 86400, 180),
+    ],
+)
 def test_time_zones(vm, kw, start, duration, offset):
     adapter(vm).create(meeting(**kw))
     body = vm.calls_of("POST")[0].body
@@ -171,11 +205,21 @@ def test_time_zones(vm, kw, start, duration, offset):
 def test_a_configured_contract_is_followed(vm):
     """Other field names, a wrapped answer, another header: all from config."""
     vm.fail_next("POST", 200, {"data": {"id": "abc123", "password": "42"}})
-    a = adapter(vm, auth_header="X-Api-Key", auth_scheme="", topic_field="title",
-                start_field="begin", duration_field="", time_offset_field="",
-                attendees_field="", response_key="data", id_field="id", password_field="password",
-                create_path="/meetings",
-                join_url_template="https://vm.example.ru/j/{confid}?p={confpass}")
+    a = adapter(
+        vm,
+        auth_header="X-Api-Key",
+        auth_scheme="",
+        topic_field="title",
+        start_field="begin",
+        duration_field="",
+        time_offset_field="",
+        attendees_field="",
+        response_key="data",
+        id_field="id",
+        password_field="password",
+        create_path="/meetings",
+        join_url_template="https://vm.example.ru/j/{confid}?p={confpass}",
+    )
     conf = a.create(meeting())
     (post,) = vm.calls_of("POST")
     assert post.path == "/service/api/v1/meetings"
@@ -191,13 +235,20 @@ def test_a_bad_token_is_an_auth_error(vm):
     assert e.value.provider_code == "Unauthorized" and "wrong" not in str(e.value)
 
 
-@pytest.mark.parametrize("status,kind,temporary", [
-    (500, "unavailable", True), (503, "unavailable", True), (429, "rate_limited", True),
-    (400, "rejected", False), (403, "forbidden", False),
-])
+@pytest.mark.parametrize(
+    "status,kind,temporary",
+    [
+        (500, "unavailable", True),
+        (503, "unavailable", True),
+        (429, "rate_limited", True),
+        (400, "rejected", False),
+        (403, "forbidden", False),
+    ],
+)
 def test_error_statuses(vm, status, kind, temporary):
-    vm.fail_next("POST", status, {"error": "Some<Code>", "message": "m"},
-                 headers={"Retry-After": "3"})
+    vm.fail_next(
+        "POST", status, {"error": "Some<Code>", "message": "m"}, headers={"Retry-After": "3"}
+    )
     with pytest.raises(ProviderError) as e:
         adapter(vm).create(meeting())
     assert (e.value.code, e.value.temporary, e.value.provider_code) == (kind, temporary, "SomeCode")
@@ -249,31 +300,38 @@ def test_off_without_a_section_and_a_clear_error_with_one(tmp_path, monkeypatch)
     assert "videomost" not in build_engine(_conf(tmp_path, ""), str(tmp_path / "s")).enabled
     monkeypatch.delenv("VIDEOMOST_TOKEN")
     with pytest.raises(config.ConfigError) as e:
-        build_engine(_conf(tmp_path, f"[provider:videomost]\nserver_url = {SERVER}\n"),
-                     str(tmp_path / "s"))
+        build_engine(
+            _conf(tmp_path, f"[provider:videomost]\nserver_url = {SERVER}\n"), str(tmp_path / "s")
+        )
     assert "no token" in str(e.value) and "VIDEOMOST_TOKEN" in str(e.value)
     monkeypatch.setenv("VIDEOMOST_TOKEN", "two words")
     with pytest.raises(config.ConfigError) as e:
-        build_engine(_conf(tmp_path, f"[provider:videomost]\nserver_url = {SERVER}\n"),
-                     str(tmp_path / "s"))
+        build_engine(
+            _conf(tmp_path, f"[provider:videomost]\nserver_url = {SERVER}\n"), str(tmp_path / "s")
+        )
     assert "two words" not in str(e.value)
 
 
 def test_built_from_config(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOMOST_TOKEN", TOKEN)
-    engine = build_engine(_conf(tmp_path, f"[provider:videomost]\nserver_url = {SERVER}/\n"
-                                          "client_ids = true\n"), str(tmp_path / "s"))
+    engine = build_engine(
+        _conf(tmp_path, f"[provider:videomost]\nserver_url = {SERVER}/\nclient_ids = true\n"),
+        str(tmp_path / "s"),
+    )
     vm = engine.providers["videomost"]
     assert vm.api.base_url == f"{SERVER}/service/api/v1"
     assert "videomost" in engine.scheduled and vm.capabilities.deterministic_ids
 
 
-@pytest.mark.parametrize("option,words", [
-    ("update_method = MAYBE", "one of PUT, PATCH, POST, NONE"),
-    ("create_path = conferences", "a path starting with /"),
-    ("id_field = a b", "a JSON field name"),
-    ("auth_header = X Key", "an HTTP header name"),
-])
+@pytest.mark.parametrize(
+    "option,words",
+    [
+        ("update_method = MAYBE", "one of PUT, PATCH, POST, NONE"),
+        ("create_path = conferences", "a path starting with /"),
+        ("id_field = a b", "a JSON field name"),
+        ("auth_header = X Key", "an HTTP header name"),
+    ],
+)
 def test_bad_options_say_what_is_wrong(tmp_path, option, words):
     with pytest.raises(config.ConfigError) as e:
         config.load(_conf(tmp_path, f"[provider:videomost]\n{option}\n"), providers.schemas())

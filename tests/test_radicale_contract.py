@@ -23,13 +23,23 @@ def test_supported_radicale_version():
 
 def test_storage_methods_the_adapter_wraps():
     assert list(inspect.signature(multifilesystem.Collection.upload).parameters) == [
-        "self", "href", "item"]
-    assert list(inspect.signature(multifilesystem.Collection.delete).parameters) == [
-        "self", "href"]
+        "self",
+        "href",
+        "item",
+    ]
+    assert list(inspect.signature(multifilesystem.Collection.delete).parameters) == ["self", "href"]
     assert list(inspect.signature(multifilesystem.Storage.move).parameters) == [
-        "self", "item", "to_collection", "to_href"]
+        "self",
+        "item",
+        "to_collection",
+        "to_href",
+    ]
     assert list(inspect.signature(multifilesystem.Storage.create_collection).parameters) == [
-        "self", "href", "items", "props"]
+        "self",
+        "href",
+        "items",
+        "props",
+    ]
     assert "acquire_lock" in vars(StoragePartLock)
 
 

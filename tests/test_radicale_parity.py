@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from harness import RadicaleServer, event
 
 SYNC = """<?xml version="1.0" encoding="utf-8"?>
@@ -48,15 +47,21 @@ def both(pair, method: str, path: str, body: str = "", **headers: str):
     for server, tokens in pair:
         mine = {v: k for k, v in tokens.items()}  # a numbered token back to this server's own
         data = re.sub(r"TOKEN\d+", lambda m: mine[m.group(0)], body)
-        r = server.session("alice").request(method, f"{server.url}/{path}", data=data.encode(),
-                                            headers=headers)
+        r = server.session("alice").request(
+            method, f"{server.url}/{path}", data=data.encode(), headers=headers
+        )
         answers.append((r.status_code, r.headers.get("ETag"), normal(r.text, tokens)))
     if answers[0] != answers[1]:
         import difflib
-        diff = difflib.unified_diff(answers[0][2].replace("><", ">\n<").splitlines(),
-                                    answers[1][2].replace("><", ">\n<").splitlines(), lineterm="")
-        raise AssertionError(f"{method} {path}: {answers[0][:2]} vs {answers[1][:2]}\n" +
-                             "\n".join(diff))
+
+        diff = difflib.unified_diff(
+            answers[0][2].replace("><", ">\n<").splitlines(),
+            answers[1][2].replace("><", ">\n<").splitlines(),
+            lineterm="",
+        )
+        raise AssertionError(
+            f"{method} {path}: {answers[0][:2]} vs {answers[1][:2]}\n" + "\n".join(diff)
+        )
     return answers[0]
 
 
@@ -66,9 +71,15 @@ def test_the_same_answers_as_plain_radicale(pair):
     _, _, sync = both(pair, "REPORT", col, SYNC.format(token=""), Depth="1")
     token = re.search(r"<sync-token>([^<]+)</sync-token>", sync).group(1)
     assert token.startswith("TOKEN")
-    events = {f"p{i}@parity": event(f"p{i}@parity", location=loc, summary=f"Встреча {i}",
-                                    description="Повестка; итоги, план\\nвторая строка")
-              for i, loc in enumerate(["Переговорная 5", "", "https://zoom.us/j/1", "Офис, 3 этаж"])}
+    events = {
+        f"p{i}@parity": event(
+            f"p{i}@parity",
+            location=loc,
+            summary=f"Встреча {i}",
+            description="Повестка; итоги, план\\nвторая строка",
+        )
+        for i, loc in enumerate(["Переговорная 5", "", "https://zoom.us/j/1", "Офис, 3 этаж"])
+    }
     for uid, text in events.items():
         both(pair, "PUT", f"{col}{uid}.ics", text, **{"Content-Type": "text/calendar"})
     both(pair, "GET", f"{col}p0@parity.ics")
@@ -78,11 +89,11 @@ def test_the_same_answers_as_plain_radicale(pair):
     assert changed.count("<response>") == len(events)
     both(pair, "PROPPATCH", col, PROPPATCH)
     both(pair, "MKCALENDAR", "alice/parity2/")
-    both(pair, "MOVE", f"{col}p1@parity.ics", "",
-         Destination=f"/alice/parity2/p1@parity.ics")
+    both(pair, "MOVE", f"{col}p1@parity.ics", "", Destination="/alice/parity2/p1@parity.ics")
     both(pair, "DELETE", f"{col}p2@parity.ics")
-    whole = "".join(events.values()).replace("END:VCALENDAR\r\nBEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
-                                             "PRODID:-//meetplugin tests//EN\r\n", "")
+    whole = "".join(events.values()).replace(
+        "END:VCALENDAR\r\nBEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//meetplugin tests//EN\r\n", ""
+    )
     both(pair, "PUT", "alice/imported-parity/", whole, **{"Content-Type": "text/calendar"})
     both(pair, "GET", "alice/imported-parity/")
     both(pair, "REPORT", col, SYNC.format(token=token), Depth="1")

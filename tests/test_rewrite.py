@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import icalendar
 import pytest
+from harness import event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_detect import GRAMMAR
 
-from harness import event
 from radicale_meetplugin.core import i18n, ical, rewrite
 from radicale_meetplugin.core.model import Conference
-from test_detect import GRAMMAR
 
 CONF = Conference("telemost", "42", "https://telemost.yandex.ru/j/42")
 JITSI = Conference("jitsi", "MeetAbc", "https://meet.jit.si/MeetAbc")
 
 
-def attached(text: str, conf: Conference = CONF, lang: str = "ru", force: bool = True,
-             old_urls: tuple[str, ...] = ()) -> str:
+def attached(
+    text: str,
+    conf: Conference = CONF,
+    lang: str = "ru",
+    force: bool = True,
+    old_urls: tuple[str, ...] = (),
+) -> str:
     cal = ical.parse(text)
     rewrite.attach(cal, conf, "Яндекс Телемост", lang, GRAMMAR, force, old_urls)
     return ical.to_text(cal)
@@ -27,19 +32,22 @@ def first(text: str) -> icalendar.Event:
     return ical.vevents(ical.parse(text))[0]
 
 
-@pytest.mark.parametrize("location,expected", [
-    ("telemost", CONF.join_url),
-    ("Телемост", CONF.join_url),
-    ("онлайн", CONF.join_url),
-    ("Переговорная 5; telemost", f"Переговорная 5; {CONF.join_url}"),
-    ("telemost; Переговорная 5", f"{CONF.join_url}; Переговорная 5"),
-    ("Москва, ул. Ленина 1, телемост", f"Москва, ул. Ленина 1, {CONF.join_url}"),
-    ("Офис #telemost", f"Офис {CONF.join_url}"),
-    ("Переговорная 5", f"Переговорная 5; {CONF.join_url}"),   # asked elsewhere (tag, category)
-    ("", CONF.join_url),
-    (CONF.join_url, CONF.join_url),
-    ("telemost; telemost", CONF.join_url),
-])
+@pytest.mark.parametrize(
+    "location,expected",
+    [
+        ("telemost", CONF.join_url),
+        ("Телемост", CONF.join_url),
+        ("онлайн", CONF.join_url),
+        ("Переговорная 5; telemost", f"Переговорная 5; {CONF.join_url}"),
+        ("telemost; Переговорная 5", f"{CONF.join_url}; Переговорная 5"),
+        ("Москва, ул. Ленина 1, телемост", f"Москва, ул. Ленина 1, {CONF.join_url}"),
+        ("Офис #telemost", f"Офис {CONF.join_url}"),
+        ("Переговорная 5", f"Переговорная 5; {CONF.join_url}"),  # asked elsewhere (tag, category)
+        ("", CONF.join_url),
+        (CONF.join_url, CONF.join_url),
+        ("telemost; telemost", CONF.join_url),
+    ],
+)
 def test_location(location, expected):
     assert str(first(attached(event("u@t", location=location)))["LOCATION"]) == expected
 
@@ -54,10 +62,12 @@ def test_description_block_ru_and_en():
     ev = first(attached(event("u@t", location="telemost", description="Повестка:\\n1. Итоги")))
     assert str(ev["DESCRIPTION"]) == (
         "Повестка:\n1. Итоги\n\n=== Видеовстреча ===\n"
-        f"Встреча пройдёт по ссылке: {CONF.join_url}\nСервис: Яндекс Телемост\n===")
+        f"Встреча пройдёт по ссылке: {CONF.join_url}\nСервис: Яндекс Телемост\n==="
+    )
     ev = first(attached(event("u@t", location="telemost"), lang="en"))
     assert str(ev["DESCRIPTION"]) == (
-        f"=== Video meeting ===\nJoin the meeting: {CONF.join_url}\nService: Яндекс Телемост\n===")
+        f"=== Video meeting ===\nJoin the meeting: {CONF.join_url}\nService: Яндекс Телемост\n==="
+    )
 
 
 def test_switching_language_replaces_the_block_not_doubles_it():
@@ -78,30 +88,44 @@ def test_conference_property_is_rfc7986_and_never_duplicated():
 
 
 def test_foreign_conference_property_is_kept():
-    text = event("u@t", location="telemost",
-                 extra="CONFERENCE;VALUE=URI;FEATURE=PHONE:tel:+74950000000")
+    text = event(
+        "u@t", location="telemost", extra="CONFERENCE;VALUE=URI;FEATURE=PHONE:tel:+74950000000"
+    )
     values = [str(v) for v in ical.values_of(first(attached(text)), "CONFERENCE")]
     assert sorted(values) == sorted(["tel:+74950000000", CONF.join_url])
 
 
 def test_tags_are_removed_from_summary_and_description():
-    ev = first(attached(event("u@t", summary="Планёрка #telemost #важно",
-                              description="#telemost Повестка")))
+    ev = first(
+        attached(
+            event("u@t", summary="Планёрка #telemost #важно", description="#telemost Повестка")
+        )
+    )
     assert str(ev["SUMMARY"]) == "Планёрка #важно"
     assert str(ev["DESCRIPTION"]).startswith("Повестка\n\n=== Видеовстреча")
 
 
 def test_detach_removes_every_trace_and_lasting_markers():
-    text = attached(event("u@t", location="Офис; telemost", description="Повестка",
-                          extra="CATEGORIES:Работа,Telemost\nX-TELEMOST-REQUIRED:TRUE"))
+    text = attached(
+        event(
+            "u@t",
+            location="Офис; telemost",
+            description="Повестка",
+            extra="CATEGORIES:Работа,Telemost\nX-TELEMOST-REQUIRED:TRUE",
+        )
+    )
     cal = ical.parse(text)
     rewrite.detach(cal, CONF.join_url, GRAMMAR)
     ev = ical.vevents(cal)[0]
     assert str(ev["LOCATION"]) == "Офис"
     assert str(ev["DESCRIPTION"]) == "Повестка"
     assert ical.categories(ev) == ["Работа"]
-    for name in ("CONFERENCE", "X-TELEMOST-CONFERENCE", "X-TELEMOST-REQUIRED",
-                 *rewrite.BOOKKEEPING):
+    for name in (
+        "CONFERENCE",
+        "X-TELEMOST-CONFERENCE",
+        "X-TELEMOST-REQUIRED",
+        *rewrite.BOOKKEEPING,
+    ):
         assert name not in ev
     again = ical.parse(ical.to_text(cal))
     rewrite.detach(again, CONF.join_url, GRAMMAR)
@@ -115,28 +139,36 @@ def test_explain_and_clear():
     rewrite.explain(cal, "сервис недоступен.", "ru")
     assert ical.to_text(cal) == once
     ev = ical.vevents(cal)[0]
-    assert str(ev["DESCRIPTION"]) == ("Повестка\n\n=== Видеовстреча ===\n"
-                                      "Видеовстреча не создана: сервис недоступен.\n===")
+    assert str(ev["DESCRIPTION"]) == (
+        "Повестка\n\n=== Видеовстреча ===\nВидеовстреча не создана: сервис недоступен.\n==="
+    )
     assert str(ev["LOCATION"]) == "telemost"
     rewrite.clear(cal)
     assert str(ev["DESCRIPTION"]) == "Повестка" and "X-MEETPLUGIN-STATUS" not in ev
 
 
 def test_a_broken_block_is_recognised_by_its_link_not_doubled():
-    broken = ("Повестка\nВстреча пройдёт по ссылке: https://old\nСервис: Jitsi Meet\n===")
+    broken = "Повестка\nВстреча пройдёт по ссылке: https://old\nСервис: Jitsi Meet\n==="
     assert rewrite.split_description(broken, ("https://old",)) == (
-        "Повестка", ["Встреча пройдёт по ссылке: https://old", "Сервис: Jitsi Meet", "==="])
+        "Повестка",
+        ["Встреча пройдёт по ссылке: https://old", "Сервис: Jitsi Meet", "==="],
+    )
 
 
-@pytest.mark.parametrize("text", [
-    "Agenda\n===\n1. Budget",
-    "Join the meeting: https://zoom.us/j/123 (backup)\nService: Zoom",
-    "Встреча пройдёт по ссылке: https://example.org/room\nСервис: свой",
-    "Итоги\n===\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Agenda\n===\n1. Budget",
+        "Join the meeting: https://zoom.us/j/123 (backup)\nService: Zoom",
+        "Встреча пройдёт по ссылке: https://example.org/room\nСервис: свой",
+        "Итоги\n===\n",
+    ],
+)
 def test_the_persons_look_alike_lines_are_kept(text):
     assert rewrite.split_description(text, ("https://telemost.yandex.ru/j/42",)) == (
-        text.rstrip(), [])
+        text.rstrip(),
+        [],
+    )
 
 
 def test_a_persons_header_line_does_not_swallow_what_follows():
@@ -147,13 +179,16 @@ def test_a_persons_header_line_does_not_swallow_what_follows():
 def test_text_after_the_block_is_kept():
     text = "До\n\n=== Video meeting ===\nJoin the meeting: u\nService: X\n===\nПосле"
     assert rewrite.split_description(text) == (
-        "До\n\nПосле", ["=== Video meeting ===", "Join the meeting: u", "Service: X", "==="])
+        "До\n\nПосле",
+        ["=== Video meeting ===", "Join the meeting: u", "Service: X", "==="],
+    )
 
 
 def test_hostile_description_is_parsed_in_linear_time():
     # 200 000 lines of look-alikes: one pass, no backtracking (a quadratic parser would hang).
-    hostile = ("=== Видеовстреча ===\n" + "Встреча пройдёт по ссылке: x\n" * 100_000 +
-               "==\n" * 100_000)
+    hostile = (
+        "=== Видеовстреча ===\n" + "Встреча пройдёт по ссылке: x\n" * 100_000 + "==\n" * 100_000
+    )
     user, ours = rewrite.split_description(hostile)
     assert len(ours) == 1 + 100_000 and user.count("==") == 100_000
 
@@ -176,13 +211,19 @@ def test_crlf_and_lf_input_give_the_same_result():
 # Text a person may type: any printable text, Cyrillic, newlines, separators.
 person_text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\\")
-    | st.sampled_from(list("\n;,# абвгдАБВ=")), max_size=120)
+    | st.sampled_from(list("\n;,# абвгдАБВ=")),
+    max_size=120,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(description=person_text, location=person_text, summary=person_text,
-       keyword=st.sampled_from(["telemost", "Телемост", "онлайн", "#telemost"]),
-       lang=st.sampled_from(i18n.LANGUAGES))
+@given(
+    description=person_text,
+    location=person_text,
+    summary=person_text,
+    keyword=st.sampled_from(["telemost", "Телемост", "онлайн", "#telemost"]),
+    lang=st.sampled_from(i18n.LANGUAGES),
+)
 def test_attach_is_a_fixed_point(description, location, summary, keyword, lang):
     cal = icalendar.Calendar()
     cal.add("VERSION", "2.0")
@@ -211,11 +252,17 @@ def test_attach_is_a_fixed_point(description, location, summary, keyword, lang):
 def test_detach_after_attach_restores_the_persons_text(description, location):
     location = location.replace("#", "")
     if GRAMMAR.provider_for(location) or any(
-            GRAMMAR.provider_for(p) for p in location.replace(",", ";").replace("\n", ";").split(";")):
+        GRAMMAR.provider_for(p) for p in location.replace(",", ";").replace("\n", ";").split(";")
+    ):
         return
-    text = event("u@t", location=f"{location}; telemost" if location.strip() else "telemost",
-                 description=description.replace("\\", "").replace("\n", "\\n")
-                 .replace(";", "\\;").replace(",", "\\,"))
+    text = event(
+        "u@t",
+        location=f"{location}; telemost" if location.strip() else "telemost",
+        description=description.replace("\\", "")
+        .replace("\n", "\\n")
+        .replace(";", "\\;")
+        .replace(",", "\\,"),
+    )
     cal = ical.parse(attached(text))
     rewrite.detach(cal, CONF.join_url, GRAMMAR)
     ev = ical.vevents(cal)[0]

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import unicodedata
 import urllib.parse
-from typing import Optional
 
-_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                   "!#$%&'*+-/=?^_`{|}~.")
+_LOCAL = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~."
+)
 _LABEL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 # Line breaks and control characters become spaces; format characters (bidi
 # overrides, zero-width marks) go, so a name cannot reorder what a reader sees.
 _SPACE = {"Cc": " ", "Zl": " ", "Zp": " ", "Cf": ""}
 
 
-def normalize(value: str) -> Optional[str]:
+def normalize(value: str) -> str | None:
     """`value` (an address or a `mailto:` URI) as a lower-case addr-spec; None if unusable."""
     text = value.strip()
     if text[:7].lower() == "mailto:":
@@ -31,8 +31,7 @@ def normalize(value: str) -> Optional[str]:
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain or len(local) > 64:
         return None
-    if any(c not in _LOCAL for c in local) or local[0] == "." or local[-1] == "." \
-            or ".." in local:
+    if any(c not in _LOCAL for c in local) or local[0] == "." or local[-1] == "." or ".." in local:
         return None
     domain = _ascii_domain(domain)
     if domain is None:
@@ -40,7 +39,7 @@ def normalize(value: str) -> Optional[str]:
     return f"{local}@{domain}".lower()
 
 
-def _ascii_domain(domain: str) -> Optional[str]:
+def _ascii_domain(domain: str) -> str | None:
     try:
         ascii_domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
     except (UnicodeError, ValueError):
@@ -49,8 +48,12 @@ def _ascii_domain(domain: str) -> Optional[str]:
     if len(labels) < 2 or len(ascii_domain) > 253:
         return None
     for label in labels:
-        if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-" or \
-                any(c not in _LABEL for c in label):
+        if (
+            not 0 < len(label) <= 63
+            or label[0] == "-"
+            or label[-1] == "-"
+            or any(c not in _LABEL for c in label)
+        ):
             return None
     return ascii_domain
 
@@ -60,5 +63,5 @@ def one_line(text: str, limit: int = 200) -> str:
     cleaned = "".join(_SPACE.get(unicodedata.category(c), c) for c in text)
     cleaned = " ".join(cleaned.split())
     if len(cleaned) > limit:
-        cleaned = cleaned[:limit - 1].rstrip() + "…"
+        cleaned = cleaned[: limit - 1].rstrip() + "…"
     return cleaned

@@ -10,8 +10,8 @@ though the event still carries our ``X-MEETPLUGIN-PROVIDER`` from before.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
 
 import icalendar
 
@@ -28,8 +28,8 @@ TAG = re.compile(r"(?<!\S)#(\w[\w-]*(?::[\w-]+(?:[+/][\w-]+)*)?)(?=$|[\s.,;:!?)]
 class Grammar:
     """Keywords the admin configured, already case-folded."""
 
-    keywords: Mapping[str, str]           # keyword -> provider name
-    generic: frozenset[str]               # keywords meaning the default provider
+    keywords: Mapping[str, str]  # keyword -> provider name
+    generic: frozenset[str]  # keywords meaning the default provider
     default_provider: str
     known: frozenset[str] = field(default_factory=frozenset)  # every provider name we know
 
@@ -51,10 +51,10 @@ class Grammar:
 
 @dataclass(frozen=True)
 class Detection:
-    provider: str = ""      # the provider asked for; "" when none is
-    unknown: str = ""       # a provider name asked for explicitly that we do not know
-    via: str = ""           # which marker decided: x-provider, location, tag, categories, x-telemost
-    fresh: bool = False     # typed by a person now (LOCATION keyword or tag), not a lasting property
+    provider: str = ""  # the provider asked for; "" when none is
+    unknown: str = ""  # a provider name asked for explicitly that we do not know
+    via: str = ""  # which marker decided: x-provider, location, tag, categories, x-telemost
+    fresh: bool = False  # typed by a person now (LOCATION keyword or tag), not a lasting property
     option_words: tuple[str, ...] = ()  # words typed after the keyword: "telemost:all,cohosts"
 
     @property
@@ -82,8 +82,13 @@ def might_ask(text: str, grammar: Grammar) -> bool:
 
     Lines are unfolded first: a fold may split a keyword ("#telemo" / " st").
     """
-    folded = text.replace("\r\n ", "").replace("\r\n\t", "").replace(
-        "\n ", "").replace("\n\t", "").casefold()
+    folded = (
+        text.replace("\r\n ", "")
+        .replace("\r\n\t", "")
+        .replace("\n ", "")
+        .replace("\n\t", "")
+        .casefold()
+    )
     if "x-meetplugin-" in folded or "x-telemost-required" in folded:
         return True
     return any(word in folded for word in grammar.all_words())
@@ -95,20 +100,23 @@ def detect(cal: icalendar.Calendar, grammar: Grammar) -> Detection:
         for part in location_parts(ical.text_of(comp, "LOCATION")):
             name = grammar.provider_for(part)
             if name:
-                return Detection(provider=name, via="location", fresh=True,
-                                 option_words=option_words(part))
+                return Detection(
+                    provider=name, via="location", fresh=True, option_words=option_words(part)
+                )
     for comp in events:
         for prop in ("SUMMARY", "LOCATION", "DESCRIPTION"):
             for tag in tags(ical.text_of(comp, prop)):
                 name = grammar.provider_for(tag)
                 if name:
-                    return Detection(provider=name, via="tag", fresh=True,
-                                     option_words=option_words(tag))
+                    return Detection(
+                        provider=name, via="tag", fresh=True, option_words=option_words(tag)
+                    )
     for comp in events:
         explicit = ical.text_of(comp, "X-MEETPLUGIN-PROVIDER").strip()
         if explicit:
             name = grammar.provider_for(explicit) or (
-                explicit.casefold() if explicit.casefold() in grammar.known else "")
+                explicit.casefold() if explicit.casefold() in grammar.known else ""
+            )
             if name:
                 return Detection(provider=name, via="x-provider")
             return Detection(unknown=explicit[:40], via="x-provider")

@@ -33,12 +33,12 @@ REASONS = {
         "unknown_provider": "сервис «{detail}» неизвестен. Доступны: {available}.",
         "provider_disabled": "сервис «{detail}» не настроен на сервере. Обратитесь к администратору.",
         "unknown_option": "параметр «{detail}» не подходит для сервиса {provider}. "
-                          "Для Телемоста: внешние, все, выкл, соорганизаторы.",
+        "Для Телемоста: внешние, все, выкл, соорганизаторы.",
         "no_credentials": "у вас нет доступа к сервису {provider}: администратор ещё не сохранил "
-                          "ваш токен (meetplugin telemost-token).",
+        "ваш токен (meetplugin telemost-token).",
         "auth": "{provider} не принял учётные данные сервера (код {status}). Обратитесь к администратору.",
         "org_required": "{provider} разрешает создавать встречи только аккаунтам организаций "
-                        "(Яндекс 360 для бизнеса). Обратитесь к администратору.",
+        "(Яндекс 360 для бизнеса). Обратитесь к администратору.",
         "payment_required": "{provider}: для этой возможности нужен платный тариф.",
         "forbidden": "{provider} запретил создание встречи (код {status}). Обратитесь к администратору.",
         "rejected": "{provider} отклонил запрос (код {status}{code}).",
@@ -47,15 +47,15 @@ REASONS = {
     },
     "en": {
         "invalid_times": "the event ends before it starts. Fix the time and save the event again.",
-        "unknown_provider": "the service \"{detail}\" is unknown. Available: {available}.",
-        "provider_disabled": "the service \"{detail}\" is not set up on the server. Ask your administrator.",
-        "unknown_option": "the option \"{detail}\" does not fit {provider}. "
-                          "For Telemost: external, all, off, cohosts.",
+        "unknown_provider": 'the service "{detail}" is unknown. Available: {available}.',
+        "provider_disabled": 'the service "{detail}" is not set up on the server. Ask your administrator.',
+        "unknown_option": 'the option "{detail}" does not fit {provider}. '
+        "For Telemost: external, all, off, cohosts.",
         "no_credentials": "you have no access to {provider} yet: the administrator has not stored "
-                          "your token (meetplugin telemost-token).",
+        "your token (meetplugin telemost-token).",
         "auth": "{provider} did not accept the server's credentials (code {status}). Ask your administrator.",
         "org_required": "{provider} lets only organisation accounts (Yandex 360 for Business) "
-                        "create meetings. Ask your administrator.",
+        "create meetings. Ask your administrator.",
         "payment_required": "{provider}: this feature needs a paid plan.",
         "forbidden": "{provider} refused to create the meeting (code {status}). Ask your administrator.",
         "rejected": "{provider} rejected the request (code {status}{code}).",
@@ -86,10 +86,34 @@ def reason(lang: str, reason_code: str, **values: str) -> str:
 # --- invitation letters (imip.py) ------------------------------------------------
 
 MONTHS = {
-    "ru": ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
-           "сентября", "октября", "ноября", "декабря"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"),
+    "ru": (
+        "января",
+        "февраля",
+        "марта",
+        "апреля",
+        "мая",
+        "июня",
+        "июля",
+        "августа",
+        "сентября",
+        "октября",
+        "ноября",
+        "декабря",
+    ),
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
 }
 WEEKDAYS = {
     "ru": ("понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье"),
@@ -106,7 +130,7 @@ MAIL = {
         "greeting_anonymous": "Здравствуйте!",
         "intro_invite": "{organizer} приглашает вас на онлайн-встречу «{summary}».",
         "intro_update": "Онлайн-встреча «{summary}» изменилась. Ниже — актуальные дата, время "
-                        "и участники.",
+        "и участники.",
         "intro_cancel": "Онлайн-встреча «{summary}» отменена.",
         "intro_uninvite": "Организатор убрал вас из участников онлайн-встречи «{summary}».",
         "when": "Дата и время",
@@ -118,13 +142,16 @@ MAIL = {
         "link": "Ссылка",
         "description": "Описание",
         "footer": "Файл event.ics во вложении можно добавить в любой календарь: Outlook, "
-                  "Яндекс Календарь, Thunderbird, Apple Календарь и другие.",
+        "Яндекс Календарь, Thunderbird, Apple Календарь и другие.",
         "footer_cancel": "Файл event.ics во вложении уберёт встречу из вашего календаря.",
         "all_day": "весь день",
         "floating": "местное время",
         "untitled": "Без названия",
-        "DAILY": "ежедневно", "WEEKLY": "еженедельно", "MONTHLY": "ежемесячно",
-        "YEARLY": "ежегодно", "OTHER": "да",
+        "DAILY": "ежедневно",
+        "WEEKLY": "еженедельно",
+        "MONTHLY": "ежемесячно",
+        "YEARLY": "ежегодно",
+        "OTHER": "да",
     },
     "en": {
         "subject_invite": "Invitation to an online meeting: {summary}",
@@ -133,11 +160,11 @@ MAIL = {
         "subject_uninvite": "Invitation withdrawn: {summary}",
         "greeting": "Hello {name},",
         "greeting_anonymous": "Hello,",
-        "intro_invite": "{organizer} invites you to the online meeting \"{summary}\".",
-        "intro_update": "The online meeting \"{summary}\" has changed. The current date, time "
-                        "and participants are below.",
-        "intro_cancel": "The online meeting \"{summary}\" is cancelled.",
-        "intro_uninvite": "The organizer removed you from the online meeting \"{summary}\".",
+        "intro_invite": '{organizer} invites you to the online meeting "{summary}".',
+        "intro_update": 'The online meeting "{summary}" has changed. The current date, time '
+        "and participants are below.",
+        "intro_cancel": 'The online meeting "{summary}" is cancelled.',
+        "intro_uninvite": 'The organizer removed you from the online meeting "{summary}".',
         "when": "Date and time",
         "repeats": "Repeats",
         "organizer": "Organizer",
@@ -147,12 +174,15 @@ MAIL = {
         "link": "Link",
         "description": "Description",
         "footer": "The attached event.ics can be added to any calendar: Outlook, Google "
-                  "Calendar, Thunderbird, Apple Calendar and others.",
+        "Calendar, Thunderbird, Apple Calendar and others.",
         "footer_cancel": "The attached event.ics removes the meeting from your calendar.",
         "all_day": "all day",
         "floating": "local time",
         "untitled": "Untitled",
-        "DAILY": "daily", "WEEKLY": "weekly", "MONTHLY": "monthly", "YEARLY": "yearly",
+        "DAILY": "daily",
+        "WEEKLY": "weekly",
+        "MONTHLY": "monthly",
+        "YEARLY": "yearly",
         "OTHER": "yes",
     },
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import icalendar
 
@@ -32,7 +32,7 @@ def vevents(cal: icalendar.Calendar) -> list[icalendar.Event]:
     return [c for c in cal.subcomponents if c.name == "VEVENT"]
 
 
-def master(cal: icalendar.Calendar) -> Optional[icalendar.Event]:
+def master(cal: icalendar.Calendar) -> icalendar.Event | None:
     for comp in vevents(cal):
         if "RECURRENCE-ID" not in comp:
             return comp
@@ -92,8 +92,7 @@ def is_cancelled(cal: icalendar.Calendar) -> bool:
     if main is not None:
         return text_of(main, "STATUS").upper() == "CANCELLED"
     events = vevents(cal)
-    return bool(events) and all(
-        text_of(c, "STATUS").upper() == "CANCELLED" for c in events)
+    return bool(events) and all(text_of(c, "STATUS").upper() == "CANCELLED" for c in events)
 
 
 def _when(comp: icalendar.cal.Component, name: str):
@@ -119,8 +118,7 @@ def end_of(comp: icalendar.cal.Component):
 def _comparable(value: dt.date) -> dt.datetime:
     """Dates and datetimes on one naive UTC-ish scale (floating times taken as UTC)."""
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo is None else \
-            value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
     return dt.datetime(value.year, value.month, value.day)
 
 
@@ -149,7 +147,8 @@ def meeting_of(cal: icalendar.Calendar, key: EventKey) -> Meeting:
     attendees = tuple(sorted(str(a) for a in values_of(comp, "ATTENDEE")))
     rrule = comp.get("RRULE")
     recurring = rrule is None and (
-        "RDATE" in comp or any("RECURRENCE-ID" in c for c in vevents(cal)))
+        "RDATE" in comp or any("RECURRENCE-ID" in c for c in vevents(cal))
+    )
     return Meeting(
         key=key,
         summary=text_of(comp, "SUMMARY"),

@@ -9,8 +9,8 @@ whitespace-separated word at a time, so no regex ever runs over a whole text.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Optional
 
 import icalendar
 
@@ -21,7 +21,7 @@ _MAX_WORD = 2048
 
 @dataclass(frozen=True)
 class Mask:
-    name: str              # the service as people know it, used as the CONFERENCE label
+    name: str  # the service as people know it, used as the CONFERENCE label
     pattern: re.Pattern
 
 
@@ -90,17 +90,21 @@ def pasted(cal: icalendar.Calendar, masks: Iterable[Mask]) -> dict[str, str]:
     return found
 
 
-def mark_conferences(cal: icalendar.Calendar, found: Mapping[str, str],
-                     exclude: Optional[str] = None) -> None:
+def mark_conferences(
+    cal: icalendar.Calendar, found: Mapping[str, str], exclude: str | None = None
+) -> None:
     """CONFERENCE properties for pasted links (marked as ours), none for links gone.
 
     A CONFERENCE the person or another program set is never touched.
     """
     for comp in ical.vevents(cal):
         existing = ical.values_of(comp, "CONFERENCE")
-        kept = [c for c in existing
-                if str(getattr(c, "params", {}).get("X-MEETPLUGIN-PASTED", "")).upper() != "TRUE"
-                or (str(c) in found and str(c) != exclude)]
+        kept = [
+            c
+            for c in existing
+            if str(getattr(c, "params", {}).get("X-MEETPLUGIN-PASTED", "")).upper() != "TRUE"
+            or (str(c) in found and str(c) != exclude)
+        ]
         have = {str(c) for c in kept}
         for url, name in found.items():
             if url in have or url == exclude:

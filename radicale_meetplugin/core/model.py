@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,16 @@ class Meeting:
 
     def fingerprint(self) -> str:
         """Stable digest of the fields a provider with a schedule or options cares about."""
-        parts = [self.summary, self.start, self.end, self.tzid, self.rrule,
-                 self.organizer, *sorted(self.attendees), *(f"{k}={v}" for k, v in self.options)]
+        parts = [
+            self.summary,
+            self.start,
+            self.end,
+            self.tzid,
+            self.rrule,
+            self.organizer,
+            *sorted(self.attendees),
+            *(f"{k}={v}" for k, v in self.options),
+        ]
         if self.recurring:  # only then, so that older fingerprints stay valid
             parts.append("\x1erecurring")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
@@ -65,8 +73,8 @@ class Conference:
 
 class RecordState(str, enum.Enum):
     CREATING = "creating"  # intent recorded, provider call in flight
-    ACTIVE = "active"      # conference exists and is attached to the event
-    FAILED = "failed"      # the provider refused; explanation is in the event
+    ACTIVE = "active"  # conference exists and is attached to the event
+    FAILED = "failed"  # the provider refused; explanation is in the event
 
 
 @dataclass(frozen=True)
@@ -76,22 +84,22 @@ class Record:
     key: EventKey
     provider: str
     state: RecordState
-    conference: Optional[Conference] = None
+    conference: Conference | None = None
     fingerprint: str = ""
     error_code: str = ""
-    attempt: str = ""      # id of the in-flight attempt (CREATING)
+    attempt: str = ""  # id of the in-flight attempt (CREATING)
     updated_at: float = 0.0
 
 
 class ActionKind(str, enum.Enum):
-    IGNORE = "ignore"    # not ours: store exactly as sent
-    KEEP = "keep"        # conference stays; refresh what the event shows
+    IGNORE = "ignore"  # not ours: store exactly as sent
+    KEEP = "keep"  # conference stays; refresh what the event shows
     CREATE = "create"
-    UPDATE = "update"    # push schedule/topic/attendees to the provider
+    UPDATE = "update"  # push schedule/topic/attendees to the provider
     REPLACE = "replace"  # delete the old conference, create one at another provider
-    DELETE = "delete"    # delete the conference, strip it from a still-existing event
-    FAIL = "fail"        # store as sent with an explanation, no provider call
-    CLEAR = "clear"      # the user gave up after a failure: drop the explanation
+    DELETE = "delete"  # delete the conference, strip it from a still-existing event
+    FAIL = "fail"  # store as sent with an explanation, no provider call
+    CLEAR = "clear"  # the user gave up after a failure: drop the explanation
     PENDING = "pending"  # a call for this event is in flight: store as sent
 
 
@@ -100,7 +108,7 @@ class Action:
     kind: ActionKind
     provider: str = ""
     error_code: str = ""
-    detail: str = ""     # extra words for the explanation (e.g. the unknown name)
+    detail: str = ""  # extra words for the explanation (e.g. the unknown name)
 
 
 @dataclass(frozen=True)
@@ -108,15 +116,15 @@ class Job:
     """A provider call in the outbox: durable, retried until done or given up."""
 
     id: int
-    kind: ActionKind                      # CREATE, REPLACE, UPDATE or DELETE
+    kind: ActionKind  # CREATE, REPLACE, UPDATE or DELETE
     key: EventKey
     provider: str
-    attempt: str = ""                     # CREATE/REPLACE: the record's attempt id
-    meeting: Optional[Meeting] = None
-    conference: Optional[Conference] = None  # UPDATE/DELETE: the one to act on
-    old: Optional[Conference] = None      # REPLACE: deleted once the new one exists
-    href: str = ""                        # where the event is stored ("" = find by UID)
+    attempt: str = ""  # CREATE/REPLACE: the record's attempt id
+    meeting: Meeting | None = None
+    conference: Conference | None = None  # UPDATE/DELETE: the one to act on
+    old: Conference | None = None  # REPLACE: deleted once the new one exists
+    href: str = ""  # where the event is stored ("" = find by UID)
     tries: int = 0
     created_at: float = 0.0
     last_error: str = ""
-    interrupted: bool = False             # an earlier run died mid-call: its outcome is unknown
+    interrupted: bool = False  # an earlier run died mid-call: its outcome is unknown

@@ -7,7 +7,6 @@ of DESIGN.md "Lifecycle rules" is a row here and a row in tests/test_plan.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from radicale_meetplugin.core.detect import Detection
 from radicale_meetplugin.core.model import Action, ActionKind, Record, RecordState
@@ -15,17 +14,17 @@ from radicale_meetplugin.core.model import Action, ActionKind, Record, RecordSta
 
 @dataclass(frozen=True)
 class Facts:
-    deleted: bool = False              # the event is gone (DELETE, or absent from an imported calendar)
-    organizer: bool = True             # the calendar owner organizes it (no ORGANIZER counts as theirs)
+    deleted: bool = False  # the event is gone (DELETE, or absent from an imported calendar)
+    organizer: bool = True  # the calendar owner organizes it (no ORGANIZER counts as theirs)
     detection: Detection = field(default_factory=Detection)
-    record: Optional[Record] = None    # the server-side record for (owner, calendar, UID)
-    record_stale: bool = False         # a CREATING record whose attempt was abandoned (crash, timeout)
-    unchanged: bool = False            # the client sent back exactly what is stored
-    cancelled: bool = False            # STATUS:CANCELLED on the series, not one occurrence
-    invalid_times: bool = False        # ends before it starts
-    link_present: bool = True          # the record's join URL is still in LOCATION or DESCRIPTION
-    fingerprint: str = ""              # Meeting.fingerprint() of the new event
-    enabled: frozenset[str] = frozenset()   # providers usable now
+    record: Record | None = None  # the server-side record for (owner, calendar, UID)
+    record_stale: bool = False  # a CREATING record whose attempt was abandoned (crash, timeout)
+    unchanged: bool = False  # the client sent back exactly what is stored
+    cancelled: bool = False  # STATUS:CANCELLED on the series, not one occurrence
+    invalid_times: bool = False  # ends before it starts
+    link_present: bool = True  # the record's join URL is still in LOCATION or DESCRIPTION
+    fingerprint: str = ""  # Meeting.fingerprint() of the new event
+    enabled: frozenset[str] = frozenset()  # providers usable now
     scheduled: frozenset[str] = frozenset()  # providers that take time/topic/attendee updates
 
 
@@ -67,8 +66,9 @@ def plan(facts: Facts) -> Action:
     # ACTIVE
     if facts.cancelled:
         return Action(ActionKind.DELETE, rec.provider)
-    switching = det.provider and det.provider != rec.provider and (
-        det.fresh or det.via == "x-provider")
+    switching = (
+        det.provider and det.provider != rec.provider and (det.fresh or det.via == "x-provider")
+    )
     if switching and det.provider in facts.enabled and not facts.invalid_times:
         return Action(ActionKind.REPLACE, det.provider)
     retyped = det.fresh and det.provider == rec.provider

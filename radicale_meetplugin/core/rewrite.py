@@ -7,7 +7,6 @@ nothing, so a client sending back the server's version creates nothing.
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 import icalendar
 
@@ -15,13 +14,19 @@ from radicale_meetplugin.core import i18n, ical
 from radicale_meetplugin.core.detect import TAG, Grammar
 from radicale_meetplugin.core.model import Conference
 
-BOOKKEEPING = ("X-MEETPLUGIN-PROVIDER", "X-MEETPLUGIN-CONFERENCE-ID",
-               "X-MEETPLUGIN-STATUS", "X-MEETPLUGIN-ERROR", "X-MEETPLUGIN-OPTIONS")
+BOOKKEEPING = (
+    "X-MEETPLUGIN-PROVIDER",
+    "X-MEETPLUGIN-CONFERENCE-ID",
+    "X-MEETPLUGIN-STATUS",
+    "X-MEETPLUGIN-ERROR",
+    "X-MEETPLUGIN-OPTIONS",
+)
 _BLOCK_STARTS = frozenset(i18n.BLOCK_START.values())
 _LOCATION_SPLIT_KEEP = re.compile(r"([;,\n])")
 
 
 # --- DESCRIPTION block -------------------------------------------------------
+
 
 def _our_line_prefixes() -> tuple[str, ...]:
     prefixes = []
@@ -63,8 +68,9 @@ def split_description(text: str, known_urls: tuple[str, ...] = ()) -> tuple[str,
                 ours.append(line)
                 continue
             inside = False
-        if bare in _BLOCK_STARTS or (bare.startswith(_OUR_PREFIXES) and
-                                     any(u and u in bare for u in known_urls)):
+        if bare in _BLOCK_STARTS or (
+            bare.startswith(_OUR_PREFIXES) and any(u and u in bare for u in known_urls)
+        ):
             ours.append(line)
             inside = True
             continue
@@ -78,8 +84,12 @@ def compose_description(user_text: str, lang: str, lines: list[str]) -> str:
     return f"{user_text}\n\n{block}" if user_text else block
 
 
-def _set_block(comp: icalendar.cal.Component, lang: str, lines: Optional[list[str]],
-               known_urls: tuple[str, ...] = ()) -> None:
+def _set_block(
+    comp: icalendar.cal.Component,
+    lang: str,
+    lines: list[str] | None,
+    known_urls: tuple[str, ...] = (),
+) -> None:
     user_text, ours = split_description(ical.text_of(comp, "DESCRIPTION"), known_urls)
     if lines is None:
         if ours:
@@ -90,8 +100,10 @@ def _set_block(comp: icalendar.cal.Component, lang: str, lines: Optional[list[st
 
 # --- LOCATION ----------------------------------------------------------------
 
-def _location_with_link(location: str, url: str, grammar: Grammar,
-                        replace_urls: tuple[str, ...], force: bool) -> str:
+
+def _location_with_link(
+    location: str, url: str, grammar: Grammar, replace_urls: tuple[str, ...], force: bool
+) -> str:
     pieces = _LOCATION_SPLIT_KEEP.split(location)
     placed = url in location
     seen = False
@@ -107,6 +119,7 @@ def _location_with_link(location: str, url: str, grammar: Grammar,
             placed = True
     out = "".join(pieces)
     if not placed:
+
         def tag_to_link(match: re.Match) -> str:
             nonlocal placed
             if not grammar.provider_for(match.group(1)):
@@ -115,6 +128,7 @@ def _location_with_link(location: str, url: str, grammar: Grammar,
                 return ""
             placed = True
             return url
+
         out = TAG.sub(tag_to_link, out)
     out = _tidy_location(out)
     if not placed and force:
@@ -143,6 +157,7 @@ def _location_without(location: str, urls: tuple[str, ...]) -> str:
 
 # --- tags in SUMMARY and DESCRIPTION ------------------------------------------
 
+
 def _drop_tags(text: str, grammar: Grammar) -> str:
     removed = False
 
@@ -160,6 +175,7 @@ def _drop_tags(text: str, grammar: Grammar) -> str:
 
 
 # --- properties --------------------------------------------------------------
+
 
 def _drop_ours(comp: icalendar.cal.Component, urls: tuple[str, ...]) -> None:
     for name in BOOKKEEPING:
@@ -189,9 +205,16 @@ def parse_options(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k.strip().lower(), v.strip()) for k, _, v in pairs if k.strip()))
 
 
-def attach(cal: icalendar.Calendar, conf: Conference, provider_label: str, lang: str,
-           grammar: Grammar, force_location: bool = True,
-           old_urls: tuple[str, ...] = (), options: tuple[tuple[str, str], ...] = ()) -> None:
+def attach(
+    cal: icalendar.Calendar,
+    conf: Conference,
+    provider_label: str,
+    lang: str,
+    grammar: Grammar,
+    force_location: bool = True,
+    old_urls: tuple[str, ...] = (),
+    options: tuple[tuple[str, str], ...] = (),
+) -> None:
     """Show `conf` in every VEVENT: LOCATION, DESCRIPTION block, CONFERENCE, bookkeeping.
 
     With `force_location=False` (an existing conference) a person's choice to
@@ -205,8 +228,9 @@ def attach(cal: icalendar.Calendar, conf: Conference, provider_label: str, lang:
         location = ical.text_of(comp, "LOCATION")
         for old in replace:
             location = location.replace(old, url)
-        ical.set_text(comp, "LOCATION", _location_with_link(
-            location, url, grammar, replace, force_location))
+        ical.set_text(
+            comp, "LOCATION", _location_with_link(location, url, grammar, replace, force_location)
+        )
         for name in ("SUMMARY",):
             value = ical.text_of(comp, name)
             if value:
@@ -215,8 +239,11 @@ def attach(cal: icalendar.Calendar, conf: Conference, provider_label: str, lang:
         user_text = _drop_tags(user_text, grammar)
         ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, lines))
         _drop_ours(comp, (url, *replace))
-        comp.add("CONFERENCE", _conference_property(
-            url, i18n.text(lang, "conference_label", provider=provider_label)), encode=False)
+        comp.add(
+            "CONFERENCE",
+            _conference_property(url, i18n.text(lang, "conference_label", provider=provider_label)),
+            encode=False,
+        )
         if conf.provider == "telemost":
             comp.add("X-TELEMOST-CONFERENCE", icalendar.vText(url), encode=False)
         comp.add("X-MEETPLUGIN-PROVIDER", icalendar.vText(conf.provider), encode=False)
@@ -237,8 +264,9 @@ def explain(cal: icalendar.Calendar, message: str, lang: str) -> None:
         comp.add("X-MEETPLUGIN-ERROR", icalendar.vText(message[:300]), encode=False)
 
 
-def pending(cal: icalendar.Calendar, provider: str, line: str, lang: str,
-            drop_urls: tuple[str, ...] = ()) -> None:
+def pending(
+    cal: icalendar.Calendar, provider: str, line: str, lang: str, drop_urls: tuple[str, ...] = ()
+) -> None:
     """A conference is being made: say so, keep what asked for it, drop an old link."""
     for comp in ical.vevents(cal):
         _set_block(comp, lang, [line], drop_urls)
@@ -285,7 +313,7 @@ def shown_links(cal: icalendar.Calendar) -> tuple[str, ...]:
         for line in block:
             for prefix in _OUR_PREFIXES:
                 if line.strip().startswith(prefix):
-                    links.append(line.strip()[len(prefix):].strip())
+                    links.append(line.strip()[len(prefix) :].strip())
     return tuple(dict.fromkeys(u for u in links if u.startswith(("https://", "http://"))))
 
 

@@ -29,7 +29,6 @@ from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Optional
 
 import icalendar
 
@@ -56,7 +55,7 @@ class Person:
         return Address(display_name=self.name, username=local, domain=domain)
 
 
-def person(prop) -> Optional[Person]:
+def person(prop) -> Person | None:
     """The person behind an ORGANIZER or ATTENDEE property; None if no letter can reach them."""
     if prop is None:
         return None
@@ -80,8 +79,15 @@ def participants(cal: icalendar.Calendar, organizer: str) -> list[Person]:
 
 # --- the iTIP object --------------------------------------------------------------
 
-def calendar(cal: icalendar.Calendar, kind: str, sequence: int, organizer: Person,
-             recipient: str, now: dt.datetime) -> icalendar.Calendar:
+
+def calendar(
+    cal: icalendar.Calendar,
+    kind: str,
+    sequence: int,
+    organizer: Person,
+    recipient: str,
+    now: dt.datetime,
+) -> icalendar.Calendar:
     """The iTIP calendar of one letter (RFC 5546 §3.2.2 REQUEST, §3.2.5 CANCEL)."""
     method = METHODS[kind]
     out = icalendar.Calendar()
@@ -119,21 +125,25 @@ def _copy(comp: icalendar.cal.Component) -> icalendar.cal.Component:
     return type(comp).from_ical(comp.to_ical())
 
 
-def _itip_event(comp: icalendar.Event, kind: str, sequence: int, organizer: Person,
-                recipient: str, now: dt.datetime) -> icalendar.Event:
+def _itip_event(
+    comp: icalendar.Event,
+    kind: str,
+    sequence: int,
+    organizer: Person,
+    recipient: str,
+    now: dt.datetime,
+) -> icalendar.Event:
     ev = _copy(comp)
     ev.subcomponents = [c for c in ev.subcomponents if c.name != "VALARM"]  # alarms stay home
     for name in list(ev):
         if name.upper().startswith(_BOOKKEEPING_PREFIX):
             ev.pop(name)
-    for name, value in (("SEQUENCE", sequence),
-                        ("DTSTAMP", now.astimezone(dt.timezone.utc))):
+    for name, value in (("SEQUENCE", sequence), ("DTSTAMP", now.astimezone(dt.UTC))):
         ev.pop(name, None)
         ev.add(name, value)
     if "ORGANIZER" not in ev:
         params = {"CN": organizer.name} if organizer.name else {}
-        ev.add("ORGANIZER", icalendar.vCalAddress(f"mailto:{organizer.address}"),
-               parameters=params)
+        ev.add("ORGANIZER", icalendar.vCalAddress(f"mailto:{organizer.address}"), parameters=params)
     attendees = ical.values_of(ev, "ATTENDEE")
     for prop in attendees:
         for param in _SCHEDULING_PARAMS:
@@ -152,40 +162,59 @@ def _itip_event(comp: icalendar.Event, kind: str, sequence: int, organizer: Pers
 
 # --- the letter --------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Envelope:
-    sender: Person                   # From (and the SMTP envelope sender)
-    recipient: Person                # To
-    reply_to: Optional[Person] = None
+    sender: Person  # From (and the SMTP envelope sender)
+    recipient: Person  # To
+    reply_to: Person | None = None
     message_id: str = ""
 
 
-def message(cal: icalendar.Calendar, kind: str, sequence: int, envelope: Envelope,
-            organizer: Person, join_url: str, lang: str, now: dt.datetime) -> EmailMessage:
+def message(
+    cal: icalendar.Calendar,
+    kind: str,
+    sequence: int,
+    envelope: Envelope,
+    organizer: Person,
+    join_url: str,
+    lang: str,
+    now: dt.datetime,
+) -> EmailMessage:
     itip = calendar(cal, kind, sequence, organizer, envelope.recipient.address, now)
     ics = itip.to_ical()
     comp = ical.master(cal) or next(iter(ical.vevents(cal)), icalendar.Event())
-    summary = address.one_line(ical.text_of(comp, "SUMMARY"), 150) or \
-        i18n.mail_text(lang, "untitled")
+    summary = address.one_line(ical.text_of(comp, "SUMMARY"), 150) or i18n.mail_text(
+        lang, "untitled"
+    )
     facts = _facts(cal, comp, kind, organizer, envelope.recipient, join_url, lang, summary)
 
     msg = EmailMessage(policy=SMTP_POLICY)
-    msg["Subject"] = address.one_line(i18n.mail_text(lang, f"subject_{kind}", summary=summary),
-                                      200)
+    msg["Subject"] = address.one_line(i18n.mail_text(lang, f"subject_{kind}", summary=summary), 200)
     msg["From"] = envelope.sender.header()
     msg["To"] = envelope.recipient.header()
     if envelope.reply_to is not None:
         msg["Reply-To"] = envelope.reply_to.header()
-    msg["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
+    msg["Date"] = format_datetime(now.astimezone(dt.UTC))
     if envelope.message_id:
         msg["Message-ID"] = envelope.message_id
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
     msg.set_content(_plain(facts), charset="utf-8")
     msg.add_alternative(_html(facts, lang), subtype="html", charset="utf-8")
-    msg.add_alternative(ics.decode("utf-8"), subtype="calendar", charset="utf-8",
-                        cte="base64", params={"method": METHODS[kind]})
-    msg.add_attachment(ics, maintype="application", subtype="ics", filename="event.ics",
-                       params={"name": "event.ics"})
+    msg.add_alternative(
+        ics.decode("utf-8"),
+        subtype="calendar",
+        charset="utf-8",
+        cte="base64",
+        params={"method": METHODS[kind]},
+    )
+    msg.add_attachment(
+        ics,
+        maintype="application",
+        subtype="ics",
+        filename="event.ics",
+        params={"name": "event.ics"},
+    )
     return msg
 
 
@@ -194,7 +223,7 @@ class _Facts:
     kind: str
     greeting: str
     intro: str
-    rows: tuple[tuple[str, str], ...]      # (label, value): when, repeats, organizer
+    rows: tuple[tuple[str, str], ...]  # (label, value): when, repeats, organizer
     people_label: str
     people: tuple[str, ...]
     join_label: str
@@ -204,8 +233,16 @@ class _Facts:
     footer: str
 
 
-def _facts(cal, comp, kind: str, organizer: Person, recipient: Person, join_url: str,
-           lang: str, summary: str) -> _Facts:
+def _facts(
+    cal,
+    comp,
+    kind: str,
+    organizer: Person,
+    recipient: Person,
+    join_url: str,
+    lang: str,
+    summary: str,
+) -> _Facts:
     def t(text_name: str, **values: str) -> str:
         return i18n.mail_text(lang, text_name, **values)
 
@@ -214,23 +251,31 @@ def _facts(cal, comp, kind: str, organizer: Person, recipient: Person, join_url:
     rule = comp.get("RRULE")
     if rule is not None and not isinstance(rule, list):
         freq = str((rule.get("FREQ") or ["OTHER"])[0]).upper()
-        rows.append((t("repeats"), t(freq if freq in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
-                                     else "OTHER")))
+        rows.append(
+            (t("repeats"), t(freq if freq in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY") else "OTHER"))
+        )
     rows.append((t("organizer"), organizer.shown()))
     everyone = participants(cal, organizer.address)
     people = tuple(p.shown() for p in everyone[:MAX_LISTED])
     if len(everyone) > MAX_LISTED:
         people += (t("more", count=str(len(everyone) - MAX_LISTED)),)
     cancelling = METHODS[kind] == "CANCEL"
-    user_text, _ours = rewrite.split_description(ical.text_of(comp, "DESCRIPTION"),
-                                                 (join_url,) if join_url else ())
+    user_text, _ours = rewrite.split_description(
+        ical.text_of(comp, "DESCRIPTION"), (join_url,) if join_url else ()
+    )
     return _Facts(
-        kind=kind, greeting=greeting,
+        kind=kind,
+        greeting=greeting,
         intro=t(f"intro_{kind}", organizer=organizer.name or organizer.address, summary=summary),
-        rows=tuple(rows), people_label=t("participants"), people=people,
-        join_label=t("join"), join_url="" if cancelling else join_url,
-        description_label=t("description"), description=user_text.strip(),
-        footer=t("footer_cancel" if cancelling else "footer"))
+        rows=tuple(rows),
+        people_label=t("participants"),
+        people=people,
+        join_label=t("join"),
+        join_url="" if cancelling else join_url,
+        description_label=t("description"),
+        description=user_text.strip(),
+        footer=t("footer_cancel" if cancelling else "footer"),
+    )
 
 
 def _plain(f: _Facts) -> str:
@@ -251,35 +296,44 @@ def _html(f: _Facts, lang: str) -> str:
     e = html.escape
     rows = "".join(
         f'<tr><td style="padding:2px 12px 2px 0;color:#555;vertical-align:top">{e(label)}</td>'
-        f'<td style="padding:2px 0">{e(value)}</td></tr>' for label, value in f.rows)
+        f'<td style="padding:2px 0">{e(value)}</td></tr>'
+        for label, value in f.rows
+    )
     if f.people:
         people = "<br>".join(e(p) for p in f.people)
-        rows += (f'<tr><td style="padding:2px 12px 2px 0;color:#555;vertical-align:top">'
-                 f'{e(f.people_label)}</td><td style="padding:2px 0">{people}</td></tr>')
+        rows += (
+            f'<tr><td style="padding:2px 12px 2px 0;color:#555;vertical-align:top">'
+            f'{e(f.people_label)}</td><td style="padding:2px 0">{people}</td></tr>'
+        )
     button = ""
     if f.join_url:
         url = e(f.join_url, quote=True)
         button = (
             f'<p style="margin:24px 0"><a href="{url}" style="display:inline-block;'
-            f'padding:12px 24px;background:#1a73e8;color:#ffffff;text-decoration:none;'
+            f"padding:12px 24px;background:#1a73e8;color:#ffffff;text-decoration:none;"
             f'border-radius:6px;font-weight:bold">{e(f.join_label)}</a></p>'
             f'<p style="color:#555;font-size:13px">{e(f.join_label)}: '
-            f'<a href="{url}">{e(f.join_url)}</a></p>')
+            f'<a href="{url}">{e(f.join_url)}</a></p>'
+        )
     description = ""
     if f.description:
         text = e(f.description).replace("\n", "<br>")
-        description = f'<p style="color:#555;margin-bottom:4px">{e(f.description_label)}:</p>' \
-                      f"<p style=\"margin-top:0\">{text}</p>"
+        description = (
+            f'<p style="color:#555;margin-bottom:4px">{e(f.description_label)}:</p>'
+            f'<p style="margin-top:0">{text}</p>'
+        )
     return (
         f'<!DOCTYPE html>\n<html lang="{i18n.language(lang)}"><head><meta charset="utf-8">'
-        f"</head>\n<body style=\"font-family:Arial,Helvetica,sans-serif;font-size:15px;"
-        f"color:#222\">\n<p>{e(f.greeting)}</p>\n<p>{e(f.intro)}</p>\n"
-        f"<table style=\"border-collapse:collapse\">{rows}</table>\n{button}\n{description}\n"
-        f"<p style=\"color:#888;font-size:12px;margin-top:24px\">{e(f.footer)}</p>\n"
-        f"</body></html>\n")
+        f'</head>\n<body style="font-family:Arial,Helvetica,sans-serif;font-size:15px;'
+        f'color:#222">\n<p>{e(f.greeting)}</p>\n<p>{e(f.intro)}</p>\n'
+        f'<table style="border-collapse:collapse">{rows}</table>\n{button}\n{description}\n'
+        f'<p style="color:#888;font-size:12px;margin-top:24px">{e(f.footer)}</p>\n'
+        f"</body></html>\n"
+    )
 
 
 # --- date and time, in the event's own zone ------------------------------------------
+
 
 def when(comp: icalendar.cal.Component, lang: str) -> str:
     """E.g. "среда, 25 ноября 2026, 10:00–11:00 (Europe/Moscow, UTC+03:00)"."""
@@ -291,8 +345,9 @@ def when(comp: icalendar.cal.Component, lang: str) -> str:
         last = start
         if isinstance(end, dt.date) and not isinstance(end, dt.datetime) and end > start:
             last = end - dt.timedelta(days=1)  # DTEND of an all-day event is exclusive
-        days = _date(start, lang) if last == start else \
-            f"{_date(start, lang)} – {_date(last, lang)}"
+        days = (
+            _date(start, lang) if last == start else f"{_date(start, lang)} – {_date(last, lang)}"
+        )
         return f"{days} ({i18n.mail_text(lang, 'all_day')})"
     if isinstance(end, dt.datetime) and end.tzinfo is not None and start.tzinfo is not None:
         end = end.astimezone(start.tzinfo)

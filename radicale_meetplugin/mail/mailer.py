@@ -18,18 +18,19 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
-from radicale_meetplugin.core.address import one_line
 from radicale_meetplugin.config import Secret
+from radicale_meetplugin.core.address import one_line
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
 
 class MailError(Exception):
-    def __init__(self, reason: str, *, temporary: bool, unknown: bool = False,
-                 code: Optional[int] = None) -> None:
+    def __init__(
+        self, reason: str, *, temporary: bool, unknown: bool = False, code: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.temporary = temporary
         self.unknown = unknown
@@ -49,7 +50,7 @@ class Mailer:
     password: Secret = Secret("")
     timeout: float = 30.0
     ca_file: str = ""
-    local_hostname: Optional[str] = None
+    local_hostname: str | None = None
 
     def __post_init__(self) -> None:
         self.port = self.port or DEFAULT_PORTS[self.security]
@@ -57,23 +58,35 @@ class Mailer:
     def _context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca_file or None)
 
-    def send(self, sender: str, recipient: str, message: bytes,
-             before_data: Callable[[], bool] = lambda: True) -> None:
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        before_data: Callable[[], bool] = lambda: True,
+    ) -> None:
         """Hand one message for one recipient to the server; raises MailError or LeaseLost."""
         try:
             if self.security == "tls":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, local_hostname=self.local_hostname,
-                    timeout=self.timeout, context=self._context())
+                    self.host,
+                    self.port,
+                    local_hostname=self.local_hostname,
+                    timeout=self.timeout,
+                    context=self._context(),
+                )
             else:
-                smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname,
-                                    timeout=self.timeout)
+                smtp = smtplib.SMTP(
+                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout
+                )
         except smtplib.SMTPConnectError as e:
-            raise MailError(f"the server refused the session: {_answer(e)}", temporary=True,
-                            code=e.smtp_code) from None
+            raise MailError(
+                f"the server refused the session: {_answer(e)}", temporary=True, code=e.smtp_code
+            ) from None
         except (OSError, smtplib.SMTPException) as e:
-            raise MailError(f"cannot connect to {self.host}:{self.port}: {_oserror(e)}",
-                            temporary=True) from None
+            raise MailError(
+                f"cannot connect to {self.host}:{self.port}: {_oserror(e)}", temporary=True
+            ) from None
         try:
             self._hello(smtp)
             self._envelope(smtp, sender, recipient)
@@ -98,8 +111,9 @@ class Mailer:
             raise MailError(f"the server does not offer {_what(e)}", temporary=True) from None
         except smtplib.SMTPResponseException as e:
             step = "login" if isinstance(e, smtplib.SMTPAuthenticationError) else "greeting"
-            raise MailError(f"{step} refused: {_answer(e)}", temporary=True,
-                            code=e.smtp_code) from None
+            raise MailError(
+                f"{step} refused: {_answer(e)}", temporary=True, code=e.smtp_code
+            ) from None
         except (OSError, smtplib.SMTPException) as e:
             raise MailError(f"session failed: {_oserror(e)}", temporary=True) from None
 
@@ -114,11 +128,15 @@ class Mailer:
                 raise smtplib.SMTPRecipientsRefused({recipient: (code, answer)})
         except smtplib.SMTPRecipientsRefused as e:
             code, answer = next(iter(e.recipients.values()))
-            raise MailError(f"recipient refused: {code} {_text(answer)}",
-                            temporary=400 <= code < 500, code=code) from None
+            raise MailError(
+                f"recipient refused: {code} {_text(answer)}", temporary=400 <= code < 500, code=code
+            ) from None
         except smtplib.SMTPResponseException as e:
-            raise MailError(f"sender refused: {_answer(e)}", temporary=400 <= e.smtp_code < 500,
-                            code=e.smtp_code) from None
+            raise MailError(
+                f"sender refused: {_answer(e)}",
+                temporary=400 <= e.smtp_code < 500,
+                code=e.smtp_code,
+            ) from None
         except (OSError, smtplib.SMTPException) as e:
             raise MailError(f"session failed: {_oserror(e)}", temporary=True) from None
 
@@ -129,12 +147,18 @@ class Mailer:
             if code != 250:  # smtplib returns the final answer instead of raising
                 raise smtplib.SMTPDataError(code, answer)
         except smtplib.SMTPResponseException as e:  # the server answered: it did not take it
-            raise MailError(f"message refused: {_answer(e)}", temporary=400 <= e.smtp_code < 500,
-                            code=e.smtp_code) from None
+            raise MailError(
+                f"message refused: {_answer(e)}",
+                temporary=400 <= e.smtp_code < 500,
+                code=e.smtp_code,
+            ) from None
         except (OSError, smtplib.SMTPException) as e:
-            raise MailError(f"no answer after the message was sent ({_oserror(e)}); "
-                            "the server may have taken it", temporary=False,
-                            unknown=True) from None
+            raise MailError(
+                f"no answer after the message was sent ({_oserror(e)}); "
+                "the server may have taken it",
+                temporary=False,
+                unknown=True,
+            ) from None
 
 
 def _text(answer) -> str:

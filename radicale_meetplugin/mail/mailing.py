@@ -18,22 +18,22 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import icalendar
 
-from radicale_meetplugin.core import ical, rewrite
-from radicale_meetplugin.mail import imip, plan as mail_plan
 from radicale_meetplugin.config import Settings
-from radicale_meetplugin.state.letters import Mail, Outgoing, Round, Told
+from radicale_meetplugin.core import ical, rewrite
 from radicale_meetplugin.core.model import Conference, EventKey
+from radicale_meetplugin.mail import imip
+from radicale_meetplugin.mail import plan as mail_plan
+from radicale_meetplugin.state.letters import Mail, Outgoing, Round, Told
 
 logger = logging.getLogger("radicale.meetplugin")
 
 
 class Mailing:
-    def __init__(self, settings: Settings, store, clock: Callable[[], float] = time.time
-                 ) -> None:
+    def __init__(self, settings: Settings, store, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.options = settings.mail
         self.store = store
@@ -45,8 +45,9 @@ class Mailing:
 
     # --- the engine's hooks ------------------------------------------------------
 
-    def consider(self, key: EventKey, cal: icalendar.Calendar,
-                 conference: Optional[Conference]) -> int:
+    def consider(
+        self, key: EventKey, cal: icalendar.Calendar, conference: Conference | None
+    ) -> int:
         """The organizer's event as stored now; returns how many letters were queued."""
         cancelled = ical.is_cancelled(cal)
         url = conference.join_url if conference else ""
@@ -57,8 +58,7 @@ class Mailing:
     def deleted(self, key: EventKey) -> int:
         """The event is gone: whoever holds an invitation gets a cancellation."""
         told = self.store.mail_state(key)
-        if told is None or told.sent.cancelled or not told.sent.recipients or \
-                not told.snapshot:
+        if told is None or told.sent.cancelled or not told.sent.recipients or not told.snapshot:
             return 0
         try:
             cal = ical.parse(told.snapshot)
@@ -69,44 +69,63 @@ class Mailing:
     # --- one round of letters -------------------------------------------------------
 
     def _round(self, key: EventKey, cal: icalendar.Calendar, url: str, cancelled: bool) -> int:
-        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         if mail_plan.is_over(cal, now):
             return 0  # tidying up old meetings tells nobody anything
         organizer = self._organizer(key, cal)
         if organizer is None:
-            logger.info("meetplugin: %s/%s: no usable ORGANIZER address and none configured "
-                        "for %s: no invitation e-mails", key.calendar, key.uid, key.owner)
+            logger.info(
+                "meetplugin: %s/%s: no usable ORGANIZER address and none configured "
+                "for %s: no invitation e-mails",
+                key.calendar,
+                key.uid,
+                key.owner,
+            )
             return 0
-        view = mail_plan.view_of(cal, organizer.address, url, cancelled=cancelled,
-                                 send_to_organizer=self.options["send_to_organizer"])
+        view = mail_plan.view_of(
+            cal,
+            organizer.address,
+            url,
+            cancelled=cancelled,
+            send_to_organizer=self.options["send_to_organizer"],
+        )
         if self._nothing_new(self.store.mail_state(key), view):
             return 0  # the common case (a save that changes nothing people see): no write
         text = ical.to_text(cal)
 
-        def decide(told: Optional[Told]) -> Round:
+        def decide(told: Told | None) -> Round:
             if self._nothing_new(told, view):  # another process got here first
                 return Round([], None)
             letters, sent = mail_plan.plan(told.sent if told else None, view)
             if sent is None:
                 return Round([], None)
-            outgoing = [Outgoing(letter.sequence, recipient, letter.method, letter.kind)
-                        for letter in letters for recipient in letter.recipients]
+            outgoing = [
+                Outgoing(letter.sequence, recipient, letter.method, letter.kind)
+                for letter in letters
+                for recipient in letter.recipients
+            ]
             # The state keeps the text a later cancellation shows; the round, what these show.
-            return Round(outgoing, Told(sent, "" if sent.cancelled else text),
-                         text if outgoing else "", url)
+            return Round(
+                outgoing, Told(sent, "" if sent.cancelled else text), text if outgoing else "", url
+            )
 
         ids = self.store.mail_round(key, decide)
         if ids:
-            logger.info("meetplugin: %s/%s: %d invitation e-mail(s) queued", key.calendar,
-                        key.uid, len(ids))
+            logger.info(
+                "meetplugin: %s/%s: %d invitation e-mail(s) queued", key.calendar, key.uid, len(ids)
+            )
             if view.skipped:
-                logger.warning("meetplugin: %s/%s: no e-mail to %s: not a usable address",
-                               key.calendar, key.uid, ", ".join(view.skipped))
+                logger.warning(
+                    "meetplugin: %s/%s: no e-mail to %s: not a usable address",
+                    key.calendar,
+                    key.uid,
+                    ", ".join(view.skipped),
+                )
             self.wake()
         return len(ids)
 
     @staticmethod
-    def _nothing_new(told: Optional[Told], view: mail_plan.View) -> bool:
+    def _nothing_new(told: Told | None, view: mail_plan.View) -> bool:
         letters, sent = mail_plan.plan(told.sent if told else None, view)
         return not letters and (sent is None or (told is not None and told.sent == sent))
 
@@ -122,14 +141,21 @@ class Mailing:
             sender, reply_to = organizer, None
         else:
             sender, reply_to = imip.Person(self.options["sender"], organizer.name), organizer
-        digest = hashlib.sha256("\x1f".join(
-            (mail.key.as_text(), str(mail.sequence), mail.recipient, mail.method)).encode()
+        digest = hashlib.sha256(
+            "\x1f".join(
+                (mail.key.as_text(), str(mail.sequence), mail.recipient, mail.method)
+            ).encode()
         ).hexdigest()
-        envelope = imip.Envelope(sender, self._person(cal, mail.recipient, organizer), reply_to,
-                                 f"<{digest[:32]}@{sender.address.rpartition('@')[2]}>")
-        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
-        message = imip.message(cal, mail.kind, mail.sequence, envelope, organizer,
-                               mail.join_url, self.lang, now)
+        envelope = imip.Envelope(
+            sender,
+            self._person(cal, mail.recipient, organizer),
+            reply_to,
+            f"<{digest[:32]}@{sender.address.rpartition('@')[2]}>",
+        )
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        message = imip.message(
+            cal, mail.kind, mail.sequence, envelope, organizer, mail.join_url, self.lang, now
+        )
         return sender.address, message.as_bytes()
 
     def _event_of(self, mail: Mail) -> icalendar.Calendar:
@@ -145,14 +171,15 @@ class Mailing:
 
     # --- people -------------------------------------------------------------------
 
-    def _organizer(self, key: EventKey, cal: icalendar.Calendar) -> Optional[imip.Person]:
+    def _organizer(self, key: EventKey, cal: icalendar.Calendar) -> imip.Person | None:
         """The ORGANIZER (the engine checked it is the owner's); else the owner's address."""
         for comp in ical.vevents(cal):
             if "ORGANIZER" in comp:
                 return imip.person(comp["ORGANIZER"])
         explicit = self.settings.owner_addresses.get(key.owner.lower(), ())
-        templated = tuple(t.replace("{user}", key.owner) for t in self.settings.main[
-            "owner_addresses"])
+        templated = tuple(
+            t.replace("{user}", key.owner) for t in self.settings.main["owner_addresses"]
+        )
         for candidate in (*explicit, *templated):
             who = imip.person(icalendar.vCalAddress(f"mailto:{candidate.strip()}"))
             if who is not None:

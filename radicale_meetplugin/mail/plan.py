@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Optional
 
 import icalendar
 
@@ -28,8 +27,18 @@ from radicale_meetplugin.core import address, ical
 
 METHODS = {"invite": "REQUEST", "update": "REQUEST", "cancel": "CANCEL", "uninvite": "CANCEL"}
 # What an attendee's calendar shows: a change here is worth an update letter.
-_CONTENT = ("RECURRENCE-ID", "DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE",
-            "SUMMARY", "LOCATION", "STATUS")
+_CONTENT = (
+    "RECURRENCE-ID",
+    "DTSTART",
+    "DTEND",
+    "DURATION",
+    "RRULE",
+    "RDATE",
+    "EXDATE",
+    "SUMMARY",
+    "LOCATION",
+    "STATUS",
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class View:
 
 @dataclass(frozen=True)
 class Letter:
-    kind: str                      # invite, update, cancel, uninvite
+    kind: str  # invite, update, cancel, uninvite
     sequence: int
     recipients: tuple[str, ...]
 
@@ -65,21 +74,24 @@ class Letter:
         return METHODS[self.kind]
 
 
-def plan(sent: Optional[Sent], now: View) -> tuple[list[Letter], Optional[Sent]]:
+def plan(sent: Sent | None, now: View) -> tuple[list[Letter], Sent | None]:
     """The letters to send and what the recipients will have been told."""
     if sent is None or sent.cancelled:
         if now.cancelled:
             return [], sent
         seq = now.sequence if sent is None else max(sent.sequence + 1, now.sequence)
         letters = [Letter("invite", seq, tuple(sorted(now.recipients)))] if now.recipients else []
-        return letters, Sent(seq if letters or sent is None else sent.sequence,
-                             now.recipients, now.content)
+        return letters, Sent(
+            seq if letters or sent is None else sent.sequence, now.recipients, now.content
+        )
     if now.cancelled:
         if not sent.recipients:
             return [], replace(sent, cancelled=True)
         seq = max(sent.sequence + 1, now.sequence)
-        return ([Letter("cancel", seq, tuple(sorted(sent.recipients)))],
-                replace(sent, sequence=seq, cancelled=True))
+        return (
+            [Letter("cancel", seq, tuple(sorted(sent.recipients)))],
+            replace(sent, sequence=seq, cancelled=True),
+        )
     kept = now.recipients & sent.recipients
     added = now.recipients - sent.recipients
     # The organizer's own copy stops when send_to_organizer is turned off; no cancel for that.
@@ -99,8 +111,15 @@ def plan(sent: Optional[Sent], now: View) -> tuple[list[Letter], Optional[Sent]]
 
 # --- reading the event ------------------------------------------------------------
 
-def view_of(cal: icalendar.Calendar, organizer: str, join_url: str, *, cancelled: bool,
-            send_to_organizer: bool = False) -> View:
+
+def view_of(
+    cal: icalendar.Calendar,
+    organizer: str,
+    join_url: str,
+    *,
+    cancelled: bool,
+    send_to_organizer: bool = False,
+) -> View:
     recipients: set[str] = set()
     skipped: list[str] = []
     for comp in ical.vevents(cal):
@@ -115,8 +134,14 @@ def view_of(cal: icalendar.Calendar, organizer: str, join_url: str, *, cancelled
                 recipients.add(addr)
     if send_to_organizer and organizer:
         recipients.add(organizer)
-    return View(sequence_of(cal), frozenset(recipients), organizer, content_of(cal, join_url),
-                cancelled, tuple(sorted(set(skipped))))
+    return View(
+        sequence_of(cal),
+        frozenset(recipients),
+        organizer,
+        content_of(cal, join_url),
+        cancelled,
+        tuple(sorted(set(skipped))),
+    )
 
 
 def sequence_of(cal: icalendar.Calendar) -> int:
@@ -154,8 +179,8 @@ def is_over(cal: icalendar.Calendar, now: dt.datetime) -> bool:
     Letters about a past meeting help nobody: tidying up an old calendar must not
     send cancellations to everyone who was ever invited.
     """
-    limit = now.astimezone(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(days=1)
-    latest: Optional[dt.datetime] = None
+    limit = now.astimezone(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=1)
+    latest: dt.datetime | None = None
     for comp in ical.vevents(cal):
         start = getattr(comp.get("DTSTART"), "dt", None)
         if not isinstance(start, dt.date):
@@ -177,12 +202,11 @@ def is_over(cal: icalendar.Calendar, now: dt.datetime) -> bool:
 
 def _naive_utc(value: dt.date) -> dt.datetime:
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo is None else \
-            value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
     return dt.datetime(value.year, value.month, value.day) + dt.timedelta(days=1)
 
 
-def _last_occurrence(comp, start: dt.date, limit: dt.datetime) -> Optional[dt.date]:
+def _last_occurrence(comp, start: dt.date, limit: dt.datetime) -> dt.date | None:
     """The series' last start if it ends before `limit`; None if it goes on (or is unclear)."""
     rule = comp["RRULE"]
     if isinstance(rule, list):
@@ -195,11 +219,13 @@ def _last_occurrence(comp, start: dt.date, limit: dt.datetime) -> Optional[dt.da
     if count is None or freq not in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY"):
         return None  # endless, or too fine-grained to expand cheaply: not over
     from dateutil import rrule as dateutil_rrule  # icalendar's own dependency
-    first = start if isinstance(start, dt.datetime) else \
-        dt.datetime(start.year, start.month, start.day)
+
+    first = (
+        start if isinstance(start, dt.datetime) else dt.datetime(start.year, start.month, start.day)
+    )
     try:
         series = dateutil_rrule.rrulestr(rule.to_ical().decode(), dtstart=first)
-        probe = limit if first.tzinfo is None else limit.replace(tzinfo=dt.timezone.utc)
+        probe = limit if first.tzinfo is None else limit.replace(tzinfo=dt.UTC)
         if series.after(probe) is not None:
             return None
         return series.before(probe, inc=True)

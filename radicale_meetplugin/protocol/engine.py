@@ -20,18 +20,27 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Protocol
+from typing import Protocol
 
 import icalendar
 
-from radicale_meetplugin.core import i18n, ical, links, rewrite
 from radicale_meetplugin.config import Settings
+from radicale_meetplugin.core import i18n, ical, links, rewrite
 from radicale_meetplugin.core.detect import Grammar, detect, might_ask
-from radicale_meetplugin.mail.mailing import Mailing
-from radicale_meetplugin.core.model import (Action, ActionKind, Conference, EventKey, Job, Meeting,
-                    Record, RecordState)
+from radicale_meetplugin.core.model import (
+    Action,
+    ActionKind,
+    Conference,
+    EventKey,
+    Job,
+    Meeting,
+    Record,
+    RecordState,
+)
 from radicale_meetplugin.core.plan import Facts, plan
+from radicale_meetplugin.mail.mailing import Mailing
 from radicale_meetplugin.providers import Provider, ProviderError
 from radicale_meetplugin.state.records import RecordStore
 
@@ -39,18 +48,18 @@ logger = logging.getLogger("radicale.meetplugin")
 
 
 class UserSource(Protocol):
-    def get(self, user: str) -> Optional[Provider]: ...
+    def get(self, user: str) -> Provider | None: ...
 
 
 @dataclass
 class Outcome:
-    conference: Optional[Conference] = None
-    error: Optional[ProviderError] = None
+    conference: Conference | None = None
+    error: ProviderError | None = None
 
 
 @dataclass
 class Decision:
-    text: Optional[str] = None          # what to store instead of what was sent; None: as sent
+    text: str | None = None  # what to store instead of what was sent; None: as sent
     jobs: list[Job] = field(default_factory=list)  # queued provider calls
     action: Action = Action(ActionKind.IGNORE)
 
@@ -67,29 +76,39 @@ def build_grammar(settings: Settings, classes: Mapping[str, type[Provider]]) -> 
 
 
 class Engine:
-    def __init__(self, settings: Settings, providers: Mapping[str, Provider],
-                 classes: Mapping[str, type[Provider]], store: RecordStore,
-                 per_user: Optional[Mapping[str, "UserSource"]] = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Mapping[str, Provider],
+        classes: Mapping[str, type[Provider]],
+        store: RecordStore,
+        per_user: Mapping[str, UserSource] | None = None,
+    ) -> None:
         self.settings = settings
-        self.providers = dict(providers)   # enabled, with the service account's credentials
+        self.providers = dict(providers)  # enabled, with the service account's credentials
         self.per_user = dict(per_user or {})  # providers that also take users' own credentials
-        self.classes = dict(classes)       # every provider we know of
+        self.classes = dict(classes)  # every provider we know of
         self.store = store
         self.lang = settings.main["language"]
         self.grammar = build_grammar(settings, classes)
         self._slots = threading.BoundedSemaphore(settings.main["max_concurrency"])
         self.enabled = frozenset({*self.providers, *self.per_user})
-        self.masks = (links.masks_from_config(settings.pasted_link_masks)
-                      if settings.main["pasted_links"] else ())
+        self.masks = (
+            links.masks_from_config(settings.pasted_link_masks)
+            if settings.main["pasted_links"]
+            else ()
+        )
         self.scheduled = frozenset(  # providers that take updates: schedule or options
-            n for n in self.enabled
-            if self.classes[n].capabilities.schedule or self.classes[n].capabilities.options)
+            n
+            for n in self.enabled
+            if self.classes[n].capabilities.schedule or self.classes[n].capabilities.options
+        )
         self.mailing = Mailing(settings, store) if settings.mail["enabled"] else None
         self.mailer = None  # bootstrap puts the SMTP sender here for the outbox
 
     # --- facts -------------------------------------------------------------
 
-    def provider_for(self, name: str, owner: str) -> Optional[Provider]:
+    def provider_for(self, name: str, owner: str) -> Provider | None:
         """The owner's own account at the provider, else the service account, else None."""
         source = self.per_user.get(name)
         mine = source.get(owner) if source is not None else None
@@ -111,27 +130,41 @@ class Engine:
             return address in mine
         return address.split("@", 1)[0] == owner.lower()
 
-    def reason_text(self, error_code: str, provider: str = "", detail: str = "",
-                    error: Optional[ProviderError] = None) -> str:
+    def reason_text(
+        self,
+        error_code: str,
+        provider: str = "",
+        detail: str = "",
+        error: ProviderError | None = None,
+    ) -> str:
         return i18n.reason(
-            self.lang, error_code, provider=self.label(provider) if provider else "",
-            detail=detail, available=", ".join(sorted(self.enabled)),
+            self.lang,
+            error_code,
+            provider=self.label(provider) if provider else "",
+            detail=detail,
+            available=", ".join(sorted(self.enabled)),
             status=str(error.status) if error and error.status else "-",
-            code=f", {error.provider_code}" if error and error.provider_code else "")
+            code=f", {error.provider_code}" if error and error.provider_code else "",
+        )
 
     # --- step 1: under the lock ----------------------------------------------
 
-    def on_put(self, key: EventKey, text: str,
-               stored_text: Callable[[], Optional[str]] = lambda: None,
-               href: str = "") -> Decision:
+    def on_put(
+        self,
+        key: EventKey,
+        text: str,
+        stored_text: Callable[[], str | None] = lambda: None,
+        href: str = "",
+    ) -> Decision:
         record = self.store.get(key)
         if record is None and not might_ask(text, self.grammar) and not self._may_hold_link(text):
             return Decision()  # the fast path: not ours, stored byte for byte
         try:
             cal = ical.parse(text)
         except ical.EventParseError as e:
-            logger.warning("meetplugin: %s: cannot read the event, stored as sent: %s",
-                           self._where(key), e)
+            logger.warning(
+                "meetplugin: %s: cannot read the event, stored as sent: %s", self._where(key), e
+            )
             return Decision()
         before = ical.to_text(cal)
         if record is None:
@@ -144,10 +177,14 @@ class Engine:
             organizer=self.is_organizer(cal, key.owner),
             detection=detection,
             record=record,
-            record_stale=bool(record and record.state is RecordState.CREATING and
-                              not self.store.pending_job_for(key, record.attempt)),
-            unchanged=bool(record and record.state is RecordState.FAILED and
-                           self._same(stored_text(), before)),
+            record_stale=bool(
+                record
+                and record.state is RecordState.CREATING
+                and not self.store.pending_job_for(key, record.attempt)
+            ),
+            unchanged=bool(
+                record and record.state is RecordState.FAILED and self._same(stored_text(), before)
+            ),
             cancelled=ical.is_cancelled(cal),
             invalid_times=ical.ends_before_start(cal),
             link_present=bool(conf and rewrite.link_present(cal, conf.join_url)),
@@ -156,8 +193,12 @@ class Engine:
             scheduled=self.scheduled,
         )
         action = plan(facts)
-        if bad_word and action.kind in (ActionKind.CREATE, ActionKind.REPLACE, ActionKind.UPDATE,
-                                        ActionKind.KEEP) and facts.organizer:
+        if (
+            bad_word
+            and action.kind
+            in (ActionKind.CREATE, ActionKind.REPLACE, ActionKind.UPDATE, ActionKind.KEEP)
+            and facts.organizer
+        ):
             action = Action(ActionKind.FAIL, detection.provider, "unknown_option", detail=bad_word)
             if record is not None and record.state is RecordState.ACTIVE:
                 action = Action(ActionKind.KEEP, record.provider)  # keep what exists; say nothing
@@ -168,12 +209,17 @@ class Engine:
             self._mail(key, cal)
         after = ical.to_text(cal)
         if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
-            logger.info("meetplugin: %s: %s%s", self._where(key), action.kind.value,
-                        f" ({action.provider})" if action.provider else "")
+            logger.info(
+                "meetplugin: %s: %s%s",
+                self._where(key),
+                action.kind.value,
+                f" ({action.provider})" if action.provider else "",
+            )
         return Decision(after if after != before else None, jobs, action)
 
-    def _options(self, cal: icalendar.Calendar, detection, record: Optional[Record]
-                 ) -> tuple[tuple[str, str], ...] | tuple:
+    def _options(
+        self, cal: icalendar.Calendar, detection, record: Record | None
+    ) -> tuple[tuple[str, str], ...] | tuple:
         """(options, an unknown option word or "") from typed words, else the lasting property."""
         provider = detection.provider or (record.provider if record else "")
         cls = self.classes.get(provider)
@@ -203,19 +249,22 @@ class Engine:
         unfolded = text.replace("\r\n ", "").replace("\r\n\t", "").replace("\n ", "")
         return any(True for _ in links.find(unfolded.replace("\\n", " "), self.masks))
 
-    def _adopt(self, key: EventKey, cal: icalendar.Calendar) -> Optional[Record]:
+    def _adopt(self, key: EventKey, cal: icalendar.Calendar) -> Record | None:
         """The owner moved this event here from another of their calendars by PUT + DELETE."""
         shown = ""
         for comp in ical.vevents(cal):
             shown = shown or ical.text_of(comp, "X-MEETPLUGIN-CONFERENCE-ID")
         record = self.store.adopt(key, shown) if shown else None
         if record is not None:
-            logger.info("meetplugin: %s: conference taken over from %s", self._where(key),
-                        "another calendar of the owner")
+            logger.info(
+                "meetplugin: %s: conference taken over from %s",
+                self._where(key),
+                "another calendar of the owner",
+            )
         return record
 
     @staticmethod
-    def _same(stored: Optional[str], normalized_new: str) -> bool:
+    def _same(stored: str | None, normalized_new: str) -> bool:
         if stored is None:
             return False
         try:
@@ -223,8 +272,15 @@ class Engine:
         except ical.EventParseError:
             return False
 
-    def _act(self, action: Action, key: EventKey, cal: icalendar.Calendar,
-             record: Optional[Record], meeting: Meeting, href: str) -> list[Job]:
+    def _act(
+        self,
+        action: Action,
+        key: EventKey,
+        cal: icalendar.Calendar,
+        record: Record | None,
+        meeting: Meeting,
+        href: str,
+    ) -> list[Job]:
         kind = action.kind
         conf = record.conference if record else None
         if kind is ActionKind.KEEP:
@@ -240,8 +296,15 @@ class Engine:
         if kind is ActionKind.FAIL:
             message = self.reason_text(action.error_code, action.provider, action.detail)
             rewrite.explain(cal, message, self.lang)
-            self.store.put(Record(key, action.provider or "-", RecordState.FAILED,
-                                  fingerprint=meeting.fingerprint(), error_code=action.error_code))
+            self.store.put(
+                Record(
+                    key,
+                    action.provider or "-",
+                    RecordState.FAILED,
+                    fingerprint=meeting.fingerprint(),
+                    error_code=action.error_code,
+                )
+            )
             logger.warning("meetplugin: %s: no conference: %s", self._where(key), action.error_code)
             return []
         if kind is ActionKind.DELETE:
@@ -251,27 +314,46 @@ class Engine:
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             provider = self.provider_for(action.provider, key.owner)
             if provider is None:  # enabled, but no credentials for this user
-                return self._act(Action(ActionKind.FAIL, action.provider, "no_credentials"),
-                                 key, cal, record, meeting, href)
+                return self._act(
+                    Action(ActionKind.FAIL, action.provider, "no_credentials"),
+                    key,
+                    cal,
+                    record,
+                    meeting,
+                    href,
+                )
             old = conf if kind is ActionKind.REPLACE else None
-            stale = tuple(u for u in (*rewrite.shown_links(cal), *((old.join_url,) if old else ()))
-                          if u)  # links we put there before: replaced, never appended to
+            stale = tuple(
+                u for u in (*rewrite.shown_links(cal), *((old.join_url,) if old else ())) if u
+            )  # links we put there before: replaced, never appended to
             if not provider.capabilities.network:
                 new = provider.create(meeting)
                 self._attach(cal, new, force=True, old_urls=stale, options=meeting.options)
-                self.store.put(Record(key, provider.name, RecordState.ACTIVE, new,
-                                      meeting.fingerprint()))
+                self.store.put(
+                    Record(key, provider.name, RecordState.ACTIVE, new, meeting.fingerprint())
+                )
                 return [self.store.enqueue(self._delete_job(key, old))] if old else []
-            rewrite.pending(cal, provider.name,
-                            i18n.text(self.lang, "pending", provider=self.label(provider.name)),
-                            self.lang, drop_urls=stale)
-            job = self.store.begin_create(key, provider.name, meeting.fingerprint(), Job(
-                0, kind, key, provider.name, meeting=meeting, old=old, href=href))
+            rewrite.pending(
+                cal,
+                provider.name,
+                i18n.text(self.lang, "pending", provider=self.label(provider.name)),
+                self.lang,
+                drop_urls=stale,
+            )
+            job = self.store.begin_create(
+                key,
+                provider.name,
+                meeting.fingerprint(),
+                Job(0, kind, key, provider.name, meeting=meeting, old=old, href=href),
+            )
             return [job]
         if kind is ActionKind.UPDATE and record and conf:
             self._attach(cal, conf, force=False, options=meeting.options)
-            return [self.store.enqueue(Job(0, kind, key, record.provider, meeting=meeting,
-                                           conference=conf, href=href))]
+            return [
+                self.store.enqueue(
+                    Job(0, kind, key, record.provider, meeting=meeting, conference=conf, href=href)
+                )
+            ]
         return []  # IGNORE, PENDING
 
     @staticmethod
@@ -302,8 +384,9 @@ class Engine:
         """The conference follows its event; one the move overwrites is deleted."""
         if old == new:
             return []
-        if self.store.get(old) is None and (self.mailing is None or
-                                            self.store.mail_state(old) is None):
+        if self.store.get(old) is None and (
+            self.mailing is None or self.store.mail_state(old) is None
+        ):
             return self.on_delete(new)  # nothing moves; whatever was at `new` is gone
         job = self.store.move(old, new)
         return [job] if job else []
@@ -314,8 +397,9 @@ class Engine:
         """One provider call for the job; errors come back in the outcome."""
         provider = self.provider_for(job.provider, job.key.owner)
         if provider is None:  # disabled since: a delete waits for it to come back
-            return Outcome(error=ProviderError("provider_disabled",
-                                               temporary=job.kind is ActionKind.DELETE))
+            return Outcome(
+                error=ProviderError("provider_disabled", temporary=job.kind is ActionKind.DELETE)
+            )
         try:
             with self._slots:
                 if job.kind in (ActionKind.CREATE, ActionKind.REPLACE):
@@ -330,14 +414,20 @@ class Engine:
         except ProviderError as e:
             return Outcome(error=e)
         except Exception as e:  # a bug must not lose the event
-            logger.error("meetplugin: %s: %s %s failed unexpectedly: %s", self._where(job.key),
-                         job.provider, job.kind.value, type(e).__name__)
+            logger.error(
+                "meetplugin: %s: %s %s failed unexpectedly: %s",
+                self._where(job.key),
+                job.provider,
+                job.kind.value,
+                type(e).__name__,
+            )
             return Outcome(error=ProviderError("unavailable", temporary=True))
 
     # --- step 3: under the lock again --------------------------------------
 
-    def settle(self, job: Job, outcome: Outcome,
-               current_text: Optional[str]) -> tuple[Optional[str], list[Job]]:
+    def settle(
+        self, job: Job, outcome: Outcome, current_text: str | None
+    ) -> tuple[str | None, list[Job]]:
         """Put a final outcome into the record and into the event as it is now.
 
         Returns the event's new text (None: leave it) and newly queued jobs
@@ -348,20 +438,29 @@ class Engine:
             if outcome.error is None:
                 logger.info("meetplugin: %s: %s conference deleted", self._where(key), job.provider)
             else:
-                logger.warning("meetplugin: %s: %s conference not deleted: %s",
-                               self._where(key), job.provider, outcome.error)
+                logger.warning(
+                    "meetplugin: %s: %s conference not deleted: %s",
+                    self._where(key),
+                    job.provider,
+                    outcome.error,
+                )
             return None, []
         if job.kind is ActionKind.UPDATE:
             record = self.store.get(key)
             if outcome.conference and record and record.state is RecordState.ACTIVE:
-                self.store.put(dataclasses.replace(
-                    record, conference=outcome.conference,
-                    fingerprint=job.meeting.fingerprint() if job.meeting else ""))
+                self.store.put(
+                    dataclasses.replace(
+                        record,
+                        conference=outcome.conference,
+                        fingerprint=job.meeting.fingerprint() if job.meeting else "",
+                    )
+                )
             return None, []
         return self._settle_create(job, outcome, current_text)
 
-    def _settle_create(self, job: Job, outcome: Outcome,
-                       current_text: Optional[str]) -> tuple[Optional[str], list[Job]]:
+    def _settle_create(
+        self, job: Job, outcome: Outcome, current_text: str | None
+    ) -> tuple[str | None, list[Job]]:
         key = job.key
         cal = None
         if current_text is not None:
@@ -369,9 +468,12 @@ class Engine:
                 cal = ical.parse(current_text)
             except ical.EventParseError:
                 cal = None
-        wanted = (cal is not None and self.is_organizer(cal, key.owner) and
-                  not ical.is_cancelled(cal) and
-                  detect(cal, self.grammar).provider == job.provider)
+        wanted = (
+            cal is not None
+            and self.is_organizer(cal, key.owner)
+            and not ical.is_cancelled(cal)
+            and detect(cal, self.grammar).provider == job.provider
+        )
         fingerprint = job.meeting.fingerprint() if job.meeting else ""
         queued: list[Job] = []
         if job.old is not None:  # REPLACE: the old conference goes, whatever became of the new
@@ -383,22 +485,42 @@ class Engine:
             if wanted and self.store.finish_attempt(key, job.attempt, record):
                 assert cal is not None
                 before = ical.to_text(cal)
-                self._attach(cal, conf, force=True, old=job.old, old_urls=tuple(
-                    u for u in rewrite.shown_links(cal) if u != conf.join_url),
-                    options=job.meeting.options if job.meeting else ())
+                self._attach(
+                    cal,
+                    conf,
+                    force=True,
+                    old=job.old,
+                    old_urls=tuple(u for u in rewrite.shown_links(cal) if u != conf.join_url),
+                    options=job.meeting.options if job.meeting else (),
+                )
                 # Edited while the create was pending: push the edit to a scheduled provider.
-                now = dataclasses.replace(ical.meeting_of(cal, key),
-                                          options=job.meeting.options if job.meeting else ())
+                now = dataclasses.replace(
+                    ical.meeting_of(cal, key), options=job.meeting.options if job.meeting else ()
+                )
                 if job.provider in self.scheduled and now.fingerprint() != fingerprint:
-                    queued.append(self.store.enqueue(Job(0, ActionKind.UPDATE, key, job.provider,
-                                                         meeting=now, conference=conf,
-                                                         href=job.href)))
+                    queued.append(
+                        self.store.enqueue(
+                            Job(
+                                0,
+                                ActionKind.UPDATE,
+                                key,
+                                job.provider,
+                                meeting=now,
+                                conference=conf,
+                                href=job.href,
+                            )
+                        )
+                    )
                 self._mail(key, cal)
                 after = ical.to_text(cal)
-                logger.info("meetplugin: %s: %s conference attached", self._where(key), job.provider)
+                logger.info(
+                    "meetplugin: %s: %s conference attached", self._where(key), job.provider
+                )
                 return (after if after != before else None), queued
             # Nobody wants it any more (deleted, unmarked, or another attempt won).
-            logger.info("meetplugin: %s: conference no longer wanted, deleting it", self._where(key))
+            logger.info(
+                "meetplugin: %s: conference no longer wanted, deleting it", self._where(key)
+            )
             return None, [*queued, self.store.abandon_attempt(key, job.attempt, orphan)]
         assert error is not None
         failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
@@ -433,12 +555,26 @@ class Engine:
 
     # --- helpers -----------------------------------------------------------
 
-    def _attach(self, cal: icalendar.Calendar, conf: Conference, force: bool,
-                old: Optional[Conference] = None, old_urls: tuple[str, ...] = (),
-                options: tuple[tuple[str, str], ...] = ()) -> None:
+    def _attach(
+        self,
+        cal: icalendar.Calendar,
+        conf: Conference,
+        force: bool,
+        old: Conference | None = None,
+        old_urls: tuple[str, ...] = (),
+        options: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         old_urls = (*old_urls, *((old.join_url,) if old else ()))
-        rewrite.attach(cal, conf, self.label(conf.provider), self.lang, self.grammar,
-                       force_location=force, old_urls=old_urls, options=options)
+        rewrite.attach(
+            cal,
+            conf,
+            self.label(conf.provider),
+            self.lang,
+            self.grammar,
+            force_location=force,
+            old_urls=old_urls,
+            options=options,
+        )
 
     @staticmethod
     def _where(key: EventKey) -> str:

@@ -24,32 +24,46 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
-from radicale_meetplugin.protocol.engine import Engine, Outcome
-from radicale_meetplugin.state.letters import FAILED, SENT, UNKNOWN, Mail
-from radicale_meetplugin.mail.mailer import LeaseLost, Mailer, MailError
 from radicale_meetplugin.core.model import ActionKind, Job
+from radicale_meetplugin.mail.mailer import LeaseLost, Mailer, MailError
+from radicale_meetplugin.protocol.engine import Engine, Outcome
 from radicale_meetplugin.providers import ProviderError
+from radicale_meetplugin.state.letters import FAILED, SENT, UNKNOWN, Mail
 
 logger = logging.getLogger("radicale.meetplugin")
 
 Settle = Callable[[Job, Outcome], list[Job]]
 
 
-def backoff(tries: int, initial: float, cap: float, retry_after: Optional[float] = None,
-            rng: Callable[[], float] = random.random) -> float:
+def backoff(
+    tries: int,
+    initial: float,
+    cap: float,
+    retry_after: float | None = None,
+    rng: Callable[[], float] = random.random,
+) -> float:
     """Seconds before the next try: exponential, with jitter, never before Retry-After."""
-    delay = min(cap, initial * (2 ** tries)) * (0.5 + rng() / 2)
+    delay = min(cap, initial * (2**tries)) * (0.5 + rng() / 2)
     if retry_after is not None:
         delay = max(delay, retry_after)  # the provider asked for this pause: give it
     return delay
 
 
 class Outbox:
-    def __init__(self, engine: Engine, settle: Settle, *, workers: int, lease: float,
-                 retry_initial: float, retry_max_delay: float, retry_for: float,
-                 mailer: Optional[Mailer] = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settle: Settle,
+        *,
+        workers: int,
+        lease: float,
+        retry_initial: float,
+        retry_max_delay: float,
+        retry_for: float,
+        mailer: Mailer | None = None,
+    ) -> None:
         self.engine = engine
         self.store = engine.store
         self.settle = settle
@@ -63,13 +77,14 @@ class Outbox:
         self.mailer = mailer
         # Every SMTP step may take `timeout`: a letter's lease outlasts the slowest session.
         self.mail_lease = 10 * mailer.timeout + 30 if mailer else 0.0
-        self._mail_pool = concurrent.futures.ThreadPoolExecutor(2, "meetplugin-mail") \
-            if mailer else None
+        self._mail_pool = (
+            concurrent.futures.ThreadPoolExecutor(2, "meetplugin-mail") if mailer else None
+        )
         self._sending: dict[int, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     # --- who holds a lease ---------------------------------------------------
 
@@ -94,9 +109,13 @@ class Outbox:
     def submit(self, job_ids: Iterable[int]) -> list[concurrent.futures.Future]:
         return self._start(job_ids, self._running, self._pool, self._run)
 
-    def _start(self, ids: Iterable[int], running: dict[int, concurrent.futures.Future],
-               pool: concurrent.futures.ThreadPoolExecutor, work: Callable[[int], object]
-               ) -> list[concurrent.futures.Future]:
+    def _start(
+        self,
+        ids: Iterable[int],
+        running: dict[int, concurrent.futures.Future],
+        pool: concurrent.futures.ThreadPoolExecutor,
+        work: Callable[[int], object],
+    ) -> list[concurrent.futures.Future]:
         """Run `work(id)` once per id not already running; the futures, old and new.
 
         The done-callbacks are added after `self._lock` is released: a future
@@ -115,13 +134,17 @@ class Outbox:
             future.add_done_callback(lambda f, i=i: self._forget(running, i, f))
         return futures
 
-    def _forget(self, running: dict[int, concurrent.futures.Future], i: int,
-                future: concurrent.futures.Future) -> None:
+    def _forget(
+        self,
+        running: dict[int, concurrent.futures.Future],
+        i: int,
+        future: concurrent.futures.Future,
+    ) -> None:
         with self._lock:
             if running.get(i) is future:  # not a newer run of the same id
                 del running[i]
 
-    def _run(self, job_id: int) -> Optional[Outcome]:
+    def _run(self, job_id: int) -> Outcome | None:
         try:
             job = self.store.claim(job_id, self.owner, self.lease, self.alive)
             if job is None:
@@ -133,8 +156,12 @@ class Outbox:
                 return None
             creates = job.kind in (ActionKind.CREATE, ActionKind.REPLACE)
             if job.interrupted:
-                logger.warning("meetplugin: %s/%s: resuming a %s job interrupted mid-call",
-                               job.key.calendar, job.key.uid, job.kind.value)
+                logger.warning(
+                    "meetplugin: %s/%s: resuming a %s job interrupted mid-call",
+                    job.key.calendar,
+                    job.key.uid,
+                    job.kind.value,
+                )
                 if creates and not self._deterministic(job):
                     self.store.add_suspect(job, "interrupted")
             outcome = self.engine.call(job)
@@ -144,13 +171,25 @@ class Outbox:
             if error is not None:
                 if self._retry(job, error):
                     return outcome
-                logger.warning("meetplugin: %s/%s: %s %s: %s", job.key.calendar, job.key.uid,
-                               job.provider, job.kind.value, error)
+                logger.warning(
+                    "meetplugin: %s/%s: %s %s: %s",
+                    job.key.calendar,
+                    job.key.uid,
+                    job.provider,
+                    job.kind.value,
+                    error,
+                )
             more = self.settle(job, outcome)
             self.store.finish_job(job.id)
-            logger.info("meetplugin: %s/%s: %s %s done after %d %s", job.key.calendar,
-                        job.key.uid, job.provider, job.kind.value, job.tries + 1,
-                        "try" if job.tries == 0 else "tries")
+            logger.info(
+                "meetplugin: %s/%s: %s %s done after %d %s",
+                job.key.calendar,
+                job.key.uid,
+                job.provider,
+                job.kind.value,
+                job.tries + 1,
+                "try" if job.tries == 0 else "tries",
+            )
             self.submit(j.id for j in more)
             return outcome
         except Exception:  # keep the worker alive; the lease runs out and the job returns
@@ -175,13 +214,24 @@ class Outbox:
             return False
         age = time.time() - job.created_at
         if job.kind is not ActionKind.DELETE and age > self.retry_for:
-            logger.warning("meetplugin: %s/%s: giving up after %d tries", job.key.calendar,
-                           job.key.uid, job.tries + 1)
+            logger.warning(
+                "meetplugin: %s/%s: giving up after %d tries",
+                job.key.calendar,
+                job.key.uid,
+                job.tries + 1,
+            )
             return False
         delay = backoff(job.tries, self.retry_initial, self.retry_max_delay, error.retry_after)
         self.store.reschedule(job.id, self.owner, time.time() + delay, str(error))
-        logger.info("meetplugin: %s/%s: %s %s failed (%s), next try in %.1f s",
-                    job.key.calendar, job.key.uid, job.provider, job.kind.value, error, delay)
+        logger.info(
+            "meetplugin: %s/%s: %s %s failed (%s), next try in %.1f s",
+            job.key.calendar,
+            job.key.uid,
+            job.provider,
+            job.kind.value,
+            error,
+            delay,
+        )
         self._wake.set()
         return True
 
@@ -209,16 +259,21 @@ class Outbox:
             mail = self.store.claim_mail(mail_id, self.owner, self.mail_lease, self.alive)
             if mail is None:
                 return  # sent already, or a live worker elsewhere has it
-            what = f"{mail.key.calendar}/{mail.key.uid}: {mail.method} e-mail (SEQUENCE " \
-                   f"{mail.sequence}) to {mail.recipient}"
+            what = (
+                f"{mail.key.calendar}/{mail.key.uid}: {mail.method} e-mail (SEQUENCE "
+                f"{mail.sequence}) to {mail.recipient}"
+            )
             if time.time() - mail.created_at > self.retry_for:  # e.g. mail was off meanwhile
                 self.store.finish_mail(mail.id, FAILED, "expired")
                 logger.warning("meetplugin: %s: queued too long ago, not sent", what)
                 return
             if mail.interrupted_in_data:
                 self.store.finish_mail(mail.id, UNKNOWN, "interrupted during DATA")
-                logger.warning("meetplugin: %s: the sender stopped while the SMTP server "
-                               "received it; it may have arrived and is not sent again", what)
+                logger.warning(
+                    "meetplugin: %s: the sender stopped while the SMTP server "
+                    "received it; it may have arrived and is not sent again",
+                    what,
+                )
                 return
             mailing = self.engine.mailing
             try:
@@ -229,8 +284,12 @@ class Outbox:
                 logger.warning("meetplugin: %s: cannot build the letter: %s", what, e)
                 return
             try:
-                self.mailer.send(sender, mail.recipient, message,
-                                 lambda: self.store.mail_in_data(mail.id, self.owner))
+                self.mailer.send(
+                    sender,
+                    mail.recipient,
+                    message,
+                    lambda: self.store.mail_in_data(mail.id, self.owner),
+                )
             except LeaseLost:
                 return  # another worker took the letter over: it decides
             except MailError as e:
@@ -253,15 +312,20 @@ class Outbox:
             self._wake.set()
             return
         self.store.finish_mail(mail.id, FAILED, str(error))
-        logger.warning("meetplugin: %s not sent%s: %s", what,
-                       "" if not error.temporary else f" after {mail.tries + 1} tries", error)
+        logger.warning(
+            "meetplugin: %s not sent%s: %s",
+            what,
+            "" if not error.temporary else f" after {mail.tries + 1} tries",
+            error,
+        )
 
     # --- the background loop -------------------------------------------------
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="meetplugin-outbox",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="meetplugin-outbox", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -277,13 +341,19 @@ class Outbox:
         while not self._stop.is_set():
             try:
                 now = time.time()
-                orphaned = [i for i, holder in self.store.held_by_others(self.owner)
-                            if not self.alive(holder)]
+                orphaned = [
+                    i
+                    for i, holder in self.store.held_by_others(self.owner)
+                    if not self.alive(holder)
+                ]
                 self.submit([*self.store.due_jobs(now), *orphaned])
                 next_at = self.store.next_due_at()
                 if self.mailer is not None:
-                    stranded = [i for i, holder in self.store.mails_held_by_others(self.owner)
-                                if not self.alive(holder)]
+                    stranded = [
+                        i
+                        for i, holder in self.store.mails_held_by_others(self.owner)
+                        if not self.alive(holder)
+                    ]
                     self.submit_mails([*self.store.due_mails(now), *stranded])
                     mail_at = self.store.next_mail_at()
                     if mail_at is not None:

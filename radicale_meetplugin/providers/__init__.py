@@ -6,8 +6,8 @@ and ``build(options, ctx)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
-from typing import Mapping
 
 from radicale_meetplugin.config import Schema
 from radicale_meetplugin.providers import jitsi, telemost, trueconf, videomost
@@ -32,5 +32,12 @@ def schemas() -> Mapping[str, Schema]:
     return {name: module.OPTIONS for name, module in MODULES.items()}
 
 
-__all__ = ["BuildContext", "Capabilities", "CLASSES", "MODULES", "Provider", "ProviderError",
-           "schemas"]
+__all__ = [
+    "BuildContext",
+    "Capabilities",
+    "CLASSES",
+    "MODULES",
+    "Provider",
+    "ProviderError",
+    "schemas",
+]

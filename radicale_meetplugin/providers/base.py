@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Optional
 
 from radicale_meetplugin.core.model import Conference, Meeting
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    network: bool = True            # False: computed locally, done at once (no API call)
-    schedule: bool = False          # takes time, topic and attendee updates
-    deterministic_ids: bool = False  # the caller chooses the id, so a retry can't make a second room
-    options: bool = False           # takes per-event options (see Provider.option_words)
+    network: bool = True  # False: computed locally, done at once (no API call)
+    schedule: bool = False  # takes time, topic and attendee updates
+    deterministic_ids: bool = (
+        False  # the caller chooses the id, so a retry can't make a second room
+    )
+    options: bool = False  # takes per-event options (see Provider.option_words)
 
 
 @dataclass(frozen=True)
 class BuildContext:
-    timeout: float    # seconds one provider call may take
-    state_dir: str    # where generated secrets may be kept
+    timeout: float  # seconds one provider call may take
+    state_dir: str  # where generated secrets may be kept
 
 
 class ProviderError(Exception):
@@ -31,10 +32,19 @@ class ProviderError(Exception):
     request was sent but no answer came, so the provider may have acted on it.
     """
 
-    def __init__(self, code: str, *, status: int = 0, provider_code: str = "",
-                 temporary: bool = False, retry_after: Optional[float] = None,
-                 maybe_done: bool = False) -> None:
-        super().__init__(f"{code} (HTTP {status or '-'}{', ' + provider_code if provider_code else ''})")
+    def __init__(
+        self,
+        code: str,
+        *,
+        status: int = 0,
+        provider_code: str = "",
+        temporary: bool = False,
+        retry_after: float | None = None,
+        maybe_done: bool = False,
+    ) -> None:
+        super().__init__(
+            f"{code} (HTTP {status or '-'}{', ' + provider_code if provider_code else ''})"
+        )
         self.code = code
         self.status = status
         self.provider_code = provider_code
@@ -45,7 +55,7 @@ class ProviderError(Exception):
 
 class Provider(abc.ABC):
     name: str = ""
-    labels: dict[str, str] = {}     # language -> name people know
+    labels: dict[str, str] = {}  # language -> name people know
     keywords: tuple[str, ...] = ()  # built-in keywords (Latin and Cyrillic)
     capabilities = Capabilities()
     # Words a person may add after the keyword ("телемост:все") -> (option, value).
@@ -73,6 +83,6 @@ class Provider(abc.ABC):
         credentials have nothing to check.
         """
 
-    def list_conferences(self) -> Optional[list[str]]:
+    def list_conferences(self) -> list[str] | None:
         """Ids of every conference this account holds; None: the API cannot list them."""
         return None

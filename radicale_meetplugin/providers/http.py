@@ -7,7 +7,8 @@ import logging
 import re
 import threading
 import urllib.parse
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import requests
 
@@ -17,7 +18,7 @@ logger = logging.getLogger("radicale.meetplugin")
 _SAFE_CODE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def _retry_after(value: Optional[str]) -> Optional[float]:
+def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
@@ -41,8 +42,12 @@ def error_code_of(response: requests.Response) -> str:
         if isinstance(code, dict):
             errors = code.get("errors")
             first = errors[0] if isinstance(errors, list) and errors else {}
-            code = (first.get("reason") if isinstance(first, dict) else "") or \
-                code.get("reason") or code.get("message") or ""
+            code = (
+                (first.get("reason") if isinstance(first, dict) else "")
+                or code.get("reason")
+                or code.get("message")
+                or ""
+            )
         if isinstance(code, str):
             return _SAFE_CODE.sub("", code)[:64]
     return ""
@@ -51,17 +56,22 @@ def error_code_of(response: requests.Response) -> str:
 class ApiClient:
     """requests.Session bound to a base URL, an auth header and a time budget."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str], timeout: float,
-                 provider: str) -> None:
+    def __init__(
+        self, base_url: str, headers: Mapping[str, str], timeout: float, provider: str
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.provider = provider
         self._headers = {**headers, "User-Agent": "radicale-meetplugin"}
         self._local = threading.local()  # requests.Session is not guaranteed thread-safe
-        if base_url.startswith("http://") and \
-                (urllib.parse.urlsplit(base_url).hostname or "") not in ("127.0.0.1", "localhost", "::1"):
-            logger.warning("meetplugin: %s api_url is plain http: credentials would travel "
-                           "unencrypted; use https", provider)
+        if base_url.startswith("http://") and (
+            urllib.parse.urlsplit(base_url).hostname or ""
+        ) not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning(
+                "meetplugin: %s api_url is plain http: credentials would travel "
+                "unencrypted; use https",
+                provider,
+            )
 
     @property
     def session(self) -> requests.Session:
@@ -71,25 +81,38 @@ class ApiClient:
             session.headers.update(self._headers)
         return session
 
-    def call(self, method: str, path: str, body: Any = None,
-             ok: tuple[int, ...] = (200, 201, 204), *,
-             headers: Optional[Mapping[str, str]] = None,
-             params: Optional[Mapping[str, Any]] = None,
-             form: Optional[Mapping[str, str]] = None) -> requests.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         """One request; `form` sends an urlencoded body instead of JSON."""
         url = f"{self.base_url}{path}"
         try:
             response = self.session.request(
-                method, url, json=body if form is None else None, data=form, params=params,
-                headers=dict(headers) if headers else None, timeout=self.timeout)
+                method,
+                url,
+                json=body if form is None else None,
+                data=form,
+                params=params,
+                headers=dict(headers) if headers else None,
+                timeout=self.timeout,
+            )
         except requests.ConnectTimeout:
             raise ProviderError("unavailable", temporary=True) from None
         except requests.Timeout:  # sent, but no answer in time: it may have been done
             raise ProviderError("unavailable", temporary=True, maybe_done=True) from None
         except requests.RequestException as e:
             # The message can hold the URL, never a header: still keep it out of events.
-            logger.info("meetplugin: %s %s %s failed: %s", self.provider, method, path,
-                        type(e).__name__)
+            logger.info(
+                "meetplugin: %s %s %s failed: %s", self.provider, method, path, type(e).__name__
+            )
             raise ProviderError("unavailable", temporary=True) from None
         if response.status_code in ok:
             return response
@@ -99,11 +122,21 @@ class ApiClient:
     def error(response: requests.Response) -> ProviderError:
         status, code = response.status_code, error_code_of(response)
         if status == 429:
-            return ProviderError("rate_limited", status=status, provider_code=code, temporary=True,
-                                 retry_after=_retry_after(response.headers.get("Retry-After")))
+            return ProviderError(
+                "rate_limited",
+                status=status,
+                provider_code=code,
+                temporary=True,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
         if status >= 500 or status == 408:
-            return ProviderError("unavailable", status=status, provider_code=code, temporary=True,
-                                 retry_after=_retry_after(response.headers.get("Retry-After")))
+            return ProviderError(
+                "unavailable",
+                status=status,
+                provider_code=code,
+                temporary=True,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
         if status == 401:
             return ProviderError("auth", status=status, provider_code=code)
         if status == 402:
@@ -120,9 +153,19 @@ class ApiClient:
         try:
             body = response.json()
         except (ValueError, json.JSONDecodeError):
-            raise ProviderError("rejected", status=response.status_code, provider_code="NotJson",
-                                temporary=True, maybe_done=True) from None
+            raise ProviderError(
+                "rejected",
+                status=response.status_code,
+                provider_code="NotJson",
+                temporary=True,
+                maybe_done=True,
+            ) from None
         if not isinstance(body, dict):
-            raise ProviderError("rejected", status=response.status_code,
-                                provider_code="NotAnObject", temporary=True, maybe_done=True)
+            raise ProviderError(
+                "rejected",
+                status=response.status_code,
+                provider_code="NotAnObject",
+                temporary=True,
+                maybe_done=True,
+            )
         return body

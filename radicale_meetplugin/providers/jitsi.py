@@ -8,7 +8,8 @@ import hashlib
 import hmac
 import os
 import secrets
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, read_secret
 from radicale_meetplugin.core.model import Conference, Meeting
@@ -17,8 +18,11 @@ from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provi
 OPTIONS: Schema = {
     "base_url": ("https://meet.jit.si", str, "Jitsi server; rooms are <base_url>/<room>."),
     "room_prefix": ("Meet", str, "Readable start of every room name."),
-    "secret_file": ("", str,
-                    "File with the HMAC secret for room names. Empty: one is generated in state_dir."),
+    "secret_file": (
+        "",
+        str,
+        "File with the HMAC secret for room names. Empty: one is generated in state_dir.",
+    ),
 }
 
 

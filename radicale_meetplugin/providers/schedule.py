@@ -9,17 +9,16 @@ are read in the admin's default zone (the API needs an instant).
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import hashlib
+import hmac
 import re
 import zoneinfo
 from dataclasses import dataclass
-from typing import Optional
 
 from radicale_meetplugin.core.model import EventKey, Meeting
 
-MIN_DURATION = 60         # seconds: a zero-length event still gets a usable slot
-DEFAULT_DURATION = 3600   # seconds: a DTSTART without DTEND or DURATION
+MIN_DURATION = 60  # seconds: a zero-length event still gets a usable slot
+DEFAULT_DURATION = 3600  # seconds: a DTSTART without DTEND or DURATION
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -34,9 +33,9 @@ def timezone(value: str) -> zoneinfo.ZoneInfo:
 
 @dataclass(frozen=True)
 class Slot:
-    start: int        # unix seconds (UTC)
-    duration: int     # seconds
-    offset: int       # minutes east of UTC at the start (Moscow: 180)
+    start: int  # unix seconds (UTC)
+    duration: int  # seconds
+    offset: int  # minutes east of UTC at the start (Moscow: 180)
     all_day: bool = False
     floating: bool = False
 
@@ -52,7 +51,7 @@ def _parse(text: str):
         return None
 
 
-def _instant(value, zone: dt.tzinfo) -> Optional[dt.datetime]:
+def _instant(value, zone: dt.tzinfo) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=zone)
     if isinstance(value, dt.date):
@@ -60,7 +59,7 @@ def _instant(value, zone: dt.tzinfo) -> Optional[dt.datetime]:
     return None
 
 
-def slot_of(meeting: Meeting, zone: dt.tzinfo) -> Optional[Slot]:
+def slot_of(meeting: Meeting, zone: dt.tzinfo) -> Slot | None:
     """The one-time slot of a single event; None when it has no start."""
     raw_start = _parse(meeting.start)
     start = _instant(raw_start, zone)
@@ -75,8 +74,13 @@ def slot_of(meeting: Meeting, zone: dt.tzinfo) -> Optional[Slot]:
     else:
         duration = 86400 if all_day else DEFAULT_DURATION
     offset = start.utcoffset() or dt.timedelta(0)
-    return Slot(start=int(start.timestamp()), duration=max(MIN_DURATION, duration),
-                offset=int(offset.total_seconds() // 60), all_day=all_day, floating=floating)
+    return Slot(
+        start=int(start.timestamp()),
+        duration=max(MIN_DURATION, duration),
+        offset=int(offset.total_seconds() // 60),
+        all_day=all_day,
+        floating=floating,
+    )
 
 
 def topic(summary: str, fallback: str, limit: int = 240) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, csv, read_secret
 from radicale_meetplugin.core.model import Conference, Meeting
@@ -27,21 +28,36 @@ def waiting_room_level(value: str) -> str:
 
 
 OPTIONS: Schema = {
-    "api_url": ("https://cloud-api.yandex.net/v1/telemost-api", str,
-                "Telemost API base URL (a proxy or a test emulator can stand here)."),
+    "api_url": (
+        "https://cloud-api.yandex.net/v1/telemost-api",
+        str,
+        "Telemost API base URL (a proxy or a test emulator can stand here).",
+    ),
     "token_file": ("", str, "File holding the OAuth token (chmod 600)."),
-    "token_env": ("TELEMOST_TOKEN", str,
-                  "Environment variable holding the OAuth token, used when token_file is empty."),
-    "cohost_domains": ("", csv,
-                       "Mail domains of the organisation: attendees there become co-hosts when an "
-                       "event asks for it (\"телемост:соорганизаторы\"). Empty: the organizer's "
-                       "domain."),
-    "user_token_dir": ("", str,
-                       "Folder with one OAuth token per Radicale user (<user>.token, chmod 600); "
-                       "a user's own token wins over the service account's (token_file/token_env)."),
-    "waiting_room_level": ("ORGANIZATION", waiting_room_level,
-                           "Waiting room: ORGANIZATION (for people outside the organisation), "
-                           "ADMINS (for everyone but organizers), PUBLIC (off)."),
+    "token_env": (
+        "TELEMOST_TOKEN",
+        str,
+        "Environment variable holding the OAuth token, used when token_file is empty.",
+    ),
+    "cohost_domains": (
+        "",
+        csv,
+        "Mail domains of the organisation: attendees there become co-hosts when an "
+        'event asks for it ("телемост:соорганизаторы"). Empty: the organizer\'s '
+        "domain.",
+    ),
+    "user_token_dir": (
+        "",
+        str,
+        "Folder with one OAuth token per Radicale user (<user>.token, chmod 600); "
+        "a user's own token wins over the service account's (token_file/token_env).",
+    ),
+    "waiting_room_level": (
+        "ORGANIZATION",
+        waiting_room_level,
+        "Waiting room: ORGANIZATION (for people outside the organisation), "
+        "ADMINS (for everyone but organizers), PUBLIC (off).",
+    ),
 }
 
 
@@ -59,20 +75,26 @@ class Telemost(Provider):
     }
     MAX_COHOSTS = 30
 
-    def __init__(self, api_url: str, token: Secret, waiting_room_level: str,
-                 timeout: float, cohost_domains: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: Secret,
+        waiting_room_level: str,
+        timeout: float,
+        cohost_domains: tuple[str, ...] = (),
+    ) -> None:
         self.waiting_room_level = waiting_room_level
         self.cohost_domains = tuple(d.lower().lstrip("@") for d in cohost_domains)
-        self.api = ApiClient(api_url, {"Authorization": f"OAuth {token.value}"}, timeout,
-                             self.name)
+        self.api = ApiClient(api_url, {"Authorization": f"OAuth {token.value}"}, timeout, self.name)
 
     def cohosts(self, meeting: Meeting) -> list[str]:
         """Attendees in the organisation's domains, when the event asks for co-hosts."""
         if meeting.option("cohosts") != "yes":
             return []
         organizer = meeting.organizer.lower().removeprefix("mailto:")
-        domains = self.cohost_domains or ((organizer.rpartition("@")[2],) if "@" in organizer
-                                          else ())
+        domains = self.cohost_domains or (
+            (organizer.rpartition("@")[2],) if "@" in organizer else ()
+        )
         emails = []
         for attendee in meeting.attendees:
             email = attendee.lower().removeprefix("mailto:").strip()
@@ -90,27 +112,45 @@ class Telemost(Provider):
         body = self.api.json_object(response)
         conf_id, join_url = str(body.get("id", "")), str(body.get("join_url", ""))
         if not _ID.fullmatch(conf_id) or not _JOIN_URL.fullmatch(join_url):
-            raise ProviderError("rejected", status=response.status_code,
-                                provider_code="BadConference", temporary=True, maybe_done=True)
-        return Conference(self.name, conf_id, join_url,
-                          {"waiting_room_level": str(body.get("waiting_room_level", level)),
-                           "cohosts": ",".join(cohosts)})
+            raise ProviderError(
+                "rejected",
+                status=response.status_code,
+                provider_code="BadConference",
+                temporary=True,
+                maybe_done=True,
+            )
+        return Conference(
+            self.name,
+            conf_id,
+            join_url,
+            {
+                "waiting_room_level": str(body.get("waiting_room_level", level)),
+                "cohosts": ",".join(cohosts),
+            },
+        )
 
     def update(self, conference: Conference, meeting: Meeting) -> Conference:
         """Only what changed: the waiting room (PATCH), the co-hosts (PUT replaces them)."""
         extra = dict(conference.extra)
         level = meeting.option("waiting_room", self.waiting_room_level)
         if extra.get("waiting_room_level") != level:
-            self.api.call("PATCH", f"/conferences/{conference.conference_id}",
-                          {"waiting_room_level": level}, ok=(200, 204))
+            self.api.call(
+                "PATCH",
+                f"/conferences/{conference.conference_id}",
+                {"waiting_room_level": level},
+                ok=(200, 204),
+            )
             extra["waiting_room_level"] = level
         cohosts = self.cohosts(meeting)
         if extra.get("cohosts", "") != ",".join(cohosts):
-            self.api.call("PUT", f"/conferences/{conference.conference_id}/cohosts",
-                          {"cohosts": [{"email": e} for e in cohosts]}, ok=(200, 204))
+            self.api.call(
+                "PUT",
+                f"/conferences/{conference.conference_id}/cohosts",
+                {"cohosts": [{"email": e} for e in cohosts]},
+                ok=(200, 204),
+            )
             extra["cohosts"] = ",".join(cohosts)
-        return Conference(conference.provider, conference.conference_id, conference.join_url,
-                          extra)
+        return Conference(conference.provider, conference.conference_id, conference.join_url, extra)
 
     def delete(self, conference: Conference) -> None:
         self.api.call("DELETE", f"/conferences/{conference.conference_id}", ok=(200, 204, 404))
@@ -120,27 +160,34 @@ class Telemost(Provider):
         self.api.call("GET", "/conferences/0", ok=(200, 404))
 
 
-def build(options: Mapping[str, Any], ctx: BuildContext) -> Optional[Telemost]:
+def build(options: Mapping[str, Any], ctx: BuildContext) -> Telemost | None:
     """The service account; None when only users' own tokens are configured."""
     token = read_secret(options["token_file"], options["token_env"], "Telemost token")
     if not token:
         if options["user_token_dir"]:
             return None
-        raise ConfigError("[provider:telemost] has no token: set token_file, or put the token "
-                          f"in the environment variable {options['token_env'] or 'TELEMOST_TOKEN'}"
-                          ", or give users their own tokens with user_token_dir")
-    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout,
-                    options["cohost_domains"])
+        raise ConfigError(
+            "[provider:telemost] has no token: set token_file, or put the token "
+            f"in the environment variable {options['token_env'] or 'TELEMOST_TOKEN'}"
+            ", or give users their own tokens with user_token_dir"
+        )
+    return Telemost(
+        options["api_url"],
+        token,
+        options["waiting_room_level"],
+        ctx.timeout,
+        options["cohost_domains"],
+    )
 
 
-def user_token_path(options: Mapping[str, Any], user: str) -> Optional[str]:
+def user_token_path(options: Mapping[str, Any], user: str) -> str | None:
     folder = options["user_token_dir"]
     if not folder or not user or "/" in user or user.startswith("."):
         return None
     return os.path.join(os.path.expanduser(folder), f"{user}.token")
 
 
-def for_user(options: Mapping[str, Any], ctx: BuildContext, user: str) -> Optional[Telemost]:
+def for_user(options: Mapping[str, Any], ctx: BuildContext, user: str) -> Telemost | None:
     """The user's own account, if an admin stored a token for them."""
     path = user_token_path(options, user)
     if path is None or not os.path.exists(path):
@@ -148,5 +195,10 @@ def for_user(options: Mapping[str, Any], ctx: BuildContext, user: str) -> Option
     token = read_secret(path, "", f"Telemost token of {user}")
     if not token:
         return None
-    return Telemost(options["api_url"], token, options["waiting_room_level"], ctx.timeout,
-                    options["cohost_domains"])
+    return Telemost(
+        options["api_url"],
+        token,
+        options["waiting_room_level"],
+        ctx.timeout,
+        options["cohost_domains"],
+    )

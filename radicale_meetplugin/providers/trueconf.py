@@ -22,7 +22,8 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import requests
 
@@ -66,36 +67,57 @@ OPTIONS: Schema = {
     "server_url": ("", str, "TrueConf Server, e.g. https://tc.example.ru (required)."),
     "api_url": ("", str, "API base URL. Empty: <server_url>/api/v3.11."),
     "token_url": ("", str, "OAuth token endpoint. Empty: <server_url>/oauth2/v1/token."),
-    "join_url_base": ("", str,
-                      "Start of join links; the conference id follows. Empty: <server_url>/c/."),
+    "join_url_base": (
+        "",
+        str,
+        "Start of join links; the conference id follows. Empty: <server_url>/c/.",
+    ),
     "client_id": ("", str, "OAuth application id (made in the server's control panel)."),
     "client_secret_file": ("", str, "File holding the OAuth client secret (chmod 600)."),
-    "client_secret_env": ("TRUECONF_CLIENT_SECRET", str,
-                          "Environment variable holding the client secret, used when "
-                          "client_secret_file is empty."),
-    "owner": ("{user}", str,
-              "Conference owner (a TrueConf user id): {user} is the Radicale user name, "
-              "{organizer} the organizer's address, {organizer_local} its part before @. "
-              "Empty: not sent (the server decides)."),
-    "invite": ("local_part", invite_mode,
-               "How an attendee's address becomes a TrueConf user id: local_part "
-               "(ivan@example.ru -> ivan), email (the whole address) or none (no invitations)."),
-    "conference_type": ("0", conference_type,
-                        "Conference mode: 0 all on screen, 1 video lecture, 3 role-based."),
-    "default_timezone": ("Europe/Moscow", schedule.timezone,
-                         "Zone for floating times and all-day events (IANA name)."),
+    "client_secret_env": (
+        "TRUECONF_CLIENT_SECRET",
+        str,
+        "Environment variable holding the client secret, used when client_secret_file is empty.",
+    ),
+    "owner": (
+        "{user}",
+        str,
+        "Conference owner (a TrueConf user id): {user} is the Radicale user name, "
+        "{organizer} the organizer's address, {organizer_local} its part before @. "
+        "Empty: not sent (the server decides).",
+    ),
+    "invite": (
+        "local_part",
+        invite_mode,
+        "How an attendee's address becomes a TrueConf user id: local_part "
+        "(ivan@example.ru -> ivan), email (the whole address) or none (no invitations).",
+    ),
+    "conference_type": (
+        "0",
+        conference_type,
+        "Conference mode: 0 all on screen, 1 video lecture, 3 role-based.",
+    ),
+    "default_timezone": (
+        "Europe/Moscow",
+        schedule.timezone,
+        "Zone for floating times and all-day events (IANA name).",
+    ),
     "default_topic": ("Видеовстреча", str, "Conference title when the event has none."),
-    "id_prefix": ("meet_", id_prefix,
-                  "Start of every conference id we make; `meetplugin reconcile` lists only "
-                  "conferences with it."),
+    "id_prefix": (
+        "meet_",
+        id_prefix,
+        "Start of every conference id we make; `meetplugin reconcile` lists only "
+        "conferences with it.",
+    ),
 }
 
 
 class _TokenCache:
     """One access token shared by all threads; fetched again shortly before it expires."""
 
-    def __init__(self, client: ApiClient, client_id: str, secret: Secret,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, client: ApiClient, client_id: str, secret: Secret, clock: Callable[[], float]
+    ) -> None:
         self.client = client
         self.client_id = client_id
         self.secret = secret
@@ -119,15 +141,23 @@ class _TokenCache:
                 self._value = ""
 
     def _fetch(self) -> tuple[str, float]:
-        form = {"grant_type": "client_credentials", "client_id": self.client_id,
-                "client_secret": self.secret.value}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.secret.value,
+        }
         try:
             response = self.client.call("POST", "", form=form, ok=(200,))
             body = self.client.json_object(response)
         except ProviderError as e:
             if e.temporary:  # nothing was created: a retry is always safe
-                raise ProviderError(e.code, status=e.status, provider_code=e.provider_code,
-                                    temporary=True, retry_after=e.retry_after) from None
+                raise ProviderError(
+                    e.code,
+                    status=e.status,
+                    provider_code=e.provider_code,
+                    temporary=True,
+                    retry_after=e.retry_after,
+                ) from None
             # 400/401 invalid_client and the like: the server's credentials are wrong.
             raise ProviderError("auth", status=e.status, provider_code=e.provider_code) from None
         token = body.get("access_token")
@@ -156,15 +186,28 @@ class TrueConf(Provider):
         **{w: ("guests", "yes") for w in ("guests", "гости")},
     }
 
-    def __init__(self, api_url: str, token_url: str, join_url_base: str, client_id: str,
-                 secret: Secret, timeout: float, *, owner: str = "{user}",
-                 invite: str = "local_part", conference_type: int = 0,
-                 zone: Any = None, default_topic: str = "Видеовстреча",
-                 id_prefix: str = "meet_", clock: Callable[[], float] = time.monotonic,
-                 page_size: int = 100) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token_url: str,
+        join_url_base: str,
+        client_id: str,
+        secret: Secret,
+        timeout: float,
+        *,
+        owner: str = "{user}",
+        invite: str = "local_part",
+        conference_type: int = 0,
+        zone: Any = None,
+        default_topic: str = "Видеовстреча",
+        id_prefix: str = "meet_",
+        clock: Callable[[], float] = time.monotonic,
+        page_size: int = 100,
+    ) -> None:
         self.api = ApiClient(api_url, {}, timeout, self.name)
-        self.tokens = _TokenCache(ApiClient(token_url, {}, timeout, self.name), client_id,
-                                  secret, clock)
+        self.tokens = _TokenCache(
+            ApiClient(token_url, {}, timeout, self.name), client_id, secret, clock
+        )
         self.join_url_base = join_url_base
         self.owner = owner
         self.invite = invite
@@ -187,27 +230,37 @@ class TrueConf(Provider):
         slot = None if meeting.repeats else schedule.slot_of(meeting, self.zone)
         if slot is None:  # a series, or no start: a permanent room
             return {"type": -1}
-        return {"type": 1, "start_time": slot.start, "duration": slot.duration,
-                "time_offset": slot.offset}
+        return {
+            "type": 1,
+            "start_time": slot.start,
+            "duration": slot.duration,
+            "time_offset": slot.offset,
+        }
 
-    def invitations(self, meeting: Meeting) -> Optional[list[dict]]:
+    def invitations(self, meeting: Meeting) -> list[dict] | None:
         if self.invite == "none":
             return None
-        ids = (a.split("@", 1)[0] if self.invite == "local_part" else a
-               for a in schedule.addresses(meeting))
+        ids = (
+            a.split("@", 1)[0] if self.invite == "local_part" else a
+            for a in schedule.addresses(meeting)
+        )
         return [{"id": i} for i in dict.fromkeys(ids) if i]
 
     def owner_of(self, meeting: Meeting) -> str:
         organizer = meeting.organizer.strip()
         if organizer.lower().startswith("mailto:"):
             organizer = organizer[7:]
-        return (self.owner.replace("{user}", meeting.key.owner)
-                .replace("{organizer_local}", organizer.split("@", 1)[0])
-                .replace("{organizer}", organizer)).strip()
+        return (
+            self.owner.replace("{user}", meeting.key.owner)
+            .replace("{organizer_local}", organizer.split("@", 1)[0])
+            .replace("{organizer}", organizer)
+        ).strip()
 
     def _fields(self, meeting: Meeting) -> dict:
-        body: dict = {"topic": schedule.topic(meeting.summary, self.default_topic),
-                      "schedule": self.schedule(meeting)}
+        body: dict = {
+            "topic": schedule.topic(meeting.summary, self.default_topic),
+            "schedule": self.schedule(meeting),
+        }
         invitations = self.invitations(meeting)
         if invitations is not None:
             body["invitations"] = invitations
@@ -217,44 +270,75 @@ class TrueConf(Provider):
 
     # --- calls -------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: Any = None, ok=(200, 201, 204),
-              params: Optional[Mapping[str, Any]] = None) -> requests.Response:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        ok=(200, 201, 204),
+        params: Mapping[str, Any] | None = None,
+    ) -> requests.Response:
         """An API call with the cached token; a 401 renews it and tries once more."""
         token = self.tokens.get()
         try:
-            return self.api.call(method, path, body, ok, params=params,
-                                 headers={"Authorization": f"Bearer {token}"})
+            return self.api.call(
+                method, path, body, ok, params=params, headers={"Authorization": f"Bearer {token}"}
+            )
         except ProviderError as e:
             if e.status != 401:
                 raise
         logger.info("meetplugin: trueconf: the API refused the access token; renewing it")
         self.tokens.invalidate(token)
         token = self.tokens.get()
-        return self.api.call(method, path, body, ok, params=params,
-                             headers={"Authorization": f"Bearer {token}"})
+        return self.api.call(
+            method, path, body, ok, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def _conference(self, response: requests.Response, expected: str) -> Conference:
         body = self.api.json_object(response)
         inner = body.get("conference", body)
         if not isinstance(inner, dict):
-            raise ProviderError("rejected", status=response.status_code,
-                                provider_code="BadConference", temporary=True, maybe_done=True)
+            raise ProviderError(
+                "rejected",
+                status=response.status_code,
+                provider_code="BadConference",
+                temporary=True,
+                maybe_done=True,
+            )
         conf_id = inner.get("id", expected)
         if not isinstance(conf_id, str) or not _ID.fullmatch(conf_id):
-            raise ProviderError("rejected", status=response.status_code,
-                                provider_code="BadConference", temporary=True, maybe_done=True)
+            raise ProviderError(
+                "rejected",
+                status=response.status_code,
+                provider_code="BadConference",
+                temporary=True,
+                maybe_done=True,
+            )
         if conf_id != expected:
-            logger.warning("meetplugin: trueconf: the server chose the id %s instead of %s; "
-                           "a retry could not be recognised", conf_id, expected)
-        schedule_type = inner.get("schedule", {}).get("type") \
-            if isinstance(inner.get("schedule"), dict) else None
-        extra = {"schedule": "none" if schedule_type == -1 else "once"} \
-            if schedule_type in (-1, 1) else {}
+            logger.warning(
+                "meetplugin: trueconf: the server chose the id %s instead of %s; "
+                "a retry could not be recognised",
+                conf_id,
+                expected,
+            )
+        schedule_type = (
+            inner.get("schedule", {}).get("type")
+            if isinstance(inner.get("schedule"), dict)
+            else None
+        )
+        extra = (
+            {"schedule": "none" if schedule_type == -1 else "once"}
+            if schedule_type in (-1, 1)
+            else {}
+        )
         return Conference(self.name, conf_id, self.join_url(conf_id), extra)
 
     def _post(self, meeting: Meeting, conf_id: str) -> Conference:
-        body = {"id": conf_id, **self._fields(meeting),
-                "type": int(meeting.option("mode", str(self.conference_type)))}
+        body = {
+            "id": conf_id,
+            **self._fields(meeting),
+            "type": int(meeting.option("mode", str(self.conference_type))),
+        }
         owner = self.owner_of(meeting)
         if owner:
             body["owner"] = owner
@@ -264,8 +348,11 @@ class TrueConf(Provider):
             if not self._exists(e):
                 raise
             # Our earlier try (its answer lost) made it: read it, don't make another.
-            logger.info("meetplugin: trueconf: conference %s exists already (an earlier try "
-                        "made it); using it", conf_id)
+            logger.info(
+                "meetplugin: trueconf: conference %s exists already (an earlier try "
+                "made it); using it",
+                conf_id,
+            )
             response = self._call("GET", f"/conferences/{conf_id}", ok=(200,))
         return self._conference(response, conf_id)
 
@@ -280,8 +367,9 @@ class TrueConf(Provider):
     def update(self, conference: Conference, meeting: Meeting) -> Conference:
         conf_id = conference.conference_id
         try:
-            response = self._call("PUT", f"/conferences/{conf_id}", self._fields(meeting),
-                                  ok=(200, 201, 204))
+            response = self._call(
+                "PUT", f"/conferences/{conf_id}", self._fields(meeting), ok=(200, 201, 204)
+            )
         except ProviderError as e:
             if e.status != 404:
                 raise
@@ -292,21 +380,26 @@ class TrueConf(Provider):
         if response.status_code == 204 or not response.content:
             return conference
         updated = self._conference(response, conf_id)
-        return Conference(self.name, conf_id, conference.join_url,
-                          {**conference.extra, **updated.extra})
+        return Conference(
+            self.name, conf_id, conference.join_url, {**conference.extra, **updated.extra}
+        )
 
     def delete(self, conference: Conference) -> None:
         self._call("DELETE", f"/conferences/{conference.conference_id}", ok=(200, 204, 404))
 
-    def list_conferences(self) -> Optional[list[str]]:
+    def list_conferences(self) -> list[str] | None:
         """Ids of the conferences we made (those with our id prefix), every page."""
         ids: list[str] = []
         page: Any = 1
         seen: set = set()
         for _ in range(MAX_PAGES):
             seen.add(page)
-            response = self._call("GET", "/conferences", ok=(200,),
-                                  params={"page_id": page, "page_size": self.page_size})
+            response = self._call(
+                "GET",
+                "/conferences",
+                ok=(200,),
+                params={"page_id": page, "page_size": self.page_size},
+            )
             body = self.api.json_object(response)
             items = body.get("conferences") or body.get("list") or []
             if not isinstance(items, list):
@@ -316,9 +409,13 @@ class TrueConf(Provider):
                 if isinstance(conf_id, str) and conf_id.startswith(self.id_prefix):
                     ids.append(conf_id)
             following = body.get("next_page_id")
-            if not items or isinstance(following, bool) or \
-                    not isinstance(following, (int, str)) or \
-                    following in (-1, "-1", "", 0) or following in seen:
+            if (
+                not items
+                or isinstance(following, bool)
+                or not isinstance(following, (int, str))
+                or following in (-1, "-1", "", 0)
+                or following in seen
+            ):
                 break
             page = following
         return ids
@@ -331,28 +428,42 @@ def _derived(value: str, server: str, tail: str) -> str:
 def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
     server = options["server_url"].strip().rstrip("/")
     if not server:
-        raise ConfigError("[provider:trueconf] has no server_url: set it to the TrueConf "
-                          "Server address, e.g. https://tc.example.ru")
+        raise ConfigError(
+            "[provider:trueconf] has no server_url: set it to the TrueConf "
+            "Server address, e.g. https://tc.example.ru"
+        )
     if not server.startswith(("https://", "http://")):
         raise ConfigError("[provider:trueconf] server_url must start with https://")
     if not options["client_id"].strip():
-        raise ConfigError("[provider:trueconf] has no client_id: make an OAuth application in "
-                          "the TrueConf Server control panel and put its id here")
-    secret = read_secret(options["client_secret_file"], options["client_secret_env"],
-                         "TrueConf client secret")
+        raise ConfigError(
+            "[provider:trueconf] has no client_id: make an OAuth application in "
+            "the TrueConf Server control panel and put its id here"
+        )
+    secret = read_secret(
+        options["client_secret_file"], options["client_secret_env"], "TrueConf client secret"
+    )
     if not secret:
-        raise ConfigError("[provider:trueconf] has no client secret: set client_secret_file, or "
-                          "put it in the environment variable "
-                          f"{options['client_secret_env'] or 'TRUECONF_CLIENT_SECRET'}")
+        raise ConfigError(
+            "[provider:trueconf] has no client secret: set client_secret_file, or "
+            "put it in the environment variable "
+            f"{options['client_secret_env'] or 'TRUECONF_CLIENT_SECRET'}"
+        )
     join = _derived(options["join_url_base"], server, "/c/")
     if not join.startswith(("https://", "http://")):
         raise ConfigError("[provider:trueconf] join_url_base must start with https://")
     if not join.endswith(("/", "=")):
         join += "/"
-    return TrueConf(_derived(options["api_url"], server, "/api/v3.11"),
-                    _derived(options["token_url"], server, "/oauth2/v1/token"),
-                    join, options["client_id"].strip(), secret, ctx.timeout,
-                    owner=options["owner"], invite=options["invite"],
-                    conference_type=options["conference_type"],
-                    zone=options["default_timezone"], default_topic=options["default_topic"],
-                    id_prefix=options["id_prefix"])
+    return TrueConf(
+        _derived(options["api_url"], server, "/api/v3.11"),
+        _derived(options["token_url"], server, "/oauth2/v1/token"),
+        join,
+        options["client_id"].strip(),
+        secret,
+        ctx.timeout,
+        owner=options["owner"],
+        invite=options["invite"],
+        conference_type=options["conference_type"],
+        zone=options["default_timezone"],
+        default_topic=options["default_topic"],
+        id_prefix=options["id_prefix"],
+    )

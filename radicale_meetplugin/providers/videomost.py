@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import requests
 
@@ -73,47 +74,83 @@ def update_method(value: str) -> str:
 
 
 OPTIONS: Schema = {
-    "server_url": ("", str, "Videomost server, e.g. https://vm.example.ru (required); "
-                   "join links point there."),
+    "server_url": (
+        "",
+        str,
+        "Videomost server, e.g. https://vm.example.ru (required); join links point there.",
+    ),
     "api_url": ("", str, "API base URL. Empty: <server_url>/service/api/v1 (assumption)."),
     "token_file": ("", str, "File holding the API token (chmod 600)."),
-    "token_env": ("VIDEOMOST_TOKEN", str,
-                  "Environment variable holding the token, used when token_file is empty."),
+    "token_env": (
+        "VIDEOMOST_TOKEN",
+        str,
+        "Environment variable holding the token, used when token_file is empty.",
+    ),
     "auth_header": ("Authorization", header_name, "Header that carries the token (assumption)."),
-    "auth_scheme": ("Bearer", str,
-                    "Word before the token in that header; empty: the token alone (assumption)."),
+    "auth_scheme": (
+        "Bearer",
+        str,
+        "Word before the token in that header; empty: the token alone (assumption).",
+    ),
     "create_path": ("/conferences", path, "POST here creates a conference (assumption)."),
-    "item_path": ("/conferences/{id}", path,
-                  "One conference, for GET, update and DELETE; {id} is the conference id "
-                  "(assumption)."),
-    "update_method": ("PUT", update_method,
-                      "Method that changes a conference: PUT, PATCH, POST, or NONE (the server "
-                      "cannot: moves and renames make no call)."),
-    "response_key": ("", field_name,
-                     "Key whose object holds the conference in answers; empty: the answer "
-                     "itself (assumption)."),
+    "item_path": (
+        "/conferences/{id}",
+        path,
+        "One conference, for GET, update and DELETE; {id} is the conference id (assumption).",
+    ),
+    "update_method": (
+        "PUT",
+        update_method,
+        "Method that changes a conference: PUT, PATCH, POST, or NONE (the server "
+        "cannot: moves and renames make no call).",
+    ),
+    "response_key": (
+        "",
+        field_name,
+        "Key whose object holds the conference in answers; empty: the answer itself (assumption).",
+    ),
     "id_field": ("confid", field_name, "Conference id field (seed: 32 hex)."),
     "password_field": ("confpass", field_name, "Conference password field (seed: digits)."),
-    "join_url_field": ("join_url", field_name,
-                       "Join link field in answers, used when present and on server_url's "
-                       "host; empty: always built from join_url_template."),
-    "join_url_template": ("", str,
-                          "Join link from {confid} and {confpass}. Empty: "
-                          "<server_url>/service/join/?confid={confid}&confpass={confpass}."),
+    "join_url_field": (
+        "join_url",
+        field_name,
+        "Join link field in answers, used when present and on server_url's "
+        "host; empty: always built from join_url_template.",
+    ),
+    "join_url_template": (
+        "",
+        str,
+        "Join link from {confid} and {confpass}. Empty: "
+        "<server_url>/service/join/?confid={confid}&confpass={confpass}.",
+    ),
     "topic_field": ("name", field_name, "Title field (assumption); empty: not sent."),
-    "start_field": ("start_time", field_name,
-                    "Start field, unix seconds (assumption); empty: not sent."),
+    "start_field": (
+        "start_time",
+        field_name,
+        "Start field, unix seconds (assumption); empty: not sent.",
+    ),
     "duration_field": ("duration", field_name, "Duration field, seconds (assumption)."),
-    "time_offset_field": ("time_offset", field_name,
-                          "Field for the event's UTC offset in minutes, east positive "
-                          "(assumption); empty: not sent."),
-    "attendees_field": ("participants", field_name,
-                        "Field for the attendees' e-mail addresses (assumption); empty: not sent."),
-    "client_ids": ("false", boolean,
-                   "true: the create sends our own id (32 hex, from the event) so a retry can "
-                   "never make a second conference. Only if the server accepts it."),
-    "default_timezone": ("Europe/Moscow", schedule.timezone,
-                         "Zone for floating times and all-day events (IANA name)."),
+    "time_offset_field": (
+        "time_offset",
+        field_name,
+        "Field for the event's UTC offset in minutes, east positive (assumption); empty: not sent.",
+    ),
+    "attendees_field": (
+        "participants",
+        field_name,
+        "Field for the attendees' e-mail addresses (assumption); empty: not sent.",
+    ),
+    "client_ids": (
+        "false",
+        boolean,
+        "true: the create sends our own id (32 hex, from the event) so a retry can "
+        "never make a second conference. Only if the server accepts it.",
+    ),
+    "default_timezone": (
+        "Europe/Moscow",
+        schedule.timezone,
+        "Zone for floating times and all-day events (IANA name).",
+    ),
     "default_topic": ("Видеовстреча", str, "Title when the event has none."),
 }
 
@@ -124,8 +161,15 @@ class Videomost(Provider):
     keywords = ("videomost", "видеомост")
     capabilities = Capabilities(network=True, schedule=True, deterministic_ids=False)
 
-    def __init__(self, server_url: str, api_url: str, token: Secret, timeout: float, *,
-                 options: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        server_url: str,
+        api_url: str,
+        token: Secret,
+        timeout: float,
+        *,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         o = {name: spec[1](spec[0]) for name, spec in OPTIONS.items()}
         o.update(options or {})
         self.o = o
@@ -133,13 +177,16 @@ class Videomost(Provider):
         scheme = o["auth_scheme"].strip()
         value = f"{scheme} {token.value}" if scheme else token.value
         self.api = ApiClient(api_url, {o["auth_header"]: value}, timeout, self.name)
-        self.template = o["join_url_template"].strip() or \
-            f"{self.server_url}/service/join/?confid={{confid}}&confpass={{confpass}}"
+        self.template = (
+            o["join_url_template"].strip()
+            or f"{self.server_url}/service/join/?confid={{confid}}&confpass={{confpass}}"
+        )
         self.zone = o["default_timezone"]
         self._id_key = token.value.encode()
         # Instance capabilities: they follow the contract the admin configured.
-        self.capabilities = Capabilities(network=True, schedule=o["update_method"] != "NONE",
-                                         deterministic_ids=o["client_ids"])
+        self.capabilities = Capabilities(
+            network=True, schedule=o["update_method"] != "NONE", deterministic_ids=o["client_ids"]
+        )
 
     # --- what we send ------------------------------------------------------
 
@@ -149,9 +196,11 @@ class Videomost(Provider):
         if o["topic_field"]:
             body[o["topic_field"]] = schedule.topic(meeting.summary, o["default_topic"])
         slot = None if meeting.repeats else schedule.slot_of(meeting, self.zone)
-        for name, value in ((o["start_field"], slot.start if slot else None),
-                            (o["duration_field"], slot.duration if slot else None),
-                            (o["time_offset_field"], slot.offset if slot else None)):
+        for name, value in (
+            (o["start_field"], slot.start if slot else None),
+            (o["duration_field"], slot.duration if slot else None),
+            (o["time_offset_field"], slot.offset if slot else None),
+        ):
             if name:
                 body[name] = value
         if o["attendees_field"]:
@@ -167,16 +216,25 @@ class Videomost(Provider):
         body = self.api.json_object(response)
         key = self.o["response_key"]
         inner = body.get(key) if key else body
-        bad = ProviderError("rejected", status=response.status_code,
-                            provider_code="BadConference", temporary=True, maybe_done=True)
+        bad = ProviderError(
+            "rejected",
+            status=response.status_code,
+            provider_code="BadConference",
+            temporary=True,
+            maybe_done=True,
+        )
         if not isinstance(inner, dict):
             raise bad
         conf_id = inner.get(self.o["id_field"], expected)
         password = inner.get(self.o["password_field"], "")
         if isinstance(password, int) and not isinstance(password, bool):
             password = str(password)
-        if not isinstance(conf_id, str) or not _CONFID.fullmatch(conf_id) or \
-                not isinstance(password, str) or not _CONFPASS.fullmatch(password):
+        if (
+            not isinstance(conf_id, str)
+            or not _CONFID.fullmatch(conf_id)
+            or not isinstance(password, str)
+            or not _CONFPASS.fullmatch(password)
+        ):
             raise bad
         join_url = self._join_url(inner, conf_id, password)
         return Conference(self.name, conf_id, join_url, {"password": password} if password else {})
@@ -184,12 +242,16 @@ class Videomost(Provider):
     def _join_url(self, inner: dict, conf_id: str, password: str) -> str:
         field = self.o["join_url_field"]
         given = inner.get(field) if field else None
-        if isinstance(given, str) and _JOIN_URL.fullmatch(given) and \
-                given.lower().startswith(f"{self.server_url.lower()}/"):
+        if (
+            isinstance(given, str)
+            and _JOIN_URL.fullmatch(given)
+            and given.lower().startswith(f"{self.server_url.lower()}/")
+        ):
             return given
         quote = lambda v: urllib.parse.quote(v, safe="")  # noqa: E731
         return self.template.replace("{confid}", quote(conf_id)).replace(
-            "{confpass}", quote(password))
+            "{confpass}", quote(password)
+        )
 
     # --- calls -------------------------------------------------------------
 
@@ -202,8 +264,9 @@ class Videomost(Provider):
         try:
             response = self.api.call("POST", self.o["create_path"], body, ok=(200, 201))
         except ProviderError as e:
-            if not conf_id or not (e.status == 409 or
-                                   (e.status == 400 and "exist" in e.provider_code.lower())):
+            if not conf_id or not (
+                e.status == 409 or (e.status == 400 and "exist" in e.provider_code.lower())
+            ):
                 raise
             response = self.api.call("GET", self.item(conf_id), ok=(200,))
         return self._conference(response, conf_id)
@@ -212,8 +275,9 @@ class Videomost(Provider):
         method = self.o["update_method"]
         if method == "NONE":
             return conference
-        self.api.call(method, self.item(conference.conference_id), self.fields(meeting),
-                      ok=(200, 201, 204))
+        self.api.call(
+            method, self.item(conference.conference_id), self.fields(meeting), ok=(200, 201, 204)
+        )
         return conference  # the id and the link never change
 
     def delete(self, conference: Conference) -> None:
@@ -223,17 +287,22 @@ class Videomost(Provider):
 def build(options: Mapping[str, Any], ctx: BuildContext) -> Videomost:
     server = options["server_url"].strip().rstrip("/")
     if not server:
-        raise ConfigError("[provider:videomost] has no server_url: set it to the Videomost "
-                          "server address, e.g. https://vm.example.ru")
+        raise ConfigError(
+            "[provider:videomost] has no server_url: set it to the Videomost "
+            "server address, e.g. https://vm.example.ru"
+        )
     if not server.startswith(("https://", "http://")):
         raise ConfigError("[provider:videomost] server_url must start with https://")
     token = read_secret(options["token_file"], options["token_env"], "Videomost token")
     if not token:
         env = options["token_env"] or "VIDEOMOST_TOKEN"
-        raise ConfigError("[provider:videomost] has no token: set token_file, or put the token "
-                          f"in the environment variable {env}")
+        raise ConfigError(
+            "[provider:videomost] has no token: set token_file, or put the token "
+            f"in the environment variable {env}"
+        )
     if not _TOKEN.fullmatch(token.value):
-        raise ConfigError(f"[provider:videomost] the token ({token.source}) has spaces or "
-                          "control characters")
+        raise ConfigError(
+            f"[provider:videomost] the token ({token.source}) has spaces or control characters"
+        )
     api_url = options["api_url"].strip() or f"{server}/service/api/v1"
     return Videomost(server, api_url, token, ctx.timeout, options=options)

@@ -32,7 +32,8 @@ def install() -> None:
         _request.rewritten = False
         try:
             status, headers, answer, xml_request = original(
-                self, environ, base_prefix, path, user, *args, **kwargs)
+                self, environ, base_prefix, path, user, *args, **kwargs
+            )
             if _request.rewritten and 200 <= status < 300:
                 headers = {k: v for k, v in dict(headers).items() if k.lower() != "etag"}
             return status, headers, answer, xml_request

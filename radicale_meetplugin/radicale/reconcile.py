@@ -10,7 +10,6 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import radicale.item as radicale_item
 from radicale.storage import multifilesystem
@@ -24,10 +23,10 @@ from radicale_meetplugin.radicale.storage import Storage
 
 @dataclass
 class Finding:
-    kind: str             # short name, e.g. "orphan", "missing-link"
-    key: Optional[EventKey]
+    kind: str  # short name, e.g. "orphan", "missing-link"
+    key: EventKey | None
     detail: str
-    fix: str = ""         # what --fix does ("" = nothing it can do)
+    fix: str = ""  # what --fix does ("" = nothing it can do)
     fixed: bool = False
 
     def line(self) -> str:
@@ -47,8 +46,11 @@ def _calendars(storage: Storage):
         if not isinstance(principal, multifilesystem.Collection) or not principal.is_principal:
             continue
         for col in storage.discover(f"/{principal.path}/", depth="1"):
-            if isinstance(col, multifilesystem.Collection) and col.tag == "VCALENDAR" \
-                    and col.path != principal.path:
+            if (
+                isinstance(col, multifilesystem.Collection)
+                and col.tag == "VCALENDAR"
+                and col.path != principal.path
+            ):
                 yield col
 
 
@@ -58,8 +60,11 @@ def _events(storage: Storage) -> dict[EventKey, tuple[multifilesystem.Collection
         for col in _calendars(storage):
             for item in col.get_all():
                 if item.component_name == "VEVENT" and item.href:
-                    events[EventKey(col.owner, col.path, item.uid)] = (col, item.href,
-                                                                       item.serialize())
+                    events[EventKey(col.owner, col.path, item.uid)] = (
+                        col,
+                        item.href,
+                        item.serialize(),
+                    )
     return events
 
 
@@ -80,19 +85,31 @@ def reconcile(storage: Storage, fix: bool = False) -> list[Finding]:
         conf = record.conference
         if key not in events:
             if record.state is RecordState.ACTIVE and conf:
-                f = Finding("orphan", key, f"{record.provider} conference {conf.conference_id} "
-                            "has no event any more", "delete the conference")
+                f = Finding(
+                    "orphan",
+                    key,
+                    f"{record.provider} conference {conf.conference_id} has no event any more",
+                    "delete the conference",
+                )
             elif record.state is RecordState.CREATING and (key, record.attempt) in pending:
                 continue  # in progress
             else:
-                f = Finding("stale-record", key, f"{record.state.value} record without an event",
-                            "forget the record")
+                f = Finding(
+                    "stale-record",
+                    key,
+                    f"{record.state.value} record without an event",
+                    "forget the record",
+                )
             findings.append(f)
             drop.append((key, f))
             continue
         if record.state is RecordState.CREATING and (key, record.attempt) not in pending:
-            f = Finding("abandoned", key, "a create was started and never finished",
-                        "submit the event again")
+            f = Finding(
+                "abandoned",
+                key,
+                "a create was started and never finished",
+                "submit the event again",
+            )
             findings.append(f)
             resubmit.append((key, f))
 
@@ -107,39 +124,67 @@ def reconcile(storage: Storage, fix: bool = False) -> list[Finding]:
             continue
         shown = ical.text_of(ical.master(cal) or ical.vevents(cal)[0], "X-MEETPLUGIN-CONFERENCE-ID")
         if shown:
-            findings.append(Finding("unrecorded-link", key,
-                                    f"shows conference {shown} that no record owns "
-                                    "(copied or forged); left alone"))
+            findings.append(
+                Finding(
+                    "unrecorded-link",
+                    key,
+                    f"shows conference {shown} that no record owns (copied or forged); left alone",
+                )
+            )
         elif detect(cal, engine.grammar).asked:
-            f = Finding("missing-link", key, "asks for a conference but has none",
-                        "submit the event again")
+            f = Finding(
+                "missing-link", key, "asks for a conference but has none", "submit the event again"
+            )
             findings.append(f)
             resubmit.append((key, f))
 
     for job in store.jobs():
-        findings.append(Finding("queued", job.key, f"{job.provider} {job.kind.value}, "
-                                f"{job.tries} tries so far"
-                                f"{', last error: ' + job.last_error if job.last_error else ''}"))
+        findings.append(
+            Finding(
+                "queued",
+                job.key,
+                f"{job.provider} {job.kind.value}, "
+                f"{job.tries} tries so far"
+                f"{', last error: ' + job.last_error if job.last_error else ''}",
+            )
+        )
     for provider, key, reason, at in store.suspects():
-        findings.append(Finding(
-            "suspect", key, f"a {provider} create got no answer ({reason}) at "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}: the provider may hold a "
-            f"room for it that nobody uses; check the account, then run with --forget-suspects"))
+        findings.append(
+            Finding(
+                "suspect",
+                key,
+                f"a {provider} create got no answer ({reason}) at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}: the provider may hold a "
+                f"room for it that nobody uses; check the account, then run with --forget-suspects",
+            )
+        )
     known = {r.conference.conference_id for r in store.all() if r.conference}
     for name, provider in engine.providers.items():
         try:
             ids = provider.list_conferences() if provider.capabilities.network else []
         except ProviderError as e:
-            findings.append(Finding("cannot-list", None, f"{name}: listing its conferences "
-                                    f"failed ({e}); try again later"))
+            findings.append(
+                Finding(
+                    "cannot-list",
+                    None,
+                    f"{name}: listing its conferences failed ({e}); try again later",
+                )
+            )
             continue
         if ids is None:
-            findings.append(Finding("cannot-list", None, f"{name}: its API cannot list "
-                                    "conferences, so rooms nobody recorded cannot be found"))
+            findings.append(
+                Finding(
+                    "cannot-list",
+                    None,
+                    f"{name}: its API cannot list "
+                    "conferences, so rooms nobody recorded cannot be found",
+                )
+            )
             continue
         for conf_id in sorted(set(ids) - known):
-            findings.append(Finding("orphan", None, f"{name} conference {conf_id} belongs to "
-                                    "no event"))
+            findings.append(
+                Finding("orphan", None, f"{name} conference {conf_id} belongs to no event")
+            )
 
     if fix:
         for key, f in drop:

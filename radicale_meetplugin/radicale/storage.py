@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
-from typing import Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
 
 import radicale.item as radicale_item
 from radicale import config as radicale_config
@@ -21,10 +21,10 @@ from radicale import pathutils, types
 from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
-from radicale_meetplugin.radicale import put_etag
 from radicale_meetplugin.bootstrap import build_engine, build_outbox
-from radicale_meetplugin.protocol.engine import Engine, Outcome
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job
+from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.radicale import put_etag
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -33,18 +33,19 @@ _base_delete = multifilesystem.Collection.delete
 
 
 class Collection(multifilesystem.Collection):
-    _storage: "Storage"
+    _storage: Storage
 
-    def upload(self, href: str, item: radicale_item.Item
-               ) -> tuple[radicale_item.Item, Optional[radicale_item.Item]]:
+    def upload(
+        self, href: str, item: radicale_item.Item
+    ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
         return self._storage.meet.upload(self, href, item)
 
-    def delete(self, href: Optional[str] = None) -> None:
+    def delete(self, href: str | None = None) -> None:
         self._storage.meet.before_delete(self, href)
         _base_delete(self, href)
 
 
-_shared: dict[tuple, "RadicaleAdapter"] = {}
+_shared: dict[tuple, RadicaleAdapter] = {}
 _shared_lock = threading.Lock()
 
 
@@ -60,15 +61,20 @@ class Storage(multifilesystem.Storage):
             path = ""
         # Radicale makes more than one Storage per process (the app, sharing): they
         # share one engine and one outbox, so jobs are not raced for in-process.
-        key = (os.path.abspath(path or ""), os.path.abspath(self._filesystem_folder),
-               self._run_outbox)
+        key = (
+            os.path.abspath(path or ""),
+            os.path.abspath(self._filesystem_folder),
+            self._run_outbox,
+        )
         with _shared_lock:
             adapter = _shared.get(key)
             if adapter is None:
-                engine = build_engine(path or "",
-                                      os.path.join(self._filesystem_folder, ".meetplugin"))
-                adapter = _shared[key] = RadicaleAdapter(self, engine,
-                                                         start_outbox=self._run_outbox)
+                engine = build_engine(
+                    path or "", os.path.join(self._filesystem_folder, ".meetplugin")
+                )
+                adapter = _shared[key] = RadicaleAdapter(
+                    self, engine, start_outbox=self._run_outbox
+                )
         self.meet = adapter
         put_etag.install()
 
@@ -85,8 +91,9 @@ class Storage(multifilesystem.Storage):
         self.meet.before_move(item, to_collection)
         super().move(item, to_collection, to_href)
 
-    def create_collection(self, href: str, items: Optional[Iterable[radicale_item.Item]] = None,
-                          props=None):
+    def create_collection(
+        self, href: str, items: Iterable[radicale_item.Item] | None = None, props=None
+    ):
         return self.meet.create_collection(href, items, props, super().create_collection)
 
 
@@ -100,9 +107,10 @@ class RadicaleAdapter:
     def __init__(self, storage: Storage, engine: Engine, start_outbox: bool = True) -> None:
         self.storage = storage
         self.engine = engine
-        self.budget: Optional[float] = engine.settings.main["provider_timeout"]
+        self.budget: float | None = engine.settings.main["provider_timeout"]
         self.max_rrule_occurrence = storage.configuration.get(
-            "server", "max_vevent_rrule_occurrence")
+            "server", "max_vevent_rrule_occurrence"
+        )
         waiting = engine.settings.main["max_waiting_saves"]
         if waiting == 0:  # auto
             connections = storage.configuration.get("server", "max_connections")
@@ -122,9 +130,14 @@ class RadicaleAdapter:
                 pending = self._request.jobs = []
             pending.extend(jobs)
 
-    def _decide(self, path: str, tag: str, item: radicale_item.Item,
-                stored: Callable[[], Optional[str]] = lambda: None,
-                href: str = "") -> radicale_item.Item:
+    def _decide(
+        self,
+        path: str,
+        tag: str,
+        item: radicale_item.Item,
+        stored: Callable[[], str | None] = lambda: None,
+        href: str = "",
+    ) -> radicale_item.Item:
         """Run the engine on one item of the calendar at `path`; returns the item to store."""
         if tag != "VCALENDAR" or item.component_name != "VEVENT":
             return item
@@ -132,12 +145,17 @@ class RadicaleAdapter:
         try:
             decision = self.engine.on_put(key, item.serialize(), stored, href)
         except sqlite3.OperationalError as e:  # the state file is busy or unwritable
-            logger.warning("meetplugin: %s/%s: stored as sent, the state file is unavailable: %s",
-                           path, item.uid, e)
+            logger.warning(
+                "meetplugin: %s/%s: stored as sent, the state file is unavailable: %s",
+                path,
+                item.uid,
+                e,
+            )
             return item
         except Exception:  # never lose the person's event to a bug of ours
-            logger.exception("meetplugin: %s/%s: stored as sent after an internal error",
-                             path, item.uid)
+            logger.exception(
+                "meetplugin: %s/%s: stored as sent after an internal error", path, item.uid
+            )
             return item
         self._later(decision.jobs)
         if decision.text is None:
@@ -153,21 +171,25 @@ class RadicaleAdapter:
         """
         components = radicale_item.read_components(text)
         radicale_item.check_and_sanitize_items(
-            components, is_collection=False, tag="VCALENDAR",
-            max_vevent_rrule_occurrence=self.max_rrule_occurrence)
+            components,
+            is_collection=False,
+            tag="VCALENDAR",
+            max_vevent_rrule_occurrence=self.max_rrule_occurrence,
+        )
         item = radicale_item.Item(collection_path=path, vobject_item=components[0])
         item.prepare()
         return item
 
-    def upload(self, col: Collection, href: str, item: radicale_item.Item
-               ) -> tuple[radicale_item.Item, Optional[radicale_item.Item]]:
-        def stored() -> Optional[str]:
+    def upload(
+        self, col: Collection, href: str, item: radicale_item.Item
+    ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
+        def stored() -> str | None:
             old = col._get(href, verify_href=False)
             return old.serialize() if old is not None else None
 
         return _base_upload(col, href, self._decide(col.path, col.tag, item, stored, href))
 
-    def before_delete(self, col: Collection, href: Optional[str]) -> None:
+    def before_delete(self, col: Collection, href: str | None) -> None:
         try:
             if href is None:
                 self._later(self.engine.on_delete_calendar(col.path))
@@ -185,14 +207,18 @@ class RadicaleAdapter:
         if source is None or getattr(source, "tag", "") != "VCALENDAR":
             return
         try:
-            self._later(self.engine.on_move(
-                EventKey(source.owner, source.path, item.uid),
-                EventKey(to_collection.owner, to_collection.path, item.uid)))
+            self._later(
+                self.engine.on_move(
+                    EventKey(source.owner, source.path, item.uid),
+                    EventKey(to_collection.owner, to_collection.path, item.uid),
+                )
+            )
         except Exception:
             logger.exception("meetplugin: move bookkeeping of %s failed", item.uid)
 
-    def create_collection(self, href: str, items: Optional[Iterable[radicale_item.Item]],
-                          props, create: Callable):
+    def create_collection(
+        self, href: str, items: Iterable[radicale_item.Item] | None, props, create: Callable
+    ):
         """A whole calendar PUT (import): the same rules for every event in it."""
         if items is None or not props or props.get("tag") != "VCALENDAR":
             return create(href, items, props)
@@ -208,12 +234,13 @@ class RadicaleAdapter:
                 if record.key.calendar == path and record.key.uid not in uids:
                     self._later(self.engine.on_delete(record.key))
         except sqlite3.OperationalError as e:
-            logger.warning("meetplugin: %s: import stored as sent, the state file is "
-                           "unavailable: %s", path, e)
-            prepared = prepared + items[len(prepared):]
+            logger.warning(
+                "meetplugin: %s: import stored as sent, the state file is unavailable: %s", path, e
+            )
+            prepared = prepared + items[len(prepared) :]
         except Exception:  # never lose an import to a bug of ours
             logger.exception("meetplugin: %s: import stored as sent after an internal error", path)
-            prepared = prepared + items[len(prepared):]
+            prepared = prepared + items[len(prepared) :]
         return create(href, prepared, props)
 
     # --- after the lock is released ----------------------------------------
@@ -245,15 +272,17 @@ class RadicaleAdapter:
             col, href = self._find(job)  # type: ignore[assignment]
             current = col._get(href, verify_href=False) if col is not None and href else None
             text, more = self.engine.settle(
-                job, outcome, current.serialize() if current is not None else None)
+                job, outcome, current.serialize() if current is not None else None
+            )
             if text is not None and col is not None and href:
                 _base_upload(col, href, self.as_radicale_item(col.path, text))
         return more
 
-    def _find(self, job: Job) -> tuple[Optional[Collection], str]:
+    def _find(self, job: Job) -> tuple[Collection | None, str]:
         """The calendar and href of the job's event now (an import let Radicale pick the href)."""
-        col = next(iter(self.storage.discover(pathutils.unstrip_path(job.key.calendar, True))),
-                   None)
+        col = next(
+            iter(self.storage.discover(pathutils.unstrip_path(job.key.calendar, True))), None
+        )
         if not isinstance(col, multifilesystem.Collection):
             return None, ""
         # An import lets Radicale pick the href: usually "<uid>.ics", so try that first.

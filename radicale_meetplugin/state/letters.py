@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
-from radicale_meetplugin.mail.plan import Sent
 from radicale_meetplugin.core.model import EventKey
+from radicale_meetplugin.mail.plan import Sent
 
 MAIL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS mail_state (
@@ -79,7 +79,7 @@ class Told:
     """The stored `mail_state` of one event."""
 
     sent: Sent
-    snapshot: str = ""   # the event text the last letters showed ("" once cancelled)
+    snapshot: str = ""  # the event text the last letters showed ("" once cancelled)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Round:
     """What one decision queues: the letters, the event text they show, the new state."""
 
     letters: list[Outgoing]
-    told: Optional[Told]
+    told: Told | None
     snapshot: str = ""
     join_url: str = ""
 
@@ -113,14 +113,14 @@ class Mail:
     method: str
     kind: str
     round_id: int
-    snapshot: str        # the event as the letter shows it
+    snapshot: str  # the event as the letter shows it
     join_url: str
     tries: int
     created_at: float
     interrupted_in_data: bool = False  # an earlier sender died during DATA: outcome unknown
 
 
-Decide = Callable[[Optional[Told]], Round]
+Decide = Callable[[Told | None], Round]
 
 
 class MailQueue:
@@ -129,10 +129,16 @@ class MailQueue:
     _db: Callable[[], sqlite3.Connection]
     _tx: Callable[[], object]
 
-    def mail_state(self, key: EventKey) -> Optional[Told]:
-        row = self._db().execute(
-            "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
-            "WHERE owner=? AND calendar=? AND uid=?", (key.owner, key.calendar, key.uid)).fetchone()
+    def mail_state(self, key: EventKey) -> Told | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
+                "WHERE owner=? AND calendar=? AND uid=?",
+                (key.owner, key.calendar, key.uid),
+            )
+            .fetchone()
+        )
         return _told(row) if row else None
 
     def mail_round(self, key: EventKey, decide: Decide) -> list[int]:
@@ -145,7 +151,8 @@ class MailQueue:
             row = db.execute(
                 "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
                 "WHERE owner=? AND calendar=? AND uid=?",
-                (key.owner, key.calendar, key.uid)).fetchone()
+                (key.owner, key.calendar, key.uid),
+            ).fetchone()
             decided = decide(_told(row) if row else None)
             now = time.time()
             if decided.told is not None:
@@ -154,21 +161,42 @@ class MailQueue:
                     "INSERT OR REPLACE INTO mail_state (owner, calendar, uid, sequence, "
                     "recipients, content, cancelled, snapshot, updated_at) "
                     "VALUES (?,?,?,?,?,?,?,?,?)",
-                    (key.owner, key.calendar, key.uid, sent.sequence,
-                     json.dumps(sorted(sent.recipients)), sent.content, int(sent.cancelled),
-                     decided.told.snapshot, now))
+                    (
+                        key.owner,
+                        key.calendar,
+                        key.uid,
+                        sent.sequence,
+                        json.dumps(sorted(sent.recipients)),
+                        sent.content,
+                        int(sent.cancelled),
+                        decided.told.snapshot,
+                        now,
+                    ),
+                )
             if not decided.letters:
                 return []
             round_id = db.execute(
                 "INSERT INTO mail_rounds (snapshot, join_url, created_at) VALUES (?,?,?)",
-                (decided.snapshot, decided.join_url, now)).lastrowid
+                (decided.snapshot, decided.join_url, now),
+            ).lastrowid
             ids = []
             for letter in decided.letters:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO mails (owner, calendar, uid, sequence, recipient, "
                     "method, kind, round_id, next_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (key.owner, key.calendar, key.uid, letter.sequence, letter.recipient,
-                     letter.method, letter.kind, round_id, now, now))
+                    (
+                        key.owner,
+                        key.calendar,
+                        key.uid,
+                        letter.sequence,
+                        letter.recipient,
+                        letter.method,
+                        letter.kind,
+                        round_id,
+                        now,
+                        now,
+                    ),
+                )
                 if cursor.rowcount:
                     ids.append(int(cursor.lastrowid or 0))
             if not ids:
@@ -179,89 +207,157 @@ class MailQueue:
         """Events of the calendar at `path` (or below it) whose people hold invitations."""
         path = path.strip("/")
         like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-        rows = self._db().execute(
-            "SELECT owner, calendar, uid FROM mail_state WHERE cancelled=0 AND "
-            "(owner=? AND ?=0 OR calendar=? OR calendar LIKE ? ESCAPE '\\')",
-            (path, int("/" in path), path, like)).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT owner, calendar, uid FROM mail_state WHERE cancelled=0 AND "
+                "(owner=? AND ?=0 OR calendar=? OR calendar LIKE ? ESCAPE '\\')",
+                (path, int("/" in path), path, like),
+            )
+            .fetchall()
+        )
         return [EventKey(*row) for row in rows]
 
     # --- the sender's side -------------------------------------------------------
 
-    def claim_mail(self, mail_id: int, owner: str, lease: float,
-                   alive: Callable[[str], bool]) -> Optional[Mail]:
+    def claim_mail(
+        self, mail_id: int, owner: str, lease: float, alive: Callable[[str], bool]
+    ) -> Mail | None:
         now = time.time()
         with self._tx() as db:  # type: ignore[attr-defined]
-            row = db.execute("SELECT state, lease_owner, lease_until, in_data FROM mails "
-                             "WHERE id=?", (mail_id,)).fetchone()
+            row = db.execute(
+                "SELECT state, lease_owner, lease_until, in_data FROM mails WHERE id=?", (mail_id,)
+            ).fetchone()
             if row is None or row[0] != QUEUED:
                 return None
             state, holder, until, in_data = row
             if holder and holder != owner and until > now and alive(holder):
                 return None
-            db.execute("UPDATE mails SET lease_owner=?, lease_until=? WHERE id=?",
-                       (owner, now + lease, mail_id))
+            db.execute(
+                "UPDATE mails SET lease_owner=?, lease_until=? WHERE id=?",
+                (owner, now + lease, mail_id),
+            )
             row = db.execute(
                 "SELECT m.id, m.owner, m.calendar, m.uid, m.sequence, m.recipient, m.method, "
                 "m.kind, m.round_id, COALESCE(r.snapshot, ''), COALESCE(r.join_url, ''), "
                 "m.tries, m.created_at FROM mails m LEFT JOIN mail_rounds r ON r.id = m.round_id "
-                "WHERE m.id=?", (mail_id,)).fetchone()
-        (mid, o, c, u, seq, recipient, method, kind, round_id, snapshot, join_url, tries,
-         created) = row
-        return Mail(mid, EventKey(o, c, u), seq, recipient, method, kind, round_id, snapshot,
-                    join_url, tries, created, interrupted_in_data=bool(in_data))
+                "WHERE m.id=?",
+                (mail_id,),
+            ).fetchone()
+        (
+            mid,
+            o,
+            c,
+            u,
+            seq,
+            recipient,
+            method,
+            kind,
+            round_id,
+            snapshot,
+            join_url,
+            tries,
+            created,
+        ) = row
+        return Mail(
+            mid,
+            EventKey(o, c, u),
+            seq,
+            recipient,
+            method,
+            kind,
+            round_id,
+            snapshot,
+            join_url,
+            tries,
+            created,
+            interrupted_in_data=bool(in_data),
+        )
 
     def mail_in_data(self, mail_id: int, owner: str) -> bool:
         """About to send DATA: allowed once, and only to the lease holder."""
         with self._tx() as db:  # type: ignore[attr-defined]
-            return db.execute(
-                "UPDATE mails SET in_data=1 WHERE id=? AND lease_owner=? AND in_data=0 "
-                "AND state=?", (mail_id, owner, QUEUED)).rowcount == 1
+            return (
+                db.execute(
+                    "UPDATE mails SET in_data=1 WHERE id=? AND lease_owner=? AND in_data=0 "
+                    "AND state=?",
+                    (mail_id, owner, QUEUED),
+                ).rowcount
+                == 1
+            )
 
     def retry_mail(self, mail_id: int, owner: str, next_at: float, error: str) -> None:
         """The SMTP server did not take it (and said so): try again later."""
         with self._tx() as db:  # type: ignore[attr-defined]
-            db.execute("UPDATE mails SET tries = tries + 1, next_at=?, last_error=?, "
-                       "lease_owner='', lease_until=0, in_data=0 "
-                       "WHERE id=? AND lease_owner=? AND state=?",
-                       (next_at, error[:200], mail_id, owner, QUEUED))
+            db.execute(
+                "UPDATE mails SET tries = tries + 1, next_at=?, last_error=?, "
+                "lease_owner='', lease_until=0, in_data=0 "
+                "WHERE id=? AND lease_owner=? AND state=?",
+                (next_at, error[:200], mail_id, owner, QUEUED),
+            )
 
     def finish_mail(self, mail_id: int, state: str, error: str = "") -> None:
         """Sent, failed for good, or unknown. The round's text goes with its last letter."""
         with self._tx() as db:  # type: ignore[attr-defined]
-            db.execute("UPDATE mails SET state=?, last_error=?, lease_owner='', "
-                       "lease_until=0, done_at=?, tries = tries + 1 WHERE id=?",
-                       (state, error[:200], time.time(), mail_id))
-            db.execute("DELETE FROM mail_rounds WHERE id = (SELECT round_id FROM mails "
-                       "WHERE id=?) AND NOT EXISTS (SELECT 1 FROM mails WHERE "
-                       "round_id = mail_rounds.id AND state=?)", (mail_id, QUEUED))
+            db.execute(
+                "UPDATE mails SET state=?, last_error=?, lease_owner='', "
+                "lease_until=0, done_at=?, tries = tries + 1 WHERE id=?",
+                (state, error[:200], time.time(), mail_id),
+            )
+            db.execute(
+                "DELETE FROM mail_rounds WHERE id = (SELECT round_id FROM mails "
+                "WHERE id=?) AND NOT EXISTS (SELECT 1 FROM mails WHERE "
+                "round_id = mail_rounds.id AND state=?)",
+                (mail_id, QUEUED),
+            )
 
     def due_mails(self, now: float, limit: int = 100) -> list[int]:
-        rows = self._db().execute(
-            "SELECT id FROM mails WHERE state=? AND next_at <= ? "
-            "AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?",
-            (QUEUED, now, now, limit)).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id FROM mails WHERE state=? AND next_at <= ? "
+                "AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?",
+                (QUEUED, now, now, limit),
+            )
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def mails_held_by_others(self, owner: str) -> list[tuple[int, str]]:
-        return self._db().execute(
-            "SELECT id, lease_owner FROM mails WHERE state=? AND lease_owner NOT IN ('', ?)",
-            (QUEUED, owner)).fetchall()
+        return (
+            self._db()
+            .execute(
+                "SELECT id, lease_owner FROM mails WHERE state=? AND lease_owner NOT IN ('', ?)",
+                (QUEUED, owner),
+            )
+            .fetchall()
+        )
 
-    def next_mail_at(self) -> Optional[float]:
-        row = self._db().execute("SELECT MIN(MAX(next_at, lease_until)) FROM mails "
-                                 "WHERE state=?", (QUEUED,)).fetchone()
+    def next_mail_at(self) -> float | None:
+        row = (
+            self._db()
+            .execute("SELECT MIN(MAX(next_at, lease_until)) FROM mails WHERE state=?", (QUEUED,))
+            .fetchone()
+        )
         return row[0] if row else None
 
-    def mails(self, key: Optional[EventKey] = None) -> list[tuple]:
+    def mails(self, key: EventKey | None = None) -> list[tuple]:
         """(id, uid, sequence, recipient, method, kind, state, tries) for admins and tests."""
-        sql = ("SELECT id, uid, sequence, recipient, method, kind, state, tries FROM mails")
+        sql = "SELECT id, uid, sequence, recipient, method, kind, state, tries FROM mails"
         if key is None:
             return self._db().execute(sql + " ORDER BY id").fetchall()
-        return self._db().execute(sql + " WHERE owner=? AND calendar=? AND uid=? ORDER BY id",
-                                  (key.owner, key.calendar, key.uid)).fetchall()
+        return (
+            self._db()
+            .execute(
+                sql + " WHERE owner=? AND calendar=? AND uid=? ORDER BY id",
+                (key.owner, key.calendar, key.uid),
+            )
+            .fetchall()
+        )
 
 
 def _told(row: tuple) -> Told:
     sequence, recipients, content, cancelled, snapshot = row
-    return Told(Sent(int(sequence), frozenset(json.loads(recipients)), content, bool(cancelled)),
-                snapshot)
+    return Told(
+        Sent(int(sequence), frozenset(json.loads(recipients)), content, bool(cancelled)), snapshot
+    )

@@ -17,11 +17,18 @@ import sqlite3
 import threading
 import time
 import uuid
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
+from radicale_meetplugin.core.model import (
+    ActionKind,
+    Conference,
+    EventKey,
+    Job,
+    Meeting,
+    Record,
+    RecordState,
+)
 from radicale_meetplugin.state.letters import MAIL_SCHEMA, MailQueue
-from radicale_meetplugin.core.model import (ActionKind, Conference, EventKey, Job, Meeting, Record,
-                    RecordState)
 
 SCHEMA_VERSION = 3
 _SCHEMA = """
@@ -73,19 +80,21 @@ CREATE TABLE IF NOT EXISTS suspects (
     at REAL NOT NULL
 );
 """
-_JOB_COLUMNS = ("id, kind, owner, calendar, uid, provider, attempt, meeting, conference, old, "
-                "href, tries, created_at, last_error, interrupted")
+_JOB_COLUMNS = (
+    "id, kind, owner, calendar, uid, provider, attempt, meeting, conference, old, "
+    "href, tries, created_at, last_error, interrupted"
+)
 
 
 def _dump(value) -> str:
     return json.dumps(dataclasses.asdict(value), ensure_ascii=False) if value is not None else ""
 
 
-def _conference(text: str) -> Optional[Conference]:
+def _conference(text: str) -> Conference | None:
     return Conference(**json.loads(text)) if text else None
 
 
-def _meeting(text: str) -> Optional[Meeting]:
+def _meeting(text: str) -> Meeting | None:
     if not text:
         return None
     data = json.loads(text)
@@ -96,21 +105,72 @@ def _meeting(text: str) -> Optional[Meeting]:
 
 
 def _job(row: tuple) -> Job:
-    (job_id, kind, owner, calendar, uid, provider, attempt, meeting, conference, old, href,
-     tries, created_at, last_error, interrupted) = row
-    return Job(job_id, ActionKind(kind), EventKey(owner, calendar, uid), provider, attempt,
-               _meeting(meeting), _conference(conference), _conference(old), href, tries,
-               created_at, last_error, bool(interrupted))
-_COLUMNS = ("owner, calendar, uid, provider, state, conference_id, join_url, extra, "
-            "fingerprint, error_code, attempt, updated_at")
+    (
+        job_id,
+        kind,
+        owner,
+        calendar,
+        uid,
+        provider,
+        attempt,
+        meeting,
+        conference,
+        old,
+        href,
+        tries,
+        created_at,
+        last_error,
+        interrupted,
+    ) = row
+    return Job(
+        job_id,
+        ActionKind(kind),
+        EventKey(owner, calendar, uid),
+        provider,
+        attempt,
+        _meeting(meeting),
+        _conference(conference),
+        _conference(old),
+        href,
+        tries,
+        created_at,
+        last_error,
+        bool(interrupted),
+    )
+
+
+_COLUMNS = (
+    "owner, calendar, uid, provider, state, conference_id, join_url, extra, "
+    "fingerprint, error_code, attempt, updated_at"
+)
 
 
 def _record(row: tuple) -> Record:
-    (owner, calendar, uid, provider, state, conf_id, join_url, extra, fingerprint,
-     error_code, attempt, updated_at) = row
+    (
+        owner,
+        calendar,
+        uid,
+        provider,
+        state,
+        conf_id,
+        join_url,
+        extra,
+        fingerprint,
+        error_code,
+        attempt,
+        updated_at,
+    ) = row
     conference = Conference(provider, conf_id, join_url, json.loads(extra)) if join_url else None
-    return Record(EventKey(owner, calendar, uid), provider, RecordState(state), conference,
-                  fingerprint, error_code, attempt, updated_at)
+    return Record(
+        EventKey(owner, calendar, uid),
+        provider,
+        RecordState(state),
+        conference,
+        fingerprint,
+        error_code,
+        attempt,
+        updated_at,
+    )
 
 
 class RecordStore(MailQueue):
@@ -119,8 +179,9 @@ class RecordStore(MailQueue):
         self._local = threading.local()
         db = self._db()
         db.executescript(_SCHEMA + MAIL_SCHEMA)  # commits by itself
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                   (str(SCHEMA_VERSION),))
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -145,13 +206,18 @@ class RecordStore(MailQueue):
         def __exit__(self, exc_type, exc, tb) -> None:
             self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
-    def _tx(self) -> "RecordStore._Tx":
+    def _tx(self) -> RecordStore._Tx:
         return self._Tx(self._db())
 
-    def get(self, key: EventKey) -> Optional[Record]:
-        row = self._db().execute(
-            f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-            (key.owner, key.calendar, key.uid)).fetchone()
+    def get(self, key: EventKey) -> Record | None:
+        row = (
+            self._db()
+            .execute(
+                f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                (key.owner, key.calendar, key.uid),
+            )
+            .fetchone()
+        )
         return _record(row) if row else None
 
     def put(self, record: Record) -> None:
@@ -159,10 +225,21 @@ class RecordStore(MailQueue):
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (record.key.owner, record.key.calendar, record.key.uid, record.provider,
-                 record.state.value, conf.conference_id if conf else "",
-                 conf.join_url if conf else "", json.dumps(dict(conf.extra) if conf else {}),
-                 record.fingerprint, record.error_code, record.attempt, time.time()))
+                (
+                    record.key.owner,
+                    record.key.calendar,
+                    record.key.uid,
+                    record.provider,
+                    record.state.value,
+                    conf.conference_id if conf else "",
+                    conf.join_url if conf else "",
+                    json.dumps(dict(conf.extra) if conf else {}),
+                    record.fingerprint,
+                    record.error_code,
+                    record.attempt,
+                    time.time(),
+                ),
+            )
 
     def begin_create(self, key: EventKey, provider: str, fingerprint: str, job: Job) -> Job:
         """Record the intent and its job in one transaction, before any provider call."""
@@ -171,8 +248,21 @@ class RecordStore(MailQueue):
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key.owner, key.calendar, key.uid, provider, RecordState.CREATING.value,
-                 "", "", "{}", fingerprint, "", attempt, time.time()))
+                (
+                    key.owner,
+                    key.calendar,
+                    key.uid,
+                    provider,
+                    RecordState.CREATING.value,
+                    "",
+                    "",
+                    "{}",
+                    fingerprint,
+                    "",
+                    attempt,
+                    time.time(),
+                ),
+            )
             return self._insert_job(db, job)
 
     def _insert_job(self, db: sqlite3.Connection, job: Job) -> Job:
@@ -180,61 +270,91 @@ class RecordStore(MailQueue):
         cursor = db.execute(
             "INSERT INTO jobs (kind, owner, calendar, uid, provider, attempt, meeting, conference, "
             "old, href, next_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (job.kind.value, job.key.owner, job.key.calendar, job.key.uid, job.provider,
-             job.attempt, _dump(job.meeting), _dump(job.conference), _dump(job.old), job.href,
-             now, now))
+            (
+                job.kind.value,
+                job.key.owner,
+                job.key.calendar,
+                job.key.uid,
+                job.provider,
+                job.attempt,
+                _dump(job.meeting),
+                _dump(job.conference),
+                _dump(job.old),
+                job.href,
+                now,
+                now,
+            ),
+        )
         return dataclasses.replace(job, id=int(cursor.lastrowid or 0), created_at=now)
 
     def enqueue(self, job: Job) -> Job:
         with self._tx() as db:
             return self._insert_job(db, job)
 
-    def drop(self, key: EventKey, then: Optional[Job] = None) -> Optional[Job]:
+    def drop(self, key: EventKey, then: Job | None = None) -> Job | None:
         """Forget the record; with `then`, queue its conference's deletion atomically."""
         with self._tx() as db:
-            db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-                       (key.owner, key.calendar, key.uid))
+            db.execute(
+                "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                (key.owner, key.calendar, key.uid),
+            )
             return self._insert_job(db, then) if then is not None else None
 
-    def finish_attempt(self, key: EventKey, attempt: str, record: Optional[Record]) -> bool:
+    def finish_attempt(self, key: EventKey, attempt: str, record: Record | None) -> bool:
         """Store the attempt's result if the record still waits for this attempt.
 
         `record` None forgets it. False means the event moved on meanwhile
         (deleted, or another attempt): the caller owns what the provider made.
         """
         with self._tx() as db:
-            row = db.execute("SELECT attempt, state FROM conferences "
-                             "WHERE owner=? AND calendar=? AND uid=?",
-                             (key.owner, key.calendar, key.uid)).fetchone()
+            row = db.execute(
+                "SELECT attempt, state FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                (key.owner, key.calendar, key.uid),
+            ).fetchone()
             current = bool(row and row[0] == attempt and row[1] == RecordState.CREATING.value)
             if not current or record is None:
                 if current:
-                    db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-                               (key.owner, key.calendar, key.uid))
+                    db.execute(
+                        "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                        (key.owner, key.calendar, key.uid),
+                    )
                 return current and record is not None
             conf = record.conference
             db.execute(
                 "UPDATE conferences SET provider=?, state=?, conference_id=?, join_url=?, "
                 "extra=?, fingerprint=?, error_code=?, attempt='', updated_at=? "
                 "WHERE owner=? AND calendar=? AND uid=?",
-                (record.provider, record.state.value, conf.conference_id if conf else "",
-                 conf.join_url if conf else "", json.dumps(dict(conf.extra) if conf else {}),
-                 record.fingerprint, record.error_code, time.time(),
-                 key.owner, key.calendar, key.uid))
+                (
+                    record.provider,
+                    record.state.value,
+                    conf.conference_id if conf else "",
+                    conf.join_url if conf else "",
+                    json.dumps(dict(conf.extra) if conf else {}),
+                    record.fingerprint,
+                    record.error_code,
+                    time.time(),
+                    key.owner,
+                    key.calendar,
+                    key.uid,
+                ),
+            )
             return True
 
     def abandon_attempt(self, key: EventKey, attempt: str, orphan: Job) -> Job:
         """The attempt made a conference nobody wants: forget it, queue its deletion."""
         with self._tx() as db:
-            db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=? "
-                       "AND attempt=? AND state=?",
-                       (key.owner, key.calendar, key.uid, attempt, RecordState.CREATING.value))
+            db.execute(
+                "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=? "
+                "AND attempt=? AND state=?",
+                (key.owner, key.calendar, key.uid, attempt, RecordState.CREATING.value),
+            )
             return self._insert_job(db, orphan)
 
     # --- the outbox ----------------------------------------------------------
 
-    def claim(self, job_id: int, owner: str, lease: float, alive: Callable[[str], bool]
-              ) -> Optional[Job]:
+    def claim(
+        self, job_id: int, owner: str, lease: float, alive: Callable[[str], bool]
+    ) -> Job | None:
         """Take the job for `lease` seconds, unless a live worker holds it.
 
         A job whose holder died (lease run out, or its process is gone) is
@@ -242,56 +362,82 @@ class RecordStore(MailQueue):
         """
         now = time.time()
         with self._tx() as db:
-            row = db.execute("SELECT lease_owner, lease_until FROM jobs WHERE id=?",
-                             (job_id,)).fetchone()
+            row = db.execute(
+                "SELECT lease_owner, lease_until FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
             if row is None:
                 return None
             holder, until = row
             if holder and holder != owner and until > now and alive(holder):
                 return None
             interrupted = bool(holder) and holder != owner
-            db.execute("UPDATE jobs SET lease_owner=?, lease_until=?, "
-                       "interrupted = interrupted OR ? WHERE id=?",
-                       (owner, now + lease, int(interrupted), job_id))
+            db.execute(
+                "UPDATE jobs SET lease_owner=?, lease_until=?, "
+                "interrupted = interrupted OR ? WHERE id=?",
+                (owner, now + lease, int(interrupted), job_id),
+            )
             row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
             return _job(row)
 
     def reschedule(self, job_id: int, owner: str, next_at: float, error: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE jobs SET tries = tries + 1, next_at=?, last_error=?, "
-                       "lease_owner='', lease_until=0, interrupted=0 "
-                       "WHERE id=? AND lease_owner=?", (next_at, error[:200], job_id, owner))
+            db.execute(
+                "UPDATE jobs SET tries = tries + 1, next_at=?, last_error=?, "
+                "lease_owner='', lease_until=0, interrupted=0 "
+                "WHERE id=? AND lease_owner=?",
+                (next_at, error[:200], job_id, owner),
+            )
 
     def finish_job(self, job_id: int) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
 
     def due_jobs(self, now: float, limit: int = 100) -> list[int]:
-        rows = self._db().execute(
-            "SELECT id FROM jobs WHERE next_at <= ? AND (lease_owner = '' OR lease_until <= ?) "
-            "ORDER BY next_at LIMIT ?", (now, now, limit)).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id FROM jobs WHERE next_at <= ? AND (lease_owner = '' OR lease_until <= ?) "
+                "ORDER BY next_at LIMIT ?",
+                (now, now, limit),
+            )
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def held_by_others(self, owner: str) -> list[tuple[int, str]]:
-        return self._db().execute(
-            "SELECT id, lease_owner FROM jobs WHERE lease_owner NOT IN ('', ?)",
-            (owner,)).fetchall()
+        return (
+            self._db()
+            .execute("SELECT id, lease_owner FROM jobs WHERE lease_owner NOT IN ('', ?)", (owner,))
+            .fetchall()
+        )
 
-    def next_due_at(self) -> Optional[float]:
+    def next_due_at(self) -> float | None:
         row = self._db().execute("SELECT MIN(MAX(next_at, lease_until)) FROM jobs").fetchone()
         return row[0] if row else None
 
     def add_suspect(self, job: Job, reason: str) -> None:
         """A create whose outcome is unknown: the provider may hold a room nobody knows of."""
         with self._tx() as db:
-            db.execute("INSERT INTO suspects (provider, owner, calendar, uid, attempt, reason, at) "
-                       "VALUES (?,?,?,?,?,?,?)",
-                       (job.provider, job.key.owner, job.key.calendar, job.key.uid, job.attempt,
-                        reason, time.time()))
+            db.execute(
+                "INSERT INTO suspects (provider, owner, calendar, uid, attempt, reason, at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (
+                    job.provider,
+                    job.key.owner,
+                    job.key.calendar,
+                    job.key.uid,
+                    job.attempt,
+                    reason,
+                    time.time(),
+                ),
+            )
 
     def suspects(self) -> list[tuple[str, EventKey, str, float]]:
-        rows = self._db().execute("SELECT provider, owner, calendar, uid, reason, at "
-                                  "FROM suspects ORDER BY id").fetchall()
+        rows = (
+            self._db()
+            .execute("SELECT provider, owner, calendar, uid, reason, at FROM suspects ORDER BY id")
+            .fetchall()
+        )
         return [(p, EventKey(o, c, u), r, at) for p, o, c, u, r, at in rows]
 
     def forget_suspects(self) -> int:
@@ -303,55 +449,80 @@ class RecordStore(MailQueue):
         return [_job(r) for r in rows]
 
     def pending_job_for(self, key: EventKey, attempt: str) -> bool:
-        return self._db().execute(
-            "SELECT 1 FROM jobs WHERE owner=? AND calendar=? AND uid=? AND attempt=? LIMIT 1",
-            (key.owner, key.calendar, key.uid, attempt)).fetchone() is not None
+        return (
+            self._db()
+            .execute(
+                "SELECT 1 FROM jobs WHERE owner=? AND calendar=? AND uid=? AND attempt=? LIMIT 1",
+                (key.owner, key.calendar, key.uid, attempt),
+            )
+            .fetchone()
+            is not None
+        )
 
     def delete(self, key: EventKey) -> None:
         with self._tx() as db:
-            db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-                       (key.owner, key.calendar, key.uid))
+            db.execute(
+                "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                (key.owner, key.calendar, key.uid),
+            )
 
-    def move(self, old: EventKey, new: EventKey) -> Optional[Job]:
+    def move(self, old: EventKey, new: EventKey) -> Job | None:
         """The record, its queued jobs and its letters' state follow the event to `new`.
 
         A record the move overwrites loses its conference: its deletion is
         queued in the same transaction and returned.
         """
         with self._tx() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM conferences "
-                             "WHERE owner=? AND calendar=? AND uid=?",
-                             (new.owner, new.calendar, new.uid)).fetchone()
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                (new.owner, new.calendar, new.uid),
+            ).fetchone()
             replaced = _record(row) if row else None
-            db.execute("DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-                       (new.owner, new.calendar, new.uid))
-            db.execute("UPDATE conferences SET owner=?, calendar=?, uid=?, updated_at=? "
-                       "WHERE owner=? AND calendar=? AND uid=?",
-                       (new.owner, new.calendar, new.uid, time.time(),
-                        old.owner, old.calendar, old.uid))
-            db.execute("UPDATE jobs SET owner=?, calendar=?, uid=?, href='' "
-                       "WHERE owner=? AND calendar=? AND uid=?",
-                       (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid))
+            db.execute(
+                "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+                (new.owner, new.calendar, new.uid),
+            )
+            db.execute(
+                "UPDATE conferences SET owner=?, calendar=?, uid=?, updated_at=? "
+                "WHERE owner=? AND calendar=? AND uid=?",
+                (new.owner, new.calendar, new.uid, time.time(), old.owner, old.calendar, old.uid),
+            )
+            db.execute(
+                "UPDATE jobs SET owner=?, calendar=?, uid=?, href='' "
+                "WHERE owner=? AND calendar=? AND uid=?",
+                (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid),
+            )
             # What the attendees were told follows the event too (the moved one wins).
-            db.execute("UPDATE OR REPLACE mail_state SET owner=?, calendar=?, uid=? "
-                       "WHERE owner=? AND calendar=? AND uid=?",
-                       (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid))
+            db.execute(
+                "UPDATE OR REPLACE mail_state SET owner=?, calendar=?, uid=? "
+                "WHERE owner=? AND calendar=? AND uid=?",
+                (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid),
+            )
             if replaced is not None and replaced.conference is not None:
-                return self._insert_job(db, Job(0, ActionKind.DELETE, new, replaced.provider,
-                                                conference=replaced.conference))
+                return self._insert_job(
+                    db,
+                    Job(
+                        0, ActionKind.DELETE, new, replaced.provider, conference=replaced.conference
+                    ),
+                )
         return None
 
-    def adopt(self, key: EventKey, conference_id: str) -> Optional[Record]:
+    def adopt(self, key: EventKey, conference_id: str) -> Record | None:
         """Move to `key` the owner's record of this UID and conference from another calendar.
 
         A client that moves an event by PUT here + DELETE there (Thunderbird)
         keeps its conference instead of getting a second one. Only the same
         owner's record with the same UID and conference id can be taken.
         """
-        row = self._db().execute(
-            "SELECT calendar FROM conferences WHERE owner=? AND uid=? AND calendar<>? "
-            "AND conference_id=? AND state=? LIMIT 1",
-            (key.owner, key.uid, key.calendar, conference_id, RecordState.ACTIVE.value)).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT calendar FROM conferences WHERE owner=? AND uid=? AND calendar<>? "
+                "AND conference_id=? AND state=? LIMIT 1",
+                (key.owner, key.uid, key.calendar, conference_id, RecordState.ACTIVE.value),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         self.move(EventKey(key.owner, row[0], key.uid), key)
@@ -361,18 +532,30 @@ class RecordStore(MailQueue):
         """Records of the calendar at `path` and of every calendar below it."""
         path = path.strip("/")
         if "/" not in path:  # a principal: everything the user owns
-            rows = self._db().execute(f"SELECT {_COLUMNS} FROM conferences WHERE owner=?",
-                                      (path,)).fetchall()
+            rows = (
+                self._db()
+                .execute(f"SELECT {_COLUMNS} FROM conferences WHERE owner=?", (path,))
+                .fetchall()
+            )
         else:
             like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-            rows = self._db().execute(
-                f"SELECT {_COLUMNS} FROM conferences WHERE calendar=? OR calendar LIKE ? ESCAPE '\\'",
-                (path, like)).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM conferences WHERE calendar=? OR calendar LIKE ? ESCAPE '\\'",
+                    (path, like),
+                )
+                .fetchall()
+            )
         return [_record(r) for r in rows]
 
     def has_calendar(self, calendar: str) -> bool:
-        return self._db().execute("SELECT 1 FROM conferences WHERE calendar=? LIMIT 1",
-                                  (calendar,)).fetchone() is not None
+        return (
+            self._db()
+            .execute("SELECT 1 FROM conferences WHERE calendar=? LIMIT 1", (calendar,))
+            .fetchone()
+            is not None
+        )
 
     def all(self) -> Iterator[Record]:
         for row in self._db().execute(f"SELECT {_COLUMNS} FROM conferences"):

@@ -12,9 +12,10 @@ import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional
+from typing import Any
 
 
 @dataclass
@@ -25,8 +26,8 @@ class Call:
     body: Any
     target: str = "api"
     query: dict = field(default_factory=dict)
-    status: int = 0      # -1: no answer was given (a hang)
-    at: float = 0.0      # time.monotonic() when the call arrived
+    status: int = 0  # -1: no answer was given (a hang)
+    at: float = 0.0  # time.monotonic() when the call arrived
 
 
 @dataclass
@@ -36,9 +37,9 @@ class Fault:
     body: object = None
     headers: dict = field(default_factory=dict)
     times: int = 1
-    raw: Optional[bytes] = None  # a non-JSON body
-    hang: bool = False           # answer nothing until the client gives up (a timeout)
-    act: bool = False            # do the work, then answer nothing (the answer is "lost")
+    raw: bytes | None = None  # a non-JSON body
+    hang: bool = False  # answer nothing until the client gives up (a timeout)
+    act: bool = False  # do the work, then answer nothing (the answer is "lost")
     target: str = "api"
 
 
@@ -61,7 +62,7 @@ class _QuietServer(ThreadingHTTPServer):
 class Reply(Exception):
     """Raised by `route` helpers to answer at once."""
 
-    def __init__(self, status: int, body: object = None, headers: Optional[dict] = None):
+    def __init__(self, status: int, body: object = None, headers: dict | None = None):
         super().__init__(status)
         self.status, self.body, self.headers = status, body, headers or {}
 
@@ -123,12 +124,20 @@ class Emulator:
 
     # --- test controls -----------------------------------------------------
 
-    def fail_next(self, method: str, status: int, body: object = None, times: int = 1,
-                  headers: Optional[dict] = None, raw: Optional[bytes] = None,
-                  target: str = "api") -> None:
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        body: object = None,
+        times: int = 1,
+        headers: dict | None = None,
+        raw: bytes | None = None,
+        target: str = "api",
+    ) -> None:
         with self._lock:
-            self.faults.append(Fault(method, status, body, headers or {}, times, raw,
-                                     target=target))
+            self.faults.append(
+                Fault(method, status, body, headers or {}, times, raw, target=target)
+            )
 
     def hang_next(self, method: str, times: int = 1, target: str = "api") -> None:
         """The next calls get no answer; nothing is done; the client must time out."""
@@ -174,11 +183,22 @@ class Emulator:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _reply(self, call: Call, status: int, body: object = None,
-                       headers: Optional[dict] = None, raw: Optional[bytes] = None) -> None:
+            def _reply(
+                self,
+                call: Call,
+                status: int,
+                body: object = None,
+                headers: dict | None = None,
+                raw: bytes | None = None,
+            ) -> None:
                 call.status = status
-                data = raw if raw is not None else (
-                    json.dumps(body, ensure_ascii=False).encode() if body is not None else b"")
+                data = (
+                    raw
+                    if raw is not None
+                    else (
+                        json.dumps(body, ensure_ascii=False).encode() if body is not None else b""
+                    )
+                )
                 self.send_response(status)
                 if data and raw is None:
                     self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -210,9 +230,15 @@ class Emulator:
                     except ValueError:
                         body = None
                 split = urllib.parse.urlsplit(self.path)
-                call = Call(method, split.path, self.headers.get("Authorization", ""), body,
-                            emu.target_of(split.path), dict(urllib.parse.parse_qsl(split.query)),
-                            at=time.monotonic())
+                call = Call(
+                    method,
+                    split.path,
+                    self.headers.get("Authorization", ""),
+                    body,
+                    emu.target_of(split.path),
+                    dict(urllib.parse.parse_qsl(split.query)),
+                    at=time.monotonic(),
+                )
                 with emu._lock:
                     emu.calls.append(call)
                     emu.in_flight += 1

@@ -16,7 +16,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
 
 PREFIX = "/v1/telemost-api"
 LEVELS = ("PUBLIC", "ORGANIZATION", "ADMINS")
@@ -27,7 +26,7 @@ class Call:
     method: str
     path: str
     authorization: str
-    body: Optional[dict]
+    body: dict | None
     status: int = 0
     at: float = 0.0  # time.monotonic() when the call arrived
 
@@ -39,8 +38,8 @@ class Fault:
     body: object = None
     headers: dict = field(default_factory=dict)
     times: int = 1
-    raw: Optional[bytes] = None  # a non-JSON body
-    hang: bool = False           # answer nothing until the client gives up (a timeout)
+    raw: bytes | None = None  # a non-JSON body
+    hang: bool = False  # answer nothing until the client gives up (a timeout)
 
 
 @dataclass
@@ -65,10 +64,10 @@ def error_body(code: str, description: str, message: str) -> dict:
 class TelemostEmulator:
     def __init__(self, token: str = "test-token-123", host: str = "telemost.yandex.ru") -> None:
         self.token = token
-        self.tokens = {token}       # every token the emulated accounts accept
+        self.tokens = {token}  # every token the emulated accounts accept
         self.join_host = host
         self.personal_account = False
-        self.delay = 0.0            # seconds every call takes (a slow provider)
+        self.delay = 0.0  # seconds every call takes (a slow provider)
         self.in_flight = 0
         self.peak_in_flight = 0
         self.conferences: dict[str, dict] = {}
@@ -84,7 +83,7 @@ class TelemostEmulator:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{PREFIX}"
 
-    def start(self) -> "TelemostEmulator":
+    def start(self) -> TelemostEmulator:
         self._thread.start()
         return self
 
@@ -96,8 +95,15 @@ class TelemostEmulator:
 
     # --- test controls -----------------------------------------------------
 
-    def fail_next(self, method: str, status: int, body: object = None, times: int = 1,
-                  headers: Optional[dict] = None, raw: Optional[bytes] = None) -> None:
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        body: object = None,
+        times: int = 1,
+        headers: dict | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         with self._lock:
             self.faults.append(Fault(method, status, body, headers or {}, times, raw))
 
@@ -152,11 +158,22 @@ class TelemostEmulator:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _reply(self, call: Call, status: int, body: object = None,
-                       headers: Optional[dict] = None, raw: Optional[bytes] = None) -> None:
+            def _reply(
+                self,
+                call: Call,
+                status: int,
+                body: object = None,
+                headers: dict | None = None,
+                raw: bytes | None = None,
+            ) -> None:
                 call.status = status
-                data = raw if raw is not None else (
-                    json.dumps(body, ensure_ascii=False).encode() if body is not None else b"")
+                data = (
+                    raw
+                    if raw is not None
+                    else (
+                        json.dumps(body, ensure_ascii=False).encode() if body is not None else b""
+                    )
+                )
                 self.send_response(status)
                 if data and raw is None:
                     self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -173,8 +190,13 @@ class TelemostEmulator:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                call = Call(method, self.path, self.headers.get("Authorization", ""), body,
-                            at=time.monotonic())
+                call = Call(
+                    method,
+                    self.path,
+                    self.headers.get("Authorization", ""),
+                    body,
+                    at=time.monotonic(),
+                )
                 with emu._lock:
                     emu.calls.append(call)
                     emu.in_flight += 1
@@ -193,8 +215,9 @@ class TelemostEmulator:
                     hold.entered.set()
                     hold.release.wait(timeout=60)
                 if call.authorization not in {f"OAuth {t}" for t in emu.tokens}:
-                    return self._reply(call, 401, error_body(
-                        "UnauthorizedError", "Unauthorized", "Не авторизован"))
+                    return self._reply(
+                        call, 401, error_body("UnauthorizedError", "Unauthorized", "Не авторизован")
+                    )
                 fault = emu._take(emu.faults, method)
                 if fault is not None and fault.hang:
                     self.connection.settimeout(60)
@@ -209,20 +232,30 @@ class TelemostEmulator:
                     return self._reply(call, fault.status, fault.body, fault.headers, fault.raw)
                 if not self.path.startswith(PREFIX + "/conferences"):
                     return self._reply(call, 404, error_body("NotFound", "Not found", "Не найдено"))
-                rest = self.path[len(PREFIX + "/conferences"):].strip("/")
+                rest = self.path[len(PREFIX + "/conferences") :].strip("/")
                 if method == "POST" and not rest:
                     return self._create(call, body or {})
                 if rest.endswith("/cohosts") and method == "PUT":
                     conf = emu.conferences.get(rest[: -len("/cohosts")])
                     if conf is None:
-                        return self._reply(call, 404, error_body(
-                            "ConferenceNotFound", "Conference not found", "Встреча не найдена"))
+                        return self._reply(
+                            call,
+                            404,
+                            error_body(
+                                "ConferenceNotFound", "Conference not found", "Встреча не найдена"
+                            ),
+                        )
                     conf["cohosts"] = list((body or {}).get("cohosts", []))
                     return self._reply(call, 200, {"cohosts": conf["cohosts"]})
                 conf = emu.conferences.get(rest)
                 if conf is None:
-                    return self._reply(call, 404, error_body(
-                        "ConferenceNotFound", "Conference not found", "Встреча не найдена"))
+                    return self._reply(
+                        call,
+                        404,
+                        error_body(
+                            "ConferenceNotFound", "Conference not found", "Встреча не найдена"
+                        ),
+                    )
                 if method == "GET":
                     return self._reply(call, 200, conf)
                 if method == "PATCH":
@@ -236,17 +269,31 @@ class TelemostEmulator:
 
             def _create(self, call: Call, body: dict) -> None:
                 if emu.personal_account:
-                    return self._reply(call, 403, error_body(
-                        "ApiRestrictedToOrganizations",
-                        "API is available only for organizations",
-                        "API доступно только для организаций"))
+                    return self._reply(
+                        call,
+                        403,
+                        error_body(
+                            "ApiRestrictedToOrganizations",
+                            "API is available only for organizations",
+                            "API доступно только для организаций",
+                        ),
+                    )
                 level = body.get("waiting_room_level", "PUBLIC")
                 if level not in LEVELS:
-                    return self._reply(call, 400, error_body(
-                        "ValidationError", "Bad waiting_room_level", "Неверное значение"))
+                    return self._reply(
+                        call,
+                        400,
+                        error_body(
+                            "ValidationError", "Bad waiting_room_level", "Неверное значение"
+                        ),
+                    )
                 conf_id = str(next(emu._ids))
-                conf = {"id": conf_id, "join_url": f"https://{emu.join_host}/j/{conf_id}",
-                        "waiting_room_level": level, "cohosts": list(body.get("cohosts", []))}
+                conf = {
+                    "id": conf_id,
+                    "join_url": f"https://{emu.join_host}/j/{conf_id}",
+                    "waiting_room_level": level,
+                    "cohosts": list(body.get("cohosts", [])),
+                }
                 with emu._lock:
                     emu.conferences[conf_id] = conf
                 return self._reply(call, 201, conf)

@@ -37,14 +37,23 @@ _ID = re.compile(r"[A-Za-z0-9_]{1,128}")
 def error_body(status: int, message: str, reason: str, detail: str, location: str = "") -> dict:
     error: dict = {"reason": reason, "message": detail}
     if location:
-        error.update(locationType="path" if location == "conference_id" else "body",
-                     location=location)
+        error.update(
+            locationType="path" if location == "conference_id" else "body", location=location
+        )
     return {"error": {"code": status, "message": message, "errors": [error]}}
 
 
 def not_found(conf_id: str) -> Reply:
-    return Reply(404, error_body(404, "Not Found", "conferenceNotFound",
-                                 f"Conference '{conf_id}' is not found.", "conference_id"))
+    return Reply(
+        404,
+        error_body(
+            404,
+            "Not Found",
+            "conferenceNotFound",
+            f"Conference '{conf_id}' is not found.",
+            "conference_id",
+        ),
+    )
 
 
 def bad_request(reason: str, detail: str, location: str) -> Reply:
@@ -52,8 +61,12 @@ def bad_request(reason: str, detail: str, location: str) -> Reply:
 
 
 class TrueConfEmulator(Emulator):
-    def __init__(self, client_id: str = "meetplugin", client_secret: str = "tc-secret-456",
-                 host: str = "tc.example.ru") -> None:
+    def __init__(
+        self,
+        client_id: str = "meetplugin",
+        client_secret: str = "tc-secret-456",
+        host: str = "tc.example.ru",
+    ) -> None:
         super().__init__()
         self.clients = {client_id: client_secret}
         self.join_host = host
@@ -100,7 +113,7 @@ class TrueConfEmulator(Emulator):
         self._check_token(call.authorization)
         if not path.startswith(PREFIX + "/conferences"):
             raise Reply(404, error_body(404, "Not Found", "notFound", "No such method"))
-        rest = path[len(PREFIX + "/conferences"):].strip("/")
+        rest = path[len(PREFIX + "/conferences") :].strip("/")
         if not rest:
             if method == "POST":
                 return self._create(body)
@@ -129,26 +142,45 @@ class TrueConfEmulator(Emulator):
         if method != "POST":
             raise Reply(405, {"error": "invalid_request", "error_description": "POST only"})
         if body.get("grant_type") != "client_credentials":
-            raise Reply(400, {"error": "unsupported_grant_type",
-                              "error_description": "Grant type not supported"})
-        if self.clients.get(body.get("client_id", "")) != body.get("client_secret") or \
-                not body.get("client_secret"):
-            raise Reply(401, {"error": "invalid_client",
-                              "error_description": "The client credentials are invalid"})
+            raise Reply(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "Grant type not supported",
+                },
+            )
+        if self.clients.get(body.get("client_id", "")) != body.get("client_secret") or not body.get(
+            "client_secret"
+        ):
+            raise Reply(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "The client credentials are invalid",
+                },
+            )
         token = secrets.token_hex(20)
         with self._lock:
             self.tokens[token] = self.clock() + self.expires_in
             self.issued.append(token)
-        return 200, {"access_token": token, "expires_in": self.expires_in,
-                     "token_type": "Bearer", "scope": "conferences"}
+        return 200, {
+            "access_token": token,
+            "expires_in": self.expires_in,
+            "token_type": "Bearer",
+            "scope": "conferences",
+        }
 
     def _check_token(self, authorization: str) -> None:
         scheme, _, token = authorization.partition(" ")
         with self._lock:
             expires = self.tokens.get(token) if scheme == "Bearer" else None
         if expires is None or self.clock() >= expires:
-            raise Reply(401, error_body(401, "Unauthorized", "invalidToken",
-                                        "The access token provided is invalid"))
+            raise Reply(
+                401,
+                error_body(
+                    401, "Unauthorized", "invalidToken", "The access token provided is invalid"
+                ),
+            )
 
     def _validate(self, body: dict, creating: bool) -> dict:
         out: dict = {}
@@ -164,21 +196,28 @@ class TrueConfEmulator(Emulator):
                 out["schedule"] = {"type": -1}
             elif kind == 1:
                 fields = {k: sched.get(k) for k in ("start_time", "duration", "time_offset")}
-                if not all(isinstance(v, int) and not isinstance(v, bool)
-                           for v in fields.values()) or fields["duration"] <= 0:
-                    raise bad_request("invalidParameter",
-                                      "schedule: start_time, duration, time_offset", "schedule")
+                if (
+                    not all(isinstance(v, int) and not isinstance(v, bool) for v in fields.values())
+                    or fields["duration"] <= 0
+                ):
+                    raise bad_request(
+                        "invalidParameter",
+                        "schedule: start_time, duration, time_offset",
+                        "schedule",
+                    )
                 out["schedule"] = {"type": 1, **fields}
             else:
                 raise bad_request("invalidParameter", "schedule.type: -1 or 1", "schedule")
         if "invitations" in body:
             invitations = body["invitations"]
             if not isinstance(invitations, list) or not all(
-                    isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"]
-                    for i in invitations):
+                isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"]
+                for i in invitations
+            ):
                 raise bad_request("invalidParameter", "invitations: [{id}]", "invitations")
-            out["invitations"] = [{"id": i["id"], "display_name": i.get("display_name", i["id"])}
-                                  for i in invitations]
+            out["invitations"] = [
+                {"id": i["id"], "display_name": i.get("display_name", i["id"])} for i in invitations
+            ]
         for name in ("owner", "type"):
             if name in body:
                 out[name] = body[name]
@@ -194,13 +233,29 @@ class TrueConfEmulator(Emulator):
         fields = self._validate(body, creating=True)
         with self._lock:
             if conf_id in self.conferences:
-                raise Reply(409, error_body(409, "Conflict", "conferenceAlreadyExists",
-                                            f"Conference '{conf_id}' already exists.", "id"))
-            conf = {"id": conf_id, "type": 0, "owner": "", "description": "",
-                    "invitations": [], "max_participants": 36, "allow_guests": False,
-                    **fields, "url": f"https://{self.join_host}/c/{conf_id}",
-                    "webclient_url": f"https://{self.join_host}/webrtc/{conf_id}",
-                    "state": "stopped"}
+                raise Reply(
+                    409,
+                    error_body(
+                        409,
+                        "Conflict",
+                        "conferenceAlreadyExists",
+                        f"Conference '{conf_id}' already exists.",
+                        "id",
+                    ),
+                )
+            conf = {
+                "id": conf_id,
+                "type": 0,
+                "owner": "",
+                "description": "",
+                "invitations": [],
+                "max_participants": 36,
+                "allow_guests": False,
+                **fields,
+                "url": f"https://{self.join_host}/c/{conf_id}",
+                "webclient_url": f"https://{self.join_host}/webrtc/{conf_id}",
+                "state": "stopped",
+            }
             self.conferences[conf_id] = conf
         return 200, {"conference": conf}
 
@@ -211,6 +266,6 @@ class TrueConfEmulator(Emulator):
             raise bad_request("invalidParameter", "page_id, page_size", "page_id") from None
         with self._lock:
             ids = sorted(self.conferences)
-            chunk = [self.conferences[i] for i in ids[(page - 1) * size: page * size]]
+            chunk = [self.conferences[i] for i in ids[(page - 1) * size : page * size]]
         following = page + 1 if page * size < len(ids) else -1
         return 200, {"conferences": chunk, "cnt": len(ids), "next_page_id": following}

@@ -54,7 +54,7 @@ class VideomostEmulator(Emulator):
             raise Reply(401, error_body("Unauthorized", "Invalid or missing token"))
         if not path.startswith(PREFIX + "/conferences"):
             raise Reply(404, error_body("NotFound", "No such method"))
-        rest = path[len(PREFIX + "/conferences"):].strip("/")
+        rest = path[len(PREFIX + "/conferences") :].strip("/")
         if not rest:
             if method == "POST":
                 return self._create(body if isinstance(body, dict) else {})
@@ -82,22 +82,32 @@ class VideomostEmulator(Emulator):
             raise Reply(400, error_body("ValidationError", "name: 1..255 characters"))
         start, duration = body.get("start_time"), body.get("duration")
         if (start is None) != (duration is None) or (
-                start is not None and not (isinstance(start, int) and isinstance(duration, int)
-                                           and duration > 0)):
+            start is not None
+            and not (isinstance(start, int) and isinstance(duration, int) and duration > 0)
+        ):
             raise Reply(400, error_body("ValidationError", "start_time and duration"))
         participants = body.get("participants", [])
         if not isinstance(participants, list) or not all(
-                isinstance(p, str) and "@" in p for p in participants):
+            isinstance(p, str) and "@" in p for p in participants
+        ):
             raise Reply(400, error_body("ValidationError", "participants: e-mail addresses"))
-        return {"name": name, "start_time": start, "duration": duration,
-                "time_offset": body.get("time_offset"), "participants": participants}
+        return {
+            "name": name,
+            "start_time": start,
+            "duration": duration,
+            "time_offset": body.get("time_offset"),
+            "participants": participants,
+        }
 
     def _create(self, body: dict) -> tuple[int, object]:
         fields = self._validate(body)
         confid = body.get("confid")
         if confid is not None:
-            if not self.accept_client_ids or not isinstance(confid, str) or \
-                    not _CONFID.fullmatch(confid):
+            if (
+                not self.accept_client_ids
+                or not isinstance(confid, str)
+                or not _CONFID.fullmatch(confid)
+            ):
                 raise Reply(400, error_body("ValidationError", "confid: 32 hex digits"))
         else:
             confid = secrets.token_hex(16)
@@ -105,8 +115,12 @@ class VideomostEmulator(Emulator):
             if confid in self.conferences:
                 raise Reply(409, error_body("ConferenceExists", f"Conference {confid} exists"))
             password = str(1000 + secrets.randbelow(9000))
-            conf = {"confid": confid, "confpass": password, **fields,
-                    "join_url": f"https://{self.join_host}/service/join/?confid={confid}"
-                                f"&confpass={password}"}
+            conf = {
+                "confid": confid,
+                "confpass": password,
+                **fields,
+                "join_url": f"https://{self.join_host}/service/join/?confid={confid}"
+                f"&confpass={password}",
+            }
             self.conferences[confid] = conf
         return 201, conf
