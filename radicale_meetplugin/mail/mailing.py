@@ -39,7 +39,8 @@ class Mailing:
         self.store = store
         self.lang = self.options["language"] or settings.main["language"]
         self.clock = clock
-        self.wake: Callable[[], None] = lambda: None  # the outbox's sender: letters are queued
+        # The outbox's sender, called by the engine once queued letters are committed.
+        self.wake: Callable[[], None] = lambda: None
         self._parsed: dict[int, icalendar.Calendar] = {}  # round id -> its event, while sending
         self._parsed_lock = threading.Lock()
 
@@ -121,7 +122,6 @@ class Mailing:
                     key.uid,
                     ", ".join(view.skipped),
                 )
-            self.wake()
         return len(ids)
 
     @staticmethod

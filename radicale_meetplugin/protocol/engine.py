@@ -1,17 +1,19 @@
-"""The pipeline around one event change: detect -> plan -> provision -> rewrite.
+"""The pipeline around one event change: gather -> plan -> apply -> commit; call; settle.
 
-Shells (the Radicale adapter, the bridge) use it in three steps:
+Shells (the Radicale adapter, the bridge) drive it through `protocol.session`:
 
-1. ``on_put`` / ``on_delete`` / ``on_move`` while they hold their storage lock:
-   pure decisions, the record and the outbox jobs written in one transaction,
-   no network. They return the text to store and the jobs to run.
+1. ``decide`` while they hold their store's lock: `gather` reads the facts
+   (record, pending job, the stored text) and changes nothing; `plan` picks one
+   action; `_apply` rewrites the event and lists the effects (records, jobs,
+   letters) as data, with no I/O. ``commit`` then writes those effects in one
+   transaction. ``on_put`` is the two together.
 2. ``call(job)`` with no lock held: one provider call (the outbox runs it).
 3. ``settle(job, outcome, current_text)`` under the lock again: the record is
    updated and the event's *current* text gets the link (or the explanation).
    Nothing a person typed meanwhile is overwritten.
 
-With ``[mail] enabled``, steps 1 and 3 also queue the invitation letters
-(`mailing.py`) for an organizer's event whose link is in place, and the
+With ``[mail] enabled``, the effects include the invitation letters
+(`mail.mailing`) for an organizer's event whose link is in place, and the
 cancellations when it is cancelled or deleted; the outbox sends them.
 """
 
@@ -20,8 +22,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 import icalendar
@@ -41,8 +44,18 @@ from radicale_meetplugin.core.model import (
 )
 from radicale_meetplugin.core.plan import Facts, plan
 from radicale_meetplugin.mail.mailing import Mailing
+from radicale_meetplugin.protocol.effects import (
+    BeginCreate,
+    Cancellations,
+    Decision,
+    DropRecord,
+    Effect,
+    Letters,
+    MoveRecord,
+    PutRecord,
+    QueueJob,
+)
 from radicale_meetplugin.providers import Provider, ProviderError
-from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -57,11 +70,40 @@ class Outcome:
     error: ProviderError | None = None
 
 
-@dataclass
-class Decision:
-    text: str | None = None  # what to store instead of what was sent; None: as sent
-    jobs: list[Job] = field(default_factory=list)  # queued provider calls
-    action: Action = Action(ActionKind.IGNORE)
+class RecordReader(Protocol):
+    """What step 1 reads of the state: it writes nothing before `commit`."""
+
+    def get(self, key: EventKey) -> Record | None: ...
+
+    def pending_job_for(self, key: EventKey, attempt: str) -> bool: ...
+
+    def find_adoptable(self, key: EventKey, conference_id: str) -> Record | None: ...
+
+    def under(self, path: str) -> list[Record]: ...
+
+    def mail_keys_under(self, path: str) -> list[EventKey]: ...
+
+    def mail_state(self, key: EventKey) -> object | None: ...
+
+
+class StateStore(RecordReader, Protocol):
+    """The state the engine commits its effects to (state.records.RecordStore)."""
+
+    def transaction(self) -> AbstractContextManager[object]: ...
+
+    def put(self, record: Record) -> None: ...
+
+    def drop(self, key: EventKey, then: Job | None = None) -> Job | None: ...
+
+    def begin_create(self, key: EventKey, provider: str, fingerprint: str, job: Job) -> Job: ...
+
+    def enqueue(self, job: Job) -> Job: ...
+
+    def move(self, old: EventKey, new: EventKey) -> Job | None: ...
+
+    def finish_attempt(self, key: EventKey, attempt: str, record: Record | None) -> bool: ...
+
+    def abandon_attempt(self, key: EventKey, attempt: str, then: Job) -> Job: ...
 
 
 def build_grammar(settings: Settings, classes: Mapping[str, type[Provider]]) -> Grammar:
@@ -81,7 +123,7 @@ class Engine:
         settings: Settings,
         providers: Mapping[str, Provider],
         classes: Mapping[str, type[Provider]],
-        store: RecordStore,
+        store: StateStore,
         per_user: Mapping[str, UserSource] | None = None,
     ) -> None:
         self.settings = settings
@@ -156,6 +198,19 @@ class Engine:
         stored_text: Callable[[], str | None] = lambda: None,
         href: str = "",
     ) -> Decision:
+        """Decide and commit: the text to store and the jobs to run."""
+        decision = self.decide(key, text, stored_text, href)
+        decision.jobs = self.commit(decision.effects)
+        return decision
+
+    def decide(
+        self,
+        key: EventKey,
+        text: str,
+        stored_text: Callable[[], str | None] = lambda: None,
+        href: str = "",
+    ) -> Decision:
+        """Gather -> plan -> apply for one saved event; reads the state, writes nothing."""
         record = self.store.get(key)
         if record is None and not might_ask(text, self.grammar) and not self._may_hold_link(text):
             return Decision()  # the fast path: not ours, stored byte for byte
@@ -167,8 +222,9 @@ class Engine:
             )
             return Decision()
         before = ical.to_text(cal)
+        effects: list[Effect] = []
         if record is None:
-            record = self._adopt(key, cal)
+            record = self._adoptable(key, cal, effects)
         detection = detect(cal, self.grammar)
         options, bad_word = self._options(cal, detection, record)
         meeting = dataclasses.replace(ical.meeting_of(cal, key), options=options)
@@ -202,11 +258,11 @@ class Engine:
             action = Action(ActionKind.FAIL, detection.provider, "unknown_option", detail=bad_word)
             if record is not None and record.state is RecordState.ACTIVE:
                 action = Action(ActionKind.KEEP, record.provider)  # keep what exists; say nothing
-        jobs = self._act(action, key, cal, record, meeting, href)
+        effects.extend(self._apply(action, key, cal, record, meeting, href))
         if self.masks and action.kind in (ActionKind.IGNORE, ActionKind.CLEAR):
             links.mark_conferences(cal, links.pasted(cal, self.masks))
-        if facts.organizer:
-            self._mail(key, cal)
+        if facts.organizer and self.mailing is not None:
+            effects.append(Letters(key, cal))
         after = ical.to_text(cal)
         if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
             logger.info(
@@ -215,7 +271,38 @@ class Engine:
                 action.kind.value,
                 f" ({action.provider})" if action.provider else "",
             )
-        return Decision(after if after != before else None, jobs, action)
+        return Decision(after if after != before else None, effects, action)
+
+    def commit(self, effects: Sequence[Effect]) -> list[Job]:
+        """Write one decision's effects in one transaction; the jobs queued, with their ids."""
+        if not effects:
+            return []
+        jobs: list[Job] = []
+        letters = 0
+        store = self.store
+        with store.transaction():
+            for effect in effects:
+                if isinstance(effect, PutRecord):
+                    store.put(effect.record)
+                elif isinstance(effect, DropRecord):
+                    jobs.extend(_some(store.drop(effect.key, effect.then)))
+                elif isinstance(effect, BeginCreate):
+                    jobs.append(
+                        store.begin_create(
+                            effect.key, effect.provider, effect.fingerprint, effect.job
+                        )
+                    )
+                elif isinstance(effect, QueueJob):
+                    jobs.append(store.enqueue(effect.job))
+                elif isinstance(effect, MoveRecord):
+                    jobs.extend(_some(store.move(effect.old, effect.new)))
+                elif isinstance(effect, Letters):
+                    letters += self._mail(effect.key, effect.calendar)
+                elif isinstance(effect, Cancellations):
+                    letters += self._mail_deleted(effect.key)
+        if letters and self.mailing is not None:
+            self.mailing.wake()  # after the commit: the sender must see them
+        return jobs
 
     def _options(
         self, cal: icalendar.Calendar, detection, record: Record | None
@@ -249,19 +336,23 @@ class Engine:
         unfolded = text.replace("\r\n ", "").replace("\r\n\t", "").replace("\n ", "")
         return any(True for _ in links.find(unfolded.replace("\\n", " "), self.masks))
 
-    def _adopt(self, key: EventKey, cal: icalendar.Calendar) -> Record | None:
+    def _adoptable(
+        self, key: EventKey, cal: icalendar.Calendar, effects: list[Effect]
+    ) -> Record | None:
         """The owner moved this event here from another of their calendars by PUT + DELETE."""
         shown = ""
         for comp in ical.vevents(cal):
             shown = shown or ical.text_of(comp, "X-MEETPLUGIN-CONFERENCE-ID")
-        record = self.store.adopt(key, shown) if shown else None
-        if record is not None:
-            logger.info(
-                "meetplugin: %s: conference taken over from %s",
-                self._where(key),
-                "another calendar of the owner",
-            )
-        return record
+        found = self.store.find_adoptable(key, shown) if shown else None
+        if found is None:
+            return None
+        logger.info(
+            "meetplugin: %s: conference taken over from %s",
+            self._where(key),
+            "another calendar of the owner",
+        )
+        effects.append(MoveRecord(found.key, key))
+        return dataclasses.replace(found, key=key)
 
     @staticmethod
     def _same(stored: str | None, normalized_new: str) -> bool:
@@ -272,7 +363,7 @@ class Engine:
         except ical.EventParseError:
             return False
 
-    def _act(
+    def _apply(
         self,
         action: Action,
         key: EventKey,
@@ -280,59 +371,56 @@ class Engine:
         record: Record | None,
         meeting: Meeting,
         href: str,
-    ) -> list[Job]:
+    ) -> list[Effect]:
+        """Rewrite `cal` for the action and list what the state must record; no I/O."""
         kind = action.kind
         conf = record.conference if record else None
         if kind is ActionKind.KEEP:
             if record and record.state is RecordState.ACTIVE and conf:
                 self._attach(cal, conf, force=False, options=meeting.options)
                 if record.fingerprint != meeting.fingerprint():
-                    self.store.put(dataclasses.replace(record, fingerprint=meeting.fingerprint()))
+                    return [
+                        PutRecord(dataclasses.replace(record, fingerprint=meeting.fingerprint()))
+                    ]
             return []
         if kind is ActionKind.CLEAR:
             rewrite.clear(cal)
-            self.store.drop(key)
-            return []
+            return [DropRecord(key)]
         if kind is ActionKind.FAIL:
             message = self.reason_text(action.error_code, action.provider, action.detail)
             rewrite.explain(cal, message, self.lang)
-            self.store.put(
-                Record(
-                    key,
-                    action.provider or "-",
-                    RecordState.FAILED,
-                    fingerprint=meeting.fingerprint(),
-                    error_code=action.error_code,
-                )
-            )
             logger.warning("meetplugin: %s: no conference: %s", self._where(key), action.error_code)
-            return []
+            return [
+                PutRecord(
+                    Record(
+                        key,
+                        action.provider or "-",
+                        RecordState.FAILED,
+                        fingerprint=meeting.fingerprint(),
+                        error_code=action.error_code,
+                    )
+                )
+            ]
         if kind is ActionKind.DELETE:
             rewrite.detach(cal, conf.join_url if conf else "", self.grammar)
-            job = self.store.drop(key, self._delete_job(key, conf) if conf else None)
-            return [job] if job else []
+            return [DropRecord(key, self._delete_job(key, conf) if conf else None)]
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             provider = self.provider_for(action.provider, key.owner)
             if provider is None:  # enabled, but no credentials for this user
-                return self._act(
-                    Action(ActionKind.FAIL, action.provider, "no_credentials"),
-                    key,
-                    cal,
-                    record,
-                    meeting,
-                    href,
-                )
+                failed = Action(ActionKind.FAIL, action.provider, "no_credentials")
+                return self._apply(failed, key, cal, record, meeting, href)
             old = conf if kind is ActionKind.REPLACE else None
             stale = tuple(
                 u for u in (*rewrite.shown_links(cal), *((old.join_url,) if old else ())) if u
             )  # links we put there before: replaced, never appended to
-            if not provider.capabilities.network:
+            if not provider.capabilities.network:  # computed here (Jitsi): no job, no wait
                 new = provider.create(meeting)
                 self._attach(cal, new, force=True, old_urls=stale, options=meeting.options)
-                self.store.put(
-                    Record(key, provider.name, RecordState.ACTIVE, new, meeting.fingerprint())
-                )
-                return [self.store.enqueue(self._delete_job(key, old))] if old else []
+                active = Record(key, provider.name, RecordState.ACTIVE, new, meeting.fingerprint())
+                return [
+                    PutRecord(active),
+                    *([QueueJob(self._delete_job(key, old))] if old else []),
+                ]
             rewrite.pending(
                 cal,
                 provider.name,
@@ -340,20 +428,12 @@ class Engine:
                 self.lang,
                 drop_urls=stale,
             )
-            job = self.store.begin_create(
-                key,
-                provider.name,
-                meeting.fingerprint(),
-                Job(0, kind, key, provider.name, meeting=meeting, old=old, href=href),
-            )
-            return [job]
+            job = Job(0, kind, key, provider.name, meeting=meeting, old=old, href=href)
+            return [BeginCreate(key, provider.name, meeting.fingerprint(), job)]
         if kind is ActionKind.UPDATE and record and conf:
             self._attach(cal, conf, force=False, options=meeting.options)
-            return [
-                self.store.enqueue(
-                    Job(0, kind, key, record.provider, meeting=meeting, conference=conf, href=href)
-                )
-            ]
+            job = Job(0, kind, key, record.provider, meeting=meeting, conference=conf, href=href)
+            return [QueueJob(job)]
         return []  # IGNORE, PENDING
 
     @staticmethod
@@ -362,23 +442,24 @@ class Engine:
 
     def on_delete(self, key: EventKey) -> list[Job]:
         """The event is gone from the calendar that holds its record."""
-        self._mail_deleted(key)
+        return self.commit(self.deleted(key))
+
+    def deleted(self, key: EventKey) -> list[Effect]:
+        effects: list[Effect] = [Cancellations(key)] if self.mailing is not None else []
         record = self.store.get(key)
         if record is None:
-            return []
+            return effects
         logger.info("meetplugin: %s: deleted, conference goes too", self._where(key))
         conf = record.conference
-        job = self.store.drop(key, self._delete_job(key, conf) if conf else None)
-        return [job] if job else []
+        return [*effects, DropRecord(key, self._delete_job(key, conf) if conf else None)]
 
     def on_delete_calendar(self, path: str) -> list[Job]:
-        jobs: list[Job] = []
+        effects: list[Effect] = []
         for record in self.store.under(path):
-            jobs.extend(self.on_delete(record.key))
+            effects.extend(self.deleted(record.key))
         if self.mailing is not None:  # invitations of events whose link went earlier
-            for key in self.store.mail_keys_under(path):
-                self._mail_deleted(key)
-        return jobs
+            effects.extend(Cancellations(key) for key in self.store.mail_keys_under(path))
+        return self.commit(effects)
 
     def on_move(self, old: EventKey, new: EventKey) -> list[Job]:
         """The conference follows its event; one the move overwrites is deleted."""
@@ -388,8 +469,7 @@ class Engine:
             self.mailing is None or self.store.mail_state(old) is None
         ):
             return self.on_delete(new)  # nothing moves; whatever was at `new` is gone
-        job = self.store.move(old, new)
-        return [job] if job else []
+        return self.commit([MoveRecord(old, new)])
 
     # --- step 2: no lock ---------------------------------------------------
 
@@ -511,7 +591,8 @@ class Engine:
                             )
                         )
                     )
-                self._mail(key, cal)
+                if self._mail(key, cal) and self.mailing is not None:
+                    self.mailing.wake()
                 after = ical.to_text(cal)
                 logger.info(
                     "meetplugin: %s: %s conference attached", self._where(key), job.provider
@@ -534,24 +615,26 @@ class Engine:
 
     # --- invitation letters (only with [mail] enabled) ----------------------
 
-    def _mail(self, key: EventKey, cal: icalendar.Calendar) -> None:
-        """Queue the letters this version of the organizer's event calls for."""
+    def _mail(self, key: EventKey, cal: icalendar.Calendar) -> int:
+        """Queue the letters this version of the organizer's event calls for; how many."""
         if self.mailing is None:
-            return
+            return 0
         try:
             record = self.store.get(key)
             active = record is not None and record.state is RecordState.ACTIVE
-            self.mailing.consider(key, cal, record.conference if active and record else None)
+            return self.mailing.consider(key, cal, record.conference if active and record else None)
         except Exception:  # letters never cost the event
             logger.exception("meetplugin: %s: invitation e-mails not queued", self._where(key))
+            return 0
 
-    def _mail_deleted(self, key: EventKey) -> None:
+    def _mail_deleted(self, key: EventKey) -> int:
         if self.mailing is None:
-            return
+            return 0
         try:
-            self.mailing.deleted(key)
+            return self.mailing.deleted(key)
         except Exception:
             logger.exception("meetplugin: %s: cancellation e-mails not queued", self._where(key))
+            return 0
 
     # --- helpers -----------------------------------------------------------
 
@@ -579,3 +662,8 @@ class Engine:
     @staticmethod
     def _where(key: EventKey) -> str:
         return f"{key.calendar}/{key.uid}"
+
+
+def _some(job: Job | None) -> Iterator[Job]:
+    if job is not None:
+        yield job

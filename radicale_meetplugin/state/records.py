@@ -11,6 +11,7 @@ several Radicale processes sharing one storage folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
@@ -506,6 +507,23 @@ class RecordStore(MailQueue):
                     ),
                 )
         return None
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        """Effects committed together. (Each write still commits on its own here.)"""
+        return contextlib.nullcontext()
+
+    def find_adoptable(self, key: EventKey, conference_id: str) -> Record | None:
+        """The owner's active record of this UID and conference in another calendar (read only)."""
+        row = (
+            self._db()
+            .execute(
+                f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND uid=? AND calendar<>? "
+                "AND conference_id=? AND state=? LIMIT 1",
+                (key.owner, key.uid, key.calendar, conference_id, RecordState.ACTIVE.value),
+            )
+            .fetchone()
+        )
+        return _record(row) if row else None
 
     def adopt(self, key: EventKey, conference_id: str) -> Record | None:
         """Move to `key` the owner's record of this UID and conference from another calendar.

@@ -1,0 +1,94 @@
+"""What one decision asks of the state, as plain data (pure): records, jobs, letters.
+
+The engine's step 1 returns these instead of writing; `Engine.commit` writes
+them in one transaction. A unit test can assert the effects of a save with no
+database behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from radicale_meetplugin.core.model import Action, ActionKind, EventKey, Job, Record
+
+
+@dataclass(frozen=True)
+class PutRecord:
+    """Store this record as it is (insert or replace)."""
+
+    record: Record
+
+
+@dataclass(frozen=True)
+class DropRecord:
+    """Forget the record of `key`; with `then`, queue that job (its deletion) atomically."""
+
+    key: EventKey
+    then: Job | None = None
+
+
+@dataclass(frozen=True)
+class BeginCreate:
+    """Record the intent to create (state CREATING, a new attempt) with its provider job."""
+
+    key: EventKey
+    provider: str
+    fingerprint: str
+    job: Job
+
+
+@dataclass(frozen=True)
+class QueueJob:
+    """A provider call to make (an update, or deleting a conference nobody wants)."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class MoveRecord:
+    """The record, its jobs and its letters' state follow the event from `old` to `new`."""
+
+    old: EventKey
+    new: EventKey
+
+
+@dataclass(frozen=True)
+class Letters:
+    """Queue the invitation letters this version of the organizer's event calls for."""
+
+    key: EventKey
+    calendar: Any = field(compare=False)  # the icalendar.Calendar as stored
+
+
+@dataclass(frozen=True)
+class Cancellations:
+    """The event is gone: whoever holds an invitation gets a cancellation."""
+
+    key: EventKey
+
+
+Effect = PutRecord | DropRecord | BeginCreate | QueueJob | MoveRecord | Letters | Cancellations
+
+
+@dataclass
+class Decision:
+    """Step 1's answer: the text to store (None: as sent), its effects, and after commit its jobs."""
+
+    text: str | None = None
+    effects: list[Effect] = field(default_factory=list)
+    action: Action = Action(ActionKind.IGNORE)
+    jobs: list[Job] = field(default_factory=list)  # filled by Engine.commit (with their ids)
+
+
+__all__ = [
+    "BeginCreate",
+    "Cancellations",
+    "Decision",
+    "DropRecord",
+    "Effect",
+    "Letters",
+    "MoveRecord",
+    "PutRecord",
+    "QueueJob",
+]
