@@ -71,7 +71,7 @@ def _events(storage: Storage) -> dict[EventKey, tuple[multifilesystem.Collection
 def reconcile(storage: Storage, fix: bool = False) -> list[Finding]:
     engine = storage.meet.engine
     store = engine.store
-    storage.meet.budget = None  # a tool waits for its jobs to finish
+    storage.meet.session.budget = None  # a tool waits for its jobs to finish
     events = _events(storage)
     findings: list[Finding] = []
     resubmit: list[tuple[EventKey, Finding]] = []

@@ -8,12 +8,12 @@ PUT response leaves, so the client's next read already has the link.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 
 import radicale.item as radicale_item
 from radicale import config as radicale_config
@@ -22,8 +22,9 @@ from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
 from radicale_meetplugin.bootstrap import build_engine, build_outbox
-from radicale_meetplugin.core.model import ActionKind, EventKey, Job
-from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.core.model import EventKey, Job
+from radicale_meetplugin.protocol.engine import Engine
+from radicale_meetplugin.protocol.session import Session, Stored, Write
 from radicale_meetplugin.radicale import put_etag
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -97,8 +98,96 @@ class Storage(multifilesystem.Storage):
         return self.meet.create_collection(href, items, props, super().create_collection)
 
 
+class RadicaleEventStore:
+    """The `EventStore` port over Radicale's storage: its global lock, its serialisation.
+
+    A write happens under Radicale's exclusive lock, so it never conflicts.
+    """
+
+    rejudge_after_settle = False
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.max_rrule_occurrence = storage.configuration.get(
+            "server", "max_vevent_rrule_occurrence"
+        )
+
+    def lock(self) -> AbstractContextManager[object]:
+        return StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN")
+
+    def locate(self, job: Job) -> str:
+        col, href = self._find(job.key, job.href)
+        return f"{col.path}/{href}" if col is not None and href else ""
+
+    def read(self, key: EventKey, ref: str) -> Stored | None:
+        col, href = self._split(ref)
+        item = col._get(href, verify_href=False) if col is not None else None
+        return Stored(ref, item.serialize(), item.etag) if item is not None else None
+
+    def unreadable(self, key: EventKey, ref: str, error: Exception) -> Stored | None:
+        raise error  # local storage: the outbox retries the job once its lease runs out
+
+    def write(self, key: EventKey, ref: str, text: str, version: str) -> Write:
+        col, href = self._split(ref)
+        if col is None:
+            return Write(ok=False)
+        item, _old = _base_upload(col, href, self.as_radicale_item(col.path, text))
+        return Write(ok=True, version=item.etag)
+
+    def previous(self, key: EventKey, ref: str) -> str | None:
+        stored = self.read(key, ref)
+        return stored.text if stored is not None else None
+
+    def unchanged(self, key: EventKey, stored: Stored) -> None:
+        pass  # Radicale stores what it was sent: nothing to remember
+
+    def gave_up(self, key: EventKey, stored: Stored) -> None:
+        pass  # writes under the exclusive lock do not conflict
+
+    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item:
+        """The item exactly as Radicale would store `text` from a client's PUT.
+
+        Same parse, sanitising and serialisation (vobject), so a client that
+        sends the stored version back changes no byte and keeps its ETag.
+        """
+        components = radicale_item.read_components(text)
+        radicale_item.check_and_sanitize_items(
+            components,
+            is_collection=False,
+            tag="VCALENDAR",
+            max_vevent_rrule_occurrence=self.max_rrule_occurrence,
+        )
+        item = radicale_item.Item(collection_path=path, vobject_item=components[0])
+        item.prepare()
+        return item
+
+    def _collection(self, path: str) -> multifilesystem.Collection | None:
+        col = next(iter(self.storage.discover(pathutils.unstrip_path(path, True))), None)
+        return col if isinstance(col, multifilesystem.Collection) else None
+
+    def _split(self, ref: str) -> tuple[multifilesystem.Collection | None, str]:
+        path, _, href = ref.rpartition("/")
+        return self._collection(path), href
+
+    def _find(self, key: EventKey, hint: str) -> tuple[multifilesystem.Collection | None, str]:
+        """The calendar and href of the event now (an import let Radicale pick the href)."""
+        col = self._collection(key.calendar)
+        if col is None:
+            return None, ""
+        # An import lets Radicale pick the href: usually "<uid>.ics", so try that first.
+        for href in (hint, f"{key.uid}.ics"):
+            if href and pathutils.is_safe_filesystem_path_component(href):
+                found = col._get(href, verify_href=False)
+                if found is not None and found.uid == key.uid:
+                    return col, href
+        for item in col.get_all():
+            if item.uid == key.uid and item.href:
+                return col, item.href
+        return col, ""
+
+
 class RadicaleAdapter:
-    """Connects Radicale's storage calls to the engine and the outbox.
+    """Connects Radicale's storage calls to the session and the outbox.
 
     Per-request state (the jobs a save queued) is thread-local: Radicale
     serves each request in its own thread.
@@ -107,16 +196,20 @@ class RadicaleAdapter:
     def __init__(self, storage: Storage, engine: Engine, start_outbox: bool = True) -> None:
         self.storage = storage
         self.engine = engine
-        self.budget: float | None = engine.settings.main["provider_timeout"]
-        self.max_rrule_occurrence = storage.configuration.get(
-            "server", "max_vevent_rrule_occurrence"
-        )
+        self.events = RadicaleEventStore(storage)
         waiting = engine.settings.main["max_waiting_saves"]
         if waiting == 0:  # auto
             connections = storage.configuration.get("server", "max_connections")
             waiting = max(1, connections // 2) if connections > 0 else 8
-        self._waiting = threading.BoundedSemaphore(max(waiting, 1)) if waiting > 0 else None
-        self.outbox = build_outbox(engine, self.settle)
+        # Waiting holds one of Radicale's connection slots: only a few saves may do it at once.
+        self.session = Session(
+            engine,
+            self.events,
+            budget=engine.settings.main["provider_timeout"],
+            waiting=threading.BoundedSemaphore(max(waiting, 1)) if waiting > 0 else None,
+        )
+        self.outbox = build_outbox(engine, self.session.settle)
+        self.session.submit = self.outbox.submit
         self._request = threading.local()
         if start_outbox:
             self.outbox.start()
@@ -138,47 +231,16 @@ class RadicaleAdapter:
         stored: Callable[[], str | None] = lambda: None,
         href: str = "",
     ) -> radicale_item.Item:
-        """Run the engine on one item of the calendar at `path`; returns the item to store."""
+        """Run the session on one item of the calendar at `path`; returns the item to store."""
         if tag != "VCALENDAR" or item.component_name != "VEVENT":
             return item
         key = EventKey(path.split("/", 1)[0], path, item.uid)
-        try:
-            decision = self.engine.on_put(key, item.serialize(), stored, href)
-        except sqlite3.OperationalError as e:  # the state file is busy or unwritable
-            logger.warning(
-                "meetplugin: %s/%s: stored as sent, the state file is unavailable: %s",
-                path,
-                item.uid,
-                e,
-            )
-            return item
-        except Exception:  # never lose the person's event to a bug of ours
-            logger.exception(
-                "meetplugin: %s/%s: stored as sent after an internal error", path, item.uid
-            )
-            return item
+        decision = self.session.decide(key, item.serialize(), stored, href)
         self._later(decision.jobs)
         if decision.text is None:
             return item
         put_etag.mark_rewritten()
-        return self.as_radicale_item(path, decision.text)
-
-    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item:
-        """The item exactly as Radicale would store `text` from a client's PUT.
-
-        Same parse, sanitising and serialisation (vobject), so a client that
-        sends the stored version back changes no byte and keeps its ETag.
-        """
-        components = radicale_item.read_components(text)
-        radicale_item.check_and_sanitize_items(
-            components,
-            is_collection=False,
-            tag="VCALENDAR",
-            max_vevent_rrule_occurrence=self.max_rrule_occurrence,
-        )
-        item = radicale_item.Item(collection_path=path, vobject_item=components[0])
-        item.prepare()
-        return item
+        return self.events.as_radicale_item(path, decision.text)
 
     def upload(
         self, col: Collection, href: str, item: radicale_item.Item
@@ -217,7 +279,11 @@ class RadicaleAdapter:
             logger.exception("meetplugin: move bookkeeping of %s failed", item.uid)
 
     def create_collection(
-        self, href: str, items: Iterable[radicale_item.Item] | None, props, create: Callable
+        self,
+        href: str,
+        items: Iterable[radicale_item.Item] | None,
+        props,
+        create: Callable,
     ):
         """A whole calendar PUT (import): the same rules for every event in it."""
         if items is None or not props or props.get("tag") != "VCALENDAR":
@@ -235,7 +301,9 @@ class RadicaleAdapter:
                     self._later(self.engine.on_delete(record.key))
         except sqlite3.OperationalError as e:
             logger.warning(
-                "meetplugin: %s: import stored as sent, the state file is unavailable: %s", path, e
+                "meetplugin: %s: import stored as sent, the state file is unavailable: %s",
+                path,
+                e,
             )
             prepared = prepared + items[len(prepared) :]
         except Exception:  # never lose an import to a bug of ours
@@ -250,48 +318,4 @@ class RadicaleAdapter:
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
         no_wait = getattr(self._request, "no_wait", False)
         self._request.jobs, self._request.no_wait = [], False
-        if not jobs:
-            return
-        futures = self.outbox.submit(j.id for j in jobs)
-        # Waiting holds one of Radicale's connection slots: only a few saves may do it at once.
-        if self.budget is None:
-            concurrent.futures.wait(futures)
-        elif no_wait:
-            return
-        elif self._waiting is not None and self._waiting.acquire(blocking=False):
-            try:
-                concurrent.futures.wait(futures, timeout=self.budget)
-            finally:
-                self._waiting.release()
-
-    def settle(self, job: Job, outcome: Outcome) -> list[Job]:
-        """Write a job's final outcome into the event as it is now (the outbox calls this)."""
-        if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
-            return self.engine.settle(job, outcome, None)[1]
-        with StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN"):
-            col, href = self._find(job)  # type: ignore[assignment]
-            current = col._get(href, verify_href=False) if col is not None and href else None
-            text, more = self.engine.settle(
-                job, outcome, current.serialize() if current is not None else None
-            )
-            if text is not None and col is not None and href:
-                _base_upload(col, href, self.as_radicale_item(col.path, text))
-        return more
-
-    def _find(self, job: Job) -> tuple[Collection | None, str]:
-        """The calendar and href of the job's event now (an import let Radicale pick the href)."""
-        col = next(
-            iter(self.storage.discover(pathutils.unstrip_path(job.key.calendar, True))), None
-        )
-        if not isinstance(col, multifilesystem.Collection):
-            return None, ""
-        # An import lets Radicale pick the href: usually "<uid>.ics", so try that first.
-        for href in (job.href, f"{job.key.uid}.ics"):
-            if href and pathutils.is_safe_filesystem_path_component(href):
-                found = col._get(href, verify_href=False)
-                if found is not None and found.uid == job.key.uid:
-                    return col, href
-        for item in col.get_all():
-            if item.uid == job.key.uid and item.href:
-                return col, item.href
-        return col, ""
+        self.session.run(jobs, wait=not no_wait)

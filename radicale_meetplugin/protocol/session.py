@@ -1,0 +1,223 @@
+"""The decide -> call -> settle protocol over an `EventStore` port, once for both shells.
+
+**decide** (under the store's lock): the engine gathers facts by reading only,
+plans, rewrites the event and commits the effects in one transaction. **call**
+(no lock): the outbox runs the provider jobs, and a save waits for them up to
+the budget. **settle** (lock again): the event is read as it is *now*, the
+outcome goes into it, and it is written only if its version still matches;
+on a conflict it is read again and decided again.
+
+The shells differ only in their `EventStore`: Radicale's storage (its global
+lock; a write under it cannot conflict) or a CalDAV server (If-Match/412).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from radicale_meetplugin.core.model import ActionKind, EventKey, Job
+from radicale_meetplugin.protocol.effects import Decision
+from radicale_meetplugin.protocol.engine import Engine, Outcome
+
+logger = logging.getLogger("radicale.meetplugin")
+
+MAX_CONFLICTS = 3  # version conflicts in a row before the event waits for a later pass
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One event as the store holds it: where, its text, and the version to write against."""
+
+    ref: str  # the event's href in its calendar
+    text: str
+    version: str = ""  # ETag; "" when the store could not give one (no safe write)
+
+
+@dataclass(frozen=True)
+class Write:
+    """The answer of `EventStore.write`."""
+
+    ok: bool
+    conflict: bool = False  # the version changed meanwhile: read again, decide again
+    version: str = ""  # the new version, when known
+
+
+class EventStore(Protocol):
+    """Where events live: Radicale's storage or a CalDAV server."""
+
+    # After settle wrote a result, decide on the written version once more (a
+    # store whose writes can race with people's edits wants that).
+    rejudge_after_settle: bool
+
+    def lock(self) -> AbstractContextManager[object]:
+        """Held while deciding and settling: one decision per event at a time."""
+        ...
+
+    def locate(self, job: Job) -> str:
+        """The ref of the job's event now ("" when it is gone)."""
+        ...
+
+    def read(self, key: EventKey, ref: str) -> Stored | None:
+        """The event at `ref` as it is now; None when gone. May raise when unreachable."""
+        ...
+
+    def unreadable(self, key: EventKey, ref: str, error: Exception) -> Stored | None:
+        """`read` failed while settling: a copy to settle into (no version: the write
+        is deferred), or None; or raise `error` again."""
+        ...
+
+    def write(self, key: EventKey, ref: str, text: str, version: str) -> Write:
+        """Store `text` at `ref` if the event still has `version`."""
+        ...
+
+    def previous(self, key: EventKey, ref: str) -> str | None:
+        """The text stored at `ref` before (to tell a re-upload of a refused event)."""
+        ...
+
+    def unchanged(self, key: EventKey, stored: Stored) -> None:
+        """This version needs no write (the store may remember it as handled)."""
+        ...
+
+    def gave_up(self, key: EventKey, stored: Stored) -> None:
+        """Still conflicting after MAX_CONFLICTS tries: try again on a later pass."""
+        ...
+
+
+class Session:
+    """The protocol for one event store, with the engine and outbox it shares."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: EventStore,
+        submit: Callable[[Iterable[int]], list[concurrent.futures.Future]] | None = None,
+        budget: float | None = None,
+        waiting: threading.BoundedSemaphore | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.submit = submit  # the outbox's: set once the outbox exists
+        self.budget = budget  # seconds a save waits for its provider calls (None: until done)
+        self.waiting = waiting  # how many saves may wait at once (each holds a connection)
+
+    # --- decide ------------------------------------------------------------------
+
+    def decide(
+        self,
+        key: EventKey,
+        text: str,
+        stored_text: Callable[[], str | None] = lambda: None,
+        href: str = "",
+    ) -> Decision:
+        """The engine's decision for a saved version, committed; never raises.
+
+        A bug of ours or an unavailable state file never costs the person's
+        event: it is then stored as sent.
+        """
+        try:
+            return self.engine.on_put(key, text, stored_text, href)
+        except sqlite3.OperationalError as e:  # the state file is busy or unwritable
+            logger.warning(
+                "meetplugin: %s/%s: stored as sent, the state file is unavailable: %s",
+                key.calendar,
+                key.uid,
+                e,
+            )
+        except Exception:
+            logger.exception(
+                "meetplugin: %s/%s: stored as sent after an internal error", key.calendar, key.uid
+            )
+        return Decision()
+
+    def save(self, key: EventKey, stored: Stored, previous: str | None = None) -> list[Job]:
+        """Decide on a version read from the store and write the result back, version-checked.
+
+        On a conflict the event is read again and decided again (the records
+        make sure no second conference is made and nothing typed is lost).
+        Returns the jobs queued. The caller holds the store's lock.
+        """
+        jobs: list[Job] = []
+        if previous is None:
+            previous = self.store.previous(key, stored.ref)
+        for _try in range(MAX_CONFLICTS + 1):
+            decision = self.decide(key, stored.text, lambda: previous, stored.ref)
+            jobs.extend(decision.jobs)
+            if decision.text is None:
+                self.store.unchanged(key, stored)
+                return jobs
+            written = self.store.write(key, stored.ref, decision.text, stored.version)
+            if not written.conflict:
+                return jobs
+            logger.info("meetplugin: %s: edited meanwhile, reading it again", stored.ref)
+            fresh = self.store.read(key, stored.ref)
+            if fresh is None:
+                return jobs
+            stored = fresh
+        logger.warning(
+            "meetplugin: %s: still being edited after %d tries; tried again later",
+            stored.ref,
+            MAX_CONFLICTS + 1,
+        )
+        self.store.gave_up(key, stored)
+        return jobs
+
+    # --- call --------------------------------------------------------------------
+
+    def run(self, jobs: list[Job], wait: bool = True) -> list[concurrent.futures.Future]:
+        """Hand the jobs to the outbox; with `wait`, wait for them up to the budget."""
+        if not jobs or self.submit is None:
+            return []
+        futures = self.submit(j.id for j in jobs)
+        if not wait:
+            return futures
+        if self.budget is None:
+            concurrent.futures.wait(futures)
+        elif self.waiting is None:
+            concurrent.futures.wait(futures, timeout=self.budget)
+        elif self.waiting.acquire(blocking=False):  # else: answer now, the link follows
+            try:
+                concurrent.futures.wait(futures, timeout=self.budget)
+            finally:
+                self.waiting.release()
+        return futures
+
+    # --- settle ------------------------------------------------------------------
+
+    def settle(self, job: Job, outcome: Outcome) -> list[Job]:
+        """Write a job's final outcome into the event as it is now (the outbox calls this)."""
+        if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
+            return self.engine.settle(job, outcome, None)[1]
+        with self.store.lock():
+            ref = self.store.locate(job)
+            try:
+                current = self.store.read(job.key, ref) if ref else None
+            except Exception as e:  # never lose what the provider made
+                current = self.store.unreadable(job.key, ref, e)
+            text, more = self.engine.settle(job, outcome, current.text if current else None)
+            if text is None or current is None:
+                return more
+            written = self.store.write(job.key, ref, text, current.version)
+            if written.ok:
+                logger.info(
+                    "meetplugin: %s/%s: written with the %s result",
+                    job.key.calendar,
+                    job.key.uid,
+                    job.provider,
+                )
+                if self.store.rejudge_after_settle:  # it may carry an edit made meanwhile
+                    more.extend(self.save(job.key, Stored(ref, text, written.version), text))
+            elif written.conflict:
+                fresh = self.store.read(job.key, ref)
+                if fresh is not None:
+                    more.extend(self.save(job.key, fresh))
+            return more
+
+
+__all__ = ["EventStore", "MAX_CONFLICTS", "Session", "Stored", "Write"]
