@@ -122,8 +122,8 @@ class Bridge:
             for a in config.accounts
         ]
         self.by_owner = {link.owner: link for link in self.links}
-        self.writer = Writer(self.engine, self.state)
         self.lock = threading.RLock()  # one judge at a time; CalDAV calls of one client serial
+        self.writer = Writer(self.engine, self.state, self.lock)
         self.budget = float(self.engine.settings.main["provider_timeout"])
         self.outbox = bootstrap.build_outbox(self.engine, self.settle)
         self.stop_event = threading.Event()
@@ -145,6 +145,8 @@ class Bridge:
                 user = account.owner.lower()
                 extra[user] = (*extra.get(user, ()), *account.addresses)
         self.engine.settings = dataclasses.replace(settings, owner_addresses=extra)
+        if self.engine.mailing is not None:  # it kept the old settings: the letters' fallback
+            self.engine.mailing.settings = self.engine.settings
 
     # --- running -------------------------------------------------------------
 

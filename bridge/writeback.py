@@ -24,18 +24,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from bridge.caldav_client import CalDAVClient, Resource
 from bridge.config import Account
-from bridge.state import BridgeState, Item
+from bridge.state import BridgeState
 from radicale_meetplugin.core import ical, rewrite
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.protocol.session import Session, Stored, Write
 
 logger = logging.getLogger("meetplugin.bridge")
 
-MAX_CONFLICTS = 3  # 412s in a row before the event waits for the next cycle
 MAX_SAME_WRITES = 2  # writing the very same text again and again: the server keeps changing it
 REFUSED = frozenset({400, 403, 409, 415, 422, 500})  # "not this content" answers to a PUT
 EXTRAS = (*rewrite.BOOKKEEPING, "X-TELEMOST-CONFERENCE", "CONFERENCE")
@@ -122,107 +124,101 @@ def without_extras(text: str) -> str:
     return ical.to_text(cal)
 
 
-class Writer:
-    def __init__(self, engine: Engine, state: BridgeState) -> None:
-        self.engine = engine
+class CalDAVEventStore:
+    """The `EventStore` port over one account's CalDAV server: If-Match, 412, reduced mode.
+
+    What it writes and sees is remembered in the bridge's state, so the next
+    sync recognises our own versions (no loops). `tally` counts for the cycle.
+    """
+
+    rejudge_after_settle = True  # a write can race with a person's edit: look once more
+
+    def __init__(self, link: Link, state: BridgeState, lock: AbstractContextManager[object]):
+        self.link = link
         self.state = state
+        self._lock = lock
+        self.tally = Tally()
 
-    # --- step 1: an event the sync reported -----------------------------------
+    def lock(self) -> AbstractContextManager[object]:
+        return self._lock
 
-    def judge(self, link: Link, calendar: str, res: Resource, tally: Tally) -> None:
-        """Run one changed event through the engine and write the result back."""
-        prev = self.state.item(link.name, res.href)
-        uid = uid_of(res.text)
-        if prev is not None and prev.uid and prev.uid != uid:  # the href holds another event now
-            tally.jobs.extend(self.engine.on_delete(self._key(link, calendar, prev.uid)))
-            prev = None
-        if not uid:  # a task, a journal, or unreadable: nothing for us
-            self.state.seen(link.name, calendar, res.href, "", res.etag)
-            return
-        self._apply(link, calendar, self._key(link, calendar, uid), res, prev, tally)
+    def locate(self, job: Job) -> str:
+        calendar = calendar_href(job.key.calendar)
+        return self.state.href_of(self.link.name, calendar, job.key.uid) or job.href
 
-    def _key(self, link: Link, calendar: str, uid: str) -> EventKey:
-        return EventKey(link.owner, calendar_key(calendar), uid)
+    def read(self, key: EventKey, ref: str) -> Stored | None:
+        res = self.link.client.get(ref)
+        return Stored(res.href, res.text, res.etag) if res is not None else None
 
-    def _apply(
-        self,
-        link: Link,
-        calendar: str,
-        key: EventKey,
-        res: Resource,
-        prev: Item | None,
-        tally: Tally,
-    ) -> None:
-        where = f"{link.name}: {res.href}"
-        stored = prev.written_text if prev else None
-        for _try in range(MAX_CONFLICTS + 1):
-            if not res.etag:  # the listing gave none: If-Match needs it
-                fresh = link.client.get(res.href)
-                if fresh is None:
-                    return  # deleted meanwhile: the next sync says so
-                if not fresh.etag:
-                    logger.warning(
-                        "bridge: %s: the server gives no ETag; the event is left "
-                        "as it is (cannot write it safely)",
-                        where,
-                    )
-                    self.state.seen(link.name, calendar, res.href, key.uid, "")
-                    return
-                res = fresh
-            try:
-                decision = self.engine.on_put(key, res.text, lambda: stored, res.href)
-            except Exception:  # never lose the person's event to a bug of ours
-                logger.exception("bridge: %s: left as it is after an internal error", where)
-                self.state.seen(link.name, calendar, res.href, key.uid, res.etag)
-                return
-            tally.jobs.extend(decision.jobs)
-            if decision.text is None:
-                self.state.seen(link.name, calendar, res.href, key.uid, res.etag)
-                return
-            text_hash = digest(decision.text)
-            repeats = prev.repeats + 1 if prev and prev.written_hash == text_hash else 0
-            if repeats >= MAX_SAME_WRITES:
-                logger.info(
-                    "bridge: %s: the server keeps changing what we write; "
-                    "taking its version as ours",
-                    where,
-                )
-                self.state.seen(link.name, calendar, res.href, key.uid, res.etag)
-                tally.ours += 1
-                return
-            put = self._put(link, res.href, decision.text, res.etag)
-            if put.ok:
-                etag = put.etag or link.client.etag(res.href)
-                self.state.wrote(
-                    link.name, calendar, res.href, key.uid, etag, text_hash, decision.text, repeats
-                )
-                tally.written += 1
-                return
-            if put.status != 412:
-                logger.warning(
-                    "bridge: %s: the server refused the rewritten event (HTTP %s); "
-                    "it is left as it is",
-                    where,
-                    put.status,
-                )
-                self.state.seen(link.name, calendar, res.href, key.uid, res.etag)
-                tally.refused += 1
-                return
-            tally.conflicts += 1
-            logger.info("bridge: %s: edited meanwhile (412), reading it again", where)
-            fresh = link.client.get(res.href)
-            if fresh is None:
-                return
-            res = fresh
+    def unreadable(self, key: EventKey, ref: str, error: Exception) -> Stored | None:
+        """The server is away: the version we wrote, to be written when it is back."""
         logger.warning(
-            "bridge: %s: still being edited after %d tries; next cycle tries again",
-            where,
-            MAX_CONFLICTS + 1,
+            "bridge: %s: %s: cannot read the event to add the result (%s); "
+            "it is read again next cycle",
+            self.link.name,
+            ref,
+            error,
         )
-        self.state.mark_dirty(link.name, calendar, res.href, key.uid)
+        item = self.state.item(self.link.name, ref)
+        if item and item.written_text and item.etag == item.written_etag:
+            return Stored(ref, item.written_text, "")  # no version: written next cycle
+        return None
 
-    def _put(self, link: Link, href: str, text: str, etag: str):
+    def write(self, key: EventKey, ref: str, text: str, version: str) -> Write:
+        link, calendar, where = self.link, calendar_href(key.calendar), f"{self.link.name}: {ref}"
+        if not version:  # no version to write against: never blindly
+            self.state.mark_dirty(link.name, calendar, ref, key.uid)
+            return Write(ok=False)
+        text_hash = digest(text)
+        prev = self.state.item(link.name, ref)
+        repeats = prev.repeats + 1 if prev and prev.written_hash == text_hash else 0
+        if repeats >= MAX_SAME_WRITES:
+            logger.info(
+                "bridge: %s: the server keeps changing what we write; taking its version as ours",
+                where,
+            )
+            self.state.seen(link.name, calendar, ref, key.uid, version)
+            self.tally.ours += 1
+            return Write(ok=False)
+        try:
+            put = self._put(ref, text, version)
+            if put.ok:
+                etag = put.etag or link.client.etag(ref)
+        except Exception as e:  # the server went away mid-write: the next cycle tries again
+            logger.warning("bridge: %s: cannot write (%s); next cycle tries again", where, e)
+            self.state.mark_dirty(link.name, calendar, ref, key.uid)
+            return Write(ok=False)
+        if put.ok:
+            self.state.wrote(link.name, calendar, ref, key.uid, etag, text_hash, text, repeats)
+            self.tally.written += 1
+            return Write(ok=True, version=etag)
+        if put.status == 412:
+            self.tally.conflicts += 1
+            return Write(ok=False, conflict=True)
+        logger.warning(
+            "bridge: %s: the server refused the rewritten event (HTTP %s); it is left as it is",
+            where,
+            put.status,
+        )
+        self.state.seen(link.name, calendar, ref, key.uid, version)
+        self.tally.refused += 1
+        return Write(ok=False)
+
+    def previous(self, key: EventKey, ref: str) -> str | None:
+        item = self.state.item(self.link.name, ref)
+        return item.written_text if item else None
+
+    def unchanged(self, key: EventKey, stored: Stored) -> None:
+        self.state.seen(
+            self.link.name, calendar_href(key.calendar), stored.ref, key.uid, stored.version
+        )
+
+    def gave_up(self, key: EventKey, stored: Stored) -> None:
+        self.state.mark_dirty(self.link.name, calendar_href(key.calendar), stored.ref, key.uid)
+
+    def _put(self, href: str, text: str, etag: str):
         """PUT with If-Match; once a server refuses our extras, without them."""
+        link = self.link
         put = link.client.put(href, without_extras(text) if link.reduced else text, etag)
         if put.ok or link.reduced or put.status not in REFUSED:
             return put
@@ -240,69 +236,67 @@ class Writer:
             )
         return again
 
+
+class Writer:
+    """The bridge's events through the session: one `CalDAVEventStore` per account."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        state: BridgeState,
+        lock: AbstractContextManager[object] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.state = state
+        self.lock = lock if lock is not None else threading.RLock()
+        self._sessions: dict[str, Session] = {}
+
+    def session(self, link: Link) -> Session:
+        session = self._sessions.get(link.name)
+        if session is None or session.store.link is not link:  # type: ignore[attr-defined]
+            store = CalDAVEventStore(link, self.state, self.lock)
+            session = self._sessions[link.name] = Session(self.engine, store)
+        return session
+
+    # --- step 1: an event the sync reported -----------------------------------
+
+    def judge(self, link: Link, calendar: str, res: Resource, tally: Tally) -> None:
+        """Run one changed event through the session and write the result back."""
+        prev = self.state.item(link.name, res.href)
+        uid = uid_of(res.text)
+        if prev is not None and prev.uid and prev.uid != uid:  # the href holds another event now
+            tally.jobs.extend(self.engine.on_delete(self._key(link, calendar, prev.uid)))
+            prev = None
+        if not uid:  # a task, a journal, or unreadable: nothing for us
+            self.state.seen(link.name, calendar, res.href, "", res.etag)
+            return
+        key = self._key(link, calendar, uid)
+        if not res.etag:  # the listing gave none: If-Match needs it
+            fresh = link.client.get(res.href)
+            if fresh is None:
+                return  # deleted meanwhile: the next sync says so
+            if not fresh.etag:
+                logger.warning(
+                    "bridge: %s: %s: the server gives no ETag; the event is left "
+                    "as it is (cannot write it safely)",
+                    link.name,
+                    res.href,
+                )
+                self.state.seen(link.name, calendar, res.href, key.uid, "")
+                return
+            res = fresh
+        session = self.session(link)
+        session.store.tally = tally  # type: ignore[attr-defined]
+        previous = prev.written_text if prev else None
+        tally.jobs.extend(session.save(key, Stored(res.href, res.text, res.etag), previous))
+
+    def _key(self, link: Link, calendar: str, uid: str) -> EventKey:
+        return EventKey(link.owner, calendar_key(calendar), uid)
+
     # --- step 3: a provider's late answer ------------------------------------
 
     def settle(self, link: Link, job: Job, outcome: Outcome) -> list[Job]:
         """Put a create's result into the event as it is now; returns further jobs."""
-        calendar = calendar_href(job.key.calendar)
-        href = self.state.href_of(link.name, calendar, job.key.uid) or job.href
-        where = f"{link.name}: {href or job.key.uid}"
-        try:
-            current = link.client.get(href) if href else None
-            reachable = True
-        except Exception as e:  # the server is away: never lose what the provider made
-            logger.warning(
-                "bridge: %s: cannot read the event to add the result (%s); "
-                "it is read again next cycle",
-                where,
-                e,
-            )
-            item = self.state.item(link.name, href)
-            current = (
-                Resource(href, "", item.written_text)
-                if (item and item.written_text and item.etag == item.written_etag)
-                else None
-            )
-            reachable = False
-        text, more = self.engine.settle(job, outcome, current.text if current else None)
-        if text is None:
-            return more
-        assert current is not None
-        if not reachable or not current.etag:
-            self.state.mark_dirty(link.name, calendar, href, job.key.uid)
-            return more
-        tally = Tally()
-        try:
-            put = self._put(link, href, text, current.etag)
-            if put.ok:
-                etag = put.etag or link.client.etag(href)
-                self.state.wrote(link.name, calendar, href, job.key.uid, etag, digest(text), text)
-                logger.info("bridge: %s: written with the %s result", where, job.provider)
-                # judge the version we wrote once: it may carry an edit made meanwhile
-                self._apply(
-                    link,
-                    calendar,
-                    job.key,
-                    Resource(href, etag, text),
-                    self.state.item(link.name, href),
-                    tally,
-                )
-            elif put.status == 412:
-                logger.info("bridge: %s: edited meanwhile (412), reading it again", where)
-                fresh = link.client.get(href)
-                if fresh is not None:
-                    self._apply(
-                        link, calendar, job.key, fresh, self.state.item(link.name, href), tally
-                    )
-            else:
-                logger.warning(
-                    "bridge: %s: the server refused the event with its link (HTTP %s)",
-                    where,
-                    put.status,
-                )
-        except Exception as e:
-            logger.warning(
-                "bridge: %s: cannot write the result (%s); next cycle tries again", where, e
-            )
-            self.state.mark_dirty(link.name, calendar, href, job.key.uid)
-        return [*more, *tally.jobs]
+        session = self.session(link)
+        session.store.tally = Tally()  # type: ignore[attr-defined]
+        return session.settle(job, outcome)

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from bridge import config, follow
 from bridge.caldav_client import PutResult, Resource
 from bridge.state import BridgeState
-from bridge.writeback import MAX_CONFLICTS, Link, Tally, Writer, uid_of, without_extras
+from bridge.writeback import Link, Tally, Writer, uid_of, without_extras
 from radicale_meetplugin import bootstrap
 from radicale_meetplugin.config import ConfigError
+from radicale_meetplugin.protocol.session import MAX_CONFLICTS
 
 K = follow.Known
 
