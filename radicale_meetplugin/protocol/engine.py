@@ -526,17 +526,36 @@ class Engine:
                 )
             return None, []
         if job.kind is ActionKind.UPDATE:
-            record = self.store.get(key)
-            if outcome.conference and record and record.state is RecordState.ACTIVE:
-                self.store.put(
-                    dataclasses.replace(
-                        record,
-                        conference=outcome.conference,
-                        fingerprint=job.meeting.fingerprint() if job.meeting else "",
+            with self.store.transaction():
+                record = self.store.get(key)
+                if outcome.conference and record and self._about(record, job.conference):
+                    self.store.put(
+                        dataclasses.replace(
+                            record,
+                            conference=outcome.conference,
+                            fingerprint=job.meeting.fingerprint() if job.meeting else "",
+                        )
                     )
-                )
+                elif outcome.conference:
+                    logger.info(
+                        "meetplugin: %s: update of an earlier %s conference done; "
+                        "the record is about another one now",
+                        self._where(key),
+                        job.provider,
+                    )
             return None, []
         return self._settle_create(job, outcome, current_text)
+
+    @staticmethod
+    def _about(record: Record, conference: Conference | None) -> bool:
+        """The record is still the active one of the conference a job was for."""
+        now = record.conference
+        return (
+            record.state is RecordState.ACTIVE
+            and now is not None
+            and conference is not None
+            and (now.provider, now.conference_id) == (conference.provider, conference.conference_id)
+        )
 
     def _settle_create(
         self, job: Job, outcome: Outcome, current_text: str | None
@@ -548,12 +567,7 @@ class Engine:
                 cal = ical.parse(current_text)
             except ical.EventParseError:
                 cal = None
-        wanted = (
-            cal is not None
-            and self.is_organizer(cal, key.owner)
-            and not ical.is_cancelled(cal)
-            and detect(cal, self.grammar).provider == job.provider
-        )
+        wanted = cal is not None and self._still_asked(cal, key, job.provider)
         fingerprint = job.meeting.fingerprint() if job.meeting else ""
         queued: list[Job] = []
         if job.old is not None:  # REPLACE: the old conference goes, whatever became of the new
@@ -602,16 +616,57 @@ class Engine:
             logger.info(
                 "meetplugin: %s: conference no longer wanted, deleting it", self._where(key)
             )
-            return None, [*queued, self.store.abandon_attempt(key, job.attempt, orphan)]
+            record_now = self.store.get(key)
+            mine = record_now is not None and record_now.attempt == job.attempt
+            queued.append(self.store.abandon_attempt(key, job.attempt, orphan))
+            return (self._unpend(cal, key) if mine and not wanted else None), queued
         assert error is not None
         failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
-        if self.store.finish_attempt(key, job.attempt, failed if wanted else None) and wanted:
+        if not wanted:
+            record_now = self.store.get(key)
+            mine = record_now is not None and record_now.attempt == job.attempt
+            self.store.finish_attempt(key, job.attempt, None)
+            return (self._unpend(cal, key) if mine else None), queued
+        if self.store.finish_attempt(key, job.attempt, failed):
             assert cal is not None
             before = ical.to_text(cal)
             rewrite.explain(cal, self.reason_text(error.code, job.provider, error=error), self.lang)
             after = ical.to_text(cal)
             return (after if after != before else None), queued
         return None, queued
+
+    def _still_asked(self, cal: icalendar.Calendar, key: EventKey, provider: str) -> bool:
+        """Does the organizer's event as it is now still ask for this provider's conference?
+
+        Our own X-MEETPLUGIN-PROVIDER alone does not: clients keep it when a
+        person deletes the keyword and the "link will appear" block.
+        """
+        if not self.is_organizer(cal, key.owner) or ical.is_cancelled(cal):
+            return False
+        detection = detect(cal, self.grammar)
+        if detection.provider != provider:
+            return False
+        return detection.via != "x-provider" or self._shows_block(cal)
+
+    @staticmethod
+    def _shows_block(cal: icalendar.Calendar) -> bool:
+        return any(
+            rewrite.split_description(ical.text_of(comp, "DESCRIPTION"))[1]
+            for comp in ical.vevents(cal)
+        )
+
+    def _unpend(self, cal: icalendar.Calendar | None, key: EventKey) -> str | None:
+        """The create is not wanted any more: the "link will appear" marks go (organizer only)."""
+        if cal is None or not self.is_organizer(cal, key.owner):
+            return None
+        before = ical.to_text(cal)
+        if "X-MEETPLUGIN-STATUS:pending" not in before and not self._shows_block(cal):
+            return None
+        rewrite.clear(cal)
+        for comp in ical.vevents(cal):
+            comp.pop("X-MEETPLUGIN-PROVIDER", None)
+        after = ical.to_text(cal)
+        return after if after != before else None
 
     # --- invitation letters (only with [mail] enabled) ----------------------
 
