@@ -94,9 +94,8 @@ def digest(text: str) -> str:
 
 def uid_of(text: str) -> str:
     """The UID of the first VEVENT ("" if none), read without a full parse."""
-    unfolded = text.replace("\r\n", "\n").replace("\n ", "").replace("\n\t", "")
     inside = False
-    for line in unfolded.split("\n"):
+    for line in ical.unfold(text):
         upper = line[:12].upper()
         if upper.startswith("BEGIN:VEVENT"):
             inside = True

@@ -82,13 +82,7 @@ def might_ask(text: str, grammar: Grammar) -> bool:
 
     Lines are unfolded first: a fold may split a keyword ("#telemo" / " st").
     """
-    folded = (
-        text.replace("\r\n ", "")
-        .replace("\r\n\t", "")
-        .replace("\n ", "")
-        .replace("\n\t", "")
-        .casefold()
-    )
+    folded = "\n".join(ical.unfold(text)).casefold()
     if "x-meetplugin-" in folded or "x-telemost-required" in folded:
         return True
     return any(word in folded for word in grammar.all_words())

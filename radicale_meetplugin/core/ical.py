@@ -24,6 +24,11 @@ def parse(text: str) -> icalendar.Calendar:
     return cal
 
 
+def unfold(text: str) -> list[str]:
+    """The content lines of raw iCalendar text, folds joined by icalendar's own parser."""
+    return [str(line) for line in icalendar.parser.Contentlines.from_ical(text) if line]
+
+
 def to_text(cal: icalendar.Calendar) -> str:
     return cal.to_ical().decode("utf-8")
 

@@ -259,7 +259,8 @@ class Engine:
             if record is not None and record.state is RecordState.ACTIVE:
                 action = Action(ActionKind.KEEP, record.provider)  # keep what exists; say nothing
         effects.extend(self._apply(action, key, cal, record, meeting, href))
-        if self.masks and action.kind in (ActionKind.IGNORE, ActionKind.CLEAR):
+        if self.masks and facts.organizer and action.kind in (ActionKind.IGNORE, ActionKind.CLEAR):
+            # never into an attendee's copy: not even a pasted link's CONFERENCE
             links.mark_conferences(cal, links.pasted(cal, self.masks))
         if facts.organizer and self.mailing is not None:
             effects.append(Letters(key, cal))
@@ -333,8 +334,9 @@ class Engine:
             return False
         if "X-MEETPLUGIN-PASTED" in text:
             return True
-        unfolded = text.replace("\r\n ", "").replace("\r\n\t", "").replace("\n ", "")
-        return any(True for _ in links.find(unfolded.replace("\\n", " "), self.masks))
+        # The property name's colon is no part of a link: "LOCATION:https://…" is two words.
+        values = " ".join(line.replace(":", " ", 1) for line in ical.unfold(text))
+        return any(True for _ in links.find(values.replace("\\n", " "), self.masks))
 
     def _adoptable(
         self, key: EventKey, cal: icalendar.Calendar, effects: list[Effect]
