@@ -54,6 +54,21 @@ class MoveRecord:
 
 
 @dataclass(frozen=True)
+class ShareLetters:
+    """A copy of the event at `new` starts from what the people of `old` were told."""
+
+    old: EventKey
+    new: EventKey
+
+
+@dataclass(frozen=True)
+class ForgetLetters:
+    """This copy goes while another holds the conference: its people hear nothing."""
+
+    key: EventKey
+
+
+@dataclass(frozen=True)
 class Letters:
     """Queue the invitation letters this version of the organizer's event calls for."""
 
@@ -68,7 +83,17 @@ class Cancellations:
     key: EventKey
 
 
-Effect = PutRecord | DropRecord | BeginCreate | QueueJob | MoveRecord | Letters | Cancellations
+Effect = (
+    PutRecord
+    | DropRecord
+    | BeginCreate
+    | QueueJob
+    | MoveRecord
+    | ShareLetters
+    | ForgetLetters
+    | Letters
+    | Cancellations
+)
 
 
 @dataclass
@@ -87,8 +112,10 @@ __all__ = [
     "Decision",
     "DropRecord",
     "Effect",
+    "ForgetLetters",
     "Letters",
     "MoveRecord",
     "PutRecord",
     "QueueJob",
+    "ShareLetters",
 ]

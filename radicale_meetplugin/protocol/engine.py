@@ -50,10 +50,12 @@ from radicale_meetplugin.protocol.effects import (
     Decision,
     DropRecord,
     Effect,
+    ForgetLetters,
     Letters,
     MoveRecord,
     PutRecord,
     QueueJob,
+    ShareLetters,
 )
 from radicale_meetplugin.providers import Provider, ProviderError
 
@@ -79,6 +81,8 @@ class RecordReader(Protocol):
 
     def find_adoptable(self, key: EventKey, conference_id: str) -> Record | None: ...
 
+    def sharing(self, key: EventKey, conference: Conference) -> list[EventKey]: ...
+
     def under(self, path: str) -> list[Record]: ...
 
     def mail_keys_under(self, path: str) -> list[EventKey]: ...
@@ -100,6 +104,10 @@ class StateStore(RecordReader, Protocol):
     def enqueue(self, job: Job) -> Job: ...
 
     def move(self, old: EventKey, new: EventKey) -> Job | None: ...
+
+    def copy_letters(self, old: EventKey, new: EventKey) -> None: ...
+
+    def forget_letters(self, key: EventKey) -> None: ...
 
     def finish_attempt(self, key: EventKey, attempt: str, record: Record | None) -> bool: ...
 
@@ -297,6 +305,10 @@ class Engine:
                     jobs.append(store.enqueue(effect.job))
                 elif isinstance(effect, MoveRecord):
                     jobs.extend(_some(store.move(effect.old, effect.new)))
+                elif isinstance(effect, ShareLetters):
+                    store.copy_letters(effect.old, effect.new)
+                elif isinstance(effect, ForgetLetters):
+                    store.forget_letters(effect.key)
                 elif isinstance(effect, Letters):
                     letters += self._mail(effect.key, effect.calendar)
                 elif isinstance(effect, Cancellations):
@@ -341,7 +353,12 @@ class Engine:
     def _adoptable(
         self, key: EventKey, cal: icalendar.Calendar, effects: list[Effect]
     ) -> Record | None:
-        """The owner moved this event here from another of their calendars by PUT + DELETE."""
+        """The owner's event came here with its conference from another of their calendars.
+
+        A move (PUT here + DELETE there, as Thunderbird does it) or a copy: either
+        way this event now refers to the same conference, which lives on until
+        the last organizer copy that refers to it goes.
+        """
         shown = ""
         for comp in ical.vevents(cal):
             shown = shown or ical.text_of(comp, "X-MEETPLUGIN-CONFERENCE-ID")
@@ -349,12 +366,22 @@ class Engine:
         if found is None:
             return None
         logger.info(
-            "meetplugin: %s: conference taken over from %s",
-            self._where(key),
-            "another calendar of the owner",
+            "meetplugin: %s: refers to the conference of %s", self._where(key), found.key.calendar
         )
-        effects.append(MoveRecord(found.key, key))
-        return dataclasses.replace(found, key=key)
+        record = dataclasses.replace(found, key=key)
+        effects.extend((PutRecord(record), ShareLetters(found.key, key)))
+        return record
+
+    def _dropped(self, key: EventKey, conf: Conference | None) -> list[Effect]:
+        """Forget this event's record; its conference goes unless another copy holds it."""
+        if conf is not None and self.store.sharing(key, conf):
+            logger.info(
+                "meetplugin: %s: another copy of the event holds the %s conference: it stays",
+                self._where(key),
+                conf.provider,
+            )
+            return [DropRecord(key), *([ForgetLetters(key)] if self.mailing is not None else [])]
+        return [DropRecord(key, self._delete_job(key, conf) if conf else None)]
 
     @staticmethod
     def _same(stored: str | None, normalized_new: str) -> bool:
@@ -405,7 +432,7 @@ class Engine:
             ]
         if kind is ActionKind.DELETE:
             rewrite.detach(cal, conf.join_url if conf else "", self.grammar)
-            return [DropRecord(key, self._delete_job(key, conf) if conf else None)]
+            return self._dropped(key, conf)
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             provider = self.provider_for(action.provider, key.owner)
             if provider is None:  # enabled, but no credentials for this user
@@ -447,13 +474,15 @@ class Engine:
         return self.commit(self.deleted(key))
 
     def deleted(self, key: EventKey) -> list[Effect]:
-        effects: list[Effect] = [Cancellations(key)] if self.mailing is not None else []
         record = self.store.get(key)
+        conf = record.conference if record else None
+        if conf is not None and self.store.sharing(key, conf):
+            return self._dropped(key, conf)  # the other copy goes on: nobody is told
+        effects: list[Effect] = [Cancellations(key)] if self.mailing is not None else []
         if record is None:
             return effects
         logger.info("meetplugin: %s: deleted, conference goes too", self._where(key))
-        conf = record.conference
-        return [*effects, DropRecord(key, self._delete_job(key, conf) if conf else None)]
+        return [*effects, *self._dropped(key, conf)]
 
     def on_delete_calendar(self, path: str) -> list[Job]:
         effects: list[Effect] = []

@@ -525,26 +525,44 @@ class RecordStore(MailQueue):
         )
         return _record(row) if row else None
 
-    def adopt(self, key: EventKey, conference_id: str) -> Record | None:
-        """Move to `key` the owner's record of this UID and conference from another calendar.
-
-        A client that moves an event by PUT here + DELETE there (Thunderbird)
-        keeps its conference instead of getting a second one. Only the same
-        owner's record with the same UID and conference id can be taken.
-        """
-        row = (
+    def sharing(self, key: EventKey, conference: Conference) -> list[EventKey]:
+        """Other events whose active record holds the same conference (copies of one event)."""
+        rows = (
             self._db()
             .execute(
-                "SELECT calendar FROM conferences WHERE owner=? AND uid=? AND calendar<>? "
-                "AND conference_id=? AND state=? LIMIT 1",
-                (key.owner, key.uid, key.calendar, conference_id, RecordState.ACTIVE.value),
+                "SELECT owner, calendar, uid FROM conferences WHERE provider=? AND "
+                "conference_id=? AND state=? AND NOT (owner=? AND calendar=? AND uid=?)",
+                (
+                    conference.provider,
+                    conference.conference_id,
+                    RecordState.ACTIVE.value,
+                    key.owner,
+                    key.calendar,
+                    key.uid,
+                ),
             )
-            .fetchone()
+            .fetchall()
         )
-        if row is None:
-            return None
-        self.move(EventKey(key.owner, row[0], key.uid), key)
-        return self.get(key)
+        return [EventKey(*row) for row in rows]
+
+    def copy_letters(self, old: EventKey, new: EventKey) -> None:
+        """A copy of the event knows what its people were told (so it tells them nothing twice)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO mail_state (owner, calendar, uid, sequence, recipients, "
+                "content, cancelled, snapshot, updated_at) SELECT ?, ?, ?, sequence, recipients, "
+                "content, cancelled, snapshot, ? FROM mail_state "
+                "WHERE owner=? AND calendar=? AND uid=?",
+                (new.owner, new.calendar, new.uid, time.time(), old.owner, old.calendar, old.uid),
+            )
+
+    def forget_letters(self, key: EventKey) -> None:
+        """Forget what this event's people were told (another copy of it tells them now)."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM mail_state WHERE owner=? AND calendar=? AND uid=?",
+                (key.owner, key.calendar, key.uid),
+            )
 
     def under(self, path: str) -> list[Record]:
         """Records of the calendar at `path` and of every calendar below it."""

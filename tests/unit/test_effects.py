@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import pytest
 from harness import event
@@ -21,9 +22,9 @@ from radicale_meetplugin.protocol.effects import (
     BeginCreate,
     Cancellations,
     DropRecord,
-    MoveRecord,
     PutRecord,
     QueueJob,
+    ShareLetters,
 )
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.providers.base import Capabilities, Provider
@@ -79,6 +80,15 @@ class Reader:
             if record.key.uid == key.uid and conf and conf.conference_id == conference_id:
                 return record
         return None
+
+    def sharing(self, key: EventKey, conference: Conference) -> list[EventKey]:
+        return [
+            r.key
+            for r in self.records.values()
+            if r.key != key
+            and r.conference
+            and r.conference.conference_id == conference.conference_id
+        ]
 
     def under(self, path: str) -> list[Record]:
         return [r for r in self.records.values() if r.key.calendar == path]
@@ -157,13 +167,23 @@ def test_a_moved_time_is_an_update_job_for_a_scheduled_provider(engine_with):
     assert effect.job.conference == conf
 
 
-def test_a_same_uid_event_moved_from_another_calendar_takes_its_record(engine_with):
+def test_a_same_uid_copy_from_another_calendar_refers_to_the_same_conference(engine_with):
     conf = Conference("slow", "c1", "https://slow.example/c1")
     there = Record(EventKey("alice", "alice/old", KEY.uid), "slow", RecordState.ACTIVE, conf, "")
     text = event(KEY.uid, location=conf.join_url, extra="X-MEETPLUGIN-CONFERENCE-ID:c1")
     decision = engine_with(there).decide(KEY, text)
-    assert isinstance(decision.effects[0], MoveRecord)
-    assert decision.effects[0] == MoveRecord(there.key, KEY)
+    assert decision.effects[:2] == [
+        PutRecord(dataclasses.replace(there, key=KEY)),
+        ShareLetters(there.key, KEY),
+    ]
+
+
+def test_deleting_one_of_two_copies_keeps_the_conference(engine_with):
+    conf = Conference("slow", "c1", "https://slow.example/c1")
+    here = Record(KEY, "slow", RecordState.ACTIVE, conf, "fp")
+    there = Record(EventKey("alice", "alice/old", KEY.uid), "slow", RecordState.ACTIVE, conf, "")
+    assert engine_with(here, there).deleted(KEY) == [DropRecord(KEY)]
+    assert engine_with(here).deleted(KEY)[0].then is not None  # the last copy: it goes
 
 
 def test_deleting_lists_the_drop_and_the_delete_job(engine_with):
