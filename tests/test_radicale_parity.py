@@ -78,7 +78,10 @@ def test_the_same_answers_as_plain_radicale(pair):
             summary=f"Встреча {i}",
             description="Повестка; итоги, план\\nвторая строка",
         )
-        for i, loc in enumerate(["Переговорная 5", "", "https://zoom.us/j/1", "Офис, 3 этаж"])
+        for i, loc in enumerate(
+            # a link that is no meeting link: pasted meeting links get a CONFERENCE (tested apart)
+            ["Переговорная 5", "", "https://example.org/agenda/1", "Офис, 3 этаж"]
+        )
     }
     for uid, text in events.items():
         both(pair, "PUT", f"{col}{uid}.ics", text, **{"Content-Type": "text/calendar"})
