@@ -104,6 +104,9 @@ class Decision:
     effects: list[Effect] = field(default_factory=list)
     action: Action = Action(ActionKind.IGNORE)
     jobs: list[Job] = field(default_factory=list)  # filled by Engine.commit (with their ids)
+    # What the decision read of the state: it holds as long as the record is still this one.
+    basis: Record | None = None
+    reusable: bool = True  # False: it also read what a record alone does not show
 
 
 __all__ = [

@@ -219,8 +219,8 @@ class Engine:
         href: str = "",
     ) -> Decision:
         """Gather -> plan -> apply for one saved event; reads the state, writes nothing."""
-        record = self.store.get(key)
-        if record is None and not might_ask(text, self.grammar) and not self._may_hold_link(text):
+        record = basis = self.store.get(key)
+        if record is None and not self.may_ask(text):
             return Decision()  # the fast path: not ours, stored byte for byte
         try:
             cal = ical.parse(text)
@@ -228,7 +228,7 @@ class Engine:
             logger.warning(
                 "meetplugin: %s: cannot read the event, stored as sent: %s", self._where(key), e
             )
-            return Decision()
+            return Decision(basis=basis)
         before = ical.to_text(cal)
         effects: list[Effect] = []
         if record is None:
@@ -280,7 +280,17 @@ class Engine:
                 action.kind.value,
                 f" ({action.provider})" if action.provider else "",
             )
-        return Decision(after if after != before else None, effects, action)
+        return Decision(
+            after if after != before else None,
+            effects,
+            action,
+            basis=basis,
+            reusable=record is basis,  # an adopted record: read from another calendar
+        )
+
+    def may_ask(self, text: str) -> bool:
+        """Cheap test on the raw text: can it hold a marker or a pasted link at all?"""
+        return might_ask(text, self.grammar) or self._may_hold_link(text)
 
     def commit(self, effects: Sequence[Effect]) -> list[Job]:
         """Write one decision's effects in one transaction; the jobs queued, with their ids."""

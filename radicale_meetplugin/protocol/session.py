@@ -121,8 +121,14 @@ class Session:
         A bug of ours or an unavailable state file never costs the person's
         event: it is then stored as sent.
         """
+        return self.commit(key, lambda: self.engine.decide(key, text, stored_text, href))
+
+    def commit(self, key: EventKey, decide: Callable[[], Decision]) -> Decision:
+        """`decide()`'s decision with its effects committed; on failure, store as sent."""
         try:
-            return self.engine.on_put(key, text, stored_text, href)
+            decision = decide()
+            decision.jobs = self.engine.commit(decision.effects)
+            return decision
         except sqlite3.OperationalError as e:  # the state file is busy or unwritable
             logger.warning(
                 "meetplugin: %s/%s: stored as sent, the state file is unavailable: %s",

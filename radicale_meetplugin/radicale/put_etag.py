@@ -4,13 +4,16 @@ RFC 4791 §5.3.4 / RFC 9110 §9.3.4: a server that stores something other than
 what the client sent must not return an ETag, so clients fetch the stored
 version (with the link). Radicale has no hook for response headers, so we wrap
 ``ApplicationPartPut.do_PUT`` once: the wrapper asks a per-request flag that
-only this plugin's storage sets. Every other response is untouched.
+only this plugin's storage sets. Every other response is untouched. The same
+wrapper tells `early` which storage serves the request.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+
+from radicale_meetplugin.radicale import early
 
 _request = threading.local()
 
@@ -23,6 +26,8 @@ def mark_rewritten() -> None:
 def install() -> None:
     from radicale.app import put
 
+    early.install()
+
     original = put.ApplicationPartPut.do_PUT
     if getattr(original, "_meetplugin_wrapped", False):
         return
@@ -30,6 +35,7 @@ def install() -> None:
     @functools.wraps(original)
     def do_PUT(self, environ, base_prefix, path, user, *args, **kwargs):  # type: ignore[no-untyped-def]
         _request.rewritten = False
+        early.begin(getattr(self._storage, "meet", None), path)  # decide before the lock
         try:
             status, headers, answer, xml_request = original(
                 self, environ, base_prefix, path, user, *args, **kwargs
@@ -39,6 +45,7 @@ def install() -> None:
             return status, headers, answer, xml_request
         finally:
             _request.rewritten = False
+            early.end()
 
     do_PUT._meetplugin_wrapped = True  # type: ignore[attr-defined]
     put.ApplicationPartPut.do_PUT = do_PUT  # type: ignore[method-assign]

@@ -25,7 +25,7 @@ from radicale_meetplugin.bootstrap import build_engine, build_outbox
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.session import Session, Stored, Write
-from radicale_meetplugin.radicale import put_etag
+from radicale_meetplugin.radicale import early, put_etag
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -235,12 +235,23 @@ class RadicaleAdapter:
         if tag != "VCALENDAR" or item.component_name != "VEVENT":
             return item
         key = EventKey(path.split("/", 1)[0], path, item.uid)
-        decision = self.session.decide(key, item.serialize(), stored, href)
+        text = item.serialize()
+        ready = early.take(path, text)
+        if (
+            ready is not None
+            and ready.decision.reusable
+            and (self.engine.store.get(key) == ready.decision.basis)
+        ):  # decided before the lock, on facts that still hold: only commit here
+            decision = self.session.commit(key, lambda: ready.decision)
+            rewritten = ready.item
+        else:
+            decision = self.session.decide(key, text, stored, href)
+            rewritten = None
         self._later(decision.jobs)
         if decision.text is None:
             return item
         put_etag.mark_rewritten()
-        return self.events.as_radicale_item(path, decision.text)
+        return rewritten or self.events.as_radicale_item(path, decision.text)
 
     def upload(
         self, col: Collection, href: str, item: radicale_item.Item

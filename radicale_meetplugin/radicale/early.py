@@ -1,0 +1,119 @@
+"""Deciding a PUT before Radicale takes its global lock, so a big save freezes nobody.
+
+Radicale reads a PUT's body before it locks the storage, and prepares the
+item under the lock. The costly part of the plugin's work (parsing, planning,
+rewriting, Radicale's own re-serialisation of the result) is done here, on the
+body, with no lock held; the decision's effects are not committed. Under the
+lock the adapter takes this decision only if the item Radicale prepared is
+the same text and the conference record is still the one the decision read;
+otherwise it decides again there. Nothing is ever decided on stale facts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import posixpath
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from radicale import pathutils
+
+from radicale_meetplugin.core.model import EventKey
+from radicale_meetplugin.protocol.effects import Decision
+
+if TYPE_CHECKING:
+    import radicale.item as radicale_item
+
+    from radicale_meetplugin.radicale.storage import RadicaleAdapter
+
+logger = logging.getLogger("radicale.meetplugin")
+
+_request = threading.local()
+
+
+class NeedsLock(Exception):
+    """The decision needs what only the locked storage can say (the stored version)."""
+
+
+@dataclass
+class Early:
+    """A decision made before the lock, for one calendar and one prepared text."""
+
+    calendar: str
+    text: str  # the item as Radicale will prepare it
+    decision: Decision
+    item: radicale_item.Item | None  # the rewritten item, ready to store (None: as sent)
+
+
+def begin(adapter: RadicaleAdapter | None, path: str) -> None:
+    _request.target = (adapter, path) if adapter is not None else None
+    _request.early = None
+
+
+def end() -> None:
+    _request.target = None
+    _request.early = None
+
+
+def take(calendar: str, text: str) -> Early | None:
+    """This request's early decision, if it was made for this calendar and this text."""
+    early: Early | None = getattr(_request, "early", None)
+    _request.early = None
+    if early is None or early.calendar != calendar or early.text != text:
+        return None
+    return early
+
+
+def _body_read(content: str) -> None:
+    target = getattr(_request, "target", None)
+    if not target or "BEGIN:VEVENT" not in content:
+        return
+    adapter, path = target
+    _request.target = None  # once per request
+    try:
+        _request.early = decide(adapter, path, content)
+    except NeedsLock:
+        _request.early = None
+    except Exception:  # the locked path decides and reports it
+        logger.debug("meetplugin: %s: no early decision", path, exc_info=True)
+        _request.early = None
+
+
+def decide(adapter: RadicaleAdapter, path: str, content: str) -> Early | None:
+    engine = adapter.engine
+    if not engine.may_ask(content):
+        return None  # most saves: the locked path's fast check costs less than a parse
+    calendar = posixpath.dirname(pathutils.strip_path(path))
+    item = adapter.events.as_radicale_item(calendar, content)  # as Radicale prepares it
+    if item.component_name != "VEVENT":
+        return None
+    text = item.serialize()
+    key = EventKey(calendar.split("/", 1)[0], calendar, item.uid)
+
+    def stored() -> str | None:
+        raise NeedsLock
+
+    href = posixpath.basename(pathutils.strip_path(path))
+    decision = engine.decide(key, text, stored, href)
+    rewritten = adapter.events.as_radicale_item(calendar, decision.text) if decision.text else None
+    return Early(calendar, text, decision, rewritten)
+
+
+def install() -> None:
+    """Wrap Radicale's body reader (put_etag's PUT wrapper calls `begin` and `end`)."""
+    from radicale import httputils
+
+    original_read = httputils.read_request_body
+    if getattr(original_read, "_meetplugin_early", False):
+        return
+
+    @functools.wraps(original_read)
+    def read_request_body(*args: Any, **kwargs: Any) -> str:
+        content = original_read(*args, **kwargs)
+        _body_read(content)
+        return content
+
+    read_request_body._meetplugin_early = True  # type: ignore[attr-defined]
+    httputils.read_request_body = read_request_body
