@@ -12,8 +12,9 @@ The worker itself (pools, leases, the loop) is state/worker.py and knows
 nothing of what it runs; this module is the provider jobs' handler, and wires
 the letters' handler (mail/delivery.py) beside it when e-mails are on.
 
-A create whose outcome is unknown (its worker died during the call, or no
-answer came) is recorded as a suspect, unless the provider's ids are ours.
+A create whose outcome is unknown (its worker died during the call, even if
+nobody wants its room any more, or no answer came) is recorded as a suspect,
+unless the provider's ids are ours.
 """
 
 from __future__ import annotations
@@ -109,11 +110,6 @@ class Outbox:
         unsure = job.kind in (ActionKind.CREATE, ActionKind.REPLACE) and not self._deterministic(
             job
         )
-        if self._obsolete(job):
-            held.finish()
-            if job.old is not None:  # a REPLACE overtaken by events: the old room still goes
-                self.submit([self.store.enqueue(self.engine._delete_job(job.key, job.old)).id])
-            return None
         if job.interrupted:
             logger.warning(
                 "meetplugin: %s/%s: resuming a %s job interrupted mid-call",
@@ -121,8 +117,13 @@ class Outbox:
                 job.key.uid,
                 job.kind.value,
             )
-            if unsure:
+            if unsure:  # first: even an attempt nobody wants any more may have made a room
                 self.store.add_suspect(job, "interrupted")
+        if self._obsolete(job):
+            held.finish()
+            if job.old is not None:  # a REPLACE overtaken by events: the old room still goes
+                self.submit([self.store.enqueue(self.engine._delete_job(job.key, job.old)).id])
+            return None
         if not job.interrupted and not held.start():
             return None  # the lease went to another worker meanwhile: it runs the job
         outcome = self.engine.call(job)
