@@ -12,17 +12,21 @@ The worker itself (pools, leases, the loop) is state/worker.py and knows
 nothing of what it runs; this module is the provider jobs' handler, and wires
 the letters' handler (mail/delivery.py) beside it when e-mails are on.
 
-A create whose outcome is unknown (its worker died during the call, even if
-nobody wants its room any more, or no answer came) is recorded as a suspect,
-unless the provider's ids are ours.
+A create whose outcome is unknown — its worker died during the call, or the
+call failed after the request may have reached the provider — is recorded as
+a suspect (unless the provider's ids are ours, so a retry cannot make a second
+room), so `meetplugin reconcile` lists the room it may have made.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
+
+from urllib3.exceptions import ConnectTimeoutError
 
 from radicale_meetplugin.core.model import ActionKind, Job
 from radicale_meetplugin.mail.delivery import Delivery
@@ -35,6 +39,35 @@ logger = logging.getLogger("radicale.meetplugin")
 
 Settle = Callable[[Job, Outcome], list[Job]]
 JOBS, LETTERS = "job", "e-mail"  # the worker's lanes (also how its log names a row)
+
+
+def may_have_reached(error: ProviderError) -> bool:
+    """Could the provider have acted on the request that ended in `error`?
+
+    Yes when the adapter says so (no answer in time, an unreadable 2xx), and
+    for any failure without an HTTP answer once a connection was made: reset
+    or closed after sending, a bug reading the answer. No when the provider
+    answered with an error status, or when no connection was ever made
+    (refused, name not found, connect timeout) or no call was made at all.
+    """
+    if error.maybe_done:
+        return True
+    if error.status or error.code == "provider_disabled":
+        return False
+    return not _never_connected(error)
+
+
+def _never_connected(error: BaseException) -> bool:
+    """Does the error's chain of causes say the connection was never made?"""
+    seen: set[int] = set()
+    cause = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        # urllib3's ConnectTimeoutError is also the base of its NewConnectionError.
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror | ConnectTimeoutError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 class Outbox:
@@ -128,7 +161,7 @@ class Outbox:
             return None  # the lease went to another worker meanwhile: it runs the job
         outcome = self.engine.call(job)
         error = outcome.error
-        if error is not None and unsure and error.maybe_done:
+        if error is not None and unsure and may_have_reached(error):
             self.store.add_suspect(job, "no answer")
         if error is not None:
             if self._retry(job, error, held):

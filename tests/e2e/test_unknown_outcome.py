@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 from harness import TOKEN, RadicaleServer, event, plugin_config
+from test_e2e_core import read, vevent
 
 CAL = "alice/calendar"
 
@@ -63,6 +64,39 @@ def reconcile(server: RadicaleServer) -> str:
         env={**os.environ, "TELEMOST_TOKEN": TOKEN},
     )
     return done.stdout + done.stderr
+
+
+def test_an_answer_lost_after_the_room_was_made_is_a_suspect(server, telemost):
+    """A proxy that closes the connection after Telemost made the room (issue: 0 suspects)."""
+    before = set(telemost.conferences)
+    uid = f"{uuid.uuid4()}@lost"
+    path = f"{CAL}/{uid}.ics"
+    mark = server.mark()
+    telemost.lose_answer_next("POST")
+    assert server.put("alice", path, event(uid, location="telemost")).status_code == 201
+    server.wait_for_log(f"{uid}: telemost create done", start=mark)
+    made = set(telemost.conferences) - before
+    assert len(made) == 2  # the lost answer's room, and the retry's
+    shown = str(vevent(read(server, path)[0])["LOCATION"])
+    [orphan] = [c for c in made if telemost.conferences[c]["join_url"] != shown]
+    assert suspects(server, uid) == ["no answer"]
+    server.stop()
+    assert f"suspect          {CAL}/{uid}" in reconcile(server)  # the orphan is listed
+    assert orphan in telemost.conferences
+
+
+def test_a_refused_connection_is_not_a_suspect(server, telemost):
+    """Nothing reached Telemost: nothing to list."""
+    uid = f"{uuid.uuid4()}@refused"
+    mark = server.mark()
+    telemost.down()
+    try:
+        assert server.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost")).ok
+        server.wait_for_log(f"{uid}: telemost create failed", start=mark)
+    finally:
+        telemost.up()
+    server.wait_for_log(f"{uid}: telemost create done", start=mark)
+    assert suspects(server, uid) == []
 
 
 def test_an_obsolete_create_interrupted_by_a_crash_is_a_suspect(server, telemost):
