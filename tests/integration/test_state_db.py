@@ -29,6 +29,11 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def key(n: int | str) -> EventKey:
     return EventKey("alice", CAL, f"{n}@state")
 
@@ -85,10 +90,11 @@ def test_thousands_of_request_threads_reuse_a_few_connections(tmp_path):
             for t in threads:
                 t.join()
             if batch == 10:
-                warm = fds()
+                warm, warm_rss = fds(), rss_mib()
         assert store.db.opened <= 8  # never more than the pool, whatever the thread count
         assert store.db.connections <= 8
         assert fds() <= warm + 3 * (8 - 1)  # flat after warm-up: no descriptor per thread
+        assert rss_mib() - warm_rss < 1.0  # a connection per thread grew ~1 MiB per 1000
         stored = store.get(key(0))
         assert stored is not None and stored.conference == active(0).conference
     finally:
