@@ -135,7 +135,11 @@ class Database:
         self.timeout = timeout
         self._pool = _Pool(self._connect, pool, timeout)
         self._local = threading.local()  # only the open transaction, never a connection
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(

@@ -138,9 +138,9 @@ def test_a_connection_in_use_at_close_is_closed_when_it_comes_back(tmp_path):
 
 
 def test_a_full_pool_makes_a_caller_wait_then_fail_clearly(tmp_path):
-    db = Database(str(tmp_path / "x.sqlite"), Schema(("CREATE TABLE t (a INTEGER);",)), pool=1)
-    db.timeout = 0.2
-    db._pool._wait = 0.2
+    db = Database(
+        str(tmp_path / "x.sqlite"), Schema(("CREATE TABLE t (a INTEGER);",)), pool=1, timeout=0.2
+    )
     entered, release = threading.Event(), threading.Event()
 
     def hold():
