@@ -161,14 +161,7 @@ class Bridge:
 
     def run_once(self) -> Report:
         """One cycle, plus the outbox's due jobs (for cron); waits up to the budget."""
-        store = self.engine.store
-        now = time.time()
-        orphaned = [
-            i
-            for i, holder in store.held_by_others(self.outbox.owner)
-            if not self.outbox.alive(holder)
-        ]
-        futures = self.outbox.submit([*store.due_jobs(now), *orphaned])
+        futures = self.outbox.submit_due()
         self._futures.extend(futures)
         self._inflight.update(futures)
         self.outbox.mail_queued()  # letters left from an earlier run go now
@@ -193,6 +186,7 @@ class Bridge:
         for link in self.links:
             link.client.close()
         self.state.close()
+        self.engine.store.close()
         self._lockfile.close()  # releases the lock
 
     def cycle(self) -> Report:

@@ -13,17 +13,16 @@ It lives beside the engine's ``records.sqlite`` (conferences and outbox) as
   result could not be written (it is read and judged again next cycle, even
   if its calendar did not change).
 
-WAL mode, one connection per thread (the outbox settles in its own threads).
+The connections, transactions and schema version are the plugin's (state/db.py).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.follow import Known
+from radicale_meetplugin.state.db import Database, Schema
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS homes (
@@ -55,6 +54,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_by_calendar ON items (account, calendar, uid);
 """
+SCHEMA = Schema((_SCHEMA,))
 
 
 @dataclass(frozen=True)
@@ -86,53 +86,34 @@ _ITEM = "calendar, href, uid, etag, written_etag, written_hash, written_text, re
 class BridgeState:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
-        self._db().executescript(_SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
+        self.db = Database(path, SCHEMA, timeout=30.0, pool=4)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self.db.close()
 
     # --- homes and calendars ------------------------------------------------
 
     def home(self, account: str, url: str) -> tuple[str, str]:
         """(calendar home, principal) found for this account at this URL; ("", "") if none."""
-        row = (
-            self._db()
-            .execute("SELECT home, principal FROM homes WHERE account=? AND url=?", (account, url))
-            .fetchone()
+        row = self.db.query_one(
+            "SELECT home, principal FROM homes WHERE account=? AND url=?", (account, url)
         )
         return (row[0], row[1]) if row else ("", "")
 
     def set_home(self, account: str, url: str, home: str, principal: str) -> None:
-        self._db().execute(
+        self.db.run(
             "INSERT OR REPLACE INTO homes VALUES (?,?,?,?)", (account, url, home, principal)
         )
 
     def calendar(self, account: str, href: str) -> CalendarState | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT version, token, mode FROM calendars WHERE account=? AND href=?",
-                (account, href),
-            )
-            .fetchone()
+        row = self.db.query_one(
+            "SELECT version, token, mode FROM calendars WHERE account=? AND href=?",
+            (account, href),
         )
         return CalendarState(*row) if row else None
 
     def save_calendar(self, account: str, href: str, state: CalendarState) -> None:
-        self._db().execute(
+        self.db.run(
             "INSERT OR REPLACE INTO calendars VALUES (?,?,?,?,?)",
             (account, href, state.version, state.token, state.mode),
         )
@@ -140,21 +121,15 @@ class BridgeState:
     def calendars(self, account: str) -> list[str]:
         return [
             r[0]
-            for r in self._db().execute(
+            for r in self.db.query(
                 "SELECT href FROM calendars WHERE account=? ORDER BY href", (account,)
             )
         ]
 
     def forget_calendar(self, account: str, href: str) -> None:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction() as db:
             db.execute("DELETE FROM calendars WHERE account=? AND href=?", (account, href))
             db.execute("DELETE FROM items WHERE account=? AND calendar=?", (account, href))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     # --- items ---------------------------------------------------------------
 
@@ -162,45 +137,40 @@ class BridgeState:
         self, account: str, calendar: str, hrefs: Iterable[str] | None = None
     ) -> dict[str, Known]:
         """What we know of the calendar's hrefs (all of them, or just `hrefs`)."""
-        db = self._db()
-        if hrefs is None:
-            rows = db.execute(
-                f"SELECT {_ITEM} FROM items WHERE account=? AND calendar=?", (account, calendar)
-            ).fetchall()
-        else:
-            wanted = list(dict.fromkeys(hrefs))
-            rows = []
-            for i in range(0, len(wanted), 500):
-                part = wanted[i : i + 500]
-                rows += db.execute(
-                    f"SELECT {_ITEM} FROM items WHERE account=? AND calendar=? AND href IN "
-                    f"({','.join('?' * len(part))})",
-                    (account, calendar, *part),
+        with self.db.connection() as db:
+            if hrefs is None:
+                rows = db.execute(
+                    f"SELECT {_ITEM} FROM items WHERE account=? AND calendar=?",
+                    (account, calendar),
                 ).fetchall()
+            else:
+                wanted = list(dict.fromkeys(hrefs))
+                rows = []
+                for i in range(0, len(wanted), 500):
+                    part = wanted[i : i + 500]
+                    rows += db.execute(
+                        f"SELECT {_ITEM} FROM items WHERE account=? AND calendar=? AND href IN "
+                        f"({','.join('?' * len(part))})",
+                        (account, calendar, *part),
+                    ).fetchall()
         return {row[1]: Item(*row).known() for row in rows}
 
     def item(self, account: str, href: str) -> Item | None:
-        row = (
-            self._db()
-            .execute(f"SELECT {_ITEM} FROM items WHERE account=? AND href=?", (account, href))
-            .fetchone()
+        row = self.db.query_one(
+            f"SELECT {_ITEM} FROM items WHERE account=? AND href=?", (account, href)
         )
         return Item(*row) if row else None
 
     def href_of(self, account: str, calendar: str, uid: str) -> str:
-        row = (
-            self._db()
-            .execute(
-                "SELECT href FROM items WHERE account=? AND calendar=? AND uid=? LIMIT 1",
-                (account, calendar, uid),
-            )
-            .fetchone()
+        row = self.db.query_one(
+            "SELECT href FROM items WHERE account=? AND calendar=? AND uid=? LIMIT 1",
+            (account, calendar, uid),
         )
         return row[0] if row else ""
 
     def seen(self, account: str, calendar: str, href: str, uid: str, etag: str) -> None:
         """The engine judged this version (or it needs nothing): remember its ETag."""
-        self._db().execute(
+        self.db.run(
             "INSERT INTO items (account, calendar, href, uid, etag) VALUES (?,?,?,?,?) "
             "ON CONFLICT (account, href) DO UPDATE SET calendar=excluded.calendar, "
             "uid=excluded.uid, etag=excluded.etag, dirty=0",
@@ -211,7 +181,7 @@ class BridgeState:
         """Handled versions that need no work: only the ETag moves (UIDs stay)."""
         if not etags:
             return
-        self._db().executemany(
+        self.db.run_many(
             "UPDATE items SET etag=? WHERE account=? AND href=?",
             [(etag, account, href) for href, etag in etags.items() if etag],
         )
@@ -228,7 +198,7 @@ class BridgeState:
         repeats: int = 0,
     ) -> None:
         """Our write-back produced version `etag`: it is handled, and ours."""
-        self._db().execute(
+        self.db.run(
             "INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,0) "
             "ON CONFLICT (account, href) DO UPDATE SET calendar=excluded.calendar, "
             "uid=excluded.uid, etag=excluded.etag, written_etag=excluded.written_etag, "
@@ -239,7 +209,7 @@ class BridgeState:
 
     def mark_dirty(self, account: str, calendar: str, href: str, uid: str) -> None:
         """Judge this event again next cycle (its result could not be written)."""
-        self._db().execute(
+        self.db.run(
             "INSERT INTO items (account, calendar, href, uid, dirty) VALUES (?,?,?,?,1) "
             "ON CONFLICT (account, href) DO UPDATE SET dirty=1",
             (account, calendar, href, uid),
@@ -249,10 +219,10 @@ class BridgeState:
         """(calendar, href) of the events to judge again."""
         return [
             (r[0], r[1])
-            for r in self._db().execute(
+            for r in self.db.query(
                 "SELECT calendar, href FROM items WHERE account=? AND dirty=1", (account,)
             )
         ]
 
     def drop_item(self, account: str, href: str) -> None:
-        self._db().execute("DELETE FROM items WHERE account=? AND href=?", (account, href))
+        self.db.run("DELETE FROM items WHERE account=? AND href=?", (account, href))

@@ -300,7 +300,7 @@ def writer(tmp_path):
     link = Link(account, server)  # type: ignore[arg-type]
     yield Writer(engine, state), link, server, state
     state.close()
-    engine.store._db().close()
+    engine.store.close()
 
 
 CAL = "/alice/cal/"

@@ -60,8 +60,9 @@ def test_the_save_only_queues_and_stays_linear_in_the_attendees(engine):
 def test_a_letter_is_built_when_it_is_sent(engine):
     key = EventKey("alice", CAL, f"{uuid.uuid4()}@t")
     engine.on_put(key, meeting(key.uid, 60))
-    [first, *_] = engine.store.due_mails(time.time())
-    mail = engine.store.claim_mail(first, "me:1:x", 60, lambda holder: True)
+    letters = engine.store.letters_queue
+    [first, *_] = letters.due(time.time())
+    mail = letters.claim(first, "me:1:x", 60, lambda holder: True)
     sender, raw = engine.mailing.render(mail)
     assert sender == "calendar@example.com"
     msg = email.message_from_bytes(raw, policy=policy.default)
@@ -96,17 +97,18 @@ def test_data_is_sent_at_most_once_even_when_a_sender_dies(engine):
             "",
         ),
     )
-    mail = store.claim_mail(mail_id, "host:1:a", 0.01, lambda holder: True)
+    letters = store.letters_queue
+    mail = letters.claim(mail_id, "host:1:a", 0.01, lambda holder: True)
     assert mail is not None and not mail.interrupted_in_data
-    assert store.mail_in_data(mail_id, "host:1:b") is False  # not the lease holder
-    assert store.mail_in_data(mail_id, "host:1:a") is True
-    assert store.mail_in_data(mail_id, "host:1:a") is False  # once
+    assert letters.start(mail_id, "host:1:b") is False  # not the lease holder
+    assert letters.start(mail_id, "host:1:a") is True
+    assert letters.start(mail_id, "host:1:a") is False  # once
     # The holder dies mid-DATA; the next worker learns that and must not send again.
-    taken = store.claim_mail(mail_id, "host:2:c", 60, lambda holder: False)
+    taken = letters.claim(mail_id, "host:2:c", 60, lambda holder: False)
     assert taken is not None and taken.interrupted_in_data
-    store.finish_mail(mail_id, "unknown", "interrupted")
-    assert store.claim_mail(mail_id, "host:3:d", 60, lambda holder: False) is None
-    assert store.due_mails(time.time() + 10) == []
+    letters.finish(mail_id, "unknown", "interrupted")
+    assert letters.claim(mail_id, "host:3:d", 60, lambda holder: False) is None
+    assert letters.due(time.time() + 10) == []
 
 
 def test_a_definite_refusal_lets_it_be_tried_again(engine):
@@ -121,14 +123,15 @@ def test_a_definite_refusal_lets_it_be_tried_again(engine):
             "",
         ),
     )
-    store.claim_mail(mail_id, "host:1:a", 60, lambda holder: True)
-    assert store.mail_in_data(mail_id, "host:1:a")
-    store.retry_mail(mail_id, "host:1:a", time.time() - 1, "451 try later")  # the server said no
-    again = store.claim_mail(mail_id, "host:1:a", 60, lambda holder: True)
+    letters = store.letters_queue
+    letters.claim(mail_id, "host:1:a", 60, lambda holder: True)
+    assert letters.start(mail_id, "host:1:a")
+    letters.retry(mail_id, "host:1:a", time.time() - 1, "451 try later")  # the server said no
+    again = letters.claim(mail_id, "host:1:a", 60, lambda holder: True)
     assert again is not None and not again.interrupted_in_data and again.tries == 1
-    assert store.mail_in_data(mail_id, "host:1:a")
-    store.finish_mail(mail_id, "sent")
-    rounds = store._db().execute("SELECT COUNT(*) FROM mail_rounds").fetchone()[0]
+    assert letters.start(mail_id, "host:1:a")
+    letters.finish(mail_id, "sent")
+    [(rounds,)] = store.db.query("SELECT COUNT(*) FROM mail_rounds")
     assert rounds == 0  # the event text goes with the round's last letter
 
 

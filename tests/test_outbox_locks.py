@@ -1,4 +1,4 @@
-"""The outbox's own lock: a job or letter that is done before its callback is added."""
+"""The outbox worker's own lock: a job or letter that is done before its callback is added."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import concurrent.futures
 import threading
 import types
 
-from radicale_meetplugin.protocol.outbox import Outbox
+from radicale_meetplugin.protocol.outbox import JOBS, LETTERS, Outbox
+from radicale_meetplugin.state.worker import Worker
 
 
 class InlineExecutor(concurrent.futures.Executor):
@@ -18,21 +19,38 @@ class InlineExecutor(concurrent.futures.Executor):
         return future
 
 
+class NoQueue:
+    """A queue whose rows are never there: the worker claims nothing."""
+
+    def claim(self, item_id, owner, lease, alive):
+        return None
+
+
 def outbox() -> Outbox:
-    box = Outbox(
-        types.SimpleNamespace(store=None),
+    """An outbox with jobs and letters whose pools run everything inline."""
+    worker = Worker()
+    real_add = worker.add
+
+    def add(name, queue, handler, *, workers, lease, pool=None):
+        real_add(name, NoQueue(), handler, workers=workers, lease=lease, pool=InlineExecutor())
+
+    worker.add = add  # type: ignore[method-assign]
+    engine = types.SimpleNamespace(
+        store=types.SimpleNamespace(jobs_queue=None, letters_queue=None),
+        mailing=object(),
+    )
+    mailer = types.SimpleNamespace(timeout=1)
+    return Outbox(
+        engine,  # type: ignore[arg-type]
         lambda job, outcome: [],
         workers=1,
         lease=60,
         retry_initial=1,
         retry_max_delay=10,
         retry_for=60,
+        mailer=mailer,  # type: ignore[arg-type]
+        worker=worker,
     )
-    box._pool = InlineExecutor()  # type: ignore[assignment]
-    box._mail_pool = InlineExecutor()  # type: ignore[assignment]
-    box._run = lambda job_id: None  # type: ignore[method-assign]
-    box._send = lambda mail_id: None  # type: ignore[method-assign]
-    return box
 
 
 def returns(call) -> bool:
@@ -46,26 +64,33 @@ def returns(call) -> bool:
 def test_a_job_done_before_submit_returns_does_not_deadlock():
     box = outbox()
     assert returns(lambda: box.submit([1, 2]))
-    assert box._running == {}  # forgotten once done
+    assert box.worker.lane(JOBS).running == {}  # forgotten once done
     assert returns(lambda: box.submit([1]))  # and can run again
 
 
 def test_a_letter_sent_before_submit_returns_does_not_deadlock():
     box = outbox()
     assert returns(lambda: box.submit_mails([7]))
-    assert box._sending == {}
+    assert box.worker.lane(LETTERS).running == {}
     assert box.sending() == []
 
 
 def test_a_finished_run_does_not_forget_a_newer_run_of_the_same_job():
-    box = outbox()
-    box._pool = concurrent.futures.ThreadPoolExecutor(1)
+    worker = Worker()
     release = threading.Event()
-    box._run = lambda job_id: release.wait(5)  # type: ignore[method-assign]
+
+    class Waiting(NoQueue):
+        def claim(self, item_id, owner, lease, alive):
+            release.wait(5)
+            return None
+
+    worker.add("job", Waiting(), lambda item, held: None, workers=1, lease=60)  # type: ignore[arg-type]
+    lane = worker.lane("job")
     old: concurrent.futures.Future = concurrent.futures.Future()
     old.set_result(None)
-    [new] = box.submit([3])
-    box._forget(box._running, 3, old)  # a stale callback of an earlier run
-    assert box._running.get(3) is new
+    [new] = worker.submit("job", [3])
+    worker._forget(lane, 3, old)  # a stale callback of an earlier run
+    assert lane.running.get(3) is new
     release.set()
     new.result(timeout=5)
+    worker.stop()

@@ -1,6 +1,6 @@
 """Which invitation letters an event change calls for (pure).
 
-`Sent` is what the attendees were last told (kept in sqlite per event);
+`Sent` is what the attendees were last told (kept in sqlite per event, state/letters.py);
 `View` is the event as it is now. `plan` compares them:
 
 - nothing told yet: a REQUEST ("invite") to every recipient;
@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import icalendar
 
 from radicale_meetplugin.core import address, ical
+from radicale_meetplugin.state.letters import Sent  # what was told, as the state file keeps it
 
 METHODS = {"invite": "REQUEST", "update": "REQUEST", "cancel": "CANCEL", "uninvite": "CANCEL"}
 # What an attendee's calendar shows: a change here is worth an update letter.
@@ -39,16 +40,6 @@ _CONTENT = (
     "LOCATION",
     "STATUS",
 )
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What the recipients were last told about the event."""
-
-    sequence: int
-    recipients: frozenset[str]
-    content: str
-    cancelled: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ method) — the "never twice" rule is that constraint: queuing is INSERT OR
 IGNORE, and the state, the round and its letters are written in one
 transaction. The letters themselves are built by the sender, outside any lock.
 
-A letter is claimed with a lease like an outbox job. Just before the SMTP DATA
-command the row is marked `in_data` (only by the lease holder, only once); a
+`mails` is a leased queue (queue.py) whose marker is `in_data`: just before the
+SMTP DATA command the row is marked (only by the lease holder, only once); a
 worker that finds a letter whose sender died after that point cannot know
 whether the SMTP server took it, and marks it `unknown` instead of sending it
-again: at most once, never twice.
+again: at most once, never twice. A finished letter keeps its final state.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from radicale_meetplugin.core.model import EventKey
-from radicale_meetplugin.mail.plan import Sent
+from radicale_meetplugin.state.db import Database
+from radicale_meetplugin.state.queue import QUEUED, LeasedQueue
 
 MAIL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS mail_state (
@@ -71,7 +73,17 @@ CREATE INDEX IF NOT EXISTS mails_due ON mails (state, next_at);
 CREATE INDEX IF NOT EXISTS mails_round ON mails (round_id, state);
 """
 
-QUEUED, SENT, FAILED, UNKNOWN = "queued", "sent", "failed", "unknown"
+SENT, FAILED, UNKNOWN = "sent", "failed", "unknown"  # a letter's final states (QUEUED: pending)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What the recipients were last told about the event."""
+
+    sequence: int
+    recipients: frozenset[str]
+    content: str
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,32 +135,74 @@ class Mail:
 Decide = Callable[[Told | None], Round]
 
 
-class MailQueue:
-    """Mixed into RecordStore: the same sqlite file, connections and transactions."""
+class LetterQueue(LeasedQueue[Mail]):
+    """The `mails` queue; the round's event text goes with its last letter."""
 
-    _db: Callable[[], sqlite3.Connection]
-    _tx: Callable[[], object]
+    def __init__(self, db: Database) -> None:
+        super().__init__(
+            db,
+            "mails",
+            ("owner", "calendar", "uid", "sequence", "recipient", "method", "kind", "round_id"),
+            _mail,
+            marker="in_data",
+            keep_done=True,
+        )
 
-    def mail_state(self, key: EventKey) -> Told | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
-                "WHERE owner=? AND calendar=? AND uid=?",
-                (key.owner, key.calendar, key.uid),
+    def finish(self, item_id: int, state: str = SENT, error: str = "") -> None:
+        """Sent, failed for good, or unknown."""
+        with self.db.transaction() as conn:
+            super().finish(item_id, state, error)
+            conn.execute(
+                "DELETE FROM mail_rounds WHERE id = (SELECT round_id FROM mails "
+                "WHERE id=?) AND NOT EXISTS (SELECT 1 FROM mails WHERE "
+                "round_id = mail_rounds.id AND state=?)",
+                (item_id, QUEUED),
             )
-            .fetchone()
+
+
+def _mail(conn: sqlite3.Connection, row: Mapping[str, Any]) -> Mail:
+    shown = conn.execute(
+        "SELECT snapshot, join_url FROM mail_rounds WHERE id=?", (row["round_id"],)
+    ).fetchone()
+    return Mail(
+        row["id"],
+        EventKey(row["owner"], row["calendar"], row["uid"]),
+        row["sequence"],
+        row["recipient"],
+        row["method"],
+        row["kind"],
+        row["round_id"],
+        shown[0] if shown else "",
+        shown[1] if shown else "",
+        row["tries"],
+        row["created_at"],
+        interrupted_in_data=bool(row["in_data"]),
+    )
+
+
+class Letters:
+    """What each event's people were told, and the letters' queue."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.queue = LetterQueue(db)
+
+    def state(self, key: EventKey) -> Told | None:
+        row = self.db.query_one(
+            "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
+            "WHERE owner=? AND calendar=? AND uid=?",
+            (key.owner, key.calendar, key.uid),
         )
         return _told(row) if row else None
 
-    def mail_round(self, key: EventKey, decide: Decide) -> list[int]:
+    def round(self, key: EventKey, decide: Decide) -> list[int]:
         """Read the event's state, decide its letters, store both: one transaction.
 
         Returns the ids of the letters queued now (a letter queued before for the
         same event, SEQUENCE, recipient and method is not queued again).
         """
-        with self._tx() as db:  # type: ignore[attr-defined]
-            row = db.execute(
+        with self.db.transaction() as conn:
+            row = conn.execute(
                 "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
                 "WHERE owner=? AND calendar=? AND uid=?",
                 (key.owner, key.calendar, key.uid),
@@ -157,7 +211,7 @@ class MailQueue:
             now = time.time()
             if decided.told is not None:
                 sent = decided.told.sent
-                db.execute(
+                conn.execute(
                     "INSERT OR REPLACE INTO mail_state (owner, calendar, uid, sequence, "
                     "recipients, content, cancelled, snapshot, updated_at) "
                     "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -175,184 +229,51 @@ class MailQueue:
                 )
             if not decided.letters:
                 return []
-            round_id = db.execute(
+            round_id = conn.execute(
                 "INSERT INTO mail_rounds (snapshot, join_url, created_at) VALUES (?,?,?)",
                 (decided.snapshot, decided.join_url, now),
             ).lastrowid
             ids = []
             for letter in decided.letters:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO mails (owner, calendar, uid, sequence, recipient, "
-                    "method, kind, round_id, next_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        key.owner,
-                        key.calendar,
-                        key.uid,
-                        letter.sequence,
-                        letter.recipient,
-                        letter.method,
-                        letter.kind,
-                        round_id,
-                        now,
-                        now,
-                    ),
+                mail_id = self.queue.insert(
+                    conn,
+                    {
+                        "owner": key.owner,
+                        "calendar": key.calendar,
+                        "uid": key.uid,
+                        "sequence": letter.sequence,
+                        "recipient": letter.recipient,
+                        "method": letter.method,
+                        "kind": letter.kind,
+                        "round_id": round_id,
+                    },
+                    unique=True,
                 )
-                if cursor.rowcount:
-                    ids.append(int(cursor.lastrowid or 0))
+                if mail_id is not None:
+                    ids.append(mail_id)
             if not ids:
-                db.execute("DELETE FROM mail_rounds WHERE id=?", (round_id,))
+                conn.execute("DELETE FROM mail_rounds WHERE id=?", (round_id,))
             return ids
 
-    def mail_keys_under(self, path: str) -> list[EventKey]:
+    def keys_under(self, path: str) -> list[EventKey]:
         """Events of the calendar at `path` (or below it) whose people hold invitations."""
         path = path.strip("/")
         like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-        rows = (
-            self._db()
-            .execute(
-                "SELECT owner, calendar, uid FROM mail_state WHERE cancelled=0 AND "
-                "(owner=? AND ?=0 OR calendar=? OR calendar LIKE ? ESCAPE '\\')",
-                (path, int("/" in path), path, like),
-            )
-            .fetchall()
+        rows = self.db.query(
+            "SELECT owner, calendar, uid FROM mail_state WHERE cancelled=0 AND "
+            "(owner=? AND ?=0 OR calendar=? OR calendar LIKE ? ESCAPE '\\')",
+            (path, int("/" in path), path, like),
         )
         return [EventKey(*row) for row in rows]
 
-    # --- the sender's side -------------------------------------------------------
-
-    def claim_mail(
-        self, mail_id: int, owner: str, lease: float, alive: Callable[[str], bool]
-    ) -> Mail | None:
-        now = time.time()
-        with self._tx() as db:  # type: ignore[attr-defined]
-            row = db.execute(
-                "SELECT state, lease_owner, lease_until, in_data FROM mails WHERE id=?", (mail_id,)
-            ).fetchone()
-            if row is None or row[0] != QUEUED:
-                return None
-            state, holder, until, in_data = row
-            if holder and holder != owner and until > now and alive(holder):
-                return None
-            db.execute(
-                "UPDATE mails SET lease_owner=?, lease_until=? WHERE id=?",
-                (owner, now + lease, mail_id),
-            )
-            row = db.execute(
-                "SELECT m.id, m.owner, m.calendar, m.uid, m.sequence, m.recipient, m.method, "
-                "m.kind, m.round_id, COALESCE(r.snapshot, ''), COALESCE(r.join_url, ''), "
-                "m.tries, m.created_at FROM mails m LEFT JOIN mail_rounds r ON r.id = m.round_id "
-                "WHERE m.id=?",
-                (mail_id,),
-            ).fetchone()
-        (
-            mid,
-            o,
-            c,
-            u,
-            seq,
-            recipient,
-            method,
-            kind,
-            round_id,
-            snapshot,
-            join_url,
-            tries,
-            created,
-        ) = row
-        return Mail(
-            mid,
-            EventKey(o, c, u),
-            seq,
-            recipient,
-            method,
-            kind,
-            round_id,
-            snapshot,
-            join_url,
-            tries,
-            created,
-            interrupted_in_data=bool(in_data),
-        )
-
-    def mail_in_data(self, mail_id: int, owner: str) -> bool:
-        """About to send DATA: allowed once, and only to the lease holder."""
-        with self._tx() as db:  # type: ignore[attr-defined]
-            return (
-                db.execute(
-                    "UPDATE mails SET in_data=1 WHERE id=? AND lease_owner=? AND in_data=0 "
-                    "AND state=?",
-                    (mail_id, owner, QUEUED),
-                ).rowcount
-                == 1
-            )
-
-    def retry_mail(self, mail_id: int, owner: str, next_at: float, error: str) -> None:
-        """The SMTP server did not take it (and said so): try again later."""
-        with self._tx() as db:  # type: ignore[attr-defined]
-            db.execute(
-                "UPDATE mails SET tries = tries + 1, next_at=?, last_error=?, "
-                "lease_owner='', lease_until=0, in_data=0 "
-                "WHERE id=? AND lease_owner=? AND state=?",
-                (next_at, error[:200], mail_id, owner, QUEUED),
-            )
-
-    def finish_mail(self, mail_id: int, state: str, error: str = "") -> None:
-        """Sent, failed for good, or unknown. The round's text goes with its last letter."""
-        with self._tx() as db:  # type: ignore[attr-defined]
-            db.execute(
-                "UPDATE mails SET state=?, last_error=?, lease_owner='', "
-                "lease_until=0, done_at=?, tries = tries + 1 WHERE id=?",
-                (state, error[:200], time.time(), mail_id),
-            )
-            db.execute(
-                "DELETE FROM mail_rounds WHERE id = (SELECT round_id FROM mails "
-                "WHERE id=?) AND NOT EXISTS (SELECT 1 FROM mails WHERE "
-                "round_id = mail_rounds.id AND state=?)",
-                (mail_id, QUEUED),
-            )
-
-    def due_mails(self, now: float, limit: int = 100) -> list[int]:
-        rows = (
-            self._db()
-            .execute(
-                "SELECT id FROM mails WHERE state=? AND next_at <= ? "
-                "AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?",
-                (QUEUED, now, now, limit),
-            )
-            .fetchall()
-        )
-        return [r[0] for r in rows]
-
-    def mails_held_by_others(self, owner: str) -> list[tuple[int, str]]:
-        return (
-            self._db()
-            .execute(
-                "SELECT id, lease_owner FROM mails WHERE state=? AND lease_owner NOT IN ('', ?)",
-                (QUEUED, owner),
-            )
-            .fetchall()
-        )
-
-    def next_mail_at(self) -> float | None:
-        row = (
-            self._db()
-            .execute("SELECT MIN(MAX(next_at, lease_until)) FROM mails WHERE state=?", (QUEUED,))
-            .fetchone()
-        )
-        return row[0] if row else None
-
-    def mails(self, key: EventKey | None = None) -> list[tuple]:
+    def listing(self, key: EventKey | None = None) -> list[tuple]:
         """(id, uid, sequence, recipient, method, kind, state, tries) for admins and tests."""
         sql = "SELECT id, uid, sequence, recipient, method, kind, state, tries FROM mails"
         if key is None:
-            return self._db().execute(sql + " ORDER BY id").fetchall()
-        return (
-            self._db()
-            .execute(
-                sql + " WHERE owner=? AND calendar=? AND uid=? ORDER BY id",
-                (key.owner, key.calendar, key.uid),
-            )
-            .fetchall()
+            return self.db.query(sql + " ORDER BY id")
+        return self.db.query(
+            sql + " WHERE owner=? AND calendar=? AND uid=? ORDER BY id",
+            (key.owner, key.calendar, key.uid),
         )
 
 

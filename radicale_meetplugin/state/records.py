@@ -1,24 +1,26 @@
-"""The conference record and the outbox, in one sqlite file.
+"""The conference records, the provider jobs and the suspects, in one sqlite file.
 
 `conferences`: which conference belongs to which (owner, calendar, UID) — the
-source of truth. `jobs`: provider calls still to make (the outbox). The
-invitation letters' tables (`mail_state`, `mail_rounds`, `mails`) are in
-mail_queue.py. A record
-and the job that serves it are written in one transaction, so a crash never
-leaves one without the other. WAL mode, one connection per thread; safe for
-several Radicale processes sharing one storage folder.
+source of truth. `jobs`: provider calls still to make (the outbox), a leased
+queue (queue.py) whose marker `interrupted` is set just before the provider
+call. `suspects`: creates whose outcome is unknown. The invitation letters'
+tables are in letters.py, in the same file. A record and the job that serves it
+are written in one transaction, so a crash never leaves one without the other;
+every write method also joins the caller's `transaction()`, so the effects of
+one save can be committed together. Safe for several Radicale processes
+sharing one storage folder (db.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
 from radicale_meetplugin.core.model import (
     ActionKind,
@@ -29,10 +31,11 @@ from radicale_meetplugin.core.model import (
     Record,
     RecordState,
 )
-from radicale_meetplugin.state.letters import MAIL_SCHEMA, MailQueue
+from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.letters import MAIL_SCHEMA, Decide, LetterQueue, Letters, Told
+from radicale_meetplugin.state.queue import LeasedQueue
 
-SCHEMA_VERSION = 3
-_SCHEMA = """
+_CONFERENCES = """
 CREATE TABLE IF NOT EXISTS conferences (
     owner TEXT NOT NULL,
     calendar TEXT NOT NULL,
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS conferences (
     updated_at REAL NOT NULL,
     PRIMARY KEY (owner, calendar, uid)
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -81,9 +85,20 @@ CREATE TABLE IF NOT EXISTS suspects (
     at REAL NOT NULL
 );
 """
-_JOB_COLUMNS = (
-    "id, kind, owner, calendar, uid, provider, attempt, meeting, conference, old, "
-    "href, tries, created_at, last_error, interrupted"
+# 1: the records; 2: the outbox and the suspects; 3: the invitation letters.
+SCHEMA = Schema((_CONFERENCES, _JOBS, MAIL_SCHEMA))
+SCHEMA_VERSION = SCHEMA.version
+_JOB_PAYLOAD = (
+    "kind",
+    "owner",
+    "calendar",
+    "uid",
+    "provider",
+    "attempt",
+    "meeting",
+    "conference",
+    "old",
+    "href",
 )
 
 
@@ -105,39 +120,37 @@ def _meeting(text: str) -> Meeting | None:
     return Meeting(**data)
 
 
-def _job(row: tuple) -> Job:
-    (
-        job_id,
-        kind,
-        owner,
-        calendar,
-        uid,
-        provider,
-        attempt,
-        meeting,
-        conference,
-        old,
-        href,
-        tries,
-        created_at,
-        last_error,
-        interrupted,
-    ) = row
+def _job(_conn: sqlite3.Connection, row: Mapping[str, Any]) -> Job:
     return Job(
-        job_id,
-        ActionKind(kind),
-        EventKey(owner, calendar, uid),
-        provider,
-        attempt,
-        _meeting(meeting),
-        _conference(conference),
-        _conference(old),
-        href,
-        tries,
-        created_at,
-        last_error,
-        bool(interrupted),
+        row["id"],
+        ActionKind(row["kind"]),
+        EventKey(row["owner"], row["calendar"], row["uid"]),
+        row["provider"],
+        row["attempt"],
+        _meeting(row["meeting"]),
+        _conference(row["conference"]),
+        _conference(row["old"]),
+        row["href"],
+        row["tries"],
+        row["created_at"],
+        row["last_error"],
+        bool(row["interrupted"]),
     )
+
+
+def _job_values(job: Job) -> dict[str, Any]:
+    return {
+        "kind": job.kind.value,
+        "owner": job.key.owner,
+        "calendar": job.key.calendar,
+        "uid": job.key.uid,
+        "provider": job.provider,
+        "attempt": job.attempt,
+        "meeting": _dump(job.meeting),
+        "conference": _dump(job.conference),
+        "old": _dump(job.old),
+        "href": job.href,
+    }
 
 
 _COLUMNS = (
@@ -174,56 +187,38 @@ def _record(row: tuple) -> Record:
     )
 
 
-class RecordStore(MailQueue):
-    def __init__(self, path: str) -> None:
+class RecordStore:
+    def __init__(self, path: str, *, pool: int = 8) -> None:
         self.path = path
-        self._local = threading.local()
-        db = self._db()
-        db.executescript(_SCHEMA + MAIL_SCHEMA)  # commits by itself
-        db.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        # Short waits: callers may hold Radicale's global lock; past this the
+        # event is stored as sent rather than freezing every user.
+        self.db = Database(path, SCHEMA, timeout=5.0, pool=pool)
+        self.jobs_queue: LeasedQueue[Job] = LeasedQueue(
+            self.db, "jobs", _JOB_PAYLOAD, _job, marker="interrupted"
         )
+        self.letters = Letters(self.db)
+        self.letters_queue: LetterQueue = self.letters.queue
 
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            # Short waits: callers may hold Radicale's global lock; past this the
-            # event is stored as sent rather than freezing every user.
-            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            self._local.db = db
-        return db
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One transaction for several writes on this thread (each write method joins it)."""
+        return self.db.transaction()
 
-    class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
+    def close(self) -> None:
+        """Release every connection; the store is not used afterwards."""
+        self.db.close()
 
-        def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
-            return self.db
-
-        def __exit__(self, exc_type, exc, tb) -> None:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-    def _tx(self) -> RecordStore._Tx:
-        return self._Tx(self._db())
+    # --- records ---------------------------------------------------------------
 
     def get(self, key: EventKey) -> Record | None:
-        row = (
-            self._db()
-            .execute(
-                f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-                (key.owner, key.calendar, key.uid),
-            )
-            .fetchone()
+        row = self.db.query_one(
+            f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND calendar=? AND uid=?",
+            (key.owner, key.calendar, key.uid),
         )
         return _record(row) if row else None
 
     def put(self, record: Record) -> None:
         conf = record.conference
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -246,7 +241,7 @@ class RecordStore(MailQueue):
         """Record the intent and its job in one transaction, before any provider call."""
         attempt = uuid.uuid4().hex
         job = dataclasses.replace(job, attempt=attempt)
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -267,34 +262,16 @@ class RecordStore(MailQueue):
             return self._insert_job(db, job)
 
     def _insert_job(self, db: sqlite3.Connection, job: Job) -> Job:
-        now = time.time()
-        cursor = db.execute(
-            "INSERT INTO jobs (kind, owner, calendar, uid, provider, attempt, meeting, conference, "
-            "old, href, next_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                job.kind.value,
-                job.key.owner,
-                job.key.calendar,
-                job.key.uid,
-                job.provider,
-                job.attempt,
-                _dump(job.meeting),
-                _dump(job.conference),
-                _dump(job.old),
-                job.href,
-                now,
-                now,
-            ),
-        )
-        return dataclasses.replace(job, id=int(cursor.lastrowid or 0), created_at=now)
+        job_id = self.jobs_queue.insert(db, _job_values(job))
+        return dataclasses.replace(job, id=job_id or 0, created_at=time.time())
 
     def enqueue(self, job: Job) -> Job:
-        with self._tx() as db:
+        with self.db.transaction() as db:
             return self._insert_job(db, job)
 
     def drop(self, key: EventKey, then: Job | None = None) -> Job | None:
         """Forget the record; with `then`, queue its conference's deletion atomically."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
                 (key.owner, key.calendar, key.uid),
@@ -307,7 +284,7 @@ class RecordStore(MailQueue):
         `record` None forgets it. False means the event moved on meanwhile
         (deleted, or another attempt): the caller owns what the provider made.
         """
-        with self._tx() as db:
+        with self.db.transaction() as db:
             row = db.execute(
                 "SELECT attempt, state FROM conferences WHERE owner=? AND calendar=? AND uid=?",
                 (key.owner, key.calendar, key.uid),
@@ -343,7 +320,7 @@ class RecordStore(MailQueue):
 
     def abandon_attempt(self, key: EventKey, attempt: str, orphan: Job) -> Job:
         """The attempt made a conference nobody wants: forget it, queue its deletion."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=? "
                 "AND attempt=? AND state=?",
@@ -351,74 +328,23 @@ class RecordStore(MailQueue):
             )
             return self._insert_job(db, orphan)
 
-    # --- the outbox ----------------------------------------------------------
+    # --- the provider jobs (run by the outbox through `jobs_queue`) -----------------
 
-    def claim(
-        self, job_id: int, owner: str, lease: float, alive: Callable[[str], bool]
-    ) -> Job | None:
-        """Take the job for `lease` seconds, unless a live worker holds it.
+    def jobs(self) -> list[Job]:
+        return self.jobs_queue.items()
 
-        A job whose holder died (lease run out, or its process is gone) is
-        taken over and marked `interrupted`: its last call's outcome is unknown.
-        """
-        now = time.time()
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT lease_owner, lease_until FROM jobs WHERE id=?", (job_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            holder, until = row
-            if holder and holder != owner and until > now and alive(holder):
-                return None
-            interrupted = bool(holder) and holder != owner
-            db.execute(
-                "UPDATE jobs SET lease_owner=?, lease_until=?, "
-                "interrupted = interrupted OR ? WHERE id=?",
-                (owner, now + lease, int(interrupted), job_id),
-            )
-            row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
-            return _job(row)
-
-    def reschedule(self, job_id: int, owner: str, next_at: float, error: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET tries = tries + 1, next_at=?, last_error=?, "
-                "lease_owner='', lease_until=0, interrupted=0 "
-                "WHERE id=? AND lease_owner=?",
-                (next_at, error[:200], job_id, owner),
-            )
-
-    def finish_job(self, job_id: int) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
-
-    def due_jobs(self, now: float, limit: int = 100) -> list[int]:
-        rows = (
-            self._db()
-            .execute(
-                "SELECT id FROM jobs WHERE next_at <= ? AND (lease_owner = '' OR lease_until <= ?) "
-                "ORDER BY next_at LIMIT ?",
-                (now, now, limit),
-            )
-            .fetchall()
-        )
-        return [r[0] for r in rows]
-
-    def held_by_others(self, owner: str) -> list[tuple[int, str]]:
+    def pending_job_for(self, key: EventKey, attempt: str) -> bool:
         return (
-            self._db()
-            .execute("SELECT id, lease_owner FROM jobs WHERE lease_owner NOT IN ('', ?)", (owner,))
-            .fetchall()
+            self.db.query_one(
+                "SELECT 1 FROM jobs WHERE owner=? AND calendar=? AND uid=? AND attempt=? LIMIT 1",
+                (key.owner, key.calendar, key.uid, attempt),
+            )
+            is not None
         )
-
-    def next_due_at(self) -> float | None:
-        row = self._db().execute("SELECT MIN(MAX(next_at, lease_until)) FROM jobs").fetchone()
-        return row[0] if row else None
 
     def add_suspect(self, job: Job, reason: str) -> None:
         """A create whose outcome is unknown: the provider may hold a room nobody knows of."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "INSERT INTO suspects (provider, owner, calendar, uid, attempt, reason, at) "
                 "VALUES (?,?,?,?,?,?,?)",
@@ -434,38 +360,16 @@ class RecordStore(MailQueue):
             )
 
     def suspects(self) -> list[tuple[str, EventKey, str, float]]:
-        rows = (
-            self._db()
-            .execute("SELECT provider, owner, calendar, uid, reason, at FROM suspects ORDER BY id")
-            .fetchall()
+        rows = self.db.query(
+            "SELECT provider, owner, calendar, uid, reason, at FROM suspects ORDER BY id"
         )
         return [(p, EventKey(o, c, u), r, at) for p, o, c, u, r, at in rows]
 
     def forget_suspects(self) -> int:
-        with self._tx() as db:
+        with self.db.transaction() as db:
             return db.execute("DELETE FROM suspects").rowcount
 
-    def jobs(self) -> list[Job]:
-        rows = self._db().execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id").fetchall()
-        return [_job(r) for r in rows]
-
-    def pending_job_for(self, key: EventKey, attempt: str) -> bool:
-        return (
-            self._db()
-            .execute(
-                "SELECT 1 FROM jobs WHERE owner=? AND calendar=? AND uid=? AND attempt=? LIMIT 1",
-                (key.owner, key.calendar, key.uid, attempt),
-            )
-            .fetchone()
-            is not None
-        )
-
-    def delete(self, key: EventKey) -> None:
-        with self._tx() as db:
-            db.execute(
-                "DELETE FROM conferences WHERE owner=? AND calendar=? AND uid=?",
-                (key.owner, key.calendar, key.uid),
-            )
+    # --- events that move ----------------------------------------------------------
 
     def move(self, old: EventKey, new: EventKey) -> Job | None:
         """The record, its queued jobs and its letters' state follow the event to `new`.
@@ -473,7 +377,7 @@ class RecordStore(MailQueue):
         A record the move overwrites loses its conference: its deletion is
         queued in the same transaction and returned.
         """
-        with self._tx() as db:
+        with self.db.transaction() as db:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND calendar=? AND uid=?",
                 (new.owner, new.calendar, new.uid),
@@ -508,46 +412,34 @@ class RecordStore(MailQueue):
                 )
         return None
 
-    def transaction(self) -> contextlib.AbstractContextManager[object]:
-        """Effects committed together. (Each write still commits on its own here.)"""
-        return contextlib.nullcontext()
-
     def find_adoptable(self, key: EventKey, conference_id: str) -> Record | None:
         """The owner's active record of this UID and conference in another calendar (read only)."""
-        row = (
-            self._db()
-            .execute(
-                f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND uid=? AND calendar<>? "
-                "AND conference_id=? AND state=? LIMIT 1",
-                (key.owner, key.uid, key.calendar, conference_id, RecordState.ACTIVE.value),
-            )
-            .fetchone()
+        row = self.db.query_one(
+            f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND uid=? AND calendar<>? "
+            "AND conference_id=? AND state=? LIMIT 1",
+            (key.owner, key.uid, key.calendar, conference_id, RecordState.ACTIVE.value),
         )
         return _record(row) if row else None
 
     def sharing(self, key: EventKey, conference: Conference) -> list[EventKey]:
         """Other events whose active record holds the same conference (copies of one event)."""
-        rows = (
-            self._db()
-            .execute(
-                "SELECT owner, calendar, uid FROM conferences WHERE provider=? AND "
-                "conference_id=? AND state=? AND NOT (owner=? AND calendar=? AND uid=?)",
-                (
-                    conference.provider,
-                    conference.conference_id,
-                    RecordState.ACTIVE.value,
-                    key.owner,
-                    key.calendar,
-                    key.uid,
-                ),
-            )
-            .fetchall()
+        rows = self.db.query(
+            "SELECT owner, calendar, uid FROM conferences WHERE provider=? AND "
+            "conference_id=? AND state=? AND NOT (owner=? AND calendar=? AND uid=?)",
+            (
+                conference.provider,
+                conference.conference_id,
+                RecordState.ACTIVE.value,
+                key.owner,
+                key.calendar,
+                key.uid,
+            ),
         )
         return [EventKey(*row) for row in rows]
 
     def copy_letters(self, old: EventKey, new: EventKey) -> None:
         """A copy of the event knows what its people were told (so it tells them nothing twice)."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO mail_state (owner, calendar, uid, sequence, recipients, "
                 "content, cancelled, snapshot, updated_at) SELECT ?, ?, ?, sequence, recipients, "
@@ -558,41 +450,49 @@ class RecordStore(MailQueue):
 
     def forget_letters(self, key: EventKey) -> None:
         """Forget what this event's people were told (another copy of it tells them now)."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "DELETE FROM mail_state WHERE owner=? AND calendar=? AND uid=?",
                 (key.owner, key.calendar, key.uid),
             )
 
+    # --- listings --------------------------------------------------------------------
+
     def under(self, path: str) -> list[Record]:
         """Records of the calendar at `path` and of every calendar below it."""
         path = path.strip("/")
         if "/" not in path:  # a principal: everything the user owns
-            rows = (
-                self._db()
-                .execute(f"SELECT {_COLUMNS} FROM conferences WHERE owner=?", (path,))
-                .fetchall()
-            )
+            rows = self.db.query(f"SELECT {_COLUMNS} FROM conferences WHERE owner=?", (path,))
         else:
             like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-            rows = (
-                self._db()
-                .execute(
-                    f"SELECT {_COLUMNS} FROM conferences WHERE calendar=? OR calendar LIKE ? ESCAPE '\\'",
-                    (path, like),
-                )
-                .fetchall()
+            rows = self.db.query(
+                f"SELECT {_COLUMNS} FROM conferences "
+                "WHERE calendar=? OR calendar LIKE ? ESCAPE '\\'",
+                (path, like),
             )
         return [_record(r) for r in rows]
 
     def has_calendar(self, calendar: str) -> bool:
         return (
-            self._db()
-            .execute("SELECT 1 FROM conferences WHERE calendar=? LIMIT 1", (calendar,))
-            .fetchone()
+            self.db.query_one("SELECT 1 FROM conferences WHERE calendar=? LIMIT 1", (calendar,))
             is not None
         )
 
     def all(self) -> Iterator[Record]:
-        for row in self._db().execute(f"SELECT {_COLUMNS} FROM conferences"):
+        # Read at once: a connection is never held while the caller works on the rows.
+        for row in self.db.query(f"SELECT {_COLUMNS} FROM conferences"):
             yield _record(row)
+
+    # --- invitation letters (letters.py) -------------------------------------------
+
+    def mail_state(self, key: EventKey) -> Told | None:
+        return self.letters.state(key)
+
+    def mail_round(self, key: EventKey, decide: Decide) -> list[int]:
+        return self.letters.round(key, decide)
+
+    def mail_keys_under(self, path: str) -> list[EventKey]:
+        return self.letters.keys_under(path)
+
+    def mails(self, key: EventKey | None = None) -> list[tuple]:
+        return self.letters.listing(key)

@@ -4,8 +4,9 @@
 - ``POST /conferences`` -> 201 ``{id, join_url, waiting_room_level}``;
   403 ``ApiRestrictedToOrganizations`` for a personal account;
 - ``GET``/``PATCH``/``DELETE /conferences/{id}``; 404 ``ConferenceNotFound``;
-- every call is recorded, faults can be injected, and a call can be held open
-  until the test releases it (``hold``), so tests await events, never sleep.
+- every call is recorded, faults can be injected (an error status, no answer,
+  an answer lost after the call was done), and a call can be held open until
+  the test releases it (``hold``), so tests await events, never sleep.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Fault:
     times: int = 1
     raw: bytes | None = None  # a non-JSON body
     hang: bool = False  # answer nothing until the client gives up (a timeout)
+    lose: bool = False  # do the call, then close the connection without an answer
 
 
 @dataclass
@@ -112,6 +114,11 @@ class TelemostEmulator:
         with self._lock:
             self.faults.append(Fault(method, 0, times=times, hang=True))
 
+    def lose_answer_next(self, method: str, times: int = 1) -> None:
+        """The next calls are done, then the connection closes with no answer (a proxy reset)."""
+        with self._lock:
+            self.faults.append(Fault(method, 0, times=times, lose=True))
+
     def down(self) -> None:
         """Stop listening: connections are refused until `up`."""
         self.server.shutdown()
@@ -154,6 +161,7 @@ class TelemostEmulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            lose_answer = False
 
             def log_message(self, *args) -> None:  # quiet
                 pass
@@ -167,6 +175,9 @@ class TelemostEmulator:
                 raw: bytes | None = None,
             ) -> None:
                 call.status = status
+                if self.lose_answer:  # done, but the answer never leaves
+                    self.close_connection = True
+                    return
                 data = (
                     raw
                     if raw is not None
@@ -228,7 +239,8 @@ class TelemostEmulator:
                     call.status = -1
                     self.close_connection = True
                     return None
-                if fault is not None:
+                self.lose_answer = fault is not None and fault.lose
+                if fault is not None and not fault.lose:
                     return self._reply(call, fault.status, fault.body, fault.headers, fault.raw)
                 if not self.path.startswith(PREFIX + "/conferences"):
                     return self._reply(call, 404, error_body("NotFound", "Not found", "Не найдено"))

@@ -25,7 +25,7 @@ C2 = Conference("telemost", "222", "https://telemost.yandex.ru/j/222")
 def engine(tmp_path):
     engine = build_engine("", str(tmp_path / "state"))
     yield engine
-    engine.store._db().close()
+    engine.store.close()
 
 
 def test_a_late_update_of_an_old_room_leaves_the_newer_rooms_record(engine):
@@ -54,7 +54,7 @@ def telemost_engine(tmp_path, monkeypatch):
     conf.write_text("[provider:telemost]\ntoken_env = MEETPLUGIN_TEST_TOKEN\n")
     engine = build_engine(str(conf), str(tmp_path / "state"))
     yield engine
-    engine.store._db().close()
+    engine.store.close()
 
 
 def pending_create(engine, uid: str):

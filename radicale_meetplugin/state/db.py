@@ -1,0 +1,267 @@
+"""One sqlite file: a bounded pool of connections, joinable transactions, a versioned schema.
+
+Used by the plugin's record store and by the bridge's own state. A connection is
+checked out for one statement or one transaction and returned at once, so every
+thread (Radicale serves each request in a new one) reuses the same few
+connections instead of opening its own. WAL mode, `synchronous=NORMAL` and a
+busy timeout make the file safe for several processes sharing it.
+
+`transaction()` is `BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on an error).
+Opened again on a thread that is already inside one, it joins it as a
+savepoint: the outer transaction commits everything at once, and a failure
+inside the inner block undoes only that block. Reads on that thread see the
+transaction's own writes.
+
+The schema is a list of steps: step N brings the file from version N-1 to N.
+At open, the steps the file has not seen run in one transaction and
+`meta.schema_version` records the result.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The ordered steps of a file's schema; its version is the number of steps."""
+
+    steps: Sequence[str]
+
+    @property
+    def version(self) -> int:
+        return len(self.steps)
+
+
+def statements(script: str) -> Iterator[str]:
+    """The complete SQL statements of a script, one by one (no implicit COMMIT)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip().rstrip(";").strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement: {buffer.strip()[:60]}")
+
+
+class _Pool:
+    """At most `size` connections, reused by every thread; a thread waits for a free one."""
+
+    def __init__(self, open_one, size: int, wait: float) -> None:
+        self._open = open_one
+        self.size = max(1, size)
+        self._wait = wait
+        self._idle: list[sqlite3.Connection] = []
+        self._count = 0  # open connections, idle or checked out
+        self.opened = 0  # connections ever opened (for tests and diagnostics)
+        self._closed = False
+        self._cond = threading.Condition(threading.Lock())
+
+    @property
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def get(self) -> sqlite3.Connection:
+        deadline = time.monotonic() + self._wait
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the database is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < self.size:
+                    self._count += 1
+                    self.opened += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise sqlite3.OperationalError("database is busy: no free connection")
+                self._cond.wait(left)
+        try:
+            return self._open()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+
+    def put(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # a failed COMMIT: never hand a half transaction on
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        with self._cond:
+            if not self._closed:
+                self._idle.append(conn)
+                self._cond.notify()
+                return
+            self._count -= 1
+        conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections now and the others when they come back."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._cond.notify_all()
+        for conn in idle:
+            conn.close()
+
+
+@dataclass
+class _Open:
+    """The transaction a thread has open: its connection and how deep it is nested."""
+
+    conn: sqlite3.Connection
+    depth: int = 0
+
+
+class Database:
+    def __init__(self, path: str, schema: Schema, *, timeout: float = 5.0, pool: int = 8) -> None:
+        self.path = path
+        self.schema = schema
+        self.timeout = timeout
+        self._pool = _Pool(self._connect, pool, timeout)
+        self._local = threading.local()  # only the open transaction, never a connection
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self) -> None:
+        with self.connection() as conn:
+            conn.execute(_META)
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row and str(row[0]).isdigit() else 0
+            if version >= self.schema.version:
+                return  # up to date (or written by a newer version: left as it is)
+            for step in self.schema.steps[version:]:
+                for statement in statements(step):
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                (str(self.schema.version),),
+            )
+
+    @property
+    def version(self) -> int:
+        row = self.query_one("SELECT value FROM meta WHERE key='schema_version'")
+        return int(row[0]) if row else 0
+
+    # --- connections and transactions -------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for a few statements: the thread's open transaction's, else a pooled one."""
+        open_tx: _Open | None = getattr(self._local, "tx", None)
+        if open_tx is not None:
+            yield open_tx.conn
+            return
+        conn = self._pool.get()
+        try:
+            yield conn
+        finally:
+            self._pool.put(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; inside an open one on this thread, a savepoint of it."""
+        open_tx: _Open | None = getattr(self._local, "tx", None)
+        if open_tx is not None:
+            open_tx.depth += 1
+            name = f"nested_{open_tx.depth}"
+            conn = open_tx.conn
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE {name}")
+            finally:
+                open_tx.depth -= 1
+            return
+        conn = self._pool.get()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._local.tx = _Open(conn)
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                self._local.tx = None
+        finally:
+            self._pool.put(conn)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Has this thread a transaction open?"""
+        return getattr(self._local, "tx", None) is not None
+
+    # --- one statement ------------------------------------------------------------
+
+    def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        with self.connection() as conn:
+            return conn.execute(sql, tuple(params)).fetchall()
+
+    def query_one(self, sql: str, params: Iterable = ()) -> tuple | None:
+        with self.connection() as conn:
+            return conn.execute(sql, tuple(params)).fetchone()
+
+    def run(self, sql: str, params: Iterable = ()) -> int:
+        """One write on its own (autocommit) or in this thread's transaction; the row count."""
+        with self.connection() as conn:
+            return conn.execute(sql, tuple(params)).rowcount
+
+    def run_many(self, sql: str, rows: Iterable[Iterable]) -> None:
+        with self.connection() as conn:
+            conn.executemany(sql, (tuple(r) for r in rows))
+
+    # --- the pool -----------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (idle or in use)."""
+        return self._pool.count
+
+    @property
+    def opened(self) -> int:
+        """Connections opened since the start."""
+        return self._pool.opened
+
+    def close(self) -> None:
+        """Release every connection (those in use when they come back)."""
+        self._pool.close()

@@ -1,0 +1,241 @@
+"""The generic leased queue and the worker that serves several of them, on a real sqlite file."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+import time
+
+import pytest
+
+from radicale_meetplugin import bootstrap
+from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.queue import LeasedQueue
+from radicale_meetplugin.state.worker import Held, Worker, backoff
+
+TABLES = """
+CREATE TABLE chores (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    what TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    lease_owner TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    busy INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'queued',
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    lease_owner TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    sending INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    done_at REAL NOT NULL DEFAULT 0
+);
+"""
+
+
+def as_dict(_conn, row):
+    return dict(row)
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(str(tmp_path / "q.sqlite"), Schema((TABLES,)))
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def chores(db):
+    """Rows deleted when done; marker `busy`."""
+    return LeasedQueue(db, "chores", ("what",), as_dict, marker="busy")
+
+
+@pytest.fixture
+def notes(db):
+    """Rows kept with their final state; marker `sending`."""
+    return LeasedQueue(db, "notes", ("text",), as_dict, marker="sending", keep_done=True)
+
+
+ALIVE, DEAD = (lambda holder: True), (lambda holder: False)
+
+
+def test_a_row_is_leased_to_one_worker_until_it_is_done(chores):
+    i = chores.add({"what": "sweep"})
+    assert chores.due(time.time()) == [i]
+    row = chores.claim(i, "h:1:a", 60, ALIVE)
+    assert row is not None and row["what"] == "sweep" and row["busy"] == 0
+    assert chores.claim(i, "h:2:b", 60, ALIVE) is None  # a live holder keeps it
+    assert chores.due(time.time()) == []
+    assert chores.held_by_others("h:2:b") == [(i, "h:1:a")]
+    assert chores.held_by_others("h:1:a") == []
+    chores.finish(i)
+    assert chores.claim(i, "h:2:b", 60, ALIVE) is None  # gone
+    assert chores.items() == [] and chores.next_at() is None
+
+
+def test_a_dead_holder_loses_its_lease_and_its_marker_tells_the_next_one(chores):
+    i = chores.add({"what": "call"})
+    assert chores.claim(i, "h:1:a", 60, ALIVE) is not None
+    assert chores.start(i, "h:2:b") is False  # only the holder marks
+    assert chores.start(i, "h:1:a") is True
+    assert chores.start(i, "h:1:a") is False  # once
+    taken = chores.claim(i, "h:2:b", 60, DEAD)  # h:1 died during the call
+    assert taken is not None and taken["busy"] == 1  # the outcome of its step is unknown
+    chores.retry(i, "h:1:a", time.time() - 1, "late")  # the old holder cannot touch it any more
+    assert chores.items()[0]["tries"] == 0
+
+
+def test_an_expired_lease_is_taken_over_even_from_a_live_holder(chores):
+    i = chores.add({"what": "slow"})
+    assert chores.claim(i, "h:1:a", 0.01, ALIVE) is not None
+    time.sleep(0.05)  # the lease itself must run out: nothing to await
+    assert chores.due(time.time()) == [i]
+    taken = chores.claim(i, "h:2:b", 60, ALIVE)
+    assert taken is not None and taken["busy"] == 0  # it never started its step
+
+
+def test_a_retry_frees_the_row_for_later_and_clears_the_marker(chores):
+    i = chores.add({"what": "flaky"})
+    chores.claim(i, "h:1:a", 60, ALIVE)
+    chores.start(i, "h:1:a")
+    later = time.time() + 100
+    chores.retry(i, "h:1:a", later, "x" * 500)
+    [row] = chores.items()
+    assert row["tries"] == 1 and row["busy"] == 0 and len(row["last_error"]) == 200
+    assert chores.due(time.time()) == [] and chores.due(later) == [i]
+    assert chores.next_at() == pytest.approx(later)
+
+
+def test_a_queue_that_keeps_its_rows_records_their_final_state(notes, db):
+    first = notes.add({"text": "hello"}, unique=True)
+    assert notes.add({"text": "hello"}, unique=True) is None  # the table's UNIQUE key
+    second = notes.add({"text": "again"})
+    notes.claim(first, "h:1:a", 60, ALIVE)
+    notes.finish(first, "sent")
+    assert notes.claim(first, "h:1:a", 60, ALIVE) is None  # finished rows are not pending
+    assert notes.due(time.time()) == [second]
+    assert db.query("SELECT state, tries FROM notes ORDER BY id") == [("sent", 1), ("queued", 0)]
+    with pytest.raises(ValueError):
+        notes.add({"nope": 1})
+
+
+def test_an_insert_joins_the_callers_transaction(notes, db):
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        notes.insert(conn, {"text": "rolled back"})
+        raise RuntimeError()
+    assert notes.items() == []
+
+
+def test_backoff_doubles_with_jitter_and_honours_retry_after():
+    assert backoff(0, 5, 3600, rng=lambda: 1.0) == 5
+    assert backoff(3, 5, 3600, rng=lambda: 0.0) == 20
+    assert backoff(20, 5, 3600, rng=lambda: 1.0) == 3600
+    assert backoff(0, 5, 3600, retry_after=30, rng=lambda: 1.0) == 30
+
+
+# --- the worker -----------------------------------------------------------------------
+
+
+def meetplugin_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("meetplugin-")]
+
+
+def test_one_worker_serves_two_queues_with_their_own_handlers(chores, notes):
+    done: list[str] = []
+    notes_done, flaky_done = threading.Event(), threading.Event()
+
+    def chore(row, held: Held):
+        assert held.start()
+        if row["what"] == "flaky" and row["tries"] == 0:
+            held.retry(0.0, "try again")
+            return "retried"
+        done.append(row["what"])
+        held.finish()
+        if row["what"] == "flaky":
+            flaky_done.set()
+        return row["what"]
+
+    def note(row, held: Held):
+        held.finish("sent")
+        notes_done.set()
+
+    worker = Worker()
+    worker.add("chore", chores, chore, workers=2, lease=60)
+    worker.add("note", notes, note, workers=1, lease=60)
+    ids = [chores.add({"what": w}) for w in ("a", "flaky")]
+    assert [f.result(5) for f in worker.submit("chore", ids)] == ["a", "retried"]
+    worker.start()  # the loop picks up the retry, and rows queued later
+    notes.add({"text": "n"})
+    worker.wake()
+    assert notes_done.wait(10)
+    assert flaky_done.wait(10)
+    assert sorted(done) == ["a", "flaky"]
+    assert chores.items() == []
+    worker.stop()
+
+
+def test_a_handler_that_fails_leaves_the_row_for_later(chores, caplog):
+    worker = Worker()
+    worker.add("chore", chores, lambda row, held: 1 / 0, workers=1, lease=60)
+    i = chores.add({"what": "x"})
+    [future] = worker.submit("chore", [i])
+    assert future.result(5) is None
+    assert f"chore {i} failed inside the plugin" in caplog.text
+    assert chores.held_by_others("someone else") == [(i, worker.owner)]  # until the lease ends
+    worker.stop()
+
+
+def test_rows_of_a_dead_worker_are_taken_over(chores):
+    i = chores.add({"what": "orphan"})
+    chores.claim(i, "elsewhere:999999999:x", 600, ALIVE)
+    got = []
+    worker = Worker(alive=lambda holder: holder != "elsewhere:999999999:x")
+    worker.add("chore", chores, lambda row, held: got.append(row["id"]), workers=1, lease=60)
+    concurrent.futures.wait(worker.submit_due("chore"), timeout=5)
+    assert got == [i]
+    worker.stop()
+
+
+def test_stop_ends_the_loop_and_every_pool(chores, notes):
+    before = set(meetplugin_threads())
+    worker = Worker()
+    worker.add("chore", chores, lambda row, held: held.finish(), workers=3, lease=60)
+    worker.add("note", notes, lambda row, held: held.finish("sent"), workers=2, lease=60)
+    worker.start()
+    ids = [chores.add({"what": str(n)}) for n in range(6)]
+    concurrent.futures.wait(worker.submit("chore", ids), timeout=5)
+    assert set(meetplugin_threads()) - before
+    worker.stop()
+    for thread in set(meetplugin_threads()) - before:
+        thread.join(5)
+    assert set(meetplugin_threads()) - before == set()
+    assert worker.submit("chore", [chores.add({"what": "late"})]) == []  # stopped: no new runs
+
+
+def test_a_dropped_outbox_and_store_leave_no_thread_and_no_connection(tmp_path):
+    """What a Storage holds (50 storages used to leave 51 threads and 256 descriptors)."""
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before_threads, before_fds = set(meetplugin_threads()), fds()
+    for n in range(5):
+        engine = bootstrap.build_engine("", str(tmp_path / f"s{n}"))
+        outbox = bootstrap.build_outbox(engine, lambda job, outcome: [])
+        outbox.start()
+        outbox.submit([])
+        outbox.stop()
+        engine.store.close()
+    for thread in set(meetplugin_threads()) - before_threads:
+        thread.join(5)
+    assert set(meetplugin_threads()) - before_threads == set()
+    assert fds() == before_fds
