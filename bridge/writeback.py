@@ -10,7 +10,7 @@ of Radicale's storage:
    nothing the person typed is overwritten. The ETag of our own write is
    remembered, so the next sync recognises it and does nothing (no loops).
 2. provider calls run in the outbox, outside the bridge's lock;
-3. `settle`: a late result (the Telemost link) is put into the event as it is
+3. `settle`: a late result (a provider's link) is put into the event as it is
    *now* (read again), written with ``If-Match``, and that version is judged
    once more.
 
@@ -30,6 +30,7 @@ from bridge.caldav_client import CalDAVClient, Resource
 from bridge.config import Account
 from bridge.state import BridgeState, Item
 from radicale_meetplugin.core import ical, rewrite
+from radicale_meetplugin.core.detect import Grammar
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine, Outcome
 
@@ -38,7 +39,7 @@ logger = logging.getLogger("meetplugin.bridge")
 MAX_CONFLICTS = 3  # 412s in a row before the event waits for the next cycle
 MAX_SAME_WRITES = 2  # writing the very same text again and again: the server keeps changing it
 REFUSED = frozenset({400, 403, 409, 415, 422, 500})  # "not this content" answers to a PUT
-EXTRAS = (*rewrite.BOOKKEEPING, "X-TELEMOST-CONFERENCE", "CONFERENCE")
+EXTRAS = (*rewrite.BOOKKEEPING, "CONFERENCE")  # plus the providers' link properties
 
 
 @dataclass
@@ -110,14 +111,15 @@ def uid_of(text: str) -> str:
     return ""
 
 
-def without_extras(text: str) -> str:
+def without_extras(text: str, grammar: Grammar | None = None) -> str:
     """The event without CONFERENCE and our X- properties (for servers that refuse them)."""
     try:
         cal = ical.parse(text)
     except ical.EventParseError:
         return text
+    names = (*EXTRAS, *(grammar.all_link_properties() if grammar else ()))
     for comp in ical.vevents(cal):
-        for name in EXTRAS:
+        for name in names:
             comp.pop(name, None)
     return ical.to_text(cal)
 
@@ -223,10 +225,12 @@ class Writer:
 
     def _put(self, link: Link, href: str, text: str, etag: str):
         """PUT with If-Match; once a server refuses our extras, without them."""
-        put = link.client.put(href, without_extras(text) if link.reduced else text, etag)
+        put = link.client.put(
+            href, without_extras(text, self.engine.grammar) if link.reduced else text, etag
+        )
         if put.ok or link.reduced or put.status not in REFUSED:
             return put
-        reduced = without_extras(text)
+        reduced = without_extras(text, self.engine.grammar)
         if reduced == text:
             return put
         again = link.client.put(href, reduced, etag)
