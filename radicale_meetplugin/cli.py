@@ -178,14 +178,16 @@ def reconcile_command(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _token_arguments(parser: argparse.ArgumentParser, provider: str) -> None:
+def _token_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-C", "--config", required=True, help="Radicale's config file")
     parser.add_argument("--user", required=True, help="the Radicale user the token is for")
     parser.add_argument(
-        "--client-id", default="", help="ClientID of your OAuth app (Telemost needs it)"
+        "--client-id", default="", help="ClientID of your OAuth app, where the steps need one"
     )
     parser.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
-    parser.add_argument("--no-verify", action="store_true", help=f"store without asking {provider}")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="store without asking the provider"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,15 +235,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "it and stores it as <user_token_dir>/<user>.token (mode 600, owned like that "
         "folder). Run as root, it refuses what Radicale could not read.",
     )
-    tok.add_argument("provider", help="the provider, e.g. telemost or videomost")
-    _token_arguments(tok, "the provider")
+    tok.add_argument("provider", help="the provider's name, as in [provider:NAME]")
+    _token_arguments(tok)
     tok.set_defaults(run=token_command)
     alias = sub.add_parser(
         "telemost-token",
         help="the same as: token telemost",
         description="The same as `meetplugin token telemost`.",
     )
-    _token_arguments(alias, "Telemost")
+    _token_arguments(alias)
     alias.set_defaults(run=token_command, provider="telemost")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
