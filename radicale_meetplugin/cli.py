@@ -59,7 +59,9 @@ def check_command(args: argparse.Namespace) -> int:
         print("providers: none enabled")
     lang = settings.main["language"]
     failures = 0
-    accounts = [(name, "service account", p) for name, p in sorted(ready.items())]
+    accounts: list[tuple[str, str, providers.Provider | None]] = [
+        (name, "service account", p) for name, p in sorted(ready.items())
+    ]
     for name, source in sorted(per_user.items()):
         for user in source.known_users():
             accounts.append((name, f"user {user}", source.get(user)))

@@ -234,7 +234,7 @@ class Engine:
 
     def _options(
         self, cal: icalendar.Calendar, detection, record: Record | None
-    ) -> tuple[tuple[str, str], ...] | tuple:
+    ) -> tuple[tuple[tuple[str, str], ...], str]:
         """(options, an unknown option word or "") from typed words, else the lasting property."""
         provider = detection.provider or (record.provider if record else "")
         plugin = self.plugins.get(provider)
