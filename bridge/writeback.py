@@ -10,7 +10,7 @@ of Radicale's storage:
    nothing the person typed is overwritten. The ETag of our own write is
    remembered, so the next sync recognises it and does nothing (no loops).
 2. provider calls run in the outbox, outside the bridge's lock;
-3. `settle`: a late result (the Telemost link) is put into the event as it is
+3. `settle`: a late result (a provider's link) is put into the event as it is
    *now* (read again), written with ``If-Match``, and that version is judged
    once more.
 
@@ -32,6 +32,7 @@ from bridge.caldav_client import CalDAVClient, Resource
 from bridge.config import Account
 from bridge.state import BridgeState
 from radicale_meetplugin.core import ical, rewrite
+from radicale_meetplugin.core.detect import Grammar
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine, Outcome
 from radicale_meetplugin.protocol.session import Session, Stored, Write
@@ -40,7 +41,7 @@ logger = logging.getLogger("meetplugin.bridge")
 
 MAX_SAME_WRITES = 2  # writing the very same text again and again: the server keeps changing it
 REFUSED = frozenset({400, 403, 409, 415, 422, 500})  # "not this content" answers to a PUT
-EXTRAS = (*rewrite.BOOKKEEPING, "X-TELEMOST-CONFERENCE", "CONFERENCE")
+EXTRAS = (*rewrite.BOOKKEEPING, "CONFERENCE")  # plus the providers' link properties
 
 
 @dataclass
@@ -111,14 +112,15 @@ def uid_of(text: str) -> str:
     return ""
 
 
-def without_extras(text: str) -> str:
+def without_extras(text: str, grammar: Grammar | None = None) -> str:
     """The event without CONFERENCE and our X- properties (for servers that refuse them)."""
     try:
         cal = ical.parse(text)
     except ical.EventParseError:
         return text
+    names = (*EXTRAS, *(grammar.all_link_properties() if grammar else ()))
     for comp in ical.vevents(cal):
-        for name in EXTRAS:
+        for name in names:
             comp.pop(name, None)
     return ical.to_text(cal)
 
@@ -132,9 +134,16 @@ class CalDAVEventStore:
 
     rejudge_after_settle = True  # a write can race with a person's edit: look once more
 
-    def __init__(self, link: Link, state: BridgeState, lock: AbstractContextManager[object]):
+    def __init__(
+        self,
+        link: Link,
+        state: BridgeState,
+        lock: AbstractContextManager[object],
+        grammar: Grammar | None = None,
+    ):
         self.link = link
         self.state = state
+        self.grammar = grammar  # whose link properties a reduced write leaves out
         self._lock = lock
         self.tally = Tally()
 
@@ -218,10 +227,12 @@ class CalDAVEventStore:
     def _put(self, href: str, text: str, etag: str):
         """PUT with If-Match; once a server refuses our extras, without them."""
         link = self.link
-        put = link.client.put(href, without_extras(text) if link.reduced else text, etag)
+        put = link.client.put(
+            href, without_extras(text, self.grammar) if link.reduced else text, etag
+        )
         if put.ok or link.reduced or put.status not in REFUSED:
             return put
-        reduced = without_extras(text)
+        reduced = without_extras(text, self.grammar)
         if reduced == text:
             return put
         again = link.client.put(href, reduced, etag)
@@ -253,7 +264,7 @@ class Writer:
     def session(self, link: Link) -> Session:
         session = self._sessions.get(link.name)
         if session is None or session.store.link is not link:  # type: ignore[attr-defined]
-            store = CalDAVEventStore(link, self.state, self.lock)
+            store = CalDAVEventStore(link, self.state, self.lock, self.engine.grammar)
             session = self._sessions[link.name] = Session(self.engine, store)
         return session
 

@@ -4,30 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
+from collections.abc import Mapping
 
 from radicale_meetplugin import config, providers
 from radicale_meetplugin.mail.mailer import Mailer
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.outbox import Outbox, Settle
+from radicale_meetplugin.providers.users import UserProviders
 from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
 
 
-def build_engine(config_path: str, default_state_dir: str) -> Engine:
-    settings = config.load(config_path, providers.schemas())
-    state_dir = os.path.expanduser(settings.main["state_dir"] or default_state_dir)
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    ctx = providers.BuildContext(timeout=settings.main["call_timeout"], state_dir=state_dir)
+def build_providers(
+    settings: config.Settings,
+    plugins: Mapping[str, providers.ProviderPlugin],
+    ctx: providers.BuildContext,
+) -> tuple[dict[str, providers.Provider], dict[str, UserProviders]]:
+    """(service accounts, sources of users' own accounts) of every enabled provider."""
     ready: dict[str, providers.Provider] = {}
     per_user: dict[str, UserProviders] = {}
-    for name, module in providers.MODULES.items():
+    for name, plugin in plugins.items():
         options = settings.providers[name]
         if not options["enabled"]:
             continue
         try:
-            service = module.build(options.values, ctx)
+            service = plugin.build(options.values, ctx)
         except config.ConfigError as e:
             if name in settings.configured:
                 raise  # the admin asked for it: say what is missing and stop
@@ -35,8 +37,17 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine:
             continue
         if service is not None:
             ready[name] = service
-        if hasattr(module, "for_user") and options.values.get("user_token_dir"):
-            per_user[name] = UserProviders(module, options.values, ctx)
+        if plugin.users is not None and plugin.users.folder(options.values):
+            per_user[name] = UserProviders(plugin, options.values, ctx)
+    return ready, per_user
+
+
+def build_engine(config_path: str, default_state_dir: str) -> Engine:
+    settings, plugins = providers.load_settings(config_path)
+    state_dir = os.path.expanduser(settings.main["state_dir"] or default_state_dir)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    ctx = providers.BuildContext(timeout=settings.main["call_timeout"], state_dir=state_dir)
+    ready, per_user = build_providers(settings, plugins, ctx)
     logger.info(
         "meetplugin: config %s; providers: %s; default: %s; state: %s",
         settings.source,
@@ -45,7 +56,7 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine:
         state_dir,
     )
     store = RecordStore(os.path.join(state_dir, "records.sqlite"))
-    engine = Engine(settings, ready, providers.CLASSES, store, per_user)
+    engine = Engine(settings, ready, plugins, store, per_user)
     engine.mailer = build_mailer(settings)
     return engine
 
@@ -86,30 +97,6 @@ def build_mailer(settings: config.Settings) -> Mailer | None:
         mail["sender"] if mail["sender_policy"] == "fixed" else "the organizer",
     )
     return mailer
-
-
-class UserProviders:
-    """Providers built from users' own credentials, rebuilt when a credential file changes."""
-
-    def __init__(self, module, options, ctx: providers.BuildContext) -> None:
-        self.module, self.options, self.ctx = module, options, ctx
-        self._cache: dict[str, tuple[float, providers.Provider | None]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, user: str) -> providers.Provider | None:
-        path = self.module.user_token_path(self.options, user)
-        try:
-            stamp = os.stat(path).st_mtime if path else -1.0
-        except OSError:
-            stamp = -1.0
-        with self._lock:
-            cached = self._cache.get(user)
-            if cached is not None and cached[0] == stamp:
-                return cached[1]
-        provider = self.module.for_user(self.options, self.ctx, user) if stamp >= 0 else None
-        with self._lock:
-            self._cache[user] = (stamp, provider)
-        return provider
 
 
 def build_outbox(engine: Engine, settle: Settle) -> Outbox:

@@ -7,13 +7,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-SCOPES = (
-    "telemost-api:conferences.create",
-    "telemost-api:conferences.read",
-    "telemost-api:conferences.update",
-    "telemost-api:conferences.delete",
-)
-
 
 def _radicale_configuration(config_path: str):
     import radicale.config
@@ -38,79 +31,97 @@ def _plugin_config(config_path: str) -> tuple[str, str]:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from radicale_meetplugin import config
-    from radicale_meetplugin.bootstrap import build_engine
-    from radicale_meetplugin.providers import ProviderError
+    """Validate the config and ask every provider whether its credentials work.
+
+    Writes nothing: no state folder, no records, no generated secret (a missing
+    one is reported); providers are built read-only.
+    """
+    import os
+
+    from radicale_meetplugin import config, providers
+    from radicale_meetplugin.bootstrap import build_providers
 
     try:
         plugin, state = _plugin_config(args.config)
-        engine = build_engine(plugin, state)
+        settings, plugins = providers.load_settings(plugin)
+        ctx = providers.BuildContext(
+            timeout=settings.main["call_timeout"],
+            state_dir=os.path.expanduser(settings.main["state_dir"] or state),
+            read_only=True,
+        )
+        ready, per_user = build_providers(settings, plugins, ctx)
     except (config.ConfigError, RuntimeError, ValueError) as e:
         print(f"config: NOT OK: {e}")
         return 1
-    print(f"config: OK ({engine.settings.source})")
-    if not engine.enabled:
+    print(f"config: OK ({settings.source})")
+    enabled = {*ready, *per_user}
+    if not enabled:
         print("providers: none enabled")
+    lang = settings.main["language"]
     failures = 0
-    accounts = [(name, "service account", p) for name, p in sorted(engine.providers.items())]
-    for name, source in sorted(engine.per_user.items()):
-        for user in _users_with_tokens(source):
+    accounts: list[tuple[str, str, providers.Provider | None]] = [
+        (name, "service account", p) for name, p in sorted(ready.items())
+    ]
+    for name, source in sorted(per_user.items()):
+        for user in source.known_users():
             accounts.append((name, f"user {user}", source.get(user)))
     for name, who, provider in accounts:
         if provider is None:
+            failures += 1
+            print(f"{name} ({who}): NOT OK: the stored token cannot be read")
             continue
         try:
-            provider.check()
-        except ProviderError as e:
+            note = provider.check()
+        except providers.ProviderError as e:
             failures += 1
-            print(f"{name} ({who}): NOT OK: {engine.reason_text(e.code, name, error=e)}")
+            reason = providers.reason_text(lang, e.code, plugins, name, error=e)
+            print(f"{name} ({who}): NOT OK: {reason}")
         else:
-            print(f"{name} ({who}): OK")
-    default = engine.settings.main["default_provider"]
-    if default not in engine.enabled:
+            print(f"{name} ({who}): OK" + (f" ({note})" if note else ""))
+    default = settings.main["default_provider"]
+    if default not in enabled:
         failures += 1
         print(f"default_provider {default}: NOT OK: it is not enabled")
     return 1 if failures else 0
 
 
-def _users_with_tokens(source) -> list[str]:
-    import os
-
-    folder = os.path.expanduser(source.options["user_token_dir"])
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    return sorted(n[:-6] for n in names if n.endswith(".token") and not n.startswith("."))
-
-
-def telemost_token_command(args: argparse.Namespace) -> int:
+def token_command(args: argparse.Namespace) -> int:
+    """Get, check and store one user's own credential for a provider."""
     import getpass
     import os
-    import urllib.parse
 
     from radicale_meetplugin import config, providers
-    from radicale_meetplugin.providers import ProviderError, telemost
+    from radicale_meetplugin.providers.users import CredentialError, write_private
 
-    plugin, state = _plugin_config(args.config)
-    settings = config.load(plugin, providers.schemas())
-    options = settings.providers["telemost"].values
-    path = telemost.user_token_path(options, args.user)
+    try:
+        plugin_path, state = _plugin_config(args.config)
+        settings, plugins = providers.load_settings(plugin_path)
+    except config.ConfigError as e:
+        print(f"config: NOT OK: {e}")
+        return 2
+    plugin = plugins.get(args.provider)
+    if plugin is None or plugin.users is None:
+        takes = sorted(n for n, p in plugins.items() if p.users is not None)
+        print(
+            f"{args.provider}: no per-user credentials for this provider; "
+            f"providers that take them: {', '.join(takes) or 'none'}"
+        )
+        return 2
+    users = plugin.users
+    options = settings.providers[plugin.name].values
+    path = users.path(options, args.user)
     if path is None:
         print(
-            "Set [provider:telemost] user_token_dir in the plugin config first "
+            f"Set [provider:{plugin.name}] {users.folder_option} in the plugin config first "
             "(a folder readable only by Radicale), and give a valid user name."
         )
         return 2
-    query = urllib.parse.urlencode(
-        {"response_type": "token", "client_id": args.client_id, "scope": " ".join(SCOPES)}
-    )
-    print(f"""Telemost token for Radicale user {args.user!r}:
-1. In a browser signed in with the user's Yandex 360 for business account, open
-   https://oauth.yandex.ru/authorize?{query}
-   (the app {args.client_id} needs the four scopes {", ".join(SCOPES)}
-   and the redirect URI https://oauth.yandex.ru/verification_code)
-2. Allow access and copy the token shown on the page.""")
+    arguments = {"client_id": args.client_id or ""}
+    missing = [a for a in users.arguments if not arguments.get(a)]
+    if missing:
+        print(f"{plugin.name} needs --{missing[0].replace('_', '-')}")
+        return 2
+    print(users.steps(options, args.user, arguments))
     token = (
         sys.stdin.readline()
         if args.token_stdin
@@ -120,19 +131,26 @@ def telemost_token_command(args: argparse.Namespace) -> int:
         print("No token given; nothing stored.")
         return 2
     if not args.no_verify:
-        candidate = telemost.Telemost(
-            options["api_url"], config.Secret(token, "input"), options["waiting_room_level"], 15
+        ctx = providers.BuildContext(
+            timeout=settings.main["call_timeout"],
+            state_dir=os.path.expanduser(settings.main["state_dir"] or state),
+            read_only=True,
         )
         try:
+            candidate = users.build(options, ctx, config.Secret(token, "input"))
             candidate.check()
-        except ProviderError as e:
+        except config.ConfigError as e:
+            print(f"The token cannot be used: {e}. Nothing stored.")
+            return 1
+        except providers.ProviderError as e:
             print(f"The token does not work: {e}. Nothing stored.")
             return 1
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(path + ".tmp", path)
+    storage = os.path.dirname(state)  # Radicale's storage folder: the server's own files
+    try:
+        write_private(path, (token + "\n").encode(), service_folder=storage)
+    except CredentialError as e:
+        print(f"Not stored: {e}")
+        return 1
     print(f"Stored for {args.user} in {path} (mode 600). It is used from the next save on.")
     return 0
 
@@ -160,6 +178,18 @@ def reconcile_command(args: argparse.Namespace) -> int:
     elif not args.fix:
         print(f"{len(problems)} to look at; run again with --fix to repair what can be repaired")
     return 1 if problems else 0
+
+
+def _token_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-C", "--config", required=True, help="Radicale's config file")
+    parser.add_argument("--user", required=True, help="the Radicale user the token is for")
+    parser.add_argument(
+        "--client-id", default="", help="ClientID of your OAuth app, where the steps need one"
+    )
+    parser.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="store without asking the provider"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,17 +231,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     chk.add_argument("-C", "--config", required=True, help="Radicale's config file")
     chk.set_defaults(run=check_command)
     tok = sub.add_parser(
-        "telemost-token",
-        help="get and store a user's Telemost OAuth token",
-        description="Prints the Yandex authorize URL, reads the token, checks it "
-        "and stores it as <user_token_dir>/<user>.token (chmod 600).",
+        "token",
+        help="get and store a user's own credential for a provider",
+        description="Prints how to get the user's token at the provider, reads it, checks "
+        "it and stores it as <user_token_dir>/<user>.token (mode 600, owned like that "
+        "folder). Run as root, it refuses what Radicale could not read.",
     )
-    tok.add_argument("-C", "--config", required=True, help="Radicale's config file")
-    tok.add_argument("--user", required=True, help="the Radicale user the token is for")
-    tok.add_argument("--client-id", required=True, help="ClientID of your Yandex OAuth app")
-    tok.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
-    tok.add_argument("--no-verify", action="store_true", help="store without asking Telemost")
-    tok.set_defaults(run=telemost_token_command)
+    tok.add_argument("provider", help="the provider's name, as in [provider:NAME]")
+    _token_arguments(tok)
+    tok.set_defaults(run=token_command)
+    alias = sub.add_parser(
+        "telemost-token",
+        help="the same as: token telemost",
+        description="The same as `meetplugin token telemost`.",
+    )
+    _token_arguments(alias)
+    alias.set_defaults(run=token_command, provider="telemost")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     return args.run(args)

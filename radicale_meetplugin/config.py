@@ -2,8 +2,9 @@
 
 Radicale's config names the file: ``[storage] meetplugin_config = /etc/radicale/meetplugin.conf``.
 Sections: ``[meetplugin]``, ``[owner_addresses]`` (user = address, address), ``[mail]``
-(invitation e-mails) and one ``[provider:<name>]`` per provider (options declared by the
-provider module).
+(invitation e-mails), ``[pasted_links]`` (label = regex) and one ``[provider:<name>]`` per
+provider (options declared by the provider's plugin; ``module = <import path>`` names a
+third-party provider).
 """
 
 from __future__ import annotations
@@ -226,7 +227,15 @@ MAIL_SCHEMA: Schema = {
 COMMON_PROVIDER_SCHEMA: Schema = {
     "enabled": ("true", boolean, "Offer this provider."),
     "keywords": ("", csv, "Extra keywords for this provider (the built-in ones stay)."),
+    "module": (
+        "",
+        str,
+        "Import path of a third-party provider module (it exports PLUGIN); empty: built-in.",
+    ),
 }
+# The provider schemas, given as they are, or found from the config's own sections:
+# resolve({section name: its `module` option}) -> {provider name: schema}.
+ProviderSchemas = Mapping[str, Schema] | Callable[[Mapping[str, str]], Mapping[str, Schema]]
 
 
 class ConfigError(RuntimeError):
@@ -305,6 +314,20 @@ def _section(parser: configparser.ConfigParser, name: str, schema: Schema, sourc
     return Section(name, read_section(parser, name, schema, source))
 
 
+def _labels_as_written(
+    parser: configparser.ConfigParser, source: str, section: str
+) -> dict[str, str]:
+    """A section whose option names are labels people see: their case is kept."""
+    if not parser.has_section(section):
+        return {}
+    cased = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
+    cased.optionxform = str  # type: ignore[assignment,method-assign]
+    if source != "defaults":
+        with open(source, encoding="utf-8") as f:
+            cased.read_file(f, source)
+    return dict(cased.items(section)) if cased.has_section(section) else {}
+
+
 @dataclass(frozen=True)
 class Settings:
     main: Section
@@ -326,7 +349,7 @@ class Settings:
         return frozenset(a.strip().lower() for a in (*explicit, *templated) if a.strip())
 
 
-def load(path: str | None, provider_schemas: Mapping[str, Schema]) -> Settings:
+def load(path: str | None, provider_schemas: ProviderSchemas) -> Settings:
     """Read and check the plugin config; a missing path means all defaults."""
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#",))
     parser.optionxform = str.lower  # type: ignore[assignment]
@@ -340,13 +363,24 @@ def load(path: str | None, provider_schemas: Mapping[str, Schema]) -> Settings:
             raise ConfigError(f"cannot read the meetplugin config {source}: {e.strerror}") from None
         except configparser.Error as e:
             raise ConfigError(f"{source}: {e}") from None
+    if callable(provider_schemas):
+        modules = {
+            name[9:]: parser.get(name, "module", fallback="")
+            for name in parser.sections()
+            if name.startswith("provider:")
+        }
+        try:
+            provider_schemas = provider_schemas(modules)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
     for name in parser.sections():
         if name in ("meetplugin", "owner_addresses", "pasted_links", "mail"):
             continue
         if not name.startswith("provider:") or name[9:] not in provider_schemas:
             raise ConfigError(
                 f"{source}: unknown section [{name}]; providers: "
-                f"{', '.join(f'[provider:{n}]' for n in provider_schemas)}"
+                f"{', '.join(f'[provider:{n}]' for n in provider_schemas)}; a third-party "
+                "provider's section names its module (module = mypackage.myprovider)"
             )
     main = _section(parser, "meetplugin", MAIN_SCHEMA, source)
     providers = {
@@ -365,7 +399,7 @@ def load(path: str | None, provider_schemas: Mapping[str, Schema]) -> Settings:
         )
     }
     configured = frozenset(n[9:] for n in parser.sections() if n.startswith("provider:"))
-    masks = dict(parser.items("pasted_links")) if parser.has_section("pasted_links") else {}
+    masks = _labels_as_written(parser, source, "pasted_links")
     for name, regex in masks.items():
         try:
             re.compile(regex)

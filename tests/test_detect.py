@@ -19,6 +19,9 @@ GRAMMAR = Grammar(
     generic=frozenset({"online", "онлайн", "видеовстреча"}),
     default_provider="jitsi",
     known=frozenset({"telemost", "jitsi", "trueconf"}),
+    # Telemost's own properties, as its plugin declares them: the core knows none by name.
+    markers={"X-TELEMOST-REQUIRED": "telemost"},
+    link_properties={"telemost": ("X-TELEMOST-CONFERENCE",)},
 )
 
 
@@ -45,8 +48,8 @@ def detected(**kw):
         (dict(extra="CATEGORIES:Работа,Telemost"), "telemost", "categories"),
         (dict(extra="X-MEETPLUGIN-PROVIDER:telemost"), "telemost", "x-provider"),
         (dict(extra="X-MEETPLUGIN-PROVIDER:Телемост"), "telemost", "x-provider"),
-        (dict(extra="X-TELEMOST-REQUIRED:TRUE"), "telemost", "x-telemost"),
-        (dict(extra="X-TELEMOST-REQUIRED:true"), "telemost", "x-telemost"),
+        (dict(extra="X-TELEMOST-REQUIRED:TRUE"), "telemost", "property"),
+        (dict(extra="X-TELEMOST-REQUIRED:true"), "telemost", "property"),
     ],
 )
 def test_markers(kw, provider, via):
@@ -112,3 +115,23 @@ def test_might_ask_sees_keywords_split_by_line_folding():
         text = ical.to_text(ical.parse(event("u@t", summary=summary)))  # folded at 75 octets
         assert might_ask(text, GRAMMAR), n
         assert detect(ical.parse(text), GRAMMAR).provider == "telemost"
+
+
+def test_marker_properties_come_from_the_grammar_not_the_core():
+    """A provider's own marker property asks for it; without its plugin it is plain text."""
+    acme = Grammar(
+        keywords={"acme": "acme"},
+        generic=frozenset(),
+        default_provider="acme",
+        known=frozenset({"acme"}),
+        markers={"X-ACME-REQUIRED": "acme"},
+    )
+    text = event("u@t", extra="X-ACME-REQUIRED:TRUE")
+    assert might_ask(text, acme)
+    assert (detect(ical.parse(text), acme).provider, detect(ical.parse(text), acme).via) == (
+        "acme",
+        "property",
+    )
+    telemost_marked = event("u@t", extra="X-TELEMOST-REQUIRED:TRUE")
+    assert not might_ask(telemost_marked, acme)
+    assert not detect(ical.parse(telemost_marked), acme).asked

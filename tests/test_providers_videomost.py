@@ -336,3 +336,26 @@ def test_bad_options_say_what_is_wrong(tmp_path, option, words):
     with pytest.raises(config.ConfigError) as e:
         config.load(_conf(tmp_path, f"[provider:videomost]\n{option}\n"), providers.schemas())
     assert words in str(e.value)
+
+
+def test_update_method_none_makes_no_update_jobs(tmp_path, monkeypatch, vm):
+    """Capabilities come from the configured instance: a server that cannot update gets no job."""
+    monkeypatch.setenv("VIDEOMOST_TOKEN", TOKEN)
+    engine = build_engine(
+        _conf(
+            tmp_path,
+            f"[provider:videomost]\nserver_url = {SERVER}\napi_url = {vm.api_url}\n"
+            "update_method = NONE\n",
+        ),
+        str(tmp_path / "s"),
+    )
+    assert not engine.providers["videomost"].capabilities.schedule
+    assert "videomost" not in engine.scheduled
+    text = event(KEY.uid, location="videomost")
+    (job,) = engine.on_put(KEY, text).jobs
+    stored, _ = engine.settle(job, engine.call(job), text)
+    assert stored and "X-MEETPLUGIN-STATUS:active" in stored
+    moved = stored.replace("T100000", "T150000").replace("T110000", "T160000")
+    decision = engine.on_put(KEY, moved)
+    assert decision.jobs == [] and decision.action.kind.value == "keep"
+    assert [c.method for c in vm.calls] == ["POST"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import icalendar
 import pytest
 from harness import event
@@ -85,6 +87,23 @@ def test_conference_property_is_rfc7986_and_never_duplicated():
     assert "CONFERENCE;FEATURE=AUDIO,VIDEO;LABEL=" in out.replace("\r\n ", "")
     assert ev["CONFERENCE"].params["VALUE"] == "URI"
     assert str(ev["X-TELEMOST-CONFERENCE"]) == CONF.join_url
+
+
+def test_link_properties_come_from_the_grammar():
+    """Only a provider whose plugin declares a link property gets it; switching drops it."""
+    grammar = dataclasses.replace(GRAMMAR, link_properties={"jitsi": ("X-ACME-LINK",)})
+    cal = ical.parse(event("u@t", location="jitsi"))
+    rewrite.attach(cal, JITSI, "Jitsi Meet", "ru", grammar)
+    ev = ical.vevents(cal)[0]
+    assert str(ev["X-ACME-LINK"]) == JITSI.join_url and "X-TELEMOST-CONFERENCE" not in ev
+    assert JITSI.join_url in rewrite.shown_links(
+        ical.parse(event("u@t", extra=f"X-ACME-LINK:{JITSI.join_url}")), grammar
+    )
+    ev = first(attached(ical.to_text(cal)))  # GRAMMAR: Telemost's property, not this one
+    assert "X-ACME-LINK" in ev  # not ours under GRAMMAR: kept
+    rewrite.attach(cal, CONF, "Яндекс Телемост", "ru", grammar, old_urls=(JITSI.join_url,))
+    ev = ical.vevents(cal)[0]
+    assert "X-ACME-LINK" not in ev and "X-TELEMOST-CONFERENCE" not in ev
 
 
 def test_foreign_conference_property_is_kept():

@@ -2,7 +2,10 @@
 
 Markers, strongest first: a keyword in LOCATION and a ``#tag`` in
 SUMMARY/LOCATION/DESCRIPTION (typed by a person just now), then the lasting
-properties ``X-MEETPLUGIN-PROVIDER``, CATEGORIES and ``X-TELEMOST-REQUIRED:TRUE``.
+properties ``X-MEETPLUGIN-PROVIDER``, CATEGORIES and a provider's own marker
+property set to TRUE (e.g. Yandex Calendar's ``X-TELEMOST-REQUIRED:TRUE``). Every
+keyword and property name comes from the `Grammar`, made from the providers'
+plugins: nothing here names a provider.
 Typed markers win so that a person can switch provider in one save even
 though the event still carries our ``X-MEETPLUGIN-PROVIDER`` from before.
 """
@@ -26,12 +29,20 @@ TAG = re.compile(r"(?<!\S)#(\w[\w-]*(?::[\w-]+(?:[+/][\w-]+)*)?)(?=$|[\s.,;:!?)]
 
 @dataclass(frozen=True)
 class Grammar:
-    """Keywords the admin configured, already case-folded."""
+    """Keywords the admin configured, already case-folded, and the providers' properties."""
 
     keywords: Mapping[str, str]  # keyword -> provider name
     generic: frozenset[str]  # keywords meaning the default provider
     default_provider: str
     known: frozenset[str] = field(default_factory=frozenset)  # every provider name we know
+    # Property (upper case) whose value TRUE asks for a provider: "X-TELEMOST-REQUIRED" -> "telemost".
+    markers: Mapping[str, str] = field(default_factory=dict)
+    # Provider -> extra properties that get its join link: "telemost" -> ("X-TELEMOST-CONFERENCE",).
+    link_properties: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def all_link_properties(self) -> tuple[str, ...]:
+        """Every provider's link properties: ours to drop when the link goes."""
+        return tuple(dict.fromkeys(p for props in self.link_properties.values() for p in props))
 
     def provider_for(self, word: str) -> str:
         """Provider named by one word ("telemost" or "telemost:options"), "" if none."""
@@ -53,7 +64,7 @@ class Grammar:
 class Detection:
     provider: str = ""  # the provider asked for; "" when none is
     unknown: str = ""  # a provider name asked for explicitly that we do not know
-    via: str = ""  # which marker decided: x-provider, location, tag, categories, x-telemost
+    via: str = ""  # which marker decided: x-provider, location, tag, categories, property
     fresh: bool = False  # typed by a person now (LOCATION keyword or tag), not a lasting property
     option_words: tuple[str, ...] = ()  # words typed after the keyword: "telemost:all,cohosts"
 
@@ -83,7 +94,7 @@ def might_ask(text: str, grammar: Grammar) -> bool:
     Lines are unfolded first: a fold may split a keyword ("#telemo" / " st").
     """
     folded = "\n".join(ical.unfold(text)).casefold()
-    if "x-meetplugin-" in folded or "x-telemost-required" in folded:
+    if "x-meetplugin-" in folded or any(p.casefold() in folded for p in grammar.markers):
         return True
     return any(word in folded for word in grammar.all_words())
 
@@ -120,6 +131,7 @@ def detect(cal: icalendar.Calendar, grammar: Grammar) -> Detection:
             if name:
                 return Detection(provider=name, via="categories")
     for comp in events:
-        if ical.text_of(comp, "X-TELEMOST-REQUIRED").strip().upper() == "TRUE":
-            return Detection(provider="telemost", via="x-telemost")
+        for prop, name in grammar.markers.items():
+            if ical.text_of(comp, prop).strip().upper() == "TRUE":
+                return Detection(provider=name, via="property")
     return Detection()

@@ -33,10 +33,13 @@ REASONS = {
         "unknown_provider": "сервис «{detail}» неизвестен. Доступны: {available}.",
         "provider_disabled": "сервис «{detail}» не настроен на сервере. Обратитесь к администратору.",
         "unknown_option": "параметр «{detail}» не подходит для сервиса {provider}. "
-        "Для Телемоста: внешние, все, выкл, соорганизаторы.",
+        "Подходят: {words}.",
+        "no_options": "сервис {provider} не принимает параметров после двоеточия («{detail}»).",
         "no_credentials": "у вас нет доступа к сервису {provider}: администратор ещё не сохранил "
-        "ваш токен (meetplugin telemost-token).",
+        "ваш токен (meetplugin token {name}).",
         "auth": "{provider} не принял учётные данные сервера (код {status}). Обратитесь к администратору.",
+        "user_auth": "{provider} не принял ваш личный токен (код {status}). Попросите администратора "
+        "сохранить новый (meetplugin token {name}).",
         "org_required": "{provider} разрешает создавать встречи только аккаунтам организаций "
         "(Яндекс 360 для бизнеса). Обратитесь к администратору.",
         "payment_required": "{provider}: для этой возможности нужен платный тариф.",
@@ -49,11 +52,13 @@ REASONS = {
         "invalid_times": "the event ends before it starts. Fix the time and save the event again.",
         "unknown_provider": 'the service "{detail}" is unknown. Available: {available}.',
         "provider_disabled": 'the service "{detail}" is not set up on the server. Ask your administrator.',
-        "unknown_option": 'the option "{detail}" does not fit {provider}. '
-        "For Telemost: external, all, off, cohosts.",
+        "unknown_option": 'the option "{detail}" does not fit {provider}. It takes: {words}.',
+        "no_options": '{provider} takes no options after the colon ("{detail}").',
         "no_credentials": "you have no access to {provider} yet: the administrator has not stored "
-        "your token (meetplugin telemost-token).",
+        "your token (meetplugin token {name}).",
         "auth": "{provider} did not accept the server's credentials (code {status}). Ask your administrator.",
+        "user_auth": "{provider} did not accept your own token (code {status}). Ask your "
+        "administrator to store a new one (meetplugin token {name}).",
         "org_required": "{provider} lets only organisation accounts (Yandex 360 for Business) "
         "create meetings. Ask your administrator.",
         "payment_required": "{provider}: this feature needs a paid plan.",
@@ -79,6 +84,8 @@ def reason(lang: str, reason_code: str, **values: str) -> str:
     values.setdefault("provider", "")
     values.setdefault("status", "")
     values.setdefault("code", "")
+    values.setdefault("words", "")
+    values.setdefault("name", "")
     table = REASONS[language(lang)]
     return table.get(reason_code, table["rejected"]).format(**values)
 

@@ -177,10 +177,9 @@ def _drop_tags(text: str, grammar: Grammar) -> str:
 # --- properties --------------------------------------------------------------
 
 
-def _drop_ours(comp: icalendar.cal.Component, urls: tuple[str, ...]) -> None:
-    for name in BOOKKEEPING:
+def _drop_ours(comp: icalendar.cal.Component, urls: tuple[str, ...], grammar: Grammar) -> None:
+    for name in (*BOOKKEEPING, *grammar.all_link_properties()):
         comp.pop(name, None)
-    comp.pop("X-TELEMOST-CONFERENCE", None)
     kept = [c for c in ical.values_of(comp, "CONFERENCE") if str(c) not in urls]
     comp.pop("CONFERENCE", None)
     for c in kept:
@@ -238,14 +237,14 @@ def attach(
         user_text, _ = split_description(ical.text_of(comp, "DESCRIPTION"), (url, *replace))
         user_text = _drop_tags(user_text, grammar)
         ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, lines))
-        _drop_ours(comp, (url, *replace))
+        _drop_ours(comp, (url, *replace), grammar)
         comp.add(
             "CONFERENCE",
             _conference_property(url, i18n.text(lang, "conference_label", provider=provider_label)),
             encode=False,
         )
-        if conf.provider == "telemost":
-            comp.add("X-TELEMOST-CONFERENCE", icalendar.vText(url), encode=False)
+        for name in grammar.link_properties.get(conf.provider, ()):
+            comp.add(name, icalendar.vText(url), encode=False)
         comp.add("X-MEETPLUGIN-PROVIDER", icalendar.vText(conf.provider), encode=False)
         comp.add("X-MEETPLUGIN-CONFERENCE-ID", icalendar.vText(conf.conference_id), encode=False)
         comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("active"), encode=False)
@@ -265,14 +264,19 @@ def explain(cal: icalendar.Calendar, message: str, lang: str) -> None:
 
 
 def pending(
-    cal: icalendar.Calendar, provider: str, line: str, lang: str, drop_urls: tuple[str, ...] = ()
+    cal: icalendar.Calendar,
+    provider: str,
+    line: str,
+    lang: str,
+    grammar: Grammar,
+    drop_urls: tuple[str, ...] = (),
 ) -> None:
     """A conference is being made: say so, keep what asked for it, drop an old link."""
     for comp in ical.vevents(cal):
         _set_block(comp, lang, [line], drop_urls)
         location = ical.text_of(comp, "LOCATION")
         ical.set_text(comp, "LOCATION", _location_without(location, drop_urls))
-        _drop_ours(comp, drop_urls)
+        _drop_ours(comp, drop_urls, grammar)
         comp.add("X-MEETPLUGIN-PROVIDER", icalendar.vText(provider), encode=False)
         comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("pending"), encode=False)
 
@@ -292,21 +296,22 @@ def detach(cal: icalendar.Calendar, join_url: str, grammar: Grammar) -> None:
         _set_block(comp, "ru", None, urls)
         location = ical.text_of(comp, "LOCATION")
         ical.set_text(comp, "LOCATION", _location_without(location, urls))
-        _drop_ours(comp, urls)
-        comp.pop("X-TELEMOST-REQUIRED", None)
+        _drop_ours(comp, urls, grammar)
+        for name in grammar.markers:
+            comp.pop(name, None)
         cats = ical.categories(comp)
         kept = [c for c in cats if not grammar.provider_for(c)]
         if kept != cats:
             ical.set_categories(comp, kept)
 
 
-def shown_links(cal: icalendar.Calendar) -> tuple[str, ...]:
+def shown_links(cal: icalendar.Calendar, grammar: Grammar) -> tuple[str, ...]:
     """Links an earlier conference of ours left in the event (copied or imported)."""
     links: list[str] = []
     for comp in ical.vevents(cal):
         ours = bool(ical.text_of(comp, "X-MEETPLUGIN-CONFERENCE-ID"))
-        for value in ical.values_of(comp, "X-TELEMOST-CONFERENCE"):
-            links.append(str(value))
+        for name in grammar.all_link_properties():
+            links.extend(str(value) for value in ical.values_of(comp, name))
         if ours:
             links.extend(str(v) for v in ical.values_of(comp, "CONFERENCE"))
         _, block = split_description(ical.text_of(comp, "DESCRIPTION"))

@@ -57,12 +57,20 @@ from radicale_meetplugin.protocol.effects import (
     QueueJob,
     ShareLetters,
 )
-from radicale_meetplugin.providers import Provider, ProviderError
+from radicale_meetplugin.providers import (
+    Capabilities,
+    Provider,
+    ProviderError,
+    ProviderPlugin,
+    reason_text,
+)
 
 logger = logging.getLogger("radicale.meetplugin")
 
 
 class UserSource(Protocol):
+    capabilities: Capabilities  # decided by the provider's config, like an instance's
+
     def get(self, user: str) -> Provider | None: ...
 
 
@@ -114,15 +122,28 @@ class StateStore(RecordReader, Protocol):
     def abandon_attempt(self, key: EventKey, attempt: str, then: Job) -> Job: ...
 
 
-def build_grammar(settings: Settings, classes: Mapping[str, type[Provider]]) -> Grammar:
+def build_grammar(settings: Settings, plugins: Mapping[str, ProviderPlugin]) -> Grammar:
+    """Keywords and properties of every provider we know, enabled or not."""
     keywords: dict[str, str] = {}
-    for name, cls in classes.items():
+    markers: dict[str, str] = {}
+    link_properties: dict[str, tuple[str, ...]] = {}
+    for name, plugin in plugins.items():
         options = settings.providers.get(name)
         extra = options["keywords"] if options else ()
-        for word in (name, *cls.keywords, *extra):
+        for word in (name, *plugin.keywords, *extra):
             keywords[word.casefold()] = name
+        for prop in plugin.marker_properties:
+            markers[prop.upper()] = name
+        link_properties[name] = tuple(p.upper() for p in plugin.link_properties)
     generic = frozenset(w.casefold() for w in settings.main["generic_keywords"])
-    return Grammar(keywords, generic, settings.main["default_provider"], frozenset(classes))
+    return Grammar(
+        keywords,
+        generic,
+        settings.main["default_provider"],
+        frozenset(plugins),
+        markers,
+        link_properties,
+    )
 
 
 class Engine:
@@ -130,17 +151,17 @@ class Engine:
         self,
         settings: Settings,
         providers: Mapping[str, Provider],
-        classes: Mapping[str, type[Provider]],
+        plugins: Mapping[str, ProviderPlugin],
         store: StateStore,
         per_user: Mapping[str, UserSource] | None = None,
     ) -> None:
         self.settings = settings
         self.providers = dict(providers)  # enabled, with the service account's credentials
         self.per_user = dict(per_user or {})  # providers that also take users' own credentials
-        self.classes = dict(classes)  # every provider we know of
+        self.plugins = dict(plugins)  # every provider we know of
         self.store = store
         self.lang = settings.main["language"]
-        self.grammar = build_grammar(settings, classes)
+        self.grammar = build_grammar(settings, plugins)
         self._slots = threading.BoundedSemaphore(settings.main["max_concurrency"])
         self.enabled = frozenset({*self.providers, *self.per_user})
         self.masks = (
@@ -148,11 +169,13 @@ class Engine:
             if settings.main["pasted_links"]
             else ()
         )
-        self.scheduled = frozenset(  # providers that take updates: schedule or options
-            n
+        # Providers that take updates (schedule or options), as their config decided:
+        # the service account's instance, else what users' accounts are built with.
+        capabilities = {
+            n: (self.providers[n] if n in self.providers else self.per_user[n]).capabilities
             for n in self.enabled
-            if self.classes[n].capabilities.schedule or self.classes[n].capabilities.options
-        )
+        }
+        self.scheduled = frozenset(n for n, c in capabilities.items() if c.schedule or c.options)
         self.mailing = Mailing(settings, store) if settings.mail["enabled"] else None
         self.mailer = None  # bootstrap puts the SMTP sender here for the outbox
 
@@ -165,10 +188,8 @@ class Engine:
         return mine or self.providers.get(name)
 
     def label(self, provider: str) -> str:
-        cls = self.classes.get(provider)
-        if cls is None:
-            return provider
-        return cls.labels.get(self.lang) or cls.labels.get("en") or provider
+        plugin = self.plugins.get(provider)
+        return plugin.label(self.lang) if plugin else provider
 
     def is_organizer(self, cal: icalendar.Calendar, owner: str) -> bool:
         """The calendar owner organizes the event (no ORGANIZER: it is theirs)."""
@@ -187,14 +208,8 @@ class Engine:
         detail: str = "",
         error: ProviderError | None = None,
     ) -> str:
-        return i18n.reason(
-            self.lang,
-            error_code,
-            provider=self.label(provider) if provider else "",
-            detail=detail,
-            available=", ".join(sorted(self.enabled)),
-            status=str(error.status) if error and error.status else "-",
-            code=f", {error.provider_code}" if error and error.provider_code else "",
+        return reason_text(
+            self.lang, error_code, self.plugins, provider, detail, error, self.enabled
         )
 
     # --- step 1: under the lock ----------------------------------------------
@@ -329,24 +344,25 @@ class Engine:
 
     def _options(
         self, cal: icalendar.Calendar, detection, record: Record | None
-    ) -> tuple[tuple[str, str], ...] | tuple:
+    ) -> tuple[tuple[tuple[str, str], ...], str]:
         """(options, an unknown option word or "") from typed words, else the lasting property."""
         provider = detection.provider or (record.provider if record else "")
-        cls = self.classes.get(provider)
-        if cls is None:
+        plugin = self.plugins.get(provider)
+        if plugin is None:
             return (), ""
+        words = plugin.words()
         if detection.option_words:
             chosen: dict[str, str] = {}
             for word in detection.option_words:
-                if word not in cls.option_words:
+                if word not in words:
                     return (), word
-                key, value = cls.option_words[word]
+                key, value = words[word]
                 chosen[key] = value
             return tuple(sorted(chosen.items())), ""
         for comp in ical.vevents(cal):
             text = ical.text_of(comp, "X-MEETPLUGIN-OPTIONS")
             if text:
-                known = {v for v in cls.option_words.values()}
+                known = set(words.values())
                 return tuple(p for p in rewrite.parse_options(text) if p in known), ""
         return (), ""
 
@@ -450,7 +466,12 @@ class Engine:
                 return self._apply(failed, key, cal, record, meeting, href)
             old = conf if kind is ActionKind.REPLACE else None
             stale = tuple(
-                u for u in (*rewrite.shown_links(cal), *((old.join_url,) if old else ())) if u
+                u
+                for u in (
+                    *rewrite.shown_links(cal, self.grammar),
+                    *((old.join_url,) if old else ()),
+                )
+                if u
             )  # links we put there before: replaced, never appended to
             if not provider.capabilities.network:  # computed here (Jitsi): no job, no wait
                 new = provider.create(meeting)
@@ -465,6 +486,7 @@ class Engine:
                 provider.name,
                 i18n.text(self.lang, "pending", provider=self.label(provider.name)),
                 self.lang,
+                self.grammar,
                 drop_urls=stale,
             )
             job = Job(0, kind, key, provider.name, meeting=meeting, old=old, href=href)
@@ -625,7 +647,9 @@ class Engine:
                     conf,
                     force=True,
                     old=job.old,
-                    old_urls=tuple(u for u in rewrite.shown_links(cal) if u != conf.join_url),
+                    old_urls=tuple(
+                        u for u in rewrite.shown_links(cal, self.grammar) if u != conf.join_url
+                    ),
                     options=job.meeting.options if job.meeting else (),
                 )
                 # Edited while the create was pending: push the edit to a scheduled provider.

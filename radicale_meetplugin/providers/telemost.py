@@ -5,14 +5,22 @@ Rooms are timeless (no start, no title), so moving an event needs no call.
 
 from __future__ import annotations
 
-import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, csv, read_secret
 from radicale_meetplugin.core.model import Conference, Meeting
-from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider, ProviderError
+from radicale_meetplugin.providers.base import (
+    BuildContext,
+    Capabilities,
+    OptionWord,
+    Provider,
+    ProviderError,
+    ProviderPlugin,
+    UserCredentials,
+)
 from radicale_meetplugin.providers.http import ApiClient
 
 WAITING_ROOM_LEVELS = ("PUBLIC", "ORGANIZATION", "ADMINS")
@@ -49,8 +57,9 @@ OPTIONS: Schema = {
     "user_token_dir": (
         "",
         str,
-        "Folder with one OAuth token per Radicale user (<user>.token, chmod 600); "
-        "a user's own token wins over the service account's (token_file/token_env).",
+        "Folder with one OAuth token per Radicale user (<user>.token, chmod 600; "
+        "`meetplugin token telemost` writes them); a user's own token wins over the "
+        "service account's (token_file/token_env).",
     ),
     "waiting_room_level": (
         "ORGANIZATION",
@@ -61,18 +70,45 @@ OPTIONS: Schema = {
 }
 
 
+CAPABILITIES = Capabilities(network=True, schedule=False, deterministic_ids=False, options=True)
+SCOPES = (
+    "telemost-api:conferences.create",
+    "telemost-api:conferences.read",
+    "telemost-api:conferences.update",
+    "telemost-api:conferences.delete",
+)
+# The seeds' waiting-room choices, and co-hosts from the organisation's attendees.
+OPTION_WORDS = (
+    OptionWord(
+        "waiting_room",
+        "ORGANIZATION",
+        ("external", "organization", "внешние"),
+        {"ru": "зал ожидания для внешних участников", "en": "waiting room for outsiders"},
+    ),
+    OptionWord(
+        "waiting_room",
+        "ADMINS",
+        ("all", "admins", "все"),
+        {"ru": "зал ожидания для всех, кроме организаторов", "en": "waiting room for all"},
+    ),
+    OptionWord(
+        "waiting_room",
+        "PUBLIC",
+        ("off", "public", "выкл", "выключено"),
+        {"ru": "без зала ожидания", "en": "no waiting room"},
+    ),
+    OptionWord(
+        "cohosts",
+        "yes",
+        ("cohosts", "соорганизаторы"),
+        {"ru": "участники из организации — соорганизаторы", "en": "colleagues become co-hosts"},
+    ),
+)
+
+
 class Telemost(Provider):
     name = "telemost"
-    labels = {"ru": "Яндекс Телемост", "en": "Yandex Telemost"}
-    keywords = ("telemost", "телемост")
-    capabilities = Capabilities(network=True, schedule=False, deterministic_ids=False, options=True)
-    # The seeds' waiting-room choices, and co-hosts from the organisation's attendees.
-    option_words = {
-        **{w: ("waiting_room", "ORGANIZATION") for w in ("external", "organization", "внешние")},
-        **{w: ("waiting_room", "ADMINS") for w in ("all", "admins", "все")},
-        **{w: ("waiting_room", "PUBLIC") for w in ("off", "public", "выкл", "выключено")},
-        **{w: ("cohosts", "yes") for w in ("cohosts", "соорганизаторы")},
-    }
+    capabilities = CAPABILITIES
     MAX_COHOSTS = 30
 
     def __init__(
@@ -155,9 +191,10 @@ class Telemost(Provider):
     def delete(self, conference: Conference) -> None:
         self.api.call("DELETE", f"/conferences/{conference.conference_id}", ok=(200, 204, 404))
 
-    def check(self) -> None:
+    def check(self) -> str:
         """Prove the token works without creating anything: a look-up of no conference."""
         self.api.call("GET", "/conferences/0", ok=(200, 404))
+        return ""
 
 
 def build(options: Mapping[str, Any], ctx: BuildContext) -> Telemost | None:
@@ -171,6 +208,10 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> Telemost | None:
             f"in the environment variable {options['token_env'] or 'TELEMOST_TOKEN'}"
             ", or give users their own tokens with user_token_dir"
         )
+    return _account(options, ctx, token)
+
+
+def _account(options: Mapping[str, Any], ctx: BuildContext, token: Secret) -> Telemost:
     return Telemost(
         options["api_url"],
         token,
@@ -180,25 +221,38 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> Telemost | None:
     )
 
 
-def user_token_path(options: Mapping[str, Any], user: str) -> str | None:
-    folder = options["user_token_dir"]
-    if not folder or not user or "/" in user or user.startswith("."):
-        return None
-    return os.path.join(os.path.expanduser(folder), f"{user}.token")
-
-
-def for_user(options: Mapping[str, Any], ctx: BuildContext, user: str) -> Telemost | None:
-    """The user's own account, if an admin stored a token for them."""
-    path = user_token_path(options, user)
-    if path is None or not os.path.exists(path):
-        return None
-    token = read_secret(path, "", f"Telemost token of {user}")
-    if not token:
-        return None
-    return Telemost(
-        options["api_url"],
-        token,
-        options["waiting_room_level"],
-        ctx.timeout,
-        options["cohost_domains"],
+def token_steps(options: Mapping[str, Any], user: str, arguments: Mapping[str, str]) -> str:
+    """How to get a user's OAuth token: the implicit flow of the organisation's Yandex app."""
+    client_id = arguments.get("client_id", "")
+    query = urllib.parse.urlencode(
+        {"response_type": "token", "client_id": client_id, "scope": " ".join(SCOPES)}
     )
+    return f"""Telemost token for Radicale user {user!r}:
+1. In a browser signed in with the user's Yandex 360 for business account, open
+   https://oauth.yandex.ru/authorize?{query}
+   (the app {client_id} needs the four scopes {", ".join(SCOPES)}
+   and the redirect URI https://oauth.yandex.ru/verification_code)
+2. Allow access and copy the token shown on the page."""
+
+
+USERS = UserCredentials(
+    folder_option="user_token_dir",
+    build=_account,
+    steps=token_steps,
+    arguments=("client_id",),
+    what="Telemost token",
+)
+
+PLUGIN = ProviderPlugin(
+    name="telemost",
+    labels={"ru": "Яндекс Телемост", "en": "Yandex Telemost"},
+    keywords=("telemost", "телемост"),
+    options=OPTIONS,
+    build=build,
+    capabilities=lambda options: CAPABILITIES,
+    option_words=OPTION_WORDS,
+    # Yandex Calendar's own CalDAV properties: the request and the link it stores.
+    link_properties=("X-TELEMOST-CONFERENCE",),
+    marker_properties=("X-TELEMOST-REQUIRED",),
+    users=USERS,
+)

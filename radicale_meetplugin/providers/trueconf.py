@@ -30,7 +30,14 @@ import requests
 from radicale_meetplugin.config import ConfigError, Schema, Secret, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
 from radicale_meetplugin.providers import schedule
-from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider, ProviderError
+from radicale_meetplugin.providers.base import (
+    BuildContext,
+    Capabilities,
+    OptionWord,
+    Provider,
+    ProviderError,
+    ProviderPlugin,
+)
 from radicale_meetplugin.providers.http import ApiClient
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -171,20 +178,41 @@ class _TokenCache:
         return token, float(lifetime)
 
 
+CAPABILITIES = Capabilities(network=True, schedule=True, deterministic_ids=True, options=True)
+# Per event, after the keyword ("trueconf:селектор+гости"): the seed's modes — all on
+# screen (up to 36) and the video selector (up to 1600; TrueConf's role-based type 3,
+# unconfirmed) — a lecture (asymmetric), and guest access.
+OPTION_WORDS = (
+    OptionWord(
+        "mode",
+        "0",
+        ("all-on-screen", "все-на-экране", "symmetric"),
+        {"ru": "все на экране, до 36 участников", "en": "everyone on screen, up to 36"},
+    ),
+    OptionWord(
+        "mode",
+        "1",
+        ("lecture", "лекция", "asymmetric"),
+        {"ru": "лектор и слушатели", "en": "a speaker and listeners"},
+    ),
+    OptionWord(
+        "mode",
+        "3",
+        ("selector", "селектор", "role-based"),
+        {"ru": "видеоселектор, до 1600 участников", "en": "video selector, up to 1600"},
+    ),
+    OptionWord(
+        "guests",
+        "yes",
+        ("guests", "гости"),
+        {"ru": "гостевой доступ", "en": "guest access"},
+    ),
+)
+
+
 class TrueConf(Provider):
     name = "trueconf"
-    labels = {"ru": "TrueConf", "en": "TrueConf"}
-    keywords = ("trueconf", "труконф")
-    capabilities = Capabilities(network=True, schedule=True, deterministic_ids=True, options=True)
-    # Per event, after the keyword ("trueconf:селектор+гости"): the seed's modes — all on
-    # screen (up to 36) and the video selector (up to 1600; TrueConf's role-based type 3,
-    # unconfirmed) — a lecture (asymmetric), and guest access.
-    option_words = {
-        **{w: ("mode", "0") for w in ("all-on-screen", "все-на-экране", "symmetric")},
-        **{w: ("mode", "1") for w in ("lecture", "лекция", "asymmetric")},
-        **{w: ("mode", "3") for w in ("selector", "селектор", "role-based")},
-        **{w: ("guests", "yes") for w in ("guests", "гости")},
-    }
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -387,6 +415,12 @@ class TrueConf(Provider):
     def delete(self, conference: Conference) -> None:
         self._call("DELETE", f"/conferences/{conference.conference_id}", ok=(200, 204, 404))
 
+    def check(self) -> str:
+        """A token request (the client id and secret), then one read with that token."""
+        self.tokens.get()
+        self._call("GET", "/conferences", ok=(200,), params={"page_id": 1, "page_size": 1})
+        return ""
+
     def list_conferences(self) -> list[str] | None:
         """Ids of the conferences we made (those with our id prefix), every page."""
         ids: list[str] = []
@@ -467,3 +501,14 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
         default_topic=options["default_topic"],
         id_prefix=options["id_prefix"],
     )
+
+
+PLUGIN = ProviderPlugin(
+    name="trueconf",
+    labels={"ru": "TrueConf", "en": "TrueConf"},
+    keywords=("trueconf", "труконф"),
+    options=OPTIONS,
+    build=build,
+    capabilities=lambda options: CAPABILITIES,
+    option_words=OPTION_WORDS,
+)

@@ -18,7 +18,13 @@ Default contract:
   exists" -> GET it); otherwise the server picks the id and an unanswered create
   is recorded as a suspect, as for Telemost;
 - a series (RRULE, RDATE, overrides) sends the time fields as null: a conference
-  without a schedule, so the one link works for every occurrence.
+  without a schedule, so the one link works for every occurrence;
+- ``meetplugin check`` reads one conference that does not exist (``GET`` on
+  ``item_path`` with the id ``00…0``): the assumption is that the server checks
+  the token before it looks the conference up, so 200 or 404 means the token
+  works and 401/403 that it does not. Nothing is created;
+- with ``user_token_dir``, a user's own API token (``<user>.token``) is used for
+  their events, in the same header as the service account's.
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ import requests
 from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, read_secret
 from radicale_meetplugin.core.model import Conference, Meeting
 from radicale_meetplugin.providers import schedule
-from radicale_meetplugin.providers.base import BuildContext, Capabilities, Provider, ProviderError
+from radicale_meetplugin.providers.base import (
+    BuildContext,
+    Capabilities,
+    Provider,
+    ProviderError,
+    ProviderPlugin,
+    UserCredentials,
+)
 from radicale_meetplugin.providers.http import ApiClient
 
 _CONFID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -152,14 +165,28 @@ OPTIONS: Schema = {
         "Zone for floating times and all-day events (IANA name).",
     ),
     "default_topic": ("Видеовстреча", str, "Title when the event has none."),
+    "user_token_dir": (
+        "",
+        str,
+        "Folder with one API token per Radicale user (<user>.token, chmod 600; "
+        "`meetplugin token videomost` writes them); a user's own token wins over the "
+        "service account's (token_file/token_env).",
+    ),
 }
+CHECK_ID = "0" * 32  # `meetplugin check` reads this conference, which nobody has
+
+
+def capabilities(options: Mapping[str, Any]) -> Capabilities:
+    """What the configured contract allows: updates unless NONE, retries safe with client ids."""
+    return Capabilities(
+        network=True,
+        schedule=options["update_method"] != "NONE",
+        deterministic_ids=bool(options["client_ids"]),
+    )
 
 
 class Videomost(Provider):
     name = "videomost"
-    labels = {"ru": "Videomost", "en": "Videomost"}
-    keywords = ("videomost", "видеомост")
-    capabilities = Capabilities(network=True, schedule=True, deterministic_ids=False)
 
     def __init__(
         self,
@@ -184,9 +211,7 @@ class Videomost(Provider):
         self.zone = o["default_timezone"]
         self._id_key = token.value.encode()
         # Instance capabilities: they follow the contract the admin configured.
-        self.capabilities = Capabilities(
-            network=True, schedule=o["update_method"] != "NONE", deterministic_ids=o["client_ids"]
-        )
+        self.capabilities = capabilities(o)
 
     # --- what we send ------------------------------------------------------
 
@@ -283,8 +308,13 @@ class Videomost(Provider):
     def delete(self, conference: Conference) -> None:
         self.api.call("DELETE", self.item(conference.conference_id), ok=(200, 202, 204, 404))
 
+    def check(self) -> str:
+        """An authenticated read of a conference nobody has: 200/404 mean the token works."""
+        self.api.call("GET", self.item(CHECK_ID), ok=(200, 404))
+        return ""
 
-def build(options: Mapping[str, Any], ctx: BuildContext) -> Videomost:
+
+def _server(options: Mapping[str, Any]) -> str:
     server = options["server_url"].strip().rstrip("/")
     if not server:
         raise ConfigError(
@@ -293,16 +323,53 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> Videomost:
         )
     if not server.startswith(("https://", "http://")):
         raise ConfigError("[provider:videomost] server_url must start with https://")
-    token = read_secret(options["token_file"], options["token_env"], "Videomost token")
-    if not token:
-        env = options["token_env"] or "VIDEOMOST_TOKEN"
-        raise ConfigError(
-            "[provider:videomost] has no token: set token_file, or put the token "
-            f"in the environment variable {env}"
-        )
+    return server
+
+
+def _account(options: Mapping[str, Any], ctx: BuildContext, token: Secret) -> Videomost:
+    server = _server(options)
     if not _TOKEN.fullmatch(token.value):
         raise ConfigError(
             f"[provider:videomost] the token ({token.source}) has spaces or control characters"
         )
     api_url = options["api_url"].strip() or f"{server}/service/api/v1"
     return Videomost(server, api_url, token, ctx.timeout, options=options)
+
+
+def build(options: Mapping[str, Any], ctx: BuildContext) -> Videomost | None:
+    """The service account; None when only users' own tokens are configured."""
+    _server(options)
+    token = read_secret(options["token_file"], options["token_env"], "Videomost token")
+    if not token:
+        if options["user_token_dir"]:
+            return None
+        env = options["token_env"] or "VIDEOMOST_TOKEN"
+        raise ConfigError(
+            "[provider:videomost] has no token: set token_file, or put the token "
+            f"in the environment variable {env}, or give users their own tokens "
+            "with user_token_dir"
+        )
+    return _account(options, ctx, token)
+
+
+def token_steps(options: Mapping[str, Any], user: str, arguments: Mapping[str, str]) -> str:
+    return f"""Videomost API token for Radicale user {user!r}:
+1. Get the user's API token from the Videomost server {options["server_url"] or ""}
+   (where your server's API manual says: the user's profile or the admin panel).
+2. It is sent as "{options["auth_header"]}: {options["auth_scheme"]} <token>"."""
+
+
+PLUGIN = ProviderPlugin(
+    name="videomost",
+    labels={"ru": "Videomost", "en": "Videomost"},
+    keywords=("videomost", "видеомост"),
+    options=OPTIONS,
+    build=build,
+    capabilities=capabilities,
+    users=UserCredentials(
+        folder_option="user_token_dir",
+        build=_account,
+        steps=token_steps,
+        what="Videomost token",
+    ),
+)

@@ -33,6 +33,7 @@ class VideomostEmulator(Emulator):
     def __init__(self, token: str = "vm-token-789", host: str = "vm.example.ru") -> None:
         super().__init__()
         self.token = token
+        self.user_tokens: set[str] = set()  # users' own tokens it also accepts
         self.join_host = host
         self.accept_client_ids = True
         self.conferences: dict[str, dict] = {}
@@ -50,7 +51,7 @@ class VideomostEmulator(Emulator):
         return conf["start_time"] <= at < conf["start_time"] + conf["duration"]
 
     def route(self, method: str, path: str, call: Call, body: Any) -> tuple[int, object]:
-        if call.authorization != f"Bearer {self.token}":
+        if call.authorization not in {f"Bearer {t}" for t in (self.token, *self.user_tokens)}:
             raise Reply(401, error_body("Unauthorized", "Invalid or missing token"))
         if not path.startswith(PREFIX + "/conferences"):
             raise Reply(404, error_body("NotFound", "No such method"))

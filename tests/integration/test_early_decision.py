@@ -43,6 +43,7 @@ predefined_collections = {{"calendar": {{"tag": "VCALENDAR"}}}}
     application = radicale.Application(configuration)
     yield application
     application._storage.meet.outbox.stop()
+    application._storage.meet.engine.store.close()
 
 
 def request(app, method: str, path: str, body: str = "") -> tuple[str, str]:

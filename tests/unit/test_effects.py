@@ -27,7 +27,7 @@ from radicale_meetplugin.protocol.effects import (
     ShareLetters,
 )
 from radicale_meetplugin.protocol.engine import Engine
-from radicale_meetplugin.providers.base import Capabilities, Provider
+from radicale_meetplugin.providers.base import Capabilities, Provider, ProviderPlugin
 
 KEY = EventKey("alice", "alice/calendar", "u1@test")
 
@@ -36,8 +36,6 @@ class Slow(Provider):
     """A provider that needs the network: creating it is a job, never done inline."""
 
     name = "slow"
-    labels = {"ru": "Медленный", "en": "Slow"}
-    keywords = ("slow",)
     capabilities = Capabilities(network=True)
 
     def create(self, meeting: Meeting) -> Conference:  # pragma: no cover - never called here
@@ -51,8 +49,6 @@ class Inline(Provider):
     """Computed locally, like Jitsi: the conference is made during the decision."""
 
     name = "inline"
-    labels = {"en": "Inline"}
-    keywords = ("inline",)
     capabilities = Capabilities(network=False)
 
     def create(self, meeting: Meeting) -> Conference:
@@ -60,6 +56,26 @@ class Inline(Provider):
 
     def delete(self, conference: Conference) -> None:
         pass
+
+
+def plugin(cls: type[Provider]) -> ProviderPlugin:
+    return ProviderPlugin(
+        name=cls.name,
+        labels={"en": cls.name.title()},
+        keywords=(cls.name,),
+        options={},
+        build=lambda options, ctx: cls(),
+        capabilities=lambda options: cls.capabilities,
+    )
+
+
+def engine_of(settings, *providers_: Provider, reader) -> Engine:
+    return Engine(
+        settings,
+        {p.name: p for p in providers_},
+        {p.name: plugin(type(p)) for p in providers_},
+        reader,
+    )
 
 
 class Reader:
@@ -110,8 +126,7 @@ class Reader:
 def engine_with():
     def make(*records: Record) -> Engine:
         settings = config.load("", providers.schemas())
-        classes = {"slow": Slow, "inline": Inline}
-        return Engine(settings, {"slow": Slow(), "inline": Inline()}, classes, Reader(*records))
+        return engine_of(settings, Slow(), Inline(), reader=Reader(*records))
 
     return make
 
@@ -160,7 +175,7 @@ def test_a_moved_time_is_an_update_job_for_a_scheduled_provider(engine_with):
     settings = config.load("", providers.schemas())
     conf = Conference("slow", "c1", "https://slow.example/c1")
     record = Record(KEY, "slow", RecordState.ACTIVE, conf, "old-fingerprint")
-    engine = Engine(settings, {"slow": Scheduled()}, {"slow": Scheduled}, Reader(record))
+    engine = engine_of(settings, Scheduled(), reader=Reader(record))
     decision = engine.decide(KEY, event(KEY.uid, location=conf.join_url))
     [effect] = decision.effects
     assert isinstance(effect, QueueJob) and effect.job.kind is ActionKind.UPDATE
@@ -199,5 +214,5 @@ def test_cancellation_letters_are_an_effect_when_mail_is_on(engine_with, tmp_pat
         "[mail]\nenabled = true\nhost = 127.0.0.1\nsecurity = none\nsender = cal@example.com\n"
     )
     settings = config.load(str(conf_file), providers.schemas())
-    engine = Engine(settings, {"slow": Slow()}, {"slow": Slow}, Reader())
+    engine = engine_of(settings, Slow(), reader=Reader())
     assert engine.deleted(KEY) == [Cancellations(KEY)]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from harness import event
-from unit.test_effects import Inline, Reader
+from unit.test_effects import Inline, Reader, engine_of
 
 from radicale_meetplugin import config, providers
 from radicale_meetplugin.core import ical
 from radicale_meetplugin.core.model import EventKey
-from radicale_meetplugin.protocol.engine import Engine
 
 KEY = EventKey("alice", "alice/calendar", "pasted@test")
 CAROL = "ORGANIZER;CN=Carol:mailto:carol@example.org\nATTENDEE;CN=Alice:mailto:alice@example.com"
@@ -20,7 +19,7 @@ def engine(tmp_path):
     conf = tmp_path / "meetplugin.conf"
     conf.write_text("[meetplugin]\nowner_addresses = {user}@example.com\n")
     settings = config.load(str(conf), providers.schemas())
-    return Engine(settings, {"inline": Inline()}, {"inline": Inline}, Reader())
+    return engine_of(settings, Inline(), reader=Reader())
 
 
 def test_an_attendee_copy_with_a_pasted_link_is_stored_as_sent(engine):
