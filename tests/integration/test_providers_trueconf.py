@@ -564,7 +564,7 @@ def test_bad_options_say_what_is_wrong(tmp_path, option, words):
 def test_the_example_config_loads_and_its_videomost_block_too(tmp_path):
     from pathlib import Path
 
-    example = Path(__file__).parent.parent / "config" / "meetplugin-trueconf.example.conf"
+    example = Path(__file__).parents[2] / "config" / "meetplugin-trueconf.example.conf"
     text = example.read_text()
     settings = config.load(_conf(tmp_path, text), providers.schemas())
     assert settings.main["default_provider"] == "trueconf"

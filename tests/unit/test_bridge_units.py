@@ -380,7 +380,7 @@ def test_a_task_or_unreadable_resource_is_only_remembered(writer):
 
 
 def test_the_example_config_is_valid(tmp_path):
-    example = os.path.join(os.path.dirname(__file__), "..", "config", "bridge.example.conf")
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "config", "bridge.example.conf")
     (tmp_path / "pw").write_text("app-password")
     (tmp_path / "pw").chmod(0o600)
     text = (
