@@ -259,3 +259,15 @@ def event(
     lines += [line for line in components.splitlines() if line]
     lines.append("END:VCALENDAR")
     return "\r\n".join(lines) + "\r\n"
+
+
+def escape(value: str) -> str:
+    """A TEXT value as iCalendar writes it: backslash, `;`, `,` and line breaks escaped."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\n")
+    )
