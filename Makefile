@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench venv clean
+.PHONY: run test test-unit gates bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -22,8 +22,21 @@ run: venv
 	@mkdir -p var/radicale
 	$(PY) -m radicale --config config/radicale.conf
 
-test: venv
+# The gates, in order (cheap, and each names the line), then the whole suite.
+test: gates
 	$(PY) -m pytest -q
+
+# The unit tests alone: no servers, no sockets, a few seconds.
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+# Lint and format check; types (strict on the pure core); the import contract
+# (the core imports no state, provider, mail or shell). Settings in pyproject.toml.
+gates: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Benchmarks: plain Radicale vs Radicale with the plugin, in a production-like venv
 # (no test extras: the caldav client's dependencies would inflate memory figures).
@@ -40,4 +53,4 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -36,6 +36,7 @@ from radicale_meetplugin.core.detect import Grammar
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine, Outcome
 from radicale_meetplugin.protocol.session import Session, Stored, Write
+from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("meetplugin.bridge")
 
@@ -252,7 +253,7 @@ class Writer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine[RecordStore],
         state: BridgeState,
         lock: AbstractContextManager[object] | None = None,
     ) -> None:

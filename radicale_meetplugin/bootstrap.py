@@ -42,7 +42,7 @@ def build_providers(
     return ready, per_user
 
 
-def build_engine(config_path: str, default_state_dir: str) -> Engine:
+def build_engine(config_path: str, default_state_dir: str) -> Engine[RecordStore]:
     settings, plugins = providers.load_settings(config_path)
     state_dir = os.path.expanduser(settings.main["state_dir"] or default_state_dir)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -99,7 +99,7 @@ def build_mailer(settings: config.Settings) -> Mailer | None:
     return mailer
 
 
-def build_outbox(engine: Engine, settle: Settle) -> Outbox:
+def build_outbox(engine: Engine[RecordStore], settle: Settle) -> Outbox:
     main = engine.settings.main
     outbox = Outbox(
         engine,

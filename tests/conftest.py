@@ -1,14 +1,56 @@
+"""The fixtures shared by every kind of test: emulators, servers, the SMTP inbox (not pure).
+
+Tests live by kind: `unit/` (no server, no socket, files only under tmp_path),
+`integration/` (sqlite, or one server or emulator), `e2e/` (Radicale, Xandikos, SMTP
+and the provider emulators as real processes and servers). Helpers shared between
+modules stay here at the top: harness, bridge_support, smtp_inbox, emulators.
+
+A module that needs a Radicale set up otherwise overrides `radicale_config`,
+`radicale_env` or `radicale_secrets`; the `radicale` fixture itself exists once.
+"""
+
 from __future__ import annotations
 
+import socket
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from bridge_support import XandikosServer  # noqa: E402
 from emulators.telemost import TelemostEmulator  # noqa: E402
-from harness import TOKEN, RadicaleServer, plugin_config  # noqa: E402,F401
+from emulators.trueconf import TrueConfEmulator  # noqa: E402
+from emulators.videomost import VideomostEmulator  # noqa: E402
+from harness import TOKEN, RadicaleServer, plugin_config  # noqa: E402
+from smtp_inbox import Inbox  # noqa: E402
+
+UNIT = Path(__file__).parent / "unit"
+TRUECONF_CLIENT, TRUECONF_SECRET = "meetplugin", "tc-secret-456"
+VIDEOMOST_TOKEN = "vm-token-789"
+
+
+# --- unit tests stay off the network -----------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_sockets_in_unit_tests(request, monkeypatch):
+    """A unit test that opens a connection or a port fails, naming what it tried."""
+    if UNIT not in request.node.path.parents:
+        yield
+        return
+
+    def refuse(self, address, *args, **kwargs):
+        raise AssertionError(f"a unit test used the network: {address!r}; move it to integration/")
+
+    for method in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, method, refuse)
+    yield
+
+
+# --- provider emulators ------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -19,23 +61,22 @@ def telemost():
 
 
 @pytest.fixture(scope="module")
-def radicale(tmp_path_factory, telemost):
-    """Radicale with the plugin, Jitsi default, Telemost pointed at the emulator."""
-    server = RadicaleServer(
-        tmp_path_factory.mktemp("radicale"),
-        plugin_config(telemost.url),
-        env={"TELEMOST_TOKEN": TOKEN},
-    ).start()
-    server.ensure_user("alice")
-    server.ensure_user("bob")
-    yield server
-    server.stop()
-    assert "internal error" not in server.log and "Traceback" not in server.log, server.log[-3000:]
+def tc():
+    emu = TrueConfEmulator(TRUECONF_CLIENT, TRUECONF_SECRET).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def vm():
+    emu = VideomostEmulator(VIDEOMOST_TOKEN).start()
+    yield emu
+    emu.stop()
 
 
 @pytest.fixture(autouse=True)
 def fresh_emulator(request):
-    """Each test counts only its own provider calls."""
+    """Each test counts only its own provider calls and meets only its own faults."""
     if "telemost" in request.fixturenames:
         emu = request.getfixturevalue("telemost")
         with emu._lock:
@@ -43,4 +84,80 @@ def fresh_emulator(request):
             emu.faults.clear()
         emu.personal_account = False
         emu.tokens = {emu.token}
+    for name in ("tc", "vm"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
     yield
+
+
+# --- SMTP --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inbox():
+    server = Inbox().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_counts(request):
+    """Each test counts only its own SMTP attempts."""
+    if "inbox" in request.fixturenames:
+        server = request.getfixturevalue("inbox")
+        with server._changed:
+            server.attempts.clear()
+            server.faults.clear()
+    yield
+
+
+# --- CalDAV servers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def radicale_config(telemost) -> str:
+    """The plugin config of the module's `radicale`: Jitsi default, Telemost emulated."""
+    return plugin_config(telemost.url)
+
+
+@pytest.fixture(scope="module")
+def radicale_env() -> dict[str, str]:
+    return {"TELEMOST_TOKEN": TOKEN}
+
+
+@pytest.fixture(scope="module")
+def radicale_secrets() -> Callable[[], Iterable[str]]:
+    """What must never appear in the server's log; asked once the server has stopped."""
+    return lambda: [TOKEN]
+
+
+@pytest.fixture(scope="module")
+def radicale(tmp_path_factory, radicale_config, radicale_env, radicale_secrets):
+    """Radicale with the plugin, users alice and bob; its log is checked when it stops."""
+    server = RadicaleServer(
+        tmp_path_factory.mktemp("radicale"), radicale_config, env=radicale_env
+    ).start()
+    server.ensure_user("alice")
+    server.ensure_user("bob")
+    yield server
+    server.stop()
+    assert "internal error" not in server.log and "Traceback" not in server.log, server.log[-3000:]
+    assert not [s for s in radicale_secrets() if s in server.log], "a secret was logged"
+    assert server.log.count("meetplugin: config") == 1  # one engine, one outbox per process
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """Radicale without the plugin: just another CalDAV server."""
+    server = RadicaleServer(tmp_path_factory.mktemp("plain"), plugin=False).start()
+    server.ensure_user("alice")
+    yield server
+    server.stop()
+    assert "Traceback" not in server.log, server.log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def xandikos(tmp_path_factory):
+    server = XandikosServer(tmp_path_factory.mktemp("xandikos")).start()
+    yield server
+    server.stop()

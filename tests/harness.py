@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import socket
@@ -10,8 +11,10 @@ import sys
 import textwrap
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import icalendar
 import requests
 
 USERS = {"alice": "alice", "bob": "bob"}
@@ -29,6 +32,8 @@ def stop_process(process: subprocess.Popen | None) -> None:
 
 
 TOKEN = "test-token-123"  # the Telemost emulator's token
+TRUECONF_CLIENT, TRUECONF_SECRET = "meetplugin", "tc-secret-456"  # the TrueConf emulator's
+VIDEOMOST_TOKEN = "vm-token-789"  # the Videomost emulator's
 
 
 def plugin_config(telemost_url: str, **main: str) -> str:
@@ -259,3 +264,41 @@ def event(
     lines += [line for line in components.splitlines() if line]
     lines.append("END:VCALENDAR")
     return "\r\n".join(lines) + "\r\n"
+
+
+def escape(value: str) -> str:
+    """A TEXT value as iCalendar writes it: backslash, `;`, `,` and line breaks escaped."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\n")
+    )
+
+
+def read(
+    radicale: RadicaleServer, path: str, user: str = "alice"
+) -> tuple[icalendar.Calendar, str]:
+    """The stored event and its ETag."""
+    r = radicale.get(user, path)
+    assert r.status_code == 200, r.status_code
+    return icalendar.Calendar.from_ical(r.text), r.headers.get("ETag", "")
+
+
+def vevent(cal: icalendar.Calendar) -> icalendar.Event:
+    return [c for c in cal.subcomponents if c.name == "VEVENT"][0]
+
+
+def edit(radicale: RadicaleServer, path: str, change: Callable[[icalendar.Event], object]) -> None:
+    """Change the stored event as a client would, and save it with If-Match."""
+    cal, etag = read(radicale, path)
+    change(vevent(cal))
+    r = radicale.put("alice", path, cal.to_ical().decode(), **{"If-Match": etag})
+    assert r.status_code == 204
+
+
+def utc(*args) -> int:
+    """A UTC date and time as a Unix timestamp: utc(2026, 11, 25, 7)."""
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())

@@ -33,10 +33,10 @@ def normalize(value: str) -> str | None:
         return None
     if any(c not in _LOCAL for c in local) or local[0] == "." or local[-1] == "." or ".." in local:
         return None
-    domain = _ascii_domain(domain)
-    if domain is None:
+    ascii_domain = _ascii_domain(domain)
+    if ascii_domain is None:
         return None
-    return f"{local}@{domain}".lower()
+    return f"{local}@{ascii_domain}".lower()
 
 
 def _ascii_domain(domain: str) -> str | None:

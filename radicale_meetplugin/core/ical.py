@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 import icalendar
 
@@ -26,15 +27,16 @@ def parse(text: str) -> icalendar.Calendar:
 
 def unfold(text: str) -> list[str]:
     """The content lines of raw iCalendar text, folds joined by icalendar's own parser."""
-    return [str(line) for line in icalendar.parser.Contentlines.from_ical(text) if line]
+    return [str(line) for line in icalendar.parser.Contentlines.from_ical(text) if line]  # type: ignore[no-untyped-call]
 
 
 def to_text(cal: icalendar.Calendar) -> str:
-    return cal.to_ical().decode("utf-8")
+    text: str = cal.to_ical().decode("utf-8")
+    return text
 
 
 def vevents(cal: icalendar.Calendar) -> list[icalendar.Event]:
-    return [c for c in cal.subcomponents if c.name == "VEVENT"]
+    return [c for c in cal.subcomponents if isinstance(c, icalendar.Event)]
 
 
 def master(cal: icalendar.Calendar) -> icalendar.Event | None:
@@ -66,7 +68,7 @@ def set_text(comp: icalendar.cal.Component, name: str, value: str) -> None:
         comp.add(name, new, encode=False)
 
 
-def values_of(comp: icalendar.cal.Component, name: str) -> list:
+def values_of(comp: icalendar.cal.Component, name: str) -> list[Any]:
     value = comp.get(name)
     if value is None:
         return []
@@ -100,12 +102,13 @@ def is_cancelled(cal: icalendar.Calendar) -> bool:
     return bool(events) and all(text_of(c, "STATUS").upper() == "CANCELLED" for c in events)
 
 
-def _when(comp: icalendar.cal.Component, name: str):
+def _when(comp: icalendar.cal.Component, name: str) -> Any:
+    """What icalendar parsed: a date, datetime, time, timedelta or period; None if absent."""
     prop = comp.get(name)
     return getattr(prop, "dt", None) if prop is not None else None
 
 
-def _end(comp: icalendar.cal.Component):
+def _end(comp: icalendar.cal.Component) -> Any:
     end = _when(comp, "DTEND")
     if end is None:
         start = _when(comp, "DTSTART")
@@ -115,7 +118,7 @@ def _end(comp: icalendar.cal.Component):
     return end
 
 
-def end_of(comp: icalendar.cal.Component):
+def end_of(comp: icalendar.cal.Component) -> object:
     """DTEND, or DTSTART + DURATION; None if neither says."""
     return _end(comp)
 
@@ -139,7 +142,7 @@ def ends_before_start(cal: icalendar.Calendar) -> bool:
     return False
 
 
-def _iso(value) -> str:
+def _iso(value: Any) -> str:
     return value.isoformat() if value is not None else ""
 
 

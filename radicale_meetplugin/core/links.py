@@ -22,7 +22,7 @@ _MAX_WORD = 2048
 @dataclass(frozen=True)
 class Mask:
     name: str  # the service as people know it, used as the CONFERENCE label
-    pattern: re.Pattern
+    pattern: re.Pattern[str]
 
 
 def _mask(name: str, regex: str) -> Mask:

@@ -1,7 +1,7 @@
 """What to do with one event change: the lifecycle rules as one pure function.
 
 The engine gathers the facts (`Facts`); `plan` decides one `Action`. Every rule
-of DESIGN.md "Lifecycle rules" is a row here and a row in tests/test_plan.py.
+of DESIGN.md "Lifecycle rules" is a row here and a row in tests/unit/test_plan.py.
 """
 
 from __future__ import annotations

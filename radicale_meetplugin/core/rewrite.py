@@ -120,7 +120,7 @@ def _location_with_link(
     out = "".join(pieces)
     if not placed:
 
-        def tag_to_link(match: re.Match) -> str:
+        def tag_to_link(match: re.Match[str]) -> str:
             nonlocal placed
             if not grammar.provider_for(match.group(1)):
                 return match.group(0)
@@ -161,7 +161,7 @@ def _location_without(location: str, urls: tuple[str, ...]) -> str:
 def _drop_tags(text: str, grammar: Grammar) -> str:
     removed = False
 
-    def drop(match: re.Match) -> str:
+    def drop(match: re.Match[str]) -> str:
         nonlocal removed
         if grammar.provider_for(match.group(1)):
             removed = True

@@ -29,6 +29,7 @@ from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import TypeVar, cast
 
 import icalendar
 
@@ -121,8 +122,12 @@ def _vtimezone(tzid: str) -> bytes:
         return b""
 
 
-def _copy(comp: icalendar.cal.Component) -> icalendar.cal.Component:
-    return type(comp).from_ical(comp.to_ical())
+_Comp = TypeVar("_Comp", bound=icalendar.cal.Component)
+
+
+def _copy(comp: _Comp) -> _Comp:
+    """A copy by a round trip through the text: the same class comes back."""
+    return cast(_Comp, type(comp).from_ical(comp.to_ical()))
 
 
 def _itip_event(

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import icalendar
 
@@ -43,6 +43,7 @@ from radicale_meetplugin.core.model import (
     RecordState,
 )
 from radicale_meetplugin.core.plan import Facts, plan
+from radicale_meetplugin.mail.mailer import Mailer
 from radicale_meetplugin.mail.mailing import Mailing
 from radicale_meetplugin.protocol.effects import (
     BeginCreate,
@@ -101,6 +102,10 @@ class RecordReader(Protocol):
 class StateStore(RecordReader, Protocol):
     """The state the engine commits its effects to (state.records.RecordStore)."""
 
+    path: str  # where it lives (the bridge keeps its own state beside it)
+
+    def close(self) -> None: ...
+
     def transaction(self) -> AbstractContextManager[object]: ...
 
     def put(self, record: Record) -> None: ...
@@ -146,13 +151,18 @@ def build_grammar(settings: Settings, plugins: Mapping[str, ProviderPlugin]) -> 
     )
 
 
-class Engine:
+S = TypeVar("S", bound=StateStore)
+
+
+class Engine(Generic[S]):
+    """One engine per state store; `store` is that store's own type for the shells."""
+
     def __init__(
         self,
         settings: Settings,
         providers: Mapping[str, Provider],
         plugins: Mapping[str, ProviderPlugin],
-        store: StateStore,
+        store: S,
         per_user: Mapping[str, UserSource] | None = None,
     ) -> None:
         self.settings = settings
@@ -177,7 +187,7 @@ class Engine:
         }
         self.scheduled = frozenset(n for n, c in capabilities.items() if c.schedule or c.options)
         self.mailing = Mailing(settings, store) if settings.mail["enabled"] else None
-        self.mailer = None  # bootstrap puts the SMTP sender here for the outbox
+        self.mailer: Mailer | None = None  # bootstrap puts the SMTP sender here for the outbox
 
     # --- facts -------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from radicale_meetplugin.mail.delivery import Delivery
 from radicale_meetplugin.mail.mailer import Mailer
 from radicale_meetplugin.protocol.engine import Engine, Outcome
 from radicale_meetplugin.providers import ProviderError
+from radicale_meetplugin.state.records import RecordStore
 from radicale_meetplugin.state.worker import Held, Worker, backoff
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -73,7 +74,7 @@ def _never_connected(error: BaseException) -> bool:
 class Outbox:
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine[RecordStore],
         settle: Settle,
         *,
         workers: int,

@@ -148,12 +148,12 @@ def reconcile(storage: Storage, fix: bool = False) -> list[Finding]:
                 f"{', last error: ' + job.last_error if job.last_error else ''}",
             )
         )
-    for provider, key, reason, at in store.suspects():
+    for provider_name, key, reason, at in store.suspects():
         findings.append(
             Finding(
                 "suspect",
                 key,
-                f"a {provider} create got no answer ({reason}) at "
+                f"a {provider_name} create got no answer ({reason}) at "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}: the provider may hold a "
                 f"room for it that nobody uses; check the account, then run with --forget-suspects",
             )

@@ -26,6 +26,7 @@ from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.session import Session, Stored, Write
 from radicale_meetplugin.radicale import early, put_etag
+from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -193,7 +194,9 @@ class RadicaleAdapter:
     serves each request in its own thread.
     """
 
-    def __init__(self, storage: Storage, engine: Engine, start_outbox: bool = True) -> None:
+    def __init__(
+        self, storage: Storage, engine: Engine[RecordStore], start_outbox: bool = True
+    ) -> None:
         self.storage = storage
         self.engine = engine
         self.events = RadicaleEventStore(storage)

@@ -15,29 +15,11 @@ from bridge_support import (
     bridge_config,
     editing_client_factory,
 )
-from conftest import TOKEN, plugin_config
-from harness import RadicaleServer, event
+from harness import TOKEN, RadicaleServer, event, plugin_config
 
 from bridge import config as bridge_config_module
 from bridge.caldav_client import CalDAVClient
 from bridge.runner import Bridge
-
-
-@pytest.fixture(scope="module")
-def xandikos(tmp_path_factory):
-    server = XandikosServer(tmp_path_factory.mktemp("xandikos")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory):
-    """Radicale without the plugin: just another CalDAV server."""
-    server = RadicaleServer(tmp_path_factory.mktemp("plain"), plugin=False).start()
-    server.ensure_user("alice")
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log, server.log[-3000:]
 
 
 def dav_for(name: str, request) -> Dav:

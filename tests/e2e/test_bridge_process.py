@@ -11,8 +11,7 @@ import uuid
 import icalendar
 import pytest
 from bridge_support import BridgeProcess, Dav, XandikosServer, bridge_config, run_once
-from conftest import TOKEN, plugin_config
-from harness import RadicaleServer, event
+from harness import TOKEN, RadicaleServer, event, plugin_config
 
 ENV = {"TELEMOST_TOKEN": TOKEN}
 CYCLE = re.compile(
@@ -41,6 +40,8 @@ def cycle_of(process: BridgeProcess) -> dict:
 
 @pytest.fixture
 def xandikos(tmp_path):
+    """A server of the test's own, not the module's: these bridges follow every calendar
+    of the home, so another test's calendars would change what they count."""
     server = XandikosServer(tmp_path / "xandikos").start()
     yield server
     server.stop()

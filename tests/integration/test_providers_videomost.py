@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import socket
 
 import pytest
-from emulators.videomost import VideomostEmulator
-from harness import event
+from harness import VIDEOMOST_TOKEN, event, utc
 
 from radicale_meetplugin import config, providers
 from radicale_meetplugin.bootstrap import build_engine
@@ -19,7 +17,7 @@ from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.providers.schedule import timezone
 from radicale_meetplugin.providers.videomost import OPTIONS, Videomost
 
-TOKEN = "vm-token-789"
+TOKEN = VIDEOMOST_TOKEN
 SERVER = "https://vm.example.ru"
 KEY = EventKey("alice", "alice/calendar", "v1@test")
 JOIN = re.compile(r"https://vm\.example\.ru/service/join/\?confid=([0-9a-f]{32})&confpass=(\d+)")
@@ -33,24 +31,13 @@ def meeting(key: EventKey = KEY, **kw):
     return ical.meeting_of(ical.parse(event(key.uid, **kw)), key)
 
 
-def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
-
-
 def options(**kw):
     return {**{n: spec[1](spec[0]) for n, spec in OPTIONS.items()}, **kw}
 
 
-@pytest.fixture(scope="module")
-def vm():
-    emu = VideomostEmulator(TOKEN).start()
-    yield emu
-    emu.stop()
-
-
 @pytest.fixture(autouse=True)
-def fresh(vm):
-    vm.reset()
+def clean_videomost(vm):
+    """Beyond the shared reset of calls and faults: no conferences, client ids accepted."""
     vm.conferences.clear()
     vm.accept_client_ids = True
     yield

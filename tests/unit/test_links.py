@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
-import icalendar
 import pytest
 from harness import event
 
@@ -78,24 +75,6 @@ def test_conference_added_kept_and_removed_with_the_link():
     assert [str(v) for v in ical.values_of(ical.vevents(cal)[0], "CONFERENCE")] == [
         "tel:+74950000000"
     ]  # ours went with the link; the person's stays
-
-
-def test_pasted_link_in_radicale_gets_conference_and_nothing_else(radicale, telemost):
-    uid = f"{uuid.uuid4()}@pasted"
-    path = f"alice/calendar/{uid}.ics"
-    url = "https://us02web.zoom.us/j/81234567890?pwd=abc"
-    r = radicale.put(
-        "alice", path, event(uid, location="Переговорная 5", description=f"Подключение: {url}")
-    )
-    assert r.status_code == 201 and "ETag" not in r.headers
-    ev = icalendar.Calendar.from_ical(radicale.get("alice", path).text).walk("VEVENT")[0]
-    assert str(ev["CONFERENCE"]) == url and ev["CONFERENCE"].params["LABEL"] == "Zoom"
-    assert str(ev["LOCATION"]) == "Переговорная 5"
-    assert "X-MEETPLUGIN-PROVIDER" not in ev and telemost.calls == []
-    again = radicale.put("alice", path, radicale.get("alice", path).text)
-    assert "ETag" in again.headers  # a fixed point
-    assert radicale.delete("alice", path).status_code == 200
-    assert telemost.calls == []  # nothing of ours to delete
 
 
 def test_a_link_ends_where_url_characters_end():

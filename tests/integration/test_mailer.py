@@ -11,7 +11,6 @@ from aiosmtpd.smtp import AuthResult
 from smtp_inbox import Inbox
 
 from radicale_meetplugin import config
-from radicale_meetplugin.bootstrap import build_mailer
 from radicale_meetplugin.mail.mailer import LeaseLost, Mailer, MailError
 
 MESSAGE = b"From: calendar@example.com\r\nTo: ivan@example.com\r\nSubject: test\r\n\r\nhello\r\n"
@@ -189,57 +188,3 @@ def test_a_lost_lease_stops_before_data():
         assert inbox.letters == [] and inbox.attempts[("DATA", "b@example.com")] == 0
     finally:
         inbox.stop()
-
-
-# --- config ------------------------------------------------------------------------------
-
-
-def load(tmp_path, text: str) -> config.Settings:
-    from radicale_meetplugin import providers
-
-    path = tmp_path / "meetplugin.conf"
-    path.write_text(text)
-    return config.load(str(path), providers.schemas())
-
-
-def test_mail_is_off_by_default(tmp_path):
-    settings = load(tmp_path, "")
-    assert settings.mail["enabled"] is False and build_mailer(settings) is None
-
-
-@pytest.mark.parametrize(
-    "text,words",
-    [
-        ("[mail]\nenabled = true\nsender = c@example.com\n", "[mail] is enabled but has no host"),
-        ("[mail]\nenabled = true\nhost = smtp.example.com\n", "needs a sender address"),
-        ("[mail]\nsender = Calendar <c@example.com>\n", "not a plain e-mail address"),
-        ("[mail]\nsecurity = ssl\n", "one of starttls, tls, none"),
-        ("[mail]\nport = 70000\n", "auto, or a port from 1 to 65535"),
-        ("[mail]\nlanguage = de\n", "one of ru, en"),
-        ("[mail]\nsmtp_host = x\n", "unknown option 'smtp_host' in [mail]"),
-    ],
-)
-def test_mail_config_errors_say_what_is_wrong(tmp_path, text, words):
-    with pytest.raises(config.ConfigError) as e:
-        load(tmp_path, text)
-    assert words in str(e.value)
-
-
-def test_password_from_file_or_environment(tmp_path, monkeypatch, caplog):
-    base = (
-        "[mail]\nenabled = true\nhost = smtp.example.com\nsender = c@example.com\n"
-        "username = calendar\n"
-    )
-    monkeypatch.delenv("MEETPLUGIN_SMTP_PASSWORD", raising=False)
-    with pytest.raises(config.ConfigError) as e:
-        build_mailer(load(tmp_path, base))
-    assert "no password" in str(e.value) and "MEETPLUGIN_SMTP_PASSWORD" in str(e.value)
-    monkeypatch.setenv("MEETPLUGIN_SMTP_PASSWORD", PASSWORD)
-    mailer = build_mailer(load(tmp_path, base))
-    assert mailer.password.value == PASSWORD and mailer.port == 587
-    secret = tmp_path / "smtp.password"
-    secret.write_text(PASSWORD + "-file\n")
-    secret.chmod(0o600)
-    mailer = build_mailer(load(tmp_path, base + f"password_file = {secret}\nsecurity = tls\n"))
-    assert mailer.password.value == PASSWORD + "-file" and mailer.port == 465
-    assert PASSWORD not in repr(mailer) and PASSWORD not in caplog.text

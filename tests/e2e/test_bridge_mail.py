@@ -9,28 +9,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from bridge_support import Dav, XandikosServer, bridge_config, run_once
+from bridge_support import Dav, bridge_config, run_once
 from harness import TOKEN, event, plugin_config
-from smtp_inbox import Inbox
 from test_e2e_mail import END, IVAN, ORGANIZER, START, mail_config
 
 from bridge import config as bridge_config_module
 from bridge.caldav_client import CalDAVClient
 from bridge.runner import Bridge
-
-
-@pytest.fixture(scope="module")
-def xandikos(tmp_path_factory):
-    server = XandikosServer(tmp_path_factory.mktemp("xandikos-mail")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def inbox():
-    server = Inbox().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

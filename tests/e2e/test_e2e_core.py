@@ -8,19 +8,9 @@ import uuid
 import caldav
 import icalendar
 import pytest
-from harness import TOKEN, RadicaleServer, event
+from harness import TOKEN, RadicaleServer, event, read, vevent
 
 CAL = "alice/calendar"
-
-
-def read(radicale, path: str, user: str = "alice") -> tuple[icalendar.Calendar, str]:
-    r = radicale.get(user, path)
-    assert r.status_code == 200, r.status_code
-    return icalendar.Calendar.from_ical(r.text), r.headers.get("ETag", "")
-
-
-def vevent(cal: icalendar.Calendar) -> icalendar.Event:
-    return [c for c in cal.subcomponents if c.name == "VEVENT"][0]
 
 
 def new_path() -> tuple[str, str]:
@@ -76,14 +66,6 @@ def test_other_location_text_is_kept(radicale):
 
 
 # --- unmarked events: Radicale stays Radicale ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory):
-    server = RadicaleServer(tmp_path_factory.mktemp("plain"), plugin=False).start()
-    server.ensure_user("alice")
-    yield server
-    server.stop()
 
 
 def test_unmarked_event_is_stored_byte_for_byte_like_plain_radicale(radicale, plain, telemost):

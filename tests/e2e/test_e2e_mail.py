@@ -41,25 +41,10 @@ def mail_config(inbox: Inbox, **mail: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def inbox():
-    server = Inbox().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def radicale(tmp_path_factory, telemost, inbox):
-    server = RadicaleServer(
-        tmp_path_factory.mktemp("mail"),
-        plugin_config(telemost.url, retry_initial="0.1", retry_max_delay="0.3")
-        + mail_config(inbox),
-        env={"TELEMOST_TOKEN": TOKEN},
-    ).start()
-    server.ensure_user("alice")
-    server.ensure_user("bob")
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log, server.log[-3000:]
+def radicale_config(telemost, inbox) -> str:
+    return plugin_config(telemost.url, retry_initial="0.1", retry_max_delay="0.3") + mail_config(
+        inbox
+    )
 
 
 def meeting(

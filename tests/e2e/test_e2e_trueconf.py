@@ -9,7 +9,6 @@ every occurrence; and a create whose answer was lost is never made twice.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sqlite3
 import subprocess
@@ -19,24 +18,24 @@ import uuid
 import icalendar
 import pytest
 from dateutil.rrule import rrulestr
-from emulators.trueconf import TrueConfEmulator
-from harness import TOKEN, RadicaleServer, event, plugin_config
-from test_e2e_core import read, vevent
+from harness import (
+    TOKEN,
+    TRUECONF_SECRET,
+    edit,
+    event,
+    plugin_config,
+    read,
+    utc,
+    vevent,
+)
 
 CAL = "alice/calendar"
-SECRET = "tc-secret-456"
+SECRET = TRUECONF_SECRET
 ORGANIZED = "ORGANIZER:mailto:alice@example.com\nATTENDEE:mailto:ivan@example.com\n"
 
 
 @pytest.fixture(scope="module")
-def tc():
-    emu = TrueConfEmulator("meetplugin", SECRET).start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture(scope="module")
-def radicale(tmp_path_factory, tc):
+def radicale_config(tc) -> str:
     conf = plugin_config(
         "http://127.0.0.1:9/v1/telemost-api",
         provider_timeout="5",
@@ -57,27 +56,17 @@ def radicale(tmp_path_factory, tc):
         )
         + "\n"
     )
-    server = RadicaleServer(
-        tmp_path_factory.mktemp("trueconf"),
-        conf,
-        env={"TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": SECRET},
-    ).start()
-    server.ensure_user("alice")
-    server.ensure_user("bob")
-    yield server
-    server.stop()
-    assert SECRET not in server.log and not any(t in server.log for t in tc.issued)
-    assert "Traceback" not in server.log and "internal error" not in server.log
+    return conf
 
 
-@pytest.fixture(autouse=True)
-def fresh(tc):
-    tc.reset()
-    yield
+@pytest.fixture(scope="module")
+def radicale_env() -> dict[str, str]:
+    return {"TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": SECRET}
 
 
-def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
+@pytest.fixture(scope="module")
+def radicale_secrets(tc):
+    return lambda: [TOKEN, SECRET, *tc.issued]
 
 
 def new_path() -> tuple[str, str]:
@@ -92,14 +81,6 @@ def created(radicale, tc, **kw) -> tuple[str, str, str]:
     assert conf_id in tc.conferences
     tc.reset()
     return uid, path, conf_id
-
-
-def edit(radicale, path: str, change) -> None:
-    """Change the stored event as a client would, and save it with If-Match."""
-    cal, etag = read(radicale, path)
-    change(vevent(cal))
-    r = radicale.put("alice", path, cal.to_ical().decode(), **{"If-Match": etag})
-    assert r.status_code == 204
 
 
 @pytest.mark.parametrize("location", ["trueconf", "ТруКонф", "Переговорная 5; trueconf"])

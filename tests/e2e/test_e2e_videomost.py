@@ -7,7 +7,6 @@ lost is recorded as a suspect, as for Telemost.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import sqlite3
 import uuid
@@ -15,24 +14,24 @@ import uuid
 import icalendar
 import pytest
 from dateutil.rrule import rrulestr
-from emulators.videomost import VideomostEmulator
-from harness import TOKEN, RadicaleServer, event, plugin_config
-from test_e2e_core import read, vevent
+from harness import (
+    TOKEN,
+    VIDEOMOST_TOKEN,
+    edit,
+    event,
+    plugin_config,
+    read,
+    utc,
+    vevent,
+)
 
 CAL = "alice/calendar"
-VM_TOKEN = "vm-token-789"
+VM_TOKEN = VIDEOMOST_TOKEN
 JOIN = re.compile(r"https://vm\.example\.ru/service/join/\?confid=([0-9a-f]{32})&confpass=\d+")
 
 
 @pytest.fixture(scope="module")
-def vm():
-    emu = VideomostEmulator(VM_TOKEN).start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture(scope="module")
-def radicale(tmp_path_factory, vm):
+def radicale_config(vm) -> str:
     conf = plugin_config(
         "http://127.0.0.1:9/v1/telemost-api",
         provider_timeout="5",
@@ -51,26 +50,17 @@ def radicale(tmp_path_factory, vm):
         )
         + "\n"
     )
-    server = RadicaleServer(
-        tmp_path_factory.mktemp("videomost"),
-        conf,
-        env={"TELEMOST_TOKEN": TOKEN, "VIDEOMOST_TOKEN": VM_TOKEN},
-    ).start()
-    server.ensure_user("alice")
-    yield server
-    server.stop()
-    assert VM_TOKEN not in server.log
-    assert "Traceback" not in server.log and "internal error" not in server.log
+    return conf
 
 
-@pytest.fixture(autouse=True)
-def fresh(vm):
-    vm.reset()
-    yield
+@pytest.fixture(scope="module")
+def radicale_env() -> dict[str, str]:
+    return {"TELEMOST_TOKEN": TOKEN, "VIDEOMOST_TOKEN": VM_TOKEN}
 
 
-def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
+@pytest.fixture(scope="module")
+def radicale_secrets():
+    return lambda: [TOKEN, VM_TOKEN]
 
 
 def new_path() -> tuple[str, str]:
@@ -85,14 +75,6 @@ def created(radicale, vm, **kw) -> tuple[str, str, str]:
     assert conf_id in vm.conferences
     vm.reset()
     return uid, path, conf_id
-
-
-def edit(radicale, path: str, change) -> None:
-    cal, etag = read(radicale, path)
-    change(vevent(cal))
-    assert (
-        radicale.put("alice", path, cal.to_ical().decode(), **{"If-Match": etag}).status_code == 204
-    )
 
 
 @pytest.mark.parametrize("location", ["videomost", "Видеомост", "вм"])

@@ -26,34 +26,8 @@ def config(telemost, inbox: Inbox) -> str:
 
 
 @pytest.fixture(scope="module")
-def inbox():
-    server = Inbox().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_counts(request):
-    """Each test counts only its own SMTP attempts."""
-    if "inbox" in request.fixturenames:
-        server = request.getfixturevalue("inbox")
-        with server._changed:
-            server.attempts.clear()
-            server.faults.clear()
-    yield
-
-
-@pytest.fixture(scope="module")
-def radicale(tmp_path_factory, telemost, inbox):
-    server = RadicaleServer(
-        tmp_path_factory.mktemp("mailfaults"),
-        config(telemost, inbox),
-        env={"TELEMOST_TOKEN": TOKEN},
-    ).start()
-    server.ensure_user("alice")
-    yield server
-    server.stop()
-    assert "Traceback" not in server.log, server.log[-3000:]
+def radicale_config(telemost, inbox) -> str:
+    return config(telemost, inbox)
 
 
 def meeting(uid: str, *people: str) -> str:

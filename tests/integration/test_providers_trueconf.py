@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 import socket
 
 import pytest
-from emulators.trueconf import TrueConfEmulator
-from harness import event
+from harness import TRUECONF_CLIENT, TRUECONF_SECRET, event, utc
 
 from radicale_meetplugin import config, providers
 from radicale_meetplugin.bootstrap import build_engine
@@ -20,7 +18,7 @@ from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.providers.schedule import timezone
 from radicale_meetplugin.providers.trueconf import TrueConf
 
-CLIENT, SECRET = "meetplugin", "tc-secret-456"
+CLIENT, SECRET = TRUECONF_CLIENT, TRUECONF_SECRET
 KEY = EventKey("alice", "alice/calendar", "u1@test")
 ORGANIZED = (
     "ORGANIZER;CN=Alice:mailto:alice@example.com\n"
@@ -42,20 +40,9 @@ def meeting(key: EventKey = KEY, **kw):
     return ical.meeting_of(ical.parse(event(key.uid, **kw)), key)
 
 
-def utc(*args) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
-
-
-@pytest.fixture(scope="module")
-def tc():
-    emu = TrueConfEmulator(CLIENT, SECRET).start()
-    yield emu
-    emu.stop()
-
-
 @pytest.fixture(autouse=True)
-def fresh(tc):
-    tc.reset()
+def clean_trueconf(tc):
+    """Beyond the shared reset of calls and faults: no conferences, no tokens, a fake clock."""
     tc.conferences.clear()
     tc.tokens.clear()
     tc.expires_in = 604800
@@ -564,7 +551,7 @@ def test_bad_options_say_what_is_wrong(tmp_path, option, words):
 def test_the_example_config_loads_and_its_videomost_block_too(tmp_path):
     from pathlib import Path
 
-    example = Path(__file__).parent.parent / "config" / "meetplugin-trueconf.example.conf"
+    example = Path(__file__).parents[2] / "config" / "meetplugin-trueconf.example.conf"
     text = example.read_text()
     settings = config.load(_conf(tmp_path, text), providers.schemas())
     assert settings.main["default_provider"] == "trueconf"

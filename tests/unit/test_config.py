@@ -8,7 +8,7 @@ import os
 import pytest
 
 from radicale_meetplugin import config, providers
-from radicale_meetplugin.bootstrap import build_engine
+from radicale_meetplugin.bootstrap import build_mailer
 
 
 def load(tmp_path, text: str) -> config.Settings:
@@ -80,31 +80,49 @@ def test_token_file_readable_by_others_is_warned_about(tmp_path, caplog):
     assert "chmod 600" in caplog.text and "s3cr3t" not in caplog.text
 
 
-def test_telemost_without_token_is_off_unless_asked_for(tmp_path, monkeypatch):
-    monkeypatch.delenv("TELEMOST_TOKEN", raising=False)
-    conf = tmp_path / "a.conf"
-    conf.write_text("")
-    engine = build_engine(str(conf), str(tmp_path / "state"))
-    assert engine.enabled == {"jitsi"}
-    conf.write_text("[provider:telemost]\n")
+# --- [mail] -------------------------------------------------------------------------
+
+PASSWORD = "s3cr3t-smtp-password"
+
+
+def test_mail_is_off_by_default(tmp_path):
+    settings = load(tmp_path, "")
+    assert settings.mail["enabled"] is False and build_mailer(settings) is None
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[mail]\nenabled = true\nsender = c@example.com\n", "[mail] is enabled but has no host"),
+        ("[mail]\nenabled = true\nhost = smtp.example.com\n", "needs a sender address"),
+        ("[mail]\nsender = Calendar <c@example.com>\n", "not a plain e-mail address"),
+        ("[mail]\nsecurity = ssl\n", "one of starttls, tls, none"),
+        ("[mail]\nport = 70000\n", "auto, or a port from 1 to 65535"),
+        ("[mail]\nlanguage = de\n", "one of ru, en"),
+        ("[mail]\nsmtp_host = x\n", "unknown option 'smtp_host' in [mail]"),
+    ],
+)
+def test_mail_config_errors_say_what_is_wrong(tmp_path, text, words):
     with pytest.raises(config.ConfigError) as e:
-        build_engine(str(conf), str(tmp_path / "state"))
-    assert "no token" in str(e.value)
+        load(tmp_path, text)
+    assert words in str(e.value)
 
 
-def test_missing_token_file_is_a_clear_error(tmp_path):
-    conf = tmp_path / "a.conf"
-    conf.write_text("[provider:telemost]\ntoken_file = /nonexistent/token\n")
+def test_password_from_file_or_environment(tmp_path, monkeypatch, caplog):
+    base = (
+        "[mail]\nenabled = true\nhost = smtp.example.com\nsender = c@example.com\n"
+        "username = calendar\n"
+    )
+    monkeypatch.delenv("MEETPLUGIN_SMTP_PASSWORD", raising=False)
     with pytest.raises(config.ConfigError) as e:
-        build_engine(str(conf), str(tmp_path / "state"))
-    assert "cannot read the file /nonexistent/token" in str(e.value)
-
-
-def test_generated_jitsi_secret_is_private_and_kept(tmp_path):
-    conf = tmp_path / "a.conf"
-    conf.write_text("")
-    first = build_engine(str(conf), str(tmp_path / "state"))
-    secret_path = tmp_path / "state" / "jitsi.secret"
-    assert oct(secret_path.stat().st_mode & 0o777) == "0o600"
-    second = build_engine(str(conf), str(tmp_path / "state"))
-    assert first.providers["jitsi"].secret == second.providers["jitsi"].secret
+        build_mailer(load(tmp_path, base))
+    assert "no password" in str(e.value) and "MEETPLUGIN_SMTP_PASSWORD" in str(e.value)
+    monkeypatch.setenv("MEETPLUGIN_SMTP_PASSWORD", PASSWORD)
+    mailer = build_mailer(load(tmp_path, base))
+    assert mailer.password.value == PASSWORD and mailer.port == 587
+    secret = tmp_path / "smtp.password"
+    secret.write_text(PASSWORD + "-file\n")
+    secret.chmod(0o600)
+    mailer = build_mailer(load(tmp_path, base + f"password_file = {secret}\nsecurity = tls\n"))
+    assert mailer.password.value == PASSWORD + "-file" and mailer.port == 465
+    assert PASSWORD not in repr(mailer) and PASSWORD not in caplog.text
