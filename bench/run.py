@@ -1,4 +1,4 @@
-"""What the plugin costs Radicale: plain Radicale and Radicale with the plugin, A/B interleaved.
+"""What the plugin costs Radicale, against plain Radicale, A/B interleaved (not pure).
 
 Both servers are real processes from this venv on loopback ports, with the same
 settings. The Telemost emulator, the concurrent clients, the isolation load and
@@ -25,11 +25,13 @@ import os
 import platform
 import queue
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -62,7 +64,8 @@ class Sizes:
     iso_samples: int = 400
     iso_burst: int = 16
     iso_delay: float = 2.0
-    lock_samples: int = 200
+    lock_windows: int = 3
+    lock_samples: int = 400
     sizes: tuple[int, ...] = (100, 1000, 10000)
     growth_rounds: int = 3
     growth_samples: int = 40
@@ -76,7 +79,7 @@ class Sizes:
 
 
 HELP = {
-    "windows": "A/B rounds of sections 1, 2, 3 and 5 (one window per server each)",
+    "windows": "A/B rounds of sections 1, 2 and 3 (one window per server each)",
     "samples": "requests per window and server in sections 1-3 (p99 needs hundreds)",
     "clients": "concurrent client processes in section 1",
     "prefill": "events in alice's and bob's calendars before anything is timed",
@@ -84,6 +87,7 @@ HELP = {
     "iso_samples": "section 4: bob's requests of each kind per window",
     "iso_burst": "section 4: meeting creations kept waiting on the provider",
     "iso_delay": "section 4: seconds the provider takes per call",
+    "lock_windows": "section 5: A/B rounds",
     "lock_samples": "section 5: writes of each kind per window and server",
     "sizes": "section 6: calendar sizes, e.g. 100,1000,10000",
     "growth_rounds": "section 6: A/B rounds per size",
@@ -104,6 +108,7 @@ QUICK = Sizes(
     prefill=60,
     iso_rounds=1,
     iso_samples=40,
+    lock_windows=2,
     lock_samples=30,
     sizes=(100, 1000),
     growth_rounds=2,
@@ -635,7 +640,7 @@ class Bench:
         note = ""
         window_count = 0
         try:
-            for r, order in rounds(z.windows):
+            for r, order in rounds(z.lock_windows):
                 self.check_time()
                 for name in order:
                     c = self.client(name, "alice")
@@ -1090,6 +1095,11 @@ def main() -> int:
         "--sections", default="12345678", help="which sections to run, e.g. 17 (default: all)"
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the servers' folders (storage, logs) after the run; a failed run keeps them",
+    )
+    parser.add_argument(
         "--markdown",
         type=Path,
         help="write the results to this file; in a file with the results markers "
@@ -1163,14 +1173,20 @@ def main() -> int:
             print(f"  (section {section}: {time.monotonic() - began:.0f} s)", flush=True)
         if "8" not in args.sections:
             bench.snapshot("after load (sections run so far)")
-    except BenchError as e:
+    except Exception as e:  # a failed run still reports what it measured, and why it stopped
+        if not isinstance(e, BenchError):
+            traceback.print_exc()
         print(f"benchmark: {e}", file=sys.stderr)
-        bench.notes.append(f"**The run failed:** {e}")
+        bench.notes.append(f"**The run failed:** {type(e).__name__}: {e}")
         status = 2
     finally:
         problems = {n: s.log_problems() for n, s in bench.servers.items()}
         bench.stop()
         watchdog.cancel()
+        if args.keep or status or any(problems.values()):
+            print(f"servers' folders and logs kept in {bench.base}", flush=True)
+        else:
+            shutil.rmtree(bench.base, ignore_errors=True)
     header.append(
         f"Load average after: {load()}; took {(time.monotonic() - bench.started) / 60:.1f} min"
     )

@@ -1,5 +1,4 @@
-"""What runs outside the timing process: the provider emulator, load generators and
-the lock watcher, each in its own process (not pure: sockets, threads, inotify)."""
+"""Processes besides the timing one: emulator, load, lock watcher (not pure: sockets, inotify)."""
 
 from __future__ import annotations
 
