@@ -1,4 +1,4 @@
-"""Where the time goes while 16 saves wait for a slow provider (the benchmark's item 3).
+"""Where the time goes while 16 saves wait for a slow provider (the benchmark's section 4).
 
 Records the plugin's Radicale with py-spy (CPU-active samples only) while another
 user reads, and prints the top functions and the plugin's share. Needs py-spy:
