@@ -5,9 +5,9 @@ providers): principal discovery (RFC 5397 current-user-principal, RFC 4791
 calendar-home-set), one PROPFIND for every calendar's ctag and sync token, the RFC 6578
 ``sync-collection`` REPORT with ETags only, ``calendar-multiget`` in batches, ``GET``
 and ``PUT`` with ``If-Match``. Bodies are built here and multistatus answers are read
-here with the standard library's XML parser (no entity expansion). Authentication is
-chosen from the server's first 401 challenge: Digest when it offers only Digest, else
-Basic; credentials are never sent before a challenge.
+here with defusedxml (no DTDs, no entities). Authentication is chosen from the
+server's first 401 challenge: Digest when it offers only Digest, else Basic; credentials
+are never sent before a challenge.
 
 Hrefs are returned as unquoted absolute paths (servers differ in quoting:
 ``%40`` or ``@``), and quoted again on the wire.
@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 import requests
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as parse_xml
 from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 
 from radicale_meetplugin import __version__
@@ -143,8 +145,8 @@ def _xml(raw: bytes, headers) -> ET.Element | None:
     if not raw.strip() or ("xml" not in kind and not raw.lstrip().startswith(b"<")):
         return None
     try:
-        return ET.fromstring(raw)
-    except ET.ParseError:
+        return parse_xml(raw, forbid_dtd=True)
+    except (ET.ParseError, DefusedXmlException):
         return None
 
 

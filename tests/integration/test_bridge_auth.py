@@ -1,5 +1,5 @@
 """The bridge's CalDAV client logs in the way the server asks (Basic or Digest), only when asked,
-and finds the calendar home; a loopback server checks every Authorization header."""
+finds the calendar home, and refuses answers with a DTD; a loopback server checks every header."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def _multistatus(href: str, prop: str) -> bytes:
 class Server:
     """PROPFIND only: the principal at /dav/, the home at /home/; one auth scheme."""
 
-    def __init__(self, scheme: str, password: str = PASSWORD) -> None:
+    def __init__(self, scheme: str, password: str = PASSWORD, dtd: bool = False) -> None:
         self.scheme = scheme
+        self.dtd = dtd
         self.user = USERS[scheme]
         self.password = password
         self.seen: list[tuple[str, str]] = []  # (path, Authorization header or "")
@@ -69,6 +70,10 @@ class Server:
                         "<c:calendar-home-set><d:href>http://127.0.0.1/home/"
                         f"{urllib.parse.quote(server.user)}/</d:href></c:calendar-home-set>",
                     )
+                if server.dtd:  # an entity that would grow the answer a thousandfold
+                    entity = "<!ENTITY a '" + "x" * 1000 + "'>"
+                    body = body.replace(b"?>", f"?><!DOCTYPE d:multistatus [{entity}]>".encode(), 1)
+                    body = body.replace(b"/dav/</d:href>", b"&a;</d:href>")
                 self.send_response(207)
                 self.send_header("Content-Type", "application/xml; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -145,6 +150,17 @@ def test_digest_with_a_non_ascii_name_is_a_clear_refusal():
     client = CalDAVClient(server.url, "алиса", PASSWORD, timeout=10)
     try:
         with pytest.raises(CalDAVError, match="use a Latin user name"):
+            client.discover_home()
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_an_answer_with_a_dtd_is_not_read():
+    server = Server("basic", dtd=True)
+    client = CalDAVClient(server.url, server.user, PASSWORD, timeout=10)
+    try:
+        with pytest.raises(CalDAVError, match="no calendar-home-set"):
             client.discover_home()
     finally:
         client.close()
