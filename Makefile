@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench venv clean docs
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ run: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# docs/configuration.md is generated from the config schemas (a test checks it is current).
+docs: venv
+	$(PY) docs/gen_configuration.py
 
 # Benchmarks: plain Radicale vs Radicale with the plugin, in a production-like venv
 # (no test extras: the caldav client's dependencies would inflate memory figures).
