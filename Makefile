@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-unit gates bench venv clean
+.PHONY: run test test-unit gates bench venv clean docs
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ gates: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# docs/configuration.md is generated from the config schemas (a test checks it is current).
+docs: venv
+	$(PY) docs/gen_configuration.py
 
 # Benchmarks: plain Radicale vs Radicale with the plugin, in a production-like venv
 # (no test extras: the caldav client's dependencies would inflate memory figures).

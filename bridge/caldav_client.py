@@ -1,11 +1,13 @@
-"""CalDAV access for the bridge, behind one small class.
+"""CalDAV access for the bridge, behind one small class (network, not pure).
 
-Transport, authentication and principal discovery are the `caldav` library's
-(`DAVClient`, `Principal`); the few requests whose cost the bridge must
-control — one PROPFIND for every calendar's ctag and sync token, the RFC 6578
-``sync-collection`` REPORT with ETags only, ``calendar-multiget`` in batches,
-``PUT`` with ``If-Match`` — are sent through the same `DAVClient` with bodies
-built here, and their multistatus answers are read here.
+The requests are plain HTTP over ``requests`` (already a dependency of the plugin's
+providers): principal discovery (RFC 5397 current-user-principal, RFC 4791
+calendar-home-set), one PROPFIND for every calendar's ctag and sync token, the RFC 6578
+``sync-collection`` REPORT with ETags only, ``calendar-multiget`` in batches, ``GET``
+and ``PUT`` with ``If-Match``. Bodies are built here and multistatus answers are read
+here with defusedxml (no DTDs, no entities). Authentication is chosen from the
+server's first 401 challenge: Digest when it offers only Digest, else Basic; credentials
+are never sent before a challenge.
 
 Hrefs are returned as unquoted absolute paths (servers differ in quoting:
 ``%40`` or ``@``), and quoted again on the wire.
@@ -16,12 +18,17 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
-import caldav
-from caldav.lib import error as caldav_error
+import requests
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as parse_xml
+from requests.auth import HTTPBasicAuth, HTTPDigestAuth
+
+from radicale_meetplugin import __version__
 
 logger = logging.getLogger("meetplugin.bridge")
 
@@ -132,6 +139,17 @@ def _status(text: str) -> int:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
+def _xml(raw: bytes, headers) -> ET.Element | None:
+    """The parsed body of an XML answer; None if it is not XML or does not parse."""
+    kind = headers.get("Content-Type", "").lower()
+    if not raw.strip() or ("xml" not in kind and not raw.lstrip().startswith(b"<")):
+        return None
+    try:
+        return parse_xml(raw, forbid_dtd=True)
+    except (ET.ParseError, DefusedXmlException):
+        return None
+
+
 def _responses(tree) -> Iterable[tuple[str, int, dict]]:
     """(href, response-level status or 0, {tag: element} of the 200 propstats)."""
     if tree is None:
@@ -167,7 +185,7 @@ _CALENDAR_PROPS = _propfind(
 class _Answer:
     status: int
     headers: dict
-    tree: object  # the parsed XML body (lxml), None if not XML
+    tree: ET.Element | None  # the parsed XML body, None if not XML
     raw: bytes
 
     def header(self, name: str) -> str:
@@ -194,48 +212,81 @@ class CalDAVClient:
     ) -> None:
         self.url = url
         self.meter = meter or Meter()
-        self.dav = caldav.DAVClient(
-            url=url,
-            username=username or None,
-            password=password or None,
-            timeout=int(timeout) or 1,
-            enable_rfc6764=False,
-        )
-        self.dav.session.hooks.setdefault("response", []).append(self.meter.hook)
+        self.timeout = timeout
+        self.username = username
+        self.password = password
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = f"radicale-meetplugin-bridge/{__version__}"
+        self.session.hooks["response"].append(self.meter.hook)
         self.principal_href = ""
 
     def close(self) -> None:
-        self.dav.close()
+        self.session.close()
 
     def _url(self, href: str) -> str:
         return urllib.parse.urljoin(self.url, urllib.parse.quote(href, safe=_SAFE))
+
+    def _login(self, challenge: str) -> bool:
+        """Pick the scheme the server asks for; False if there is nothing to log in with."""
+        if not self.username or self.session.auth is not None:
+            return False
+        schemes = challenge.lower()
+        user, password = self.username, self.password
+        if "digest" in schemes and "basic" not in schemes:
+            if not user.isascii():  # a Digest header carries the name as is (no username*)
+                raise CalDAVError("the server asks for Digest login: use a Latin user name", 401)
+            self.session.auth = HTTPDigestAuth(user, password)
+        else:  # UTF-8, as RFC 7617 charset="UTF-8" (requests would send latin-1)
+            self.session.auth = HTTPBasicAuth(user.encode(), password.encode())
+        return True
 
     def _request(
         self, method: str, href: str, body: str = "", headers: dict | None = None
     ) -> _Answer:
         """One request; every status comes back as an answer, except a refused login."""
-        try:
-            r = self.dav.request(self._url(href), method, body, headers or {})
-        except caldav_error.AuthorizationError as e:
-            status = getattr(e, "status", None) or 403
-            if status == 401:
-                raise CalDAVError(f"{method} {href}: the server refused the login", 401) from None
-            body = getattr(e, "body", None)
-            raw = body if isinstance(body, bytes) else str(body or "").encode()
-            return _Answer(status, {}, None, raw)
-        raw = r.raw if isinstance(r.raw, (bytes, str)) else b""
-        return _Answer(
-            r.status, dict(r.headers), r.tree, raw.encode() if isinstance(raw, str) else bytes(raw)
+        url = self._url(href)
+        for _attempt in range(2):
+            r = self.session.request(
+                method,
+                url,
+                data=body.encode() if body else None,
+                headers=headers or {},
+                timeout=self.timeout,
+            )
+            if r.status_code != 401 or not self._login(r.headers.get("WWW-Authenticate", "")):
+                break
+        if r.status_code == 401:
+            raise CalDAVError(f"{method} {href}: the server refused the login", 401)
+        raw = r.content or b""
+        return _Answer(r.status_code, dict(r.headers), _xml(raw, r.headers), raw)
+
+    def _prop_href(self, href: str, prop: str) -> str:
+        """The href inside one property of one resource (PROPFIND Depth 0), "" if none."""
+        r = self._request(
+            "PROPFIND",
+            href,
+            _propfind(prop),
+            {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
         )
+        if r.status != 207:
+            raise CalDAVError(f"PROPFIND {href}", r.status)
+        for _member, _status_code, props in _responses(r.tree):
+            for elem in props.values():
+                found = elem.find(DAV + "href")
+                if found is not None and _text(found):
+                    return path_of(_text(found))
+        return ""
 
     # --- calendars -----------------------------------------------------------
 
     def discover_home(self) -> str:
         """The principal's calendar home (RFC 4791 calendar-home-set), as a path."""
-        principal = self.dav.principal()
-        self.principal_href = path_of(str(principal.url))
-        home = principal.calendar_home_set
-        return path_of(str(home.url))
+        start = path_of(self.url)
+        self.principal_href = self._prop_href(start, "<d:current-user-principal/>") or start
+        home = self._prop_href(self.principal_href, "<c:calendar-home-set/>")
+        if not home:
+            raise CalDAVError(f"PROPFIND {self.principal_href}: no calendar-home-set", 207)
+        return home
 
     def _calendar(self, href: str, props: dict) -> CalendarInfo | None:
         kind = props.get(DAV + "resourcetype")

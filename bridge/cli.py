@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from bridge import config
+from radicale_meetplugin import __version__
 from radicale_meetplugin.config import ConfigError
 
 
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Baïkal, DAViCal, Xandikos, …): follows the calendars over CalDAV and "
         "writes the links back.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-c", "--config", required=True, help="the bridge's config file")
     parser.add_argument(
         "--once",

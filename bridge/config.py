@@ -39,7 +39,7 @@ def sync_mode(value: str) -> str:
     return value
 
 
-# option -> (default, type, help). README's config reference is written from these.
+# option -> (default, type, help). docs/configuration.md is generated from these.
 BRIDGE_SCHEMA: Schema = {
     "meetplugin_config": (
         "",

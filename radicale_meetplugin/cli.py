@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from radicale_meetplugin import __version__
+
 
 def _radicale_configuration(config_path: str):
     import radicale.config
@@ -196,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="meetplugin", description="Admin tools for radicale-meetplugin."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser(
         "reconcile",

@@ -100,7 +100,7 @@ def mail_address(value: str) -> str:
     return normalized
 
 
-# option -> (default, type, help). README's option tables are written from these.
+# option -> (default, type, help). docs/configuration.md is generated from these.
 Schema = Mapping[str, tuple[str, Callable[[str], Any], str]]
 
 MAIN_SCHEMA: Schema = {

@@ -72,7 +72,9 @@ class RadicaleServer:
         extra_radicale: str = "",
         storage: Path | None = None,
         server_options: str = "",
+        python: tuple[str, ...] = (sys.executable,),
     ) -> None:
+        self.python = python  # the interpreter (and its flags) that runs Radicale
         self.folder = folder
         self.storage = storage or folder / "collections"  # another server's, to share it
         folder.mkdir(parents=True, exist_ok=True)
@@ -135,7 +137,7 @@ class RadicaleServer:
         )
         self._ready.clear()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "radicale", "--config", str(self.folder / "radicale.conf")],
+            [*self.python, "-m", "radicale", "--config", str(self.folder / "radicale.conf")],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=self.env,

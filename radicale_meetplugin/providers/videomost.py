@@ -1,7 +1,7 @@
 """Videomost: a REST contract whose URLs, auth header and JSON fields come from config.
 
 No public API manual for Videomost was found, so every name below is an
-assumption with a default (README: "Videomost"), to be checked against the
+assumption with a default (docs/providers/videomost.md), to be checked against the
 server's own API manual. What the seeds do fix is the join link:
 ``https://<host>/service/join/?confid=<32 hex>&confpass=<digits>``.
 

@@ -1,4 +1,4 @@
-"""A Videomost emulator speaking the adapter's *default* contract (README "Videomost").
+"""A Videomost emulator speaking the adapter's *default* contract (docs/providers/videomost.md).
 
 No public Videomost API manual exists; this server follows the assumptions the
 adapter's defaults encode, and the one fact the seeds give (the join link):
