@@ -16,17 +16,26 @@ import logging
 import posixpath
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import radicale.item as radicale_item
 from radicale import pathutils
 
 from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.protocol.effects import Decision
+from radicale_meetplugin.protocol.engine import Engine
 
-if TYPE_CHECKING:
-    import radicale.item as radicale_item
 
-    from radicale_meetplugin.radicale.storage import RadicaleAdapter
+class _Events(Protocol):
+    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item: ...
+
+
+class RadicaleAdapter(Protocol):
+    """What deciding early needs of the storage's adapter (radicale.storage)."""
+
+    engine: Engine[Any]
+    events: _Events
+
 
 logger = logging.getLogger("radicale.meetplugin")
 
