@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from radicale_meetplugin.config import ConfigError, Schema, Secret, read_secret
+from radicale_meetplugin.config import ConfigError, Schema, Secret, csv, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
 from radicale_meetplugin.providers import schedule
 from radicale_meetplugin.providers.base import (
@@ -63,11 +63,50 @@ def id_prefix(value: str) -> str:
     return value
 
 
-def conference_type(value: str) -> int:
-    number = int(value)
-    if number not in (0, 1, 3):
-        raise ValueError("0 (all on screen), 1 (video lecture) or 3 (role-based)")
-    return number
+# The seed's modes (004: "все на экране", "видеоселектор") and TrueConf's other two, by
+# the value each API generation takes: v3 ``type`` (a number, from public client code),
+# v4 ``mode`` (from TrueConf's own public API client: "All on screen" PxP, "Video
+# lecture" OxP, "Moderated role-based" S|L, "Smart meeting" S|L Auto — the voice-
+# activated video selector). v3 has no separate number for the selector known to us.
+MODES: dict[str, dict[str, str]] = {
+    "all_on_screen": {"type": "0", "mode": "PxP"},
+    "selector": {"type": "3", "mode": "S|L Auto"},
+    "moderated": {"type": "3", "mode": "S|L"},
+    "lecture": {"type": "1", "mode": "OxP"},
+}
+_LEGACY_TYPES = {"0": "all_on_screen", "1": "lecture", "3": "moderated"}
+MODE_FIELDS = ("type", "mode")
+
+
+def conference_type(value: str) -> str:
+    """The default mode: a mode name, or the v3 number it used to be (0, 1, 3)."""
+    value = value.strip().lower().replace("-", "_")
+    if value in MODES:
+        return value
+    if value in _LEGACY_TYPES:
+        return _LEGACY_TYPES[value]
+    raise ValueError(
+        "0 (all on screen), 1 (video lecture) or 3 (role-based), or one of " + ", ".join(MODES)
+    )
+
+
+def mode_field(value: str) -> str:
+    value = value.strip().lower()
+    if value not in MODE_FIELDS:
+        raise ValueError("type (API v3) or mode (API v4)")
+    return value
+
+
+def mode_values(value: str) -> dict[str, str]:
+    """`selector=3, lecture=1`: the value sent for each mode, where the built-in one is wrong."""
+    out: dict[str, str] = {}
+    for part in csv(value):
+        name, _, sent = part.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        if name not in MODES or not sent.strip():
+            raise ValueError(f"pairs mode=value, modes: {', '.join(MODES)}")
+        out[name] = sent.strip()
+    return out
 
 
 OPTIONS: Schema = {
@@ -96,13 +135,34 @@ OPTIONS: Schema = {
     "invite": (
         "local_part",
         invite_mode,
-        "How an attendee's address becomes a TrueConf user id: local_part "
+        "How an attendee's address in org_domains becomes a TrueConf user id: local_part "
         "(ivan@example.ru -> ivan), email (the whole address) or none (no invitations).",
     ),
+    "org_domains": (
+        "",
+        csv,
+        "Mail domains whose people are TrueConf users of this server; only they are "
+        "invited. Others (a partner's ivan.petrov@partner.ru) are not invited: they "
+        "join by the link. Empty: the organizer's domain.",
+    ),
     "conference_type": (
-        "0",
+        "all_on_screen",
         conference_type,
-        "Conference mode: 0 all on screen, 1 video lecture, 3 role-based.",
+        "Default mode: all_on_screen (все на экране, up to 36), selector (видеоселектор, "
+        "up to 1600), moderated (role-based), lecture; 0, 1 and 3 are read as "
+        "all_on_screen, lecture and moderated.",
+    ),
+    "mode_field": (
+        "type",
+        mode_field,
+        "How the mode is sent: type (a number, API v3.x) or mode (PxP, OxP, S|L, "
+        "S|L Auto: API v4, set api_url to <server_url>/api/v4).",
+    ),
+    "mode_values": (
+        "",
+        mode_values,
+        "Values sent for the modes where the built-in ones do not fit the server, e.g. "
+        "selector=3 (the v3 number of the video selector is unconfirmed).",
     ),
     "default_timezone": (
         "Europe/Moscow",
@@ -179,27 +239,45 @@ class _TokenCache:
 
 
 CAPABILITIES = Capabilities(network=True, schedule=True, deterministic_ids=True, options=True)
-# Per event, after the keyword ("trueconf:селектор+гости"): the seed's modes — all on
-# screen (up to 36) and the video selector (up to 1600; TrueConf's role-based type 3,
-# unconfirmed) — a lecture (asymmetric), and guest access.
+# Per event, after the keyword ("trueconf:видеоселектор+гости"): the modes as seed 004
+# names them — all on screen (up to 36, 49 on request), the video selector (up to
+# 1 600) —, TrueConf's moderated role-based mode and the lecture, and guest access.
 OPTION_WORDS = (
     OptionWord(
         "mode",
-        "0",
-        ("all-on-screen", "все-на-экране", "symmetric"),
-        {"ru": "все на экране, до 36 участников", "en": "everyone on screen, up to 36"},
+        "all_on_screen",
+        ("все-на-экране", "все на экране", "all-on-screen", "all on screen", "symmetric"),
+        {
+            "ru": "все на экране: до 36 участников (49 по запросу)",
+            "en": "all on screen: up to 36 participants (49 on request)",
+        },
     ),
     OptionWord(
         "mode",
-        "1",
-        ("lecture", "лекция", "asymmetric"),
-        {"ru": "лектор и слушатели", "en": "a speaker and listeners"},
+        "selector",
+        ("видеоселектор", "селектор", "video-selector", "selector", "video selector"),
+        {
+            "ru": "видеоселектор: до 1 600 участников, на экране говорящие",
+            "en": "video selector: up to 1,600 participants, the speakers on screen",
+        },
     ),
     OptionWord(
         "mode",
-        "3",
-        ("selector", "селектор", "role-based"),
-        {"ru": "видеоселектор, до 1600 участников", "en": "video selector, up to 1600"},
+        "moderated",
+        ("ролевая", "модерируемая", "role-based", "moderated"),
+        {
+            "ru": "ролевая: модератор решает, кто выступает",
+            "en": "role-based: a moderator decides who speaks",
+        },
+    ),
+    OptionWord(
+        "mode",
+        "lecture",
+        ("лекция", "видеолекция", "lecture", "asymmetric"),
+        {
+            "ru": "лекция: лектор видит всех, слушатели — лектора",
+            "en": "lecture: the speaker sees everyone, listeners see the speaker",
+        },
     ),
     OptionWord(
         "guests",
@@ -225,7 +303,10 @@ class TrueConf(Provider):
         *,
         owner: str = "{user}",
         invite: str = "local_part",
-        conference_type: int = 0,
+        org_domains: tuple[str, ...] = (),
+        conference_type: str = "all_on_screen",
+        mode_field: str = "type",
+        mode_values: Mapping[str, str] | None = None,
         zone: Any = None,
         default_topic: str = "Видеовстреча",
         id_prefix: str = "meet_",
@@ -239,7 +320,11 @@ class TrueConf(Provider):
         self.join_url_base = join_url_base
         self.owner = owner
         self.invite = invite
+        self.org_domains = tuple(d.strip().lower().lstrip("@") for d in org_domains if d.strip())
         self.conference_type = conference_type
+        self.mode_field = mode_field
+        self.mode_values = {n: v[mode_field] for n, v in MODES.items()}
+        self.mode_values.update(mode_values or {})
         self.zone = zone or schedule.timezone("UTC")
         self.default_topic = default_topic
         self.id_prefix = id_prefix
@@ -265,14 +350,41 @@ class TrueConf(Provider):
             "time_offset": slot.offset,
         }
 
+    def domains(self, meeting: Meeting) -> tuple[str, ...]:
+        """The organisation's mail domains: configured, else the organizer's."""
+        if self.org_domains:
+            return self.org_domains
+        organizer = meeting.organizer.strip().lower().removeprefix("mailto:")
+        return (organizer.rpartition("@")[2],) if "@" in organizer else ()
+
     def invitations(self, meeting: Meeting) -> list[dict] | None:
+        """TrueConf ids of the attendees in the organisation's domains.
+
+        Anyone else (ivan.petrov@partner.ru) is no user of this server: taking their
+        local part would invite a stranger who happens to be called ivan.petrov here.
+        They are not invited (the API takes user ids; e-mail invitations of outsiders
+        are not in what we know of it) and join by the link.
+        """
         if self.invite == "none":
             return None
+        domains = self.domains(meeting)
         ids = (
-            a.split("@", 1)[0] if self.invite == "local_part" else a
+            a.rpartition("@")[0] if self.invite == "local_part" else a
             for a in schedule.addresses(meeting)
+            if a.rpartition("@")[2] in domains
         )
         return [{"id": i} for i in dict.fromkeys(ids) if i]
+
+    def mode(self, meeting: Meeting) -> int | str:
+        """The value of `type` (a number) or `mode` (a name) for the event's mode."""
+        name = meeting.option("mode", self.conference_type)
+        value = self.mode_values.get(name) or self.mode_values[self.conference_type]
+        if self.mode_field == "type":
+            try:
+                return int(value)
+            except ValueError:
+                return value
+        return value
 
     def owner_of(self, meeting: Meeting) -> str:
         organizer = meeting.organizer.strip()
@@ -365,7 +477,7 @@ class TrueConf(Provider):
         body = {
             "id": conf_id,
             **self._fields(meeting),
-            "type": int(meeting.option("mode", str(self.conference_type))),
+            self.mode_field: self.mode(meeting),
         }
         owner = self.owner_of(meeting)
         if owner:
@@ -496,7 +608,10 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
         ctx.timeout,
         owner=options["owner"],
         invite=options["invite"],
+        org_domains=options["org_domains"],
         conference_type=options["conference_type"],
+        mode_field=options["mode_field"],
+        mode_values=options["mode_values"],
         zone=options["default_timezone"],
         default_topic=options["default_topic"],
         id_prefix=options["id_prefix"],

@@ -12,7 +12,8 @@
   "conference_id"}]}}``.
 - ``POST /conferences``: a caller-chosen ``id`` (1-128 of [A-Za-z0-9_]) or a
   generated one; ``topic`` 1-240; ``schedule`` ``{type: -1}`` or ``{type: 1,
-  start_time, duration, time_offset}``; ``invitations [{id}]``. 409
+  start_time, duration, time_offset}``; ``invitations [{id}]``; ``type`` 0, 1
+  or 3 (v3) or ``mode`` PxP, OxP, S|L, S|L Auto (v4), anything else 400. 409
   ``conferenceAlreadyExists`` when the id is taken. Answers wrap the object:
   ``{"conference": {...}}`` with ``url = https://<host>/c/<id>``.
 - ``GET /conferences?page_id=&page_size=`` -> ``{conferences, cnt, next_page_id}``
@@ -28,6 +29,10 @@ import secrets
 from typing import Any
 
 from .base import Call, Emulator, Reply
+
+# Conference modes: v3 `type` (0 symmetric, 1 asymmetric, 3 role-based) and v4 `mode`.
+TYPES = (0, 1, 3)
+MODES = ("PxP", "OxP", "S|L", "S|L Auto")
 
 PREFIX = "/api/v3.11"
 TOKEN_PATH = "/oauth2/v1/token"
@@ -218,7 +223,11 @@ class TrueConfEmulator(Emulator):
             out["invitations"] = [
                 {"id": i["id"], "display_name": i.get("display_name", i["id"])} for i in invitations
             ]
-        for name in ("owner", "type"):
+        if "type" in body and (isinstance(body["type"], bool) or body["type"] not in TYPES):
+            raise bad_request("invalidParameter", "type: 0, 1 or 3", "type")
+        if "mode" in body and body["mode"] not in MODES:
+            raise bad_request("invalidParameter", "mode: PxP, OxP, S|L or S|L Auto", "mode")
+        for name in ("owner", "type", "mode"):
             if name in body:
                 out[name] = body[name]
         return out

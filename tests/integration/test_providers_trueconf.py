@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import socket
@@ -540,6 +541,8 @@ default_timezone = Asia/Yekaterinburg
         ("default_timezone = Mars/Olympus", "not a time zone name"),
         ("id_prefix = a-b", "at most 64"),
         ("conference_type = 2", "0 (all on screen)"),
+        ("mode_field = kind", "type (API v3) or mode (API v4)"),
+        ("mode_values = gallery=0", "pairs mode=value"),
     ],
 )
 def test_bad_options_say_what_is_wrong(tmp_path, option, words):
@@ -560,3 +563,45 @@ def test_the_example_config_loads_and_its_videomost_block_too(tmp_path):
     settings = config.load(_conf(tmp_path, live), providers.schemas())
     assert settings.providers["videomost"]["id_field"] == "confid"
     assert "videomost" in settings.configured
+
+
+def test_api_v4_takes_the_mode_by_name(tc):
+    a = adapter(tc, mode_field="mode", conference_type="selector")
+    a.create(meeting(KEY))
+    a.create(
+        dataclasses.replace(meeting(EventKey("a", "a/c", "2")), options=(("mode", "lecture"),))
+    )
+    first, second = tc.calls_of("POST")
+    assert first.body["mode"] == "S|L Auto" and "type" not in first.body
+    assert second.body["mode"] == "OxP"
+
+
+def test_mode_values_correct_a_number_the_server_does_not_take(tc):
+    a = adapter(tc, mode_values={"selector": "1"})
+    a.create(dataclasses.replace(meeting(KEY), options=(("mode", "selector"),)))
+    a.create(dataclasses.replace(meeting(EventKey("a", "a/c", "2")), options=(("mode", "nope"),)))
+    first, second = tc.calls_of("POST")
+    assert first.body["type"] == 1
+    assert second.body["type"] == 0  # an unknown value (an old event's): the default
+
+
+def test_org_domains_decide_who_is_a_trueconf_user(tc):
+    people = (
+        ORGANIZED
+        + "ATTENDEE:mailto:Ivan.Petrov@partner.ru\nATTENDEE:mailto:olga@branch.example.ru\n"
+    )
+    adapter(tc).create(meeting(extra=people))
+    adapter(tc, org_domains=("branch.example.ru", "example.com"), invite="email").create(
+        meeting(EventKey("a", "a/c", "2"), extra=people)
+    )
+    adapter(tc, org_domains=()).create(
+        meeting(EventKey("a", "a/c", "3"), extra="ATTENDEE:mailto:ivan@example.com\n")
+    )
+    first, second, third = tc.calls_of("POST")
+    assert first.body["invitations"] == [{"id": "ivan"}, {"id": "petr"}]
+    assert second.body["invitations"] == [
+        {"id": "ivan@example.com"},
+        {"id": "olga@branch.example.ru"},
+        {"id": "petr@example.com"},
+    ]
+    assert third.body["invitations"] == []  # no organizer, no domains: nobody is known
