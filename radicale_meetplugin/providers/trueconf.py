@@ -14,14 +14,20 @@
 - A series (RRULE, RDATE, overrides) gets a conference without a schedule
   (``schedule.type = -1``, a permanent room): the same link works for every
   occurrence. Single events get a one-time schedule (``type = 1``).
+- Users' own accounts (``user_token_dir``): a user signs in once (OAuth
+  authorization code at ``<server>/oauth2/authorize``); the code is exchanged
+  at ``<server>/api/v4/oauth2/token`` for a refresh token, which is stored and
+  renews their access tokens (a rotated one replaces the stored one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,8 +43,10 @@ from radicale_meetplugin.providers.base import (
     Provider,
     ProviderError,
     ProviderPlugin,
+    UserCredentials,
 )
 from radicale_meetplugin.providers.http import ApiClient
+from radicale_meetplugin.providers.users import CredentialError, write_private
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -125,6 +133,31 @@ OPTIONS: Schema = {
         str,
         "Environment variable holding the client secret, used when client_secret_file is empty.",
     ),
+    "user_token_dir": (
+        "",
+        str,
+        "Folder with one refresh token per Radicale user (<user>.token, chmod 600; "
+        "`meetplugin token trueconf --user U` signs the user in and writes it): their "
+        "conferences are made with their own TrueConf account; the service account "
+        "(client credentials) stays the fallback.",
+    ),
+    "redirect_uri": (
+        "",
+        str,
+        "Redirect URI registered with the OAuth application, for users' sign-in; the "
+        "code is read from the address the browser lands on.",
+    ),
+    "authorize_url": (
+        "",
+        str,
+        "Where a user signs in (authorization code). Empty: <server_url>/oauth2/authorize.",
+    ),
+    "user_token_url": (
+        "",
+        str,
+        "Token endpoint of users' sign-in and refresh (JSON). Empty: "
+        "<server_url>/api/v4/oauth2/token.",
+    ),
     "owner": (
         "{user}",
         str,
@@ -207,14 +240,34 @@ class _TokenCache:
             if self._value == used:
                 self._value = ""
 
-    def _fetch(self) -> tuple[str, float]:
-        form = {
+    def grant(self) -> tuple[dict[str, str], bool]:
+        """The token request's fields, and whether they go as JSON (else a form)."""
+        fields = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self.secret.value,
         }
+        return fields, False
+
+    def accepted(self, body: dict) -> None:
+        """A good token answer arrived (users' tokens keep a renewed refresh token)."""
+
+    def seed(self, token: str, lifetime: float) -> None:
+        """Start with a token got elsewhere (a user's sign-in), valid for `lifetime` s."""
+        with self._lock:
+            self._value = token
+            self._renew_at = self.clock() + lifetime - min(60.0, lifetime / 10)
+
+    def _fetch(self) -> tuple[str, float]:
+        fields, as_json = self.grant()
         try:
-            response = self.client.call("POST", "", form=form, ok=(200,))
+            response = self.client.call(
+                "POST",
+                "",
+                fields if as_json else None,
+                form=None if as_json else fields,
+                ok=(200,),
+            )
             body = self.client.json_object(response)
         except ProviderError as e:
             if e.temporary:  # nothing was created: a retry is always safe
@@ -230,12 +283,77 @@ class _TokenCache:
         token = body.get("access_token")
         if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise ProviderError("auth", status=response.status_code, provider_code="BadToken")
-        lifetime = body.get("expires_in", 3600)
-        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
-            lifetime = 3600
+        lifetime = _lifetime(body)
         self.fetched += 1
+        self.accepted(body)
         logger.info("meetplugin: trueconf: access token obtained (valid %d s)", int(lifetime))
-        return token, float(lifetime)
+        return token, lifetime
+
+
+def _lifetime(body: dict) -> float:
+    lifetime = body.get("expires_in", 3600)
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
+        lifetime = 3600
+    return float(lifetime)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class _UserTokens(_TokenCache):
+    """One user's access tokens, from their refresh token (OAuth authorization code).
+
+    A renewed refresh token (the server may rotate it) replaces the stored one in the
+    user's file, so a restart goes on with it. The caches live in `_USER_TOKENS`,
+    keyed by a digest of the refresh token: the account rebuilt when that file
+    changes finds its cache, access token included, instead of renewing again.
+    """
+
+    def __init__(
+        self,
+        client: ApiClient,
+        client_id: str,
+        secret: Secret,
+        refresh: str,
+        clock: Callable[[], float],
+        path: str = "",
+    ) -> None:
+        super().__init__(client, client_id, secret, clock)
+        self.refresh = refresh
+        self.path = path
+
+    def grant(self) -> tuple[dict[str, str], bool]:
+        fields = {
+            "grant_type": "refresh_token",
+            "refresh_token": self.refresh,
+            "client_id": self.client_id,
+            "client_secret": self.secret.value,
+        }
+        return fields, True  # JSON, as TrueConf's own client sends it
+
+    def accepted(self, body: dict) -> None:
+        new = body.get("refresh_token")
+        if not isinstance(new, str) or not _TOKEN.fullmatch(new) or new == self.refresh:
+            return
+        self.refresh = new
+        with _USER_LOCK:
+            _USER_TOKENS[_digest(new)] = self
+        if not self.path:
+            return
+        try:
+            write_private(self.path, (new + "\n").encode())
+        except (CredentialError, OSError) as e:
+            logger.warning(
+                "meetplugin: trueconf: the renewed refresh token could not be stored in %s "
+                "(%s); after a restart the user must sign in again",
+                self.path,
+                e,
+            )
+
+
+_USER_TOKENS: dict[str, _UserTokens] = {}  # digest of a refresh token -> its cache
+_USER_LOCK = threading.Lock()
 
 
 CAPABILITIES = Capabilities(network=True, schedule=True, deterministic_ids=True, options=True)
@@ -312,9 +430,10 @@ class TrueConf(Provider):
         id_prefix: str = "meet_",
         clock: Callable[[], float] = time.monotonic,
         page_size: int = 100,
+        tokens: _TokenCache | None = None,
     ) -> None:
         self.api = ApiClient(api_url, {}, timeout, self.name)
-        self.tokens = _TokenCache(
+        self.tokens = tokens or _TokenCache(
             ApiClient(token_url, {}, timeout, self.name), client_id, secret, clock
         )
         self.join_url_base = join_url_base
@@ -572,6 +691,13 @@ def _derived(value: str, server: str, tail: str) -> str:
 
 
 def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
+    """The service account (client credentials): the fallback of users' own accounts."""
+    server, secret, join = _checked(options)
+    return _account(options, ctx, server, secret, join)
+
+
+def _checked(options: Mapping[str, Any]) -> tuple[str, Secret, str]:
+    """(server, client secret, join link base) of a complete section; ConfigError if not."""
     server = options["server_url"].strip().rstrip("/")
     if not server:
         raise ConfigError(
@@ -599,6 +725,17 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
         raise ConfigError("[provider:trueconf] join_url_base must start with https://")
     if not join.endswith(("/", "=")):
         join += "/"
+    return server, secret, join
+
+
+def _account(
+    options: Mapping[str, Any],
+    ctx: BuildContext,
+    server: str,
+    secret: Secret,
+    join: str,
+    tokens: _TokenCache | None = None,
+) -> TrueConf:
     return TrueConf(
         _derived(options["api_url"], server, "/api/v3.11"),
         _derived(options["token_url"], server, "/oauth2/v1/token"),
@@ -606,6 +743,7 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
         options["client_id"].strip(),
         secret,
         ctx.timeout,
+        tokens=tokens,
         owner=options["owner"],
         invite=options["invite"],
         org_domains=options["org_domains"],
@@ -618,6 +756,105 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
     )
 
 
+def _user_tokens(
+    options: Mapping[str, Any], ctx: BuildContext, server: str, secret: Secret, refresh: str
+) -> _UserTokens:
+    url = _derived(options["user_token_url"], server, "/api/v4/oauth2/token")
+    client_id = options["client_id"].strip()
+    with _USER_LOCK:
+        cache = _USER_TOKENS.get(_digest(refresh))
+        if cache is None or cache.client.base_url != url.rstrip("/"):
+            client = ApiClient(url, {}, ctx.timeout, "trueconf")
+            cache = _USER_TOKENS[_digest(refresh)] = _UserTokens(
+                client, client_id, secret, refresh, time.monotonic
+            )
+        return cache
+
+
+def _user_account(options: Mapping[str, Any], ctx: BuildContext, refresh: Secret) -> TrueConf:
+    """A user's own account: their refresh token, the OAuth application's id and secret."""
+    if not _TOKEN.fullmatch(refresh.value):
+        raise ConfigError("a TrueConf refresh token is one word of printable characters")
+    server, secret, join = _checked(options)
+    tokens = _user_tokens(options, ctx, server, secret, refresh.value)
+    if refresh.source.startswith("file ") and not ctx.read_only:
+        tokens.path = refresh.source[len("file ") :]  # where a renewed one is kept
+    return _account(options, ctx, server, secret, join, tokens)
+
+
+def _code_of(pasted: str) -> str:
+    """The OAuth code: pasted alone, or in the address the browser landed on."""
+    text = pasted.strip()
+    if "code=" in text:
+        parts = urllib.parse.urlsplit(text)
+        query = urllib.parse.parse_qs(parts.query or parts.fragment or text.split("?", 1)[-1])
+        text = (query.get("code") or query.get("auth_code") or [""])[0]
+    elif "://" in text or "?" in text:  # an address without a code: signing in failed
+        return ""
+    return text
+
+
+def exchange_code(options: Mapping[str, Any], ctx: BuildContext, pasted: Secret) -> Secret:
+    """The user's sign-in code for their refresh token (kept) and access token (cached)."""
+    server, secret, _join = _checked(options)
+    redirect = options["redirect_uri"].strip()
+    if not redirect:
+        raise ConfigError(
+            "[provider:trueconf] has no redirect_uri: register one with the OAuth application "
+            "and put it here"
+        )
+    code = _code_of(pasted.value)
+    if not _TOKEN.fullmatch(code):
+        raise ConfigError("no code found in what was pasted")
+    url = _derived(options["user_token_url"], server, "/api/v4/oauth2/token")
+    client = ApiClient(url, {}, ctx.timeout, "trueconf")
+    fields = {
+        "grant_type": "authorization_code",
+        "auth_code": code,  # TrueConf's name (RFC 6749 says `code`)
+        "client_id": options["client_id"].strip(),
+        "client_secret": secret.value,
+        "redirect_uri": redirect,
+    }
+    body = client.json_object(client.call("POST", "", fields, ok=(200,)))
+    refresh, access = body.get("refresh_token"), body.get("access_token")
+    if not isinstance(refresh, str) or not _TOKEN.fullmatch(refresh):
+        raise ProviderError("rejected", status=200, provider_code="NoRefreshToken")
+    tokens = _user_tokens(options, ctx, server, secret, refresh)
+    if isinstance(access, str) and _TOKEN.fullmatch(access):
+        tokens.seed(access, _lifetime(body))  # the check that follows needs no renewal
+    return Secret(refresh, "sign-in")
+
+
+def token_steps(options: Mapping[str, Any], user: str, arguments: Mapping[str, str]) -> str:
+    """How a user signs in: the authorization-code flow of the server's OAuth application."""
+    server = options["server_url"].strip().rstrip("/")
+    authorize = _derived(options["authorize_url"], server, "/oauth2/authorize")
+    redirect = options["redirect_uri"].strip() or "<redirect_uri: set it in the config first>"
+    query = urllib.parse.urlencode(
+        {
+            "client_id": options["client_id"].strip(),
+            "response_type": "code",
+            "redirect_uri": redirect,
+        }
+    )
+    return f"""TrueConf sign-in for Radicale user {user!r}:
+1. In a browser, open {authorize}?{query}
+   and sign in as the user's TrueConf account (the OAuth application
+   {options["client_id"].strip()} must allow the redirect URI {redirect}).
+2. Allow access. The browser lands on {redirect}?code=...: copy the code,
+   or the whole address. It is exchanged for a refresh token at once (it
+   expires quickly); that token is what is stored."""
+
+
+USERS = UserCredentials(
+    folder_option="user_token_dir",
+    build=_user_account,
+    steps=token_steps,
+    what="TrueConf refresh token",
+    exchange=exchange_code,
+    pasted="code (or the whole address)",
+)
+
 PLUGIN = ProviderPlugin(
     name="trueconf",
     labels={"ru": "TrueConf", "en": "TrueConf"},
@@ -626,4 +863,5 @@ PLUGIN = ProviderPlugin(
     build=build,
     capabilities=lambda options: CAPABILITIES,
     option_words=OPTION_WORDS,
+    users=USERS,
 )
