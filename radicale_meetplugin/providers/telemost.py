@@ -194,7 +194,7 @@ class Telemost(Provider):
 
     def stream_title(self, meeting: Meeting) -> str:
         title = " ".join(meeting.summary.split()) or self.default_stream_title
-        return title[: self.stream_title_max]
+        return title[: self.stream_title_max].rstrip()
 
     def live_stream(self, meeting: Meeting) -> dict[str, str]:
         """The `live_stream` object of a webinar's create (or of a stream added later)."""
