@@ -10,6 +10,7 @@ from radicale_meetplugin import config, providers
 from radicale_meetplugin.mail.mailer import Mailer
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.outbox import Outbox, Settle
+from radicale_meetplugin.providers import access
 from radicale_meetplugin.providers.users import UserProviders
 from radicale_meetplugin.state.records import RecordStore
 
@@ -42,7 +43,29 @@ def build_providers(
     return ready, per_user
 
 
-def build_engine(config_path: str, default_state_dir: str) -> Engine[RecordStore]:
+def build_groups(settings: config.Settings, radicale_groups_file: str = "") -> access.Groups:
+    """Users' groups for the providers' allow-lists: our groups file, else Radicale's."""
+    path = settings.main["groups_file"] or radicale_groups_file
+    if path:
+        return access.GroupFile(path)
+    wanted = sorted(
+        name
+        for name, section in settings.providers.items()
+        if section["enabled"] and any(e.startswith("@") for e in section["users"])
+    )
+    if wanted:
+        logger.warning(
+            "meetplugin: [provider:%s] users name groups, but no groups are known: set "
+            "[meetplugin] groups_file (or Radicale's [group] type = htgroup); only the "
+            "users named one by one may create rooms",
+            wanted[0],
+        )
+    return access.no_groups
+
+
+def build_engine(
+    config_path: str, default_state_dir: str, radicale_groups_file: str = ""
+) -> Engine[RecordStore]:
     settings, plugins = providers.load_settings(config_path)
     state_dir = os.path.expanduser(settings.main["state_dir"] or default_state_dir)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -57,6 +80,7 @@ def build_engine(config_path: str, default_state_dir: str) -> Engine[RecordStore
     )
     store = RecordStore(os.path.join(state_dir, "records.sqlite"))
     engine = Engine(settings, ready, plugins, store, per_user)
+    engine.groups = build_groups(settings, radicale_groups_file)
     engine.mailer = build_mailer(settings)
     return engine
 

@@ -127,17 +127,26 @@ def token_command(args: argparse.Namespace) -> int:
     token = (
         sys.stdin.readline()
         if args.token_stdin
-        else getpass.getpass("3. Paste the token (not shown): ")
+        else getpass.getpass(f"3. Paste the {users.pasted} (not shown): ")
     ).strip()
     if not token:
-        print("No token given; nothing stored.")
+        print(f"No {users.pasted} given; nothing stored.")
         return 2
+    ctx = providers.BuildContext(
+        timeout=settings.main["call_timeout"],
+        state_dir=os.path.expanduser(settings.main["state_dir"] or state),
+        read_only=True,
+    )
+    if users.exchange is not None:  # e.g. an OAuth code for the refresh token stored
+        try:
+            token = users.exchange(options, ctx, config.Secret(token, "input")).value
+        except config.ConfigError as e:
+            print(f"The {users.pasted} cannot be used: {e}. Nothing stored.")
+            return 1
+        except providers.ProviderError as e:
+            print(f"The {users.pasted} does not work: {e}. Nothing stored.")
+            return 1
     if not args.no_verify:
-        ctx = providers.BuildContext(
-            timeout=settings.main["call_timeout"],
-            state_dir=os.path.expanduser(settings.main["state_dir"] or state),
-            read_only=True,
-        )
         try:
             candidate = users.build(options, ctx, config.Secret(token, "input"))
             candidate.check()

@@ -157,6 +157,14 @@ MAIN_SCHEMA: Schema = {
         "Give events with a pasted meeting link (Zoom, Teams, Meet, …, and any mask in "
         "[pasted_links]) a matching CONFERENCE property; nothing else is done.",
     ),
+    "groups_file": (
+        "",
+        str,
+        "File of user groups for the providers' `users = @group` (htgroup format: "
+        "`group: user1 user2`). Empty: Radicale's own [group] htgroup_filename when "
+        "[group] type = htgroup (groups from LDAP or PAM are not visible to a storage "
+        "plugin: list them in this file).",
+    ),
     "max_concurrency": (
         "4",
         positive_int,
@@ -231,6 +239,14 @@ COMMON_PROVIDER_SCHEMA: Schema = {
         "",
         str,
         "Import path of a third-party provider module (it exports PLUGIN); empty: built-in.",
+    ),
+    "users": (
+        "",
+        csv,
+        "Who may create rooms with the server's account at this provider: Radicale user "
+        "names and @groups, e.g. alice, bob, @managers (groups: Radicale's [group] htgroup "
+        "file, else [meetplugin] groups_file). Anyone else gets an explanation in the "
+        "event and no call; a user's own credentials need no place here. Empty: everyone.",
     ),
 }
 # The provider schemas, given as they are, or found from the config's own sections:

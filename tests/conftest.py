@@ -83,6 +83,7 @@ def fresh_emulator(request):
             emu.calls.clear()
             emu.faults.clear()
         emu.personal_account = False
+        emu.live_streams = True
         emu.tokens = {emu.token}
     for name in ("tc", "vm"):
         if name in request.fixturenames:

@@ -16,6 +16,11 @@ TEXT = {
         "failed": "Видеовстреча не создана: {reason}",
         "pending": "Ссылка на встречу появится здесь, как только ответит {provider}.",
         "conference_label": "Видеовстреча ({provider})",
+        # A webinar: the hosts' room and the viewers' live stream.
+        "join_hosts": "Ведущие подключаются по ссылке: {url}",
+        "watch": "Трансляция для зрителей: {url}",
+        "hosts_label": "Вебинар, вход для ведущих ({provider})",
+        "watch_label": "Трансляция для зрителей ({provider})",
     },
     "en": {
         "join": "Join the meeting: {url}",
@@ -23,6 +28,10 @@ TEXT = {
         "failed": "The video meeting was not created: {reason}",
         "pending": "The meeting link will appear here as soon as {provider} answers.",
         "conference_label": "Video meeting ({provider})",
+        "join_hosts": "Hosts join here: {url}",
+        "watch": "Watch the live stream: {url}",
+        "hosts_label": "Webinar, hosts' link ({provider})",
+        "watch_label": "Live stream for viewers ({provider})",
     },
 }
 
@@ -40,6 +49,8 @@ REASONS = {
         "auth": "{provider} не принял учётные данные сервера (код {status}). Обратитесь к администратору.",
         "user_auth": "{provider} не принял ваш личный токен (код {status}). Попросите администратора "
         "сохранить новый (meetplugin token {name}).",
+        "not_allowed": "вы не можете создавать встречи в сервисе {provider}: администратор "
+        "не включил вас в число тех, кому это разрешено. Обратитесь к администратору.",
         "org_required": "{provider} разрешает создавать встречи только аккаунтам организаций "
         "(Яндекс 360 для бизнеса). Обратитесь к администратору.",
         "payment_required": "{provider}: для этой возможности нужен платный тариф.",
@@ -59,6 +70,8 @@ REASONS = {
         "auth": "{provider} did not accept the server's credentials (code {status}). Ask your administrator.",
         "user_auth": "{provider} did not accept your own token (code {status}). Ask your "
         "administrator to store a new one (meetplugin token {name}).",
+        "not_allowed": "you cannot create meetings in {provider}: the administrator has not "
+        "put you among the people allowed to. Ask your administrator.",
         "org_required": "{provider} lets only organisation accounts (Yandex 360 for Business) "
         "create meetings. Ask your administrator.",
         "payment_required": "{provider}: this feature needs a paid plan.",

@@ -31,7 +31,7 @@ _LOCATION_SPLIT_KEEP = re.compile(r"([;,\n])")
 def _our_line_prefixes() -> tuple[str, ...]:
     prefixes = []
     for lang in i18n.LANGUAGES:
-        for name in ("join", "failed", "pending"):
+        for name in ("join", "join_hosts", "watch", "failed", "pending"):
             template = i18n.TEXT[lang][name]
             prefixes.append(template[: template.index("{")])
     return tuple(prefixes)
@@ -186,12 +186,26 @@ def _drop_ours(comp: icalendar.cal.Component, urls: tuple[str, ...], grammar: Gr
         comp.add("CONFERENCE", c, encode=False)
 
 
-def _conference_property(url: str, label: str) -> icalendar.vUri:
+def _conference_property(
+    url: str, label: str, features: tuple[str, ...] = ("AUDIO", "VIDEO")
+) -> icalendar.vUri:
     prop = icalendar.vUri(url)
     prop.params["VALUE"] = "URI"
-    prop.params["FEATURE"] = ["AUDIO", "VIDEO"]
+    prop.params["FEATURE"] = list(features)
     prop.params["LABEL"] = label
     return prop
+
+
+def _block_links(text: str) -> tuple[str, ...]:
+    """The links on our lines of the description block."""
+    _, ours = split_description(text)
+    links = []
+    for line in ours:
+        bare = line.strip()
+        for prefix in _OUR_PREFIXES:
+            if bare.startswith(prefix):
+                links.append(bare[len(prefix) :].strip())
+    return tuple(u for u in links if u.startswith(("https://", "http://")))
 
 
 def options_text(options: tuple[tuple[str, str], ...]) -> str:
@@ -221,8 +235,18 @@ def attach(
     turned into the link.
     """
     url = conf.join_url
-    lines = [i18n.text(lang, "join", url=url), i18n.text(lang, "service", provider=provider_label)]
-    replace = tuple(u for u in old_urls if u and u != url)
+    watch = conf.extra.get("watch_url", "")  # a webinar: the viewers' live stream
+    service = i18n.text(lang, "service", provider=provider_label)
+    if watch:
+        lines = [
+            i18n.text(lang, "join_hosts", url=url),
+            i18n.text(lang, "watch", url=watch),
+            service,
+        ]
+    else:
+        lines = [i18n.text(lang, "join", url=url), service]
+    replace = tuple(u for u in old_urls if u and u not in (url, watch))
+    ours = (url, *((watch,) if watch else ()), *replace)
     for comp in ical.vevents(cal):
         location = ical.text_of(comp, "LOCATION")
         for old in replace:
@@ -234,15 +258,35 @@ def attach(
             value = ical.text_of(comp, name)
             if value:
                 ical.set_text(comp, name, _drop_tags(value, grammar) or value)
-        user_text, _ = split_description(ical.text_of(comp, "DESCRIPTION"), (url, *replace))
+        user_text, _ = split_description(ical.text_of(comp, "DESCRIPTION"), ours)
         user_text = _drop_tags(user_text, grammar)
         ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, lines))
-        _drop_ours(comp, (url, *replace), grammar)
-        comp.add(
-            "CONFERENCE",
-            _conference_property(url, i18n.text(lang, "conference_label", provider=provider_label)),
-            encode=False,
-        )
+        _drop_ours(comp, ours, grammar)
+        if watch:  # RFC 7986: the hosts' room moderates, the viewers' link is video only
+            comp.add(
+                "CONFERENCE",
+                _conference_property(
+                    url,
+                    i18n.text(lang, "hosts_label", provider=provider_label),
+                    ("AUDIO", "VIDEO", "MODERATOR"),
+                ),
+                encode=False,
+            )
+            comp.add(
+                "CONFERENCE",
+                _conference_property(
+                    watch, i18n.text(lang, "watch_label", provider=provider_label), ("VIDEO",)
+                ),
+                encode=False,
+            )
+        else:
+            comp.add(
+                "CONFERENCE",
+                _conference_property(
+                    url, i18n.text(lang, "conference_label", provider=provider_label)
+                ),
+                encode=False,
+            )
         for name in grammar.link_properties.get(conf.provider, ()):
             comp.add(name, icalendar.vText(url), encode=False)
         comp.add("X-MEETPLUGIN-PROVIDER", icalendar.vText(conf.provider), encode=False)
@@ -291,8 +335,11 @@ def clear(cal: icalendar.Calendar) -> None:
 
 def detach(cal: icalendar.Calendar, join_url: str, grammar: Grammar) -> None:
     """Remove every trace of the conference and the markers that would ask for it again."""
-    urls = (join_url,) if join_url else ()
     for comp in ical.vevents(cal):
+        # Our block's other links (a webinar's live stream) go with the room.
+        urls = ((join_url,) if join_url else ()) + tuple(
+            u for u in _block_links(ical.text_of(comp, "DESCRIPTION")) if u != join_url
+        )
         _set_block(comp, "ru", None, urls)
         location = ical.text_of(comp, "LOCATION")
         ical.set_text(comp, "LOCATION", _location_without(location, urls))

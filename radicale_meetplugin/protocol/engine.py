@@ -65,6 +65,7 @@ from radicale_meetplugin.providers import (
     ProviderPlugin,
     reason_text,
 )
+from radicale_meetplugin.providers.access import Groups, allowed, no_groups
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -188,6 +189,7 @@ class Engine(Generic[S]):
         self.scheduled = frozenset(n for n, c in capabilities.items() if c.schedule or c.options)
         self.mailing = Mailing(settings, store) if settings.mail["enabled"] else None
         self.mailer: Mailer | None = None  # bootstrap puts the SMTP sender here for the outbox
+        self.groups: Groups = no_groups  # bootstrap: users' groups for `users = @group`
 
     # --- facts -------------------------------------------------------------
 
@@ -196,6 +198,15 @@ class Engine(Generic[S]):
         source = self.per_user.get(name)
         mine = source.get(owner) if source is not None else None
         return mine or self.providers.get(name)
+
+    def may_create(self, name: str, owner: str) -> bool:
+        """The provider's `users` allow-list lets the owner create rooms (own credentials do)."""
+        options = self.settings.providers.get(name)
+        entries = options.values.get("users", ()) if options else ()
+        if not entries or allowed(entries, owner, self.groups):
+            return True
+        source = self.per_user.get(name)
+        return source is not None and source.get(owner) is not None
 
     def label(self, provider: str) -> str:
         plugin = self.plugins.get(provider)
@@ -282,6 +293,14 @@ class Engine(Generic[S]):
             scheduled=self.scheduled,
         )
         action = plan(facts)
+        if action.kind in (ActionKind.CREATE, ActionKind.REPLACE) and not self.may_create(
+            action.provider, key.owner
+        ):  # seed 000 §1.1: not on the provider's allow-list; no call
+            action = (
+                Action(ActionKind.FAIL, action.provider, "not_allowed")
+                if action.kind is ActionKind.CREATE
+                else Action(ActionKind.KEEP, record.provider if record else action.provider)
+            )
         if (
             bad_word
             and action.kind

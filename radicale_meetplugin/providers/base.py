@@ -124,6 +124,10 @@ class UserCredentials:
     steps: Callable[[Mapping[str, Any], str, Mapping[str, str]], str]  # what the admin does
     arguments: tuple[str, ...] = ()  # token command arguments `steps` needs ("client_id")
     what: str = "token"  # what the credential is called, for messages
+    # What the admin pastes, turned into what is stored (an OAuth code -> a refresh
+    # token); None: the pasted text is the credential. Raises ProviderError/ConfigError.
+    exchange: Callable[[Mapping[str, Any], BuildContext, Secret], Secret] | None = None
+    pasted: str = "token"  # what the admin pastes, for the prompt
 
     def folder(self, options: Mapping[str, Any]) -> str:
         value = options.get(self.folder_option) or ""

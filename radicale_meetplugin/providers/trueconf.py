@@ -14,20 +14,26 @@
 - A series (RRULE, RDATE, overrides) gets a conference without a schedule
   (``schedule.type = -1``, a permanent room): the same link works for every
   occurrence. Single events get a one-time schedule (``type = 1``).
+- Users' own accounts (``user_token_dir``): a user signs in once (OAuth
+  authorization code at ``<server>/oauth2/authorize``); the code is exchanged
+  at ``<server>/api/v4/oauth2/token`` for a refresh token, which is stored and
+  renews their access tokens (a rotated one replaces the stored one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 
-from radicale_meetplugin.config import ConfigError, Schema, Secret, read_secret
+from radicale_meetplugin.config import ConfigError, Schema, Secret, csv, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
 from radicale_meetplugin.providers import schedule
 from radicale_meetplugin.providers.base import (
@@ -37,8 +43,10 @@ from radicale_meetplugin.providers.base import (
     Provider,
     ProviderError,
     ProviderPlugin,
+    UserCredentials,
 )
 from radicale_meetplugin.providers.http import ApiClient
+from radicale_meetplugin.providers.users import CredentialError, write_private
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -63,11 +71,50 @@ def id_prefix(value: str) -> str:
     return value
 
 
-def conference_type(value: str) -> int:
-    number = int(value)
-    if number not in (0, 1, 3):
-        raise ValueError("0 (all on screen), 1 (video lecture) or 3 (role-based)")
-    return number
+# The seed's modes (004: "все на экране", "видеоселектор") and TrueConf's other two, by
+# the value each API generation takes: v3 ``type`` (a number, from public client code),
+# v4 ``mode`` (from TrueConf's own public API client: "All on screen" PxP, "Video
+# lecture" OxP, "Moderated role-based" S|L, "Smart meeting" S|L Auto — the voice-
+# activated video selector). v3 has no separate number for the selector known to us.
+MODES: dict[str, dict[str, str]] = {
+    "all_on_screen": {"type": "0", "mode": "PxP"},
+    "selector": {"type": "3", "mode": "S|L Auto"},
+    "moderated": {"type": "3", "mode": "S|L"},
+    "lecture": {"type": "1", "mode": "OxP"},
+}
+_LEGACY_TYPES = {"0": "all_on_screen", "1": "lecture", "3": "moderated"}
+MODE_FIELDS = ("type", "mode")
+
+
+def conference_type(value: str) -> str:
+    """The default mode: a mode name, or the v3 number it used to be (0, 1, 3)."""
+    value = value.strip().lower().replace("-", "_")
+    if value in MODES:
+        return value
+    if value in _LEGACY_TYPES:
+        return _LEGACY_TYPES[value]
+    raise ValueError(
+        "0 (all on screen), 1 (video lecture) or 3 (role-based), or one of " + ", ".join(MODES)
+    )
+
+
+def mode_field(value: str) -> str:
+    value = value.strip().lower()
+    if value not in MODE_FIELDS:
+        raise ValueError("type (API v3) or mode (API v4)")
+    return value
+
+
+def mode_values(value: str) -> dict[str, str]:
+    """`selector=3, lecture=1`: the value sent for each mode, where the built-in one is wrong."""
+    out: dict[str, str] = {}
+    for part in csv(value):
+        name, _, sent = part.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        if name not in MODES or not sent.strip():
+            raise ValueError(f"pairs mode=value, modes: {', '.join(MODES)}")
+        out[name] = sent.strip()
+    return out
 
 
 OPTIONS: Schema = {
@@ -86,6 +133,31 @@ OPTIONS: Schema = {
         str,
         "Environment variable holding the client secret, used when client_secret_file is empty.",
     ),
+    "user_token_dir": (
+        "",
+        str,
+        "Folder with one refresh token per Radicale user (<user>.token, chmod 600; "
+        "`meetplugin token trueconf --user U` signs the user in and writes it): their "
+        "conferences are made with their own TrueConf account; the service account "
+        "(client credentials) stays the fallback.",
+    ),
+    "redirect_uri": (
+        "",
+        str,
+        "Redirect URI registered with the OAuth application, for users' sign-in; the "
+        "code is read from the address the browser lands on.",
+    ),
+    "authorize_url": (
+        "",
+        str,
+        "Where a user signs in (authorization code). Empty: <server_url>/oauth2/authorize.",
+    ),
+    "user_token_url": (
+        "",
+        str,
+        "Token endpoint of users' sign-in and refresh (JSON). Empty: "
+        "<server_url>/api/v4/oauth2/token.",
+    ),
     "owner": (
         "{user}",
         str,
@@ -96,13 +168,34 @@ OPTIONS: Schema = {
     "invite": (
         "local_part",
         invite_mode,
-        "How an attendee's address becomes a TrueConf user id: local_part "
+        "How an attendee's address in org_domains becomes a TrueConf user id: local_part "
         "(ivan@example.ru -> ivan), email (the whole address) or none (no invitations).",
     ),
+    "org_domains": (
+        "",
+        csv,
+        "Mail domains whose people are TrueConf users of this server; only they are "
+        "invited. Others (a partner's ivan.petrov@partner.ru) are not invited: they "
+        "join by the link. Empty: the organizer's domain.",
+    ),
     "conference_type": (
-        "0",
+        "all_on_screen",
         conference_type,
-        "Conference mode: 0 all on screen, 1 video lecture, 3 role-based.",
+        "Default mode: all_on_screen (все на экране, up to 36), selector (видеоселектор, "
+        "up to 1600), moderated (role-based), lecture; 0, 1 and 3 are read as "
+        "all_on_screen, lecture and moderated.",
+    ),
+    "mode_field": (
+        "type",
+        mode_field,
+        "How the mode is sent: type (a number, API v3.x) or mode (PxP, OxP, S|L, "
+        "S|L Auto: API v4, set api_url to <server_url>/api/v4).",
+    ),
+    "mode_values": (
+        "",
+        mode_values,
+        "Values sent for the modes where the built-in ones do not fit the server, e.g. "
+        "selector=3 (the v3 number of the video selector is unconfirmed).",
     ),
     "default_timezone": (
         "Europe/Moscow",
@@ -147,14 +240,34 @@ class _TokenCache:
             if self._value == used:
                 self._value = ""
 
-    def _fetch(self) -> tuple[str, float]:
-        form = {
+    def grant(self) -> tuple[dict[str, str], bool]:
+        """The token request's fields, and whether they go as JSON (else a form)."""
+        fields = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self.secret.value,
         }
+        return fields, False
+
+    def accepted(self, body: dict) -> None:
+        """A good token answer arrived (users' tokens keep a renewed refresh token)."""
+
+    def seed(self, token: str, lifetime: float) -> None:
+        """Start with a token got elsewhere (a user's sign-in), valid for `lifetime` s."""
+        with self._lock:
+            self._value = token
+            self._renew_at = self.clock() + lifetime - min(60.0, lifetime / 10)
+
+    def _fetch(self) -> tuple[str, float]:
+        fields, as_json = self.grant()
         try:
-            response = self.client.call("POST", "", form=form, ok=(200,))
+            response = self.client.call(
+                "POST",
+                "",
+                fields if as_json else None,
+                form=None if as_json else fields,
+                ok=(200,),
+            )
             body = self.client.json_object(response)
         except ProviderError as e:
             if e.temporary:  # nothing was created: a retry is always safe
@@ -170,36 +283,119 @@ class _TokenCache:
         token = body.get("access_token")
         if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise ProviderError("auth", status=response.status_code, provider_code="BadToken")
-        lifetime = body.get("expires_in", 3600)
-        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
-            lifetime = 3600
+        lifetime = _lifetime(body)
         self.fetched += 1
+        self.accepted(body)
         logger.info("meetplugin: trueconf: access token obtained (valid %d s)", int(lifetime))
-        return token, float(lifetime)
+        return token, lifetime
+
+
+def _lifetime(body: dict) -> float:
+    lifetime = body.get("expires_in", 3600)
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
+        lifetime = 3600
+    return float(lifetime)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class _UserTokens(_TokenCache):
+    """One user's access tokens, from their refresh token (OAuth authorization code).
+
+    A renewed refresh token (the server may rotate it) replaces the stored one in the
+    user's file, so a restart goes on with it. The caches live in `_USER_TOKENS`,
+    keyed by a digest of the refresh token: the account rebuilt when that file
+    changes finds its cache, access token included, instead of renewing again.
+    """
+
+    def __init__(
+        self,
+        client: ApiClient,
+        client_id: str,
+        secret: Secret,
+        refresh: str,
+        clock: Callable[[], float],
+        path: str = "",
+    ) -> None:
+        super().__init__(client, client_id, secret, clock)
+        self.refresh = refresh
+        self.path = path
+
+    def grant(self) -> tuple[dict[str, str], bool]:
+        fields = {
+            "grant_type": "refresh_token",
+            "refresh_token": self.refresh,
+            "client_id": self.client_id,
+            "client_secret": self.secret.value,
+        }
+        return fields, True  # JSON, as TrueConf's own client sends it
+
+    def accepted(self, body: dict) -> None:
+        new = body.get("refresh_token")
+        if not isinstance(new, str) or not _TOKEN.fullmatch(new) or new == self.refresh:
+            return
+        self.refresh = new
+        with _USER_LOCK:
+            _USER_TOKENS[_digest(new)] = self
+        if not self.path:
+            return
+        try:
+            write_private(self.path, (new + "\n").encode())
+        except (CredentialError, OSError) as e:
+            logger.warning(
+                "meetplugin: trueconf: the renewed refresh token could not be stored in %s "
+                "(%s); after a restart the user must sign in again",
+                self.path,
+                e,
+            )
+
+
+_USER_TOKENS: dict[str, _UserTokens] = {}  # digest of a refresh token -> its cache
+_USER_LOCK = threading.Lock()
 
 
 CAPABILITIES = Capabilities(network=True, schedule=True, deterministic_ids=True, options=True)
-# Per event, after the keyword ("trueconf:селектор+гости"): the seed's modes — all on
-# screen (up to 36) and the video selector (up to 1600; TrueConf's role-based type 3,
-# unconfirmed) — a lecture (asymmetric), and guest access.
+# Per event, after the keyword ("trueconf:видеоселектор+гости"): the modes as seed 004
+# names them — all on screen (up to 36, 49 on request), the video selector (up to
+# 1 600) —, TrueConf's moderated role-based mode and the lecture, and guest access.
 OPTION_WORDS = (
     OptionWord(
         "mode",
-        "0",
-        ("all-on-screen", "все-на-экране", "symmetric"),
-        {"ru": "все на экране, до 36 участников", "en": "everyone on screen, up to 36"},
+        "all_on_screen",
+        ("все-на-экране", "все на экране", "all-on-screen", "all on screen", "symmetric"),
+        {
+            "ru": "все на экране: до 36 участников (49 по запросу)",
+            "en": "all on screen: up to 36 participants (49 on request)",
+        },
     ),
     OptionWord(
         "mode",
-        "1",
-        ("lecture", "лекция", "asymmetric"),
-        {"ru": "лектор и слушатели", "en": "a speaker and listeners"},
+        "selector",
+        ("видеоселектор", "селектор", "video-selector", "selector", "video selector"),
+        {
+            "ru": "видеоселектор: до 1 600 участников, на экране говорящие",
+            "en": "video selector: up to 1,600 participants, the speakers on screen",
+        },
     ),
     OptionWord(
         "mode",
-        "3",
-        ("selector", "селектор", "role-based"),
-        {"ru": "видеоселектор, до 1600 участников", "en": "video selector, up to 1600"},
+        "moderated",
+        ("ролевая", "модерируемая", "role-based", "moderated"),
+        {
+            "ru": "ролевая: модератор решает, кто выступает",
+            "en": "role-based: a moderator decides who speaks",
+        },
+    ),
+    OptionWord(
+        "mode",
+        "lecture",
+        ("лекция", "видеолекция", "lecture", "asymmetric"),
+        {
+            "ru": "лекция: лектор видит всех, слушатели — лектора",
+            "en": "lecture: the speaker sees everyone, listeners see the speaker",
+        },
     ),
     OptionWord(
         "guests",
@@ -225,21 +421,29 @@ class TrueConf(Provider):
         *,
         owner: str = "{user}",
         invite: str = "local_part",
-        conference_type: int = 0,
+        org_domains: tuple[str, ...] = (),
+        conference_type: str = "all_on_screen",
+        mode_field: str = "type",
+        mode_values: Mapping[str, str] | None = None,
         zone: Any = None,
         default_topic: str = "Видеовстреча",
         id_prefix: str = "meet_",
         clock: Callable[[], float] = time.monotonic,
         page_size: int = 100,
+        tokens: _TokenCache | None = None,
     ) -> None:
         self.api = ApiClient(api_url, {}, timeout, self.name)
-        self.tokens = _TokenCache(
+        self.tokens = tokens or _TokenCache(
             ApiClient(token_url, {}, timeout, self.name), client_id, secret, clock
         )
         self.join_url_base = join_url_base
         self.owner = owner
         self.invite = invite
+        self.org_domains = tuple(d.strip().lower().lstrip("@") for d in org_domains if d.strip())
         self.conference_type = conference_type
+        self.mode_field = mode_field
+        self.mode_values = {n: v[mode_field] for n, v in MODES.items()}
+        self.mode_values.update(mode_values or {})
         self.zone = zone or schedule.timezone("UTC")
         self.default_topic = default_topic
         self.id_prefix = id_prefix
@@ -265,14 +469,41 @@ class TrueConf(Provider):
             "time_offset": slot.offset,
         }
 
+    def domains(self, meeting: Meeting) -> tuple[str, ...]:
+        """The organisation's mail domains: configured, else the organizer's."""
+        if self.org_domains:
+            return self.org_domains
+        organizer = meeting.organizer.strip().lower().removeprefix("mailto:")
+        return (organizer.rpartition("@")[2],) if "@" in organizer else ()
+
     def invitations(self, meeting: Meeting) -> list[dict] | None:
+        """TrueConf ids of the attendees in the organisation's domains.
+
+        Anyone else (ivan.petrov@partner.ru) is no user of this server: taking their
+        local part would invite a stranger who happens to be called ivan.petrov here.
+        They are not invited (the API takes user ids; e-mail invitations of outsiders
+        are not in what we know of it) and join by the link.
+        """
         if self.invite == "none":
             return None
+        domains = self.domains(meeting)
         ids = (
-            a.split("@", 1)[0] if self.invite == "local_part" else a
+            a.rpartition("@")[0] if self.invite == "local_part" else a
             for a in schedule.addresses(meeting)
+            if a.rpartition("@")[2] in domains
         )
         return [{"id": i} for i in dict.fromkeys(ids) if i]
+
+    def mode(self, meeting: Meeting) -> int | str:
+        """The value of `type` (a number) or `mode` (a name) for the event's mode."""
+        name = meeting.option("mode", self.conference_type)
+        value = self.mode_values.get(name) or self.mode_values[self.conference_type]
+        if self.mode_field == "type":
+            try:
+                return int(value)
+            except ValueError:
+                return value
+        return value
 
     def owner_of(self, meeting: Meeting) -> str:
         organizer = meeting.organizer.strip()
@@ -365,7 +596,7 @@ class TrueConf(Provider):
         body = {
             "id": conf_id,
             **self._fields(meeting),
-            "type": int(meeting.option("mode", str(self.conference_type))),
+            self.mode_field: self.mode(meeting),
         }
         owner = self.owner_of(meeting)
         if owner:
@@ -460,6 +691,13 @@ def _derived(value: str, server: str, tail: str) -> str:
 
 
 def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
+    """The service account (client credentials): the fallback of users' own accounts."""
+    server, secret, join = _checked(options)
+    return _account(options, ctx, server, secret, join)
+
+
+def _checked(options: Mapping[str, Any]) -> tuple[str, Secret, str]:
+    """(server, client secret, join link base) of a complete section; ConfigError if not."""
     server = options["server_url"].strip().rstrip("/")
     if not server:
         raise ConfigError(
@@ -487,6 +725,17 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
         raise ConfigError("[provider:trueconf] join_url_base must start with https://")
     if not join.endswith(("/", "=")):
         join += "/"
+    return server, secret, join
+
+
+def _account(
+    options: Mapping[str, Any],
+    ctx: BuildContext,
+    server: str,
+    secret: Secret,
+    join: str,
+    tokens: _TokenCache | None = None,
+) -> TrueConf:
     return TrueConf(
         _derived(options["api_url"], server, "/api/v3.11"),
         _derived(options["token_url"], server, "/oauth2/v1/token"),
@@ -494,14 +743,117 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> TrueConf:
         options["client_id"].strip(),
         secret,
         ctx.timeout,
+        tokens=tokens,
         owner=options["owner"],
         invite=options["invite"],
+        org_domains=options["org_domains"],
         conference_type=options["conference_type"],
+        mode_field=options["mode_field"],
+        mode_values=options["mode_values"],
         zone=options["default_timezone"],
         default_topic=options["default_topic"],
         id_prefix=options["id_prefix"],
     )
 
+
+def _user_tokens(
+    options: Mapping[str, Any], ctx: BuildContext, server: str, secret: Secret, refresh: str
+) -> _UserTokens:
+    url = _derived(options["user_token_url"], server, "/api/v4/oauth2/token")
+    client_id = options["client_id"].strip()
+    with _USER_LOCK:
+        cache = _USER_TOKENS.get(_digest(refresh))
+        if cache is None or cache.client.base_url != url.rstrip("/"):
+            client = ApiClient(url, {}, ctx.timeout, "trueconf")
+            cache = _USER_TOKENS[_digest(refresh)] = _UserTokens(
+                client, client_id, secret, refresh, time.monotonic
+            )
+        return cache
+
+
+def _user_account(options: Mapping[str, Any], ctx: BuildContext, refresh: Secret) -> TrueConf:
+    """A user's own account: their refresh token, the OAuth application's id and secret."""
+    if not _TOKEN.fullmatch(refresh.value):
+        raise ConfigError("a TrueConf refresh token is one word of printable characters")
+    server, secret, join = _checked(options)
+    tokens = _user_tokens(options, ctx, server, secret, refresh.value)
+    if refresh.source.startswith("file ") and not ctx.read_only:
+        tokens.path = refresh.source[len("file ") :]  # where a renewed one is kept
+    return _account(options, ctx, server, secret, join, tokens)
+
+
+def _code_of(pasted: str) -> str:
+    """The OAuth code: pasted alone, or in the address the browser landed on."""
+    text = pasted.strip()
+    if "code=" in text:
+        parts = urllib.parse.urlsplit(text)
+        query = urllib.parse.parse_qs(parts.query or parts.fragment or text.split("?", 1)[-1])
+        text = (query.get("code") or query.get("auth_code") or [""])[0]
+    elif "://" in text or "?" in text:  # an address without a code: signing in failed
+        return ""
+    return text
+
+
+def exchange_code(options: Mapping[str, Any], ctx: BuildContext, pasted: Secret) -> Secret:
+    """The user's sign-in code for their refresh token (kept) and access token (cached)."""
+    server, secret, _join = _checked(options)
+    redirect = options["redirect_uri"].strip()
+    if not redirect:
+        raise ConfigError(
+            "[provider:trueconf] has no redirect_uri: register one with the OAuth application "
+            "and put it here"
+        )
+    code = _code_of(pasted.value)
+    if not _TOKEN.fullmatch(code):
+        raise ConfigError("no code found in what was pasted")
+    url = _derived(options["user_token_url"], server, "/api/v4/oauth2/token")
+    client = ApiClient(url, {}, ctx.timeout, "trueconf")
+    fields = {
+        "grant_type": "authorization_code",
+        "auth_code": code,  # TrueConf's name (RFC 6749 says `code`)
+        "client_id": options["client_id"].strip(),
+        "client_secret": secret.value,
+        "redirect_uri": redirect,
+    }
+    body = client.json_object(client.call("POST", "", fields, ok=(200,)))
+    refresh, access = body.get("refresh_token"), body.get("access_token")
+    if not isinstance(refresh, str) or not _TOKEN.fullmatch(refresh):
+        raise ProviderError("rejected", status=200, provider_code="NoRefreshToken")
+    tokens = _user_tokens(options, ctx, server, secret, refresh)
+    if isinstance(access, str) and _TOKEN.fullmatch(access):
+        tokens.seed(access, _lifetime(body))  # the check that follows needs no renewal
+    return Secret(refresh, "sign-in")
+
+
+def token_steps(options: Mapping[str, Any], user: str, arguments: Mapping[str, str]) -> str:
+    """How a user signs in: the authorization-code flow of the server's OAuth application."""
+    server = options["server_url"].strip().rstrip("/")
+    authorize = _derived(options["authorize_url"], server, "/oauth2/authorize")
+    redirect = options["redirect_uri"].strip() or "<redirect_uri: set it in the config first>"
+    query = urllib.parse.urlencode(
+        {
+            "client_id": options["client_id"].strip(),
+            "response_type": "code",
+            "redirect_uri": redirect,
+        }
+    )
+    return f"""TrueConf sign-in for Radicale user {user!r}:
+1. In a browser, open {authorize}?{query}
+   and sign in as the user's TrueConf account (the OAuth application
+   {options["client_id"].strip()} must allow the redirect URI {redirect}).
+2. Allow access. The browser lands on {redirect}?code=...: copy the code,
+   or the whole address. It is exchanged for a refresh token at once (it
+   expires quickly); that token is what is stored."""
+
+
+USERS = UserCredentials(
+    folder_option="user_token_dir",
+    build=_user_account,
+    steps=token_steps,
+    what="TrueConf refresh token",
+    exchange=exchange_code,
+    pasted="code (or the whole address)",
+)
 
 PLUGIN = ProviderPlugin(
     name="trueconf",
@@ -511,4 +863,5 @@ PLUGIN = ProviderPlugin(
     build=build,
     capabilities=lambda options: CAPABILITIES,
     option_words=OPTION_WORDS,
+    users=USERS,
 )

@@ -51,6 +51,16 @@ _shared: dict[tuple, RadicaleAdapter] = {}
 _shared_lock = threading.Lock()
 
 
+def _radicale_groups_file(configuration: radicale_config.Configuration) -> str:
+    """Radicale's own group file ([group] type = htgroup), "" when groups come otherwise."""
+    try:
+        if configuration.get("group", "type") == "htgroup":
+            return str(configuration.get("group", "htgroup_filename"))
+    except KeyError:  # a Radicale without user groups
+        pass
+    return ""
+
+
 class Storage(multifilesystem.Storage):
     _collection_class = Collection
     _run_outbox = True  # the background retry loop (admin tools run jobs themselves)
@@ -72,7 +82,9 @@ class Storage(multifilesystem.Storage):
             adapter = _shared.get(key)
             if adapter is None:
                 engine = build_engine(
-                    path or "", os.path.join(self._filesystem_folder, ".meetplugin")
+                    path or "",
+                    os.path.join(self._filesystem_folder, ".meetplugin"),
+                    _radicale_groups_file(configuration),
                 )
                 adapter = _shared[key] = RadicaleAdapter(
                     self, engine, start_outbox=self._run_outbox

@@ -210,8 +210,9 @@ def test_token_for_any_provider_with_users_is_checked_and_owned_like_its_folder(
         tmp_path / "a", all_providers(telemost, tc, vm, f"user_token_dir = {tokens}\n")
     )
     env = {"TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": TC_SECRET}
-    no = meetplugin(server, "token", "trueconf", "--user", "alice", "--token-stdin", env=env)
-    assert no.returncode == 2 and "providers that take them: telemost, videomost" in no.stdout
+    no = meetplugin(server, "token", "jitsi", "--user", "alice", "--token-stdin", env=env)
+    assert no.returncode == 2
+    assert "providers that take them: telemost, trueconf, videomost" in no.stdout
     bad = meetplugin(
         server, "token", "videomost", "--user", "alice", "--token-stdin", stdin="nope\n", env=env
     )
@@ -265,3 +266,63 @@ def test_a_token_radicale_could_not_read_is_refused(tmp_path, telemost):
     (line,) = [x for x in out.stdout.splitlines() if x.startswith("Not stored")]
     assert "belongs to root" in line and "chown 4242:4343" in line
     assert not (tokens / "alice.token").exists() and list(tokens.iterdir()) == []
+
+
+def test_a_trueconf_user_signs_in_and_radicale_uses_their_account(tmp_path, telemost, tc, vm):
+    tc.reset()
+    tokens = tmp_path / "tc-tokens"
+    tokens.mkdir(mode=0o700)
+    conf = plugin_config(telemost.url) + "\n".join(
+        [
+            "[provider:trueconf]",
+            "server_url = https://tc.example.ru",
+            f"api_url = {tc.api_url}",
+            f"token_url = {tc.token_url}",
+            f"user_token_url = {tc.user_token_url}",
+            f"redirect_uri = {tc.redirect_uri}",
+            "client_id = meetplugin",
+            f"user_token_dir = {tokens}",
+            "",
+        ]
+    )
+    env = {"TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": TC_SECRET}
+    server = RadicaleServer(tmp_path / "a", conf, env=env)
+    code = tc.sign_in("alice")
+    out = meetplugin(
+        server,
+        "token",
+        "trueconf",
+        "--user",
+        "alice",
+        "--token-stdin",
+        stdin=f"{tc.redirect_uri}?code={code}\n",
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "https://tc.example.ru/oauth2/authorize?client_id=meetplugin" in out.stdout
+    stored = (tokens / "alice.token").read_text().strip()
+    assert tc.refresh_tokens[stored] == "alice"
+    assert stored not in out.stdout and code not in out.stdout
+    again = meetplugin(
+        server, "token", "trueconf", "--user", "alice", "--token-stdin", stdin=f"{code}\n", env=env
+    )
+    assert again.returncode == 1 and "Nothing stored" in again.stdout  # a code works once
+    assert (tokens / "alice.token").read_text().strip() == stored
+    server.start()
+    try:
+        server.ensure_user("alice")
+        server.ensure_user("bob")
+        tc.reset()
+        for user in ("alice", "bob"):
+            uid = f"{uuid.uuid4()}@tc"
+            extra = f"ORGANIZER:mailto:{user}@example.com"
+            r = server.put(
+                user, f"{user}/calendar/{uid}.ics", event(uid, location="trueconf", extra=extra)
+            )
+            assert r.ok
+        alice, bob = tc.calls_of("POST")
+        assert tc.token_users[alice.authorization.split()[1]] == "alice"
+        assert bob.authorization.split()[1] not in tc.token_users  # the service account
+    finally:
+        server.stop()
+    assert stored not in server.log and TC_SECRET not in server.log

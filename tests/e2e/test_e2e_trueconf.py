@@ -383,7 +383,7 @@ def test_mode_and_guest_access_chosen_per_event(radicale, tc):
     (post,) = tc.calls_of("POST")
     assert post.body["type"] == 3 and post.body["allow_guests"] is True
     ev = vevent(read(radicale, path)[0])
-    assert str(ev["X-MEETPLUGIN-OPTIONS"]) == "guests=yes&mode=3"
+    assert str(ev["X-MEETPLUGIN-OPTIONS"]) == "guests=yes&mode=selector"
     assert str(ev["LOCATION"]).startswith("https://tc.example.ru/c/")
     uid, path = new_path()
     radicale.put("alice", path, event(uid, location="trueconf", extra=ORGANIZED))
@@ -412,3 +412,43 @@ def test_an_edit_made_while_the_create_is_pending_reaches_the_server(radicale, t
     assert put.body["schedule"]["start_time"] == utc(2026, 11, 27, 6)  # 09:00 Moscow
     assert len(tc.calls_of("POST")) == 1
     assert str(vevent(read(radicale, path)[0])["LOCATION"]).startswith("https://tc.example.ru/c/")
+
+
+@pytest.mark.parametrize(
+    "word,mode,expected",
+    [
+        ("все на экране", "all_on_screen", 0),
+        ("all-on-screen", "all_on_screen", 0),
+        ("видеоселектор", "selector", 3),
+        ("video-selector", "selector", 3),
+        ("ролевая", "moderated", 3),
+        ("moderated", "moderated", 3),
+        ("лекция", "lecture", 1),
+        ("lecture", "lecture", 1),
+    ],
+)
+def test_the_seeds_modes_in_russian_and_english(radicale, tc, word, mode, expected):
+    uid, path = new_path()
+    radicale.put("alice", path, event(uid, location=f"Офис; trueconf:{word}", extra=ORGANIZED))
+    (post,) = tc.calls_of("POST")
+    assert post.body["type"] == expected and post.status == 200
+    ev = vevent(read(radicale, path)[0])
+    assert str(ev["X-MEETPLUGIN-OPTIONS"]) == f"mode={mode}"
+    assert str(ev["LOCATION"]).startswith("Офис; https://tc.example.ru/c/")
+
+
+def test_an_outsider_is_not_invited_as_the_namesake_user(radicale, tc):
+    people = "\n".join(
+        [
+            "ORGANIZER:mailto:alice@example.com",
+            "ATTENDEE:mailto:alice@example.com",
+            "ATTENDEE:mailto:Petr@Example.com",
+            "ATTENDEE;CN=Иван Петров:mailto:Ivan.Petrov@partner.ru",
+        ]
+    )
+    uid, path = new_path()
+    radicale.put("alice", path, event(uid, location="trueconf", extra=people))
+    (post,) = tc.calls_of("POST")
+    assert post.body["invitations"] == [{"id": "petr"}]  # not "ivan.petrov"
+    conf_id = str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+    assert [i["id"] for i in tc.conferences[conf_id]["invitations"]] == ["petr"]

@@ -3,6 +3,10 @@
 - ``Authorization: OAuth <token>`` is checked (401 otherwise);
 - ``POST /conferences`` -> 201 ``{id, join_url, waiting_room_level}``;
   403 ``ApiRestrictedToOrganizations`` for a personal account;
+- a body with ``live_stream {access_level, title, description}`` makes a webinar:
+  the answer's ``live_stream`` carries the viewers' ``watch_url``; 402
+  ``PaymentRequiredToUseLiveStreams`` when the account has no streams
+  (``live_streams = False``); ``PATCH`` with ``live_stream`` changes (or adds) it;
 - ``GET``/``PATCH``/``DELETE /conferences/{id}``; 404 ``ConferenceNotFound``;
 - every call is recorded, faults can be injected (an error status, no answer,
   an answer lost after the call was done), and a call can be held open until
@@ -20,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "/v1/telemost-api"
 LEVELS = ("PUBLIC", "ORGANIZATION", "ADMINS")
+STREAM_LEVELS = ("PUBLIC", "ORGANIZATION")
 
 
 @dataclass
@@ -69,6 +74,7 @@ class TelemostEmulator:
         self.tokens = {token}  # every token the emulated accounts accept
         self.join_host = host
         self.personal_account = False
+        self.live_streams = True  # the account's plan includes live streams
         self.delay = 0.0  # seconds every call takes (a slow provider)
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -274,7 +280,13 @@ class TelemostEmulator:
                 if method == "GET":
                     return self._reply(call, 200, conf)
                 if method == "PATCH":
-                    conf.update({k: v for k, v in (body or {}).items() if k in conf})
+                    body = body or {}
+                    if "live_stream" in body:
+                        stream = self._stream(call, conf["id"], body["live_stream"], conf)
+                        if stream is None:
+                            return None
+                        conf["live_stream"] = stream
+                    conf.update({k: v for k, v in body.items() if k in conf and k != "live_stream"})
                     return self._reply(call, 200, conf)
                 if method == "DELETE":
                     with emu._lock:
@@ -303,15 +315,58 @@ class TelemostEmulator:
                         ),
                     )
                 conf_id = str(next(emu._ids))
+                stream = None
+                if "live_stream" in body:
+                    stream = self._stream(call, conf_id, body["live_stream"], None)
+                    if stream is None:
+                        return None
                 conf = {
                     "id": conf_id,
                     "join_url": f"https://{emu.join_host}/j/{conf_id}",
                     "waiting_room_level": level,
                     "cohosts": list(body.get("cohosts", [])),
                 }
+                if stream is not None:
+                    conf["live_stream"] = stream
                 with emu._lock:
                     emu.conferences[conf_id] = conf
                 return self._reply(call, 201, conf)
+
+            def _stream(self, call: Call, conf_id: str, asked, conf: dict | None) -> dict | None:
+                """The conference's live stream after `asked`; None when refused (answered)."""
+                if not emu.live_streams:
+                    self._reply(
+                        call,
+                        402,
+                        error_body(
+                            "PaymentRequiredToUseLiveStreams",
+                            "Payment is required to use live streams",
+                            "Для трансляций нужен платный тариф",
+                        ),
+                    )
+                    return None
+                old = dict((conf or {}).get("live_stream") or {})
+                if not isinstance(asked, dict) or (
+                    "access_level" in asked and asked["access_level"] not in STREAM_LEVELS
+                ):
+                    self._reply(
+                        call,
+                        400,
+                        error_body("ValidationError", "Bad live_stream", "Неверная трансляция"),
+                    )
+                    return None
+                stream = {
+                    "access_level": old.get("access_level", "PUBLIC"),
+                    "title": old.get("title", ""),
+                    "description": old.get("description", ""),
+                    **{
+                        k: v
+                        for k, v in asked.items()
+                        if k in ("access_level", "title", "description")
+                    },
+                    "watch_url": old.get("watch_url") or f"https://{emu.join_host}/live/{conf_id}",
+                }
+                return stream
 
             def do_POST(self) -> None:
                 self._handle("POST")

@@ -5,6 +5,13 @@
   401 ``{"error": "invalid_client", "error_description": ...}``. Tokens expire
   after ``expires_in`` seconds of ``clock`` (tests may put in a fake clock);
   ``revoke_tokens()`` makes every issued token invalid at once (forced 401).
+- Users' own tokens (OAuth authorization code, as TrueConf's own client does it):
+  ``POST /api/v4/oauth2/token`` (JSON) with ``grant_type=authorization_code``,
+  ``auth_code`` (from ``sign_in(user)``, single use), ``client_id``,
+  ``client_secret``, ``redirect_uri`` -> ``{access_token, refresh_token,
+  expires_in, user_id}``; ``grant_type=refresh_token`` renews the access token
+  and, with ``rotate_refresh``, the refresh token too (the old one stops working).
+  ``token_users`` says whose an access token is.
 - API under ``/api/v3.11``, ``Authorization: Bearer <token>`` checked (401
   otherwise). Errors use TrueConf's nested body:
   ``{"error": {"code": 404, "message": "Not Found", "errors": [{"reason":
@@ -12,7 +19,8 @@
   "conference_id"}]}}``.
 - ``POST /conferences``: a caller-chosen ``id`` (1-128 of [A-Za-z0-9_]) or a
   generated one; ``topic`` 1-240; ``schedule`` ``{type: -1}`` or ``{type: 1,
-  start_time, duration, time_offset}``; ``invitations [{id}]``. 409
+  start_time, duration, time_offset}``; ``invitations [{id}]``; ``type`` 0, 1
+  or 3 (v3) or ``mode`` PxP, OxP, S|L, S|L Auto (v4), anything else 400. 409
   ``conferenceAlreadyExists`` when the id is taken. Answers wrap the object:
   ``{"conference": {...}}`` with ``url = https://<host>/c/<id>``.
 - ``GET /conferences?page_id=&page_size=`` -> ``{conferences, cnt, next_page_id}``
@@ -29,8 +37,13 @@ from typing import Any
 
 from .base import Call, Emulator, Reply
 
+# Conference modes: v3 `type` (0 symmetric, 1 asymmetric, 3 role-based) and v4 `mode`.
+TYPES = (0, 1, 3)
+MODES = ("PxP", "OxP", "S|L", "S|L Auto")
+
 PREFIX = "/api/v3.11"
 TOKEN_PATH = "/oauth2/v1/token"
+USER_TOKEN_PATH = "/api/v4/oauth2/token"
 _ID = re.compile(r"[A-Za-z0-9_]{1,128}")
 
 
@@ -76,6 +89,11 @@ class TrueConfEmulator(Emulator):
         self.delete_status = 204
         self.conferences: dict[str, dict] = {}
         self._ids = itertools.count(5_576_502_892)
+        self.redirect_uri = "https://calendar.example.ru/trueconf-signed-in"
+        self.codes: dict[str, str] = {}  # sign-in code -> user
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> user
+        self.token_users: dict[str, str] = {}  # access token -> user (not the service's)
+        self.rotate_refresh = True
 
     @property
     def api_url(self) -> str:
@@ -85,8 +103,19 @@ class TrueConfEmulator(Emulator):
     def token_url(self) -> str:
         return self.base + TOKEN_PATH
 
+    @property
+    def user_token_url(self) -> str:
+        return self.base + USER_TOKEN_PATH
+
     def target_of(self, path: str) -> str:
-        return "token" if path == TOKEN_PATH else "api"
+        return {TOKEN_PATH: "token", USER_TOKEN_PATH: "user-token"}.get(path, "api")
+
+    def sign_in(self, user: str) -> str:
+        """The code the browser would land with after `user` signed in and allowed access."""
+        code = secrets.token_hex(8)
+        with self._lock:
+            self.codes[code] = user
+        return code
 
     # --- test controls -----------------------------------------------------
 
@@ -110,6 +139,8 @@ class TrueConfEmulator(Emulator):
     def route(self, method: str, path: str, call: Call, body: Any) -> tuple[int, object]:
         if call.target == "token":
             return self._token(method, body)
+        if call.target == "user-token":
+            return self._user_token(method, body)
         self._check_token(call.authorization)
         if not path.startswith(PREFIX + "/conferences"):
             raise Reply(404, error_body(404, "Not Found", "notFound", "No such method"))
@@ -136,6 +167,44 @@ class TrueConfEmulator(Emulator):
                 self.conferences.pop(rest, None)
             return (204, None) if self.delete_status == 204 else (200, {"id": rest})
         raise Reply(405, error_body(405, "Method Not Allowed", "methodNotAllowed", ""))
+
+    def _user_token(self, method: str, body: Any) -> tuple[int, object]:
+        body = body if isinstance(body, dict) else {}
+        grant = body.get("grant_type")
+        if method != "POST" or grant not in ("authorization_code", "refresh_token"):
+            raise Reply(400, {"error": "unsupported_grant_type", "error_description": "No"})
+        if self.clients.get(body.get("client_id", "")) != body.get("client_secret") or not body.get(
+            "client_secret"
+        ):
+            raise Reply(401, {"error": "invalid_client", "error_description": "Bad client"})
+        with self._lock:
+            if grant == "authorization_code":
+                user = self.codes.pop(str(body.get("auth_code", "")), None)
+                if body.get("redirect_uri") != self.redirect_uri:
+                    user = None
+                refresh = None
+            else:
+                refresh = str(body.get("refresh_token", ""))
+                user = self.refresh_tokens.get(refresh)
+            if user is None:
+                raise Reply(400, {"error": "invalid_grant", "error_description": "Bad grant"})
+            token = secrets.token_hex(20)
+            self.tokens[token] = self.clock() + self.expires_in
+            self.issued.append(token)
+            self.token_users[token] = user
+            if refresh is None or self.rotate_refresh:
+                if refresh is not None:
+                    del self.refresh_tokens[refresh]
+                refresh = secrets.token_hex(24)
+                self.refresh_tokens[refresh] = user
+                self.issued.append(refresh)
+        return 200, {
+            "access_token": token,
+            "refresh_token": refresh,
+            "expires_in": self.expires_in,
+            "token_type": "Bearer",
+            "user_id": user,
+        }
 
     def _token(self, method: str, body: Any) -> tuple[int, object]:
         body = body if isinstance(body, dict) else {}
@@ -218,7 +287,11 @@ class TrueConfEmulator(Emulator):
             out["invitations"] = [
                 {"id": i["id"], "display_name": i.get("display_name", i["id"])} for i in invitations
             ]
-        for name in ("owner", "type"):
+        if "type" in body and (isinstance(body["type"], bool) or body["type"] not in TYPES):
+            raise bad_request("invalidParameter", "type: 0, 1 or 3", "type")
+        if "mode" in body and body["mode"] not in MODES:
+            raise bad_request("invalidParameter", "mode: PxP, OxP, S|L or S|L Auto", "mode")
+        for name in ("owner", "type", "mode"):
             if name in body:
                 out[name] = body[name]
         return out

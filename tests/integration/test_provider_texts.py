@@ -31,11 +31,12 @@ def test_trueconf_options_are_answered_with_trueconfs_words(tmp_path, monkeypatc
         tmp_path,
         "[provider:trueconf]\nserver_url = https://tc.example.ru\nclient_id = meetplugin\n",
     )
-    decision = engine.on_put(KEY, event(KEY.uid, location="trueconf:ролевая"))
+    decision = engine.on_put(KEY, event(KEY.uid, location="trueconf:громко"))
     assert decision.jobs == []  # nothing is asked of TrueConf
     text = shown(decision.text)
-    assert "параметр «ролевая» не подходит для сервиса TrueConf" in text
-    assert "все-на-экране" in text and "селектор" in text and "гости" in text
+    assert "параметр «громко» не подходит для сервиса TrueConf" in text
+    assert "все-на-экране" in text and "видеоселектор" in text and "ролевая" in text
+    assert "лекция" in text and "гости" in text and "до 1 600 участников" in text
     assert "внешние" not in text and "Телемост" not in text
     engine.lang = "en"
     key = EventKey("alice", "alice/calendar", "t2@test")

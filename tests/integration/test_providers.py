@@ -117,3 +117,62 @@ def test_connection_refused_is_temporary():
     with pytest.raises(ProviderError) as e:
         dead.create(MEETING)
     assert (e.value.code, e.value.temporary) == ("unavailable", True)
+
+
+# --- webinars ----------------------------------------------------------------------
+
+
+WEBINAR = Meeting(
+    EventKey("alice", "alice/calendar", "w@t"),
+    summary="  Вебинар  \t о  главном ",
+    options=(("stream", "yes"),),
+)
+
+
+def test_a_webinar_is_a_room_with_a_live_stream(telemost):
+    adapter = Telemost(
+        telemost.url,
+        Secret(TOKEN, "test"),
+        "ADMINS",
+        timeout=2,
+        stream_access_level="ORGANIZATION",
+        stream_title_max=10,
+        stream_description="Для сотрудников",
+    )
+    conf = adapter.create(WEBINAR)
+    (post,) = telemost.calls_of("POST")
+    assert post.body["live_stream"] == {
+        "access_level": "ORGANIZATION",
+        "title": "Вебинар о",  # one line, cut at stream_title_max
+        "description": "Для сотрудников",
+    }
+    watch = telemost.conferences[conf.conference_id]["live_stream"]["watch_url"]
+    assert conf.extra["watch_url"] == watch and conf.extra["stream_title"] == "Вебинар о"
+
+
+def test_a_stream_asked_for_later_is_added_to_the_room(adapter, telemost):
+    conf = adapter.create(MEETING)
+    assert "watch_url" not in conf.extra
+    later = Meeting(MEETING.key, summary="Планёрка", options=(("stream", "yes"),))
+    conf = adapter.update(conf, later)
+    (patch,) = telemost.calls_of("PATCH")
+    assert patch.body == {"live_stream": {"access_level": "PUBLIC", "title": "Планёрка"}}
+    assert conf.extra["watch_url"].endswith(f"/live/{conf.conference_id}")
+    assert adapter.update(conf, later) == conf and len(telemost.calls_of("PATCH")) == 1
+
+
+def test_an_answer_without_a_watch_link_keeps_the_room_for_the_hosts(adapter, telemost, caplog):
+    telemost.fail_next(
+        "POST", 201, {"id": "77", "join_url": "https://telemost.yandex.ru/j/77", "live_stream": {}}
+    )
+    conf = adapter.create(WEBINAR)
+    assert conf.join_url.endswith("/j/77") and "watch_url" not in conf.extra
+    assert "has no live_stream.watch_url" in caplog.text
+
+
+def test_no_streams_on_the_plan_is_payment_required(adapter, telemost):
+    telemost.live_streams = False
+    with pytest.raises(ProviderError) as e:
+        adapter.create(WEBINAR)
+    assert e.value.code == "payment_required" and not e.value.temporary
+    assert e.value.provider_code == "PaymentRequiredToUseLiveStreams"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import socket
@@ -540,6 +541,8 @@ default_timezone = Asia/Yekaterinburg
         ("default_timezone = Mars/Olympus", "not a time zone name"),
         ("id_prefix = a-b", "at most 64"),
         ("conference_type = 2", "0 (all on screen)"),
+        ("mode_field = kind", "type (API v3) or mode (API v4)"),
+        ("mode_values = gallery=0", "pairs mode=value"),
     ],
 )
 def test_bad_options_say_what_is_wrong(tmp_path, option, words):
@@ -560,3 +563,128 @@ def test_the_example_config_loads_and_its_videomost_block_too(tmp_path):
     settings = config.load(_conf(tmp_path, live), providers.schemas())
     assert settings.providers["videomost"]["id_field"] == "confid"
     assert "videomost" in settings.configured
+
+
+def test_api_v4_takes_the_mode_by_name(tc):
+    a = adapter(tc, mode_field="mode", conference_type="selector")
+    a.create(meeting(KEY))
+    a.create(
+        dataclasses.replace(meeting(EventKey("a", "a/c", "2")), options=(("mode", "lecture"),))
+    )
+    first, second = tc.calls_of("POST")
+    assert first.body["mode"] == "S|L Auto" and "type" not in first.body
+    assert second.body["mode"] == "OxP"
+
+
+def test_mode_values_correct_a_number_the_server_does_not_take(tc):
+    a = adapter(tc, mode_values={"selector": "1"})
+    a.create(dataclasses.replace(meeting(KEY), options=(("mode", "selector"),)))
+    a.create(dataclasses.replace(meeting(EventKey("a", "a/c", "2")), options=(("mode", "nope"),)))
+    first, second = tc.calls_of("POST")
+    assert first.body["type"] == 1
+    assert second.body["type"] == 0  # an unknown value (an old event's): the default
+
+
+def test_org_domains_decide_who_is_a_trueconf_user(tc):
+    people = (
+        ORGANIZED
+        + "ATTENDEE:mailto:Ivan.Petrov@partner.ru\nATTENDEE:mailto:olga@branch.example.ru\n"
+    )
+    adapter(tc).create(meeting(extra=people))
+    adapter(tc, org_domains=("branch.example.ru", "example.com"), invite="email").create(
+        meeting(EventKey("a", "a/c", "2"), extra=people)
+    )
+    adapter(tc, org_domains=()).create(
+        meeting(EventKey("a", "a/c", "3"), extra="ATTENDEE:mailto:ivan@example.com\n")
+    )
+    first, second, third = tc.calls_of("POST")
+    assert first.body["invitations"] == [{"id": "ivan"}, {"id": "petr"}]
+    assert second.body["invitations"] == [
+        {"id": "ivan@example.com"},
+        {"id": "olga@branch.example.ru"},
+        {"id": "petr@example.com"},
+    ]
+    assert third.body["invitations"] == []  # no organizer, no domains: nobody is known
+
+
+# --- users' own accounts (OAuth authorization code) ---------------------------------------
+
+
+def _user_options(tc, tmp_path, monkeypatch):
+    from radicale_meetplugin.providers import BuildContext
+
+    monkeypatch.setenv("TRUECONF_CLIENT_SECRET", SECRET)
+    tokens = tmp_path / "tc-tokens"
+    tokens.mkdir(mode=0o700)
+    text = "\n".join(
+        [
+            "[provider:trueconf]",
+            "server_url = https://tc.example.ru",
+            f"api_url = {tc.api_url}",
+            f"token_url = {tc.token_url}",
+            f"user_token_url = {tc.user_token_url}",
+            f"redirect_uri = {tc.redirect_uri}",
+            f"client_id = {CLIENT}",
+            f"user_token_dir = {tokens}",
+            "",
+        ]
+    )
+    settings, plugins = providers.load_settings(_conf(tmp_path, text))
+    options = settings.providers["trueconf"].values
+    ctx = BuildContext(timeout=2, state_dir=str(tmp_path / "state"))
+    return plugins["trueconf"], options, ctx, tokens
+
+
+def test_a_user_signs_in_and_their_conferences_are_theirs(tc, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from radicale_meetplugin.providers.users import UserProviders
+
+    plugin, options, ctx, tokens = _user_options(tc, tmp_path, monkeypatch)
+    users = plugin.users
+    assert users is not None and users.exchange is not None
+    steps = users.steps(options, "alice", {})
+    assert "https://tc.example.ru/oauth2/authorize?client_id=meetplugin&response_type=code" in steps
+    landed = f"{tc.redirect_uri}?code={tc.sign_in('alice')}&state=x"
+    refresh = users.exchange(options, ctx, Secret(landed, "input"))
+    (exchange,) = tc.calls_of("POST", target="user-token")
+    assert exchange.body["grant_type"] == "authorization_code"
+    assert exchange.body["redirect_uri"] == tc.redirect_uri
+    assert tc.refresh_tokens[refresh.value] == "alice"
+    # The check right after needs no renewal: the sign-in's access token is used.
+    users.build(options, ctx, refresh).check()
+    assert len(tc.calls_of("POST", target="user-token")) == 1
+    (tokens / "alice.token").write_text(refresh.value + "\n")
+    os.chmod(tokens / "alice.token", 0o600)
+
+    source = UserProviders(plugin, options, ctx)
+    source.get("alice").create(meeting(extra=ORGANIZED))
+    (post,) = tc.calls_of("POST")
+    assert tc.token_users[post.authorization.split()[1]] == "alice"
+    assert source.get("bob") is None  # no file: the service account serves bob
+
+    # The server refuses the access token: it is renewed with the refresh token, which
+    # the server rotates; the new one replaces the stored one at once.
+    tc.revoke_tokens()
+    source.get("alice").create(meeting(EventKey("alice", "alice/calendar", "u2@test")))
+    renewals = tc.calls_of("POST", target="user-token")
+    assert [c.body["grant_type"] for c in renewals] == ["authorization_code", "refresh_token"]
+    stored = (tokens / "alice.token").read_text().strip()
+    assert stored != refresh.value and tc.refresh_tokens[stored] == "alice"
+    assert stat.S_IMODE((tokens / "alice.token").stat().st_mode) == 0o600
+    # The account rebuilt from the changed file goes on with the same access token.
+    source.get("alice").create(meeting(EventKey("alice", "alice/calendar", "u3@test")))
+    assert len(tc.calls_of("POST", target="user-token")) == 2
+    assert len({c.authorization for c in tc.calls_of("POST")[-2:]}) == 1  # the retry, the next
+
+
+def test_a_wrong_or_reused_code_is_refused(tc, tmp_path, monkeypatch):
+    plugin, options, ctx, _tokens = _user_options(tc, tmp_path, monkeypatch)
+    code = tc.sign_in("alice")
+    plugin.users.exchange(options, ctx, Secret(code, "input"))
+    with pytest.raises(ProviderError) as e:
+        plugin.users.exchange(options, ctx, Secret(code, "input"))  # single use
+    assert e.value.status == 400 and "invalid_grant" in e.value.provider_code
+    with pytest.raises(config.ConfigError):
+        plugin.users.exchange(options, ctx, Secret(f"{tc.redirect_uri}?state=x", "input"))

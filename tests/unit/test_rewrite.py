@@ -301,3 +301,56 @@ def test_glued_tags_are_not_tags(text):
     out = attached(event("u@t", location="telemost", description=text))
     assert rewrite.split_description(str(first(out)["DESCRIPTION"]))[0] == text
     assert attached(out) == out
+
+
+WEBINAR = Conference(
+    "telemost",
+    "43",
+    "https://telemost.yandex.ru/j/43",
+    {"watch_url": "https://telemost.yandex.ru/live/43", "stream_title": "Вебинар"},
+)
+
+
+def test_a_webinar_shows_both_links_labelled_and_is_a_fixed_point():
+    text = attached(event("w@t", location="телемост:трансляция", description="Программа"), WEBINAR)
+    ev = first(text)
+    assert str(ev["LOCATION"]) == WEBINAR.join_url
+    _, block = rewrite.split_description(str(ev["DESCRIPTION"]))
+    assert [line for line in block if "https://" in line] == [
+        f"Ведущие подключаются по ссылке: {WEBINAR.join_url}",
+        "Трансляция для зрителей: https://telemost.yandex.ru/live/43",
+    ]
+    features = {
+        str(c): (
+            ",".join(c.params["FEATURE"])
+            if isinstance(c.params["FEATURE"], list)
+            else c.params["FEATURE"],
+            c.params["LABEL"],
+        )
+        for c in ev["CONFERENCE"]
+    }
+    assert features == {
+        WEBINAR.join_url: ("AUDIO,VIDEO,MODERATOR", "Вебинар, вход для ведущих (Яндекс Телемост)"),
+        "https://telemost.yandex.ru/live/43": (
+            "VIDEO",
+            "Трансляция для зрителей (Яндекс Телемост)",
+        ),
+    }
+    assert attached(text, WEBINAR) == text
+    english = attached(text, WEBINAR, lang="en")
+    assert "Watch the live stream: https://telemost.yandex.ru/live/43" in str(
+        first(english)["DESCRIPTION"]
+    )
+    assert "Трансляция" not in str(first(english)["DESCRIPTION"])
+    assert set(rewrite.shown_links(ical.parse(text), GRAMMAR)) == {
+        WEBINAR.join_url,
+        "https://telemost.yandex.ru/live/43",
+    }
+
+
+def test_detaching_a_webinar_removes_the_viewers_link_too():
+    cal = ical.parse(attached(event("w@t", location="telemost", description="Программа"), WEBINAR))
+    rewrite.detach(cal, WEBINAR.join_url, GRAMMAR)
+    text = ical.to_text(cal)
+    assert "/live/43" not in text and "/j/43" not in text and "CONFERENCE" not in text
+    assert str(first(text)["DESCRIPTION"]) == "Программа"
