@@ -194,3 +194,49 @@ def test_bridge_notifies_systemd_and_records_its_cycles(tmp_path, telemost):
             process.stop()
         sock.close()
         xandikos.stop()
+
+
+def test_each_decision_is_one_info_line_and_provider_requests_are_debug_lines(tmp_path, telemost):
+    server = RadicaleServer(
+        tmp_path / "r",
+        plugin_config(telemost.url),
+        env=ENV,
+    )
+    conf = server.folder / "radicale.conf"
+    conf.write_text(conf.read_text().replace("level = info", "level = debug"))
+    server.start()
+    try:
+        cases = {
+            "plain": dict(location="Room 5"),
+            "attendee": dict(
+                location="telemost",
+                extra="ORGANIZER:mailto:boss@elsewhere.org\nATTENDEE:mailto:alice@example.com",
+            ),
+            "disabled": dict(location="trueconf"),
+            "marked": dict(location="telemost"),
+        }
+        uids = {name: f"{name}-{uuid.uuid4()}" for name in cases}
+        for name, fields in cases.items():
+            uid = uids[name]
+            assert server.put("alice", f"/alice/calendar/{uid}.ics", event(uid, **fields)).ok
+        server.wait_for_log(rf"{uids['marked']}: telemost conference attached")
+        expected = {
+            "plain": r"ignore: no marker",
+            "attendee": r"ignore: attendee copy",
+            "disabled": r"fail \(trueconf\): not provisioned: provider_disabled",
+            "marked": r"create \(telemost\)$",
+        }
+        for name, pattern in expected.items():
+            lines = [
+                line.strip()
+                for line in server.log_lines
+                if f"meetplugin: alice/calendar/{uids[name]}: " in line
+                and re.search(r": (ignore|fail|create|keep|pending|clear)\b", line)
+            ]
+            assert len(lines) == 1, (name, lines)
+            assert re.search(pattern, lines[0]), lines[0]
+            assert "[INFO]" in lines[0], lines[0]
+        assert re.search(r"DEBUG.*meetplugin: telemost POST /\S+ -> 201 in \d+ ms", server.log)
+        assert TOKEN not in server.log
+    finally:
+        server.stop()
