@@ -80,8 +80,7 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
             if args.once:  # cron: the previous run is still at work, which is fine
                 log.warning("meetplugin-bridge: %s; this run does nothing", e)
                 return 0
-            log.error("meetplugin-bridge: %s", e)
-            return 1
+            raise clitools.CommandError(str(e)) from None  # could not run: exit 2
     except ConfigError as e:
         raise clitools.CommandError(str(e)) from None
 
