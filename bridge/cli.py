@@ -9,8 +9,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge import config
-from radicale_meetplugin import __version__
+from bridge import config, notify
+from radicale_meetplugin import __version__, clitools
 from radicale_meetplugin.config import ConfigError
 
 
@@ -34,7 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "writes the links back.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-c", "--config", required=True, help="the bridge's config file")
+    clitools.add_config(
+        parser,
+        "the bridge's config file",
+        env_name=clitools.BRIDGE_CONFIG_ENV,
+        fallback=clitools.BRIDGE_CONFIG,
+        hidden_aliases=("-c",),  # the spelling of earlier releases
+    )
     parser.add_argument(
         "--once",
         action="store_true",
@@ -52,8 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _logging(args.verbose)
     log = logging.getLogger("meetplugin.bridge")
+    return clitools.run(parser.prog, lambda: _run(args, log), log)
+
+
+def _run(args: argparse.Namespace, log: logging.Logger) -> int:
     try:
-        settings = config.load(args.config)
+        settings = config.load(clitools.config_file(args.config))
         if args.interval is not None:
             if args.interval <= 0:
                 raise ConfigError("--interval must be greater than 0")
@@ -61,23 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from bridge.runner import Bridge, BridgeBusy
         except ImportError as e:
-            log.error(
-                "meetplugin-bridge: %s; install the bridge's dependencies: "
-                "pip install 'radicale-meetplugin[bridge]'",
-                e,
-            )
-            return 2
+            raise clitools.CommandError(
+                f"{e}; install the bridge's dependencies: pip install 'radicale-meetplugin[bridge]'"
+            ) from None
         try:
             bridge = Bridge(settings)
         except BridgeBusy as e:
             if args.once:  # cron: the previous run is still at work, which is fine
                 log.warning("meetplugin-bridge: %s; this run does nothing", e)
                 return 0
-            log.error("meetplugin-bridge: %s", e)
-            return 1
+            raise clitools.CommandError(str(e)) from None  # could not run: exit 2
     except ConfigError as e:
-        log.error("meetplugin-bridge: %s", e)
-        return 2
+        raise clitools.CommandError(str(e)) from None
 
     def on_signal(signum, _frame) -> None:
         log.info(
@@ -93,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not report.busy:  # a busy cycle has logged itself already
                 log.info("bridge: cycle: %s", report.line())
             return 1 if report.errors else 0
-        bridge.run_forever()
+        bridge.run_forever(notify.Notifier.from_environment())
         return 0
     finally:
         bridge.close()

@@ -46,6 +46,7 @@ from bridge.caldav_client import (
     path_of,
 )
 from bridge.config import Account, BridgeConfig
+from bridge.notify import Notifier
 from bridge.state import BridgeState, CalendarState
 from bridge.writeback import Link, Tally, Writer, calendar_key
 from radicale_meetplugin import bootstrap
@@ -127,6 +128,7 @@ class Bridge:
         self.budget = float(self.engine.settings.main["provider_timeout"])
         self.outbox = bootstrap.build_outbox(self.engine, self.settle)
         self.stop_event = threading.Event()
+        self.beat: Callable[[], None] = _nothing  # the watchdog's heartbeat (run_forever)
         self._futures: list[concurrent.futures.Future] = []  # this cycle's jobs
         self._inflight: set[concurrent.futures.Future] = set()  # every job not known done
         logger.info(
@@ -150,13 +152,30 @@ class Bridge:
 
     # --- running -------------------------------------------------------------
 
-    def run_forever(self) -> None:
-        """Cycle every `interval` seconds until `stop()` (SIGTERM)."""
+    def run_forever(self, notifier: Notifier | None = None) -> None:
+        """Cycle every `interval` seconds until `stop()` (SIGTERM).
+
+        Under systemd (`Type=notify`) it says READY=1 once the outbox runs, and, with
+        `WatchdogSec=`, WATCHDOG=1 between cycles and after each account and batch in one,
+        so a hung cycle gets the process restarted.
+        """
+        notifier = notifier or Notifier()
+        self.beat = notifier.beat
         self.outbox.start()
         logger.info("bridge: running, a cycle every %g s", self.config.interval)
+        notifier.ready(f"a cycle every {self.config.interval:g} s")
         while not self.stop_event.is_set():
-            self.cycle()
-            self.stop_event.wait(self.config.interval)
+            notifier.beat()
+            report = self.cycle()
+            notifier.status(f"last cycle: {report.line()}")
+            deadline = time.monotonic() + self.config.interval
+            while not self.stop_event.is_set():
+                notifier.beat()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.stop_event.wait(notifier.wait_slice(left))
+        notifier.stopping()
         logger.info("bridge: stopped")
 
     def run_once(self) -> Report:
@@ -197,19 +216,27 @@ class Bridge:
             for link in self.links:
                 if self.stop_event.is_set():
                     break
+                self.beat()
                 tally = Tally()
+                errors = report.errors
+                failure = ""
                 try:
                     self._cycle_account(link, tally, report)
                 except Exception as e:
                     report.errors += 1
+                    failure = _reason(e)
                     logger.warning(
                         "bridge: %s: cycle failed, next cycle tries again: %s",
                         link.name,
-                        _reason(e),
+                        failure,
                     )
                     logger.debug("bridge: %s: failure details", link.name, exc_info=True)
                 finally:
                     self._submit(tally)
+                if not self.stop_event.is_set() or failure:
+                    if not failure and report.errors > errors:
+                        failure = f"{report.errors - errors} calendar(s) skipped"
+                    self._record_cycle(link.name, failure)
                 for name in ("read", "written", "conflicts", "ours", "deleted", "refused"):
                     setattr(report, name, getattr(report, name) + getattr(tally, name))
                 report.jobs += tally.submitted
@@ -224,6 +251,13 @@ class Bridge:
             logging.INFO if report.busy else logging.DEBUG, "bridge: cycle: %s", report.line()
         )
         return report
+
+    def _record_cycle(self, account: str, failure: str) -> None:
+        """Keep the account's outcome for `meetplugin status` (a state error is only logged)."""
+        try:
+            self.state.cycle_done(account, time.time(), failure)
+        except Exception as e:
+            logger.warning("bridge: %s: cannot record the cycle: %s", account, _reason(e))
 
     def _submit(self, tally: Tally) -> None:
         """Hand the queued provider jobs to the outbox now (they run outside the lock)."""
@@ -299,6 +333,7 @@ class Bridge:
                 tally.read += 1
                 self.writer.judge(link, calendar, res, tally)
             self._submit(tally)
+            self.beat()
             if self.stop_event.is_set():
                 return
 
@@ -418,6 +453,10 @@ class Bridge:
             if link is None:  # the account left the config: the conference is not wanted
                 return self.engine.settle(job, outcome, None)[1]
             return self.writer.settle(link, job, outcome)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _reason(error: Exception) -> str:

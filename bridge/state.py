@@ -54,7 +54,16 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_by_calendar ON items (account, calendar, uid);
 """
-SCHEMA = Schema((_SCHEMA,))
+_CYCLES = """
+CREATE TABLE IF NOT EXISTS cycles (
+    account TEXT PRIMARY KEY,
+    ok_at REAL NOT NULL DEFAULT 0,
+    failed_at REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT ''
+);
+"""
+# 1: homes, calendars, items; 2: the cycles' outcome per account.
+SCHEMA = Schema((_SCHEMA, _CYCLES))
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,29 @@ class BridgeState:
         with self.db.transaction() as db:
             db.execute("DELETE FROM calendars WHERE account=? AND href=?", (account, href))
             db.execute("DELETE FROM items WHERE account=? AND calendar=?", (account, href))
+
+    def cycle_done(self, account: str, at: float, error: str = "") -> None:
+        """An account's cycle ended: it went through (no `error`), or failed with `error`."""
+        if error:
+            self.db.run(
+                "INSERT INTO cycles (account, failed_at, error) VALUES (?,?,?) "
+                "ON CONFLICT (account) DO UPDATE SET failed_at=excluded.failed_at, "
+                "error=excluded.error",
+                (account, at, error[:300]),
+            )
+        else:
+            self.db.run(
+                "INSERT INTO cycles (account, ok_at) VALUES (?,?) "
+                "ON CONFLICT (account) DO UPDATE SET ok_at=excluded.ok_at",
+                (account, at),
+            )
+
+    def cycles(self) -> dict[str, tuple[float, float, str]]:
+        """account -> (last good cycle, last failed cycle, its reason); 0 for never."""
+        return {
+            r[0]: (r[1], r[2], r[3])
+            for r in self.db.query("SELECT account, ok_at, failed_at, error FROM cycles")
+        }
 
     # --- items ---------------------------------------------------------------
 

@@ -157,7 +157,7 @@ PROVIDER_NOTES = {
     "jitsi": "Jitsi is on by default and needs no section.",
     "telemost": (
         "On when a token is found (`token_file`, else the variable named by `token_env`), or "
-        "when `user_token_dir` is set. `meetplugin telemost-token` writes the per-user token "
+        "when `user_token_dir` is set. `meetplugin token telemost` writes the per-user token "
         "files; they are re-read when they change. With only `user_token_dir`, users without a "
         "token get an explanation in the event. At most 30 co-hosts are sent."
     ),
@@ -166,7 +166,9 @@ PROVIDER_NOTES = {
         "then. Examples for `invite`: `local_part` makes `ivan@example.ru` the user `ivan`."
     ),
     "videomost": (
-        "Off unless the section exists; `server_url` and the token are required then. No "
+        "Off unless the section exists; `server_url` and a token are required then (the "
+        "service account's, or users' own in `user_token_dir`, written by `meetplugin token "
+        "videomost` and re-read when they change). No "
         "public Videomost API manual was found: every default marked *(assumption)* is a guess "
         "to check against your server's own API manual."
     ),

@@ -7,15 +7,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from radicale_meetplugin import __version__
+from radicale_meetplugin import __version__, clitools
+from radicale_meetplugin.clitools import CommandError
 
 
 def _radicale_configuration(config_path: str):
     import radicale.config
 
-    configuration = radicale.config.load([(config_path, False)])
+    clitools.config_file(config_path)
+    try:
+        configuration = radicale.config.load([(config_path, False)])
+    except Exception as e:  # Radicale says "Failed to load config file 'x': <parser's words>"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CommandError(f"not a valid Radicale config: {reason}") from None
     if configuration.get("storage", "type") != "radicale_meetplugin":
-        raise SystemExit(f"{config_path}: [storage] type is not radicale_meetplugin")
+        raise CommandError(f"{config_path}: [storage] type is not radicale_meetplugin")
     return configuration
 
 
@@ -43,8 +49,8 @@ def check_command(args: argparse.Namespace) -> int:
     from radicale_meetplugin import config, providers
     from radicale_meetplugin.bootstrap import build_providers
 
+    plugin, state = _plugin_config(args.config)  # unreadable: exit 2
     try:
-        plugin, state = _plugin_config(args.config)
         settings, plugins = providers.load_settings(plugin)
         ctx = providers.BuildContext(
             timeout=settings.main["call_timeout"],
@@ -95,12 +101,8 @@ def token_command(args: argparse.Namespace) -> int:
     from radicale_meetplugin import config, providers
     from radicale_meetplugin.providers.users import CredentialError, write_private
 
-    try:
-        plugin_path, state = _plugin_config(args.config)
-        settings, plugins = providers.load_settings(plugin_path)
-    except config.ConfigError as e:
-        print(f"config: NOT OK: {e}")
-        return 2
+    plugin_path, state = _plugin_config(args.config)
+    settings, plugins = providers.load_settings(plugin_path)  # ConfigError: exit 2
     plugin = plugins.get(args.provider)
     if plugin is None or plugin.users is None:
         takes = sorted(n for n, p in plugins.items() if p.users is not None)
@@ -172,6 +174,33 @@ def _storage(config_path: str):
     return ToolStorage(_radicale_configuration(config_path))
 
 
+def _state_dir(args: argparse.Namespace) -> str:
+    """The state folder: --state-dir, else the one Radicale's config leads to."""
+    import os
+
+    from radicale_meetplugin import providers
+
+    if args.state_dir:
+        return args.state_dir
+    plugin, state = _plugin_config(args.config)
+    settings, _plugins = providers.load_settings(plugin)
+    return os.path.expanduser(settings.main["state_dir"] or state)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """Print what the state says; read-only (nothing is created or changed)."""
+    from radicale_meetplugin import status
+
+    current = status.read(_state_dir(args))
+    if args.json:
+        sys.stdout.write(status.as_json(current))
+    elif args.prometheus:
+        sys.stdout.write(status.prometheus(current))
+    else:
+        sys.stdout.write(status.text(current))
+    return clitools.FINDINGS if current.findings() else clitools.OK
+
+
 def reconcile_command(args: argparse.Namespace) -> int:
     from radicale_meetplugin.radicale.reconcile import reconcile, wait_for_jobs
 
@@ -180,6 +209,7 @@ def reconcile_command(args: argparse.Namespace) -> int:
         print(f"forgot {storage.meet.engine.store.forget_suspects()} suspect attempts")
     findings = reconcile(storage, fix=args.fix)
     if args.fix:
+        clitools.progress(f"running the queued provider jobs (up to {args.wait:g} s)")
         wait_for_jobs(storage, timeout=args.wait)
     for finding in findings:
         print(finding.line())
@@ -192,7 +222,7 @@ def reconcile_command(args: argparse.Namespace) -> int:
 
 
 def _token_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-C", "--config", required=True, help="Radicale's config file")
+    clitools.add_config(parser)
     parser.add_argument("--user", required=True, help="the Radicale user the token is for")
     parser.add_argument(
         "--client-id", default="", help="ClientID of your OAuth app, where the steps need one"
@@ -215,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Lists conferences without events (orphans), marked events without a "
         "link, unfinished attempts and queued jobs. Dry run unless --fix.",
     )
-    rec.add_argument("-C", "--config", required=True, help="Radicale's config file")
+    clitools.add_config(rec)
     rec.add_argument(
         "--fix",
         action="store_true",
@@ -240,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Reads Radicale's and the plugin's config, and asks each "
         "provider whether its credentials work (nothing is created).",
     )
-    chk.add_argument("-C", "--config", required=True, help="Radicale's config file")
+    clitools.add_config(chk)
     chk.set_defaults(run=check_command)
     tok = sub.add_parser(
         "token",
@@ -259,9 +289,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _token_arguments(alias)
     alias.set_defaults(run=token_command, provider="telemost")
+    sta = sub.add_parser(
+        "status",
+        help="queue, suspects, letters, provider errors, bridge cycles (read-only)",
+        description="Reads the state folder without changing it. Exit status 1 when "
+        "something needs a look (suspects, undelivered letters, a failing bridge account).",
+    )
+    clitools.add_config(sta)
+    sta.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="read this state folder instead of the one the config names "
+        "(e.g. the bridge's /var/lib/meetplugin-bridge)",
+    )
+    form = sta.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON")
+    form.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="print metrics in Prometheus' text format (for node_exporter's textfile collector)",
+    )
+    sta.set_defaults(run=status_command)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    return args.run(args)
+    return clitools.run(parser.prog, lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -257,6 +257,7 @@ class Engine(Generic[S]):
         """Gather -> plan -> apply for one saved event; reads the state, writes nothing."""
         record = basis = self.store.get(key)
         if record is None and not self.may_ask(text):
+            logger.info("meetplugin: %s: ignore: no marker", self._where(key))
             return Decision()  # the fast path: not ours, stored byte for byte
         try:
             cal = ical.parse(text)
@@ -317,13 +318,13 @@ class Engine(Generic[S]):
         if facts.organizer and self.mailing is not None:
             effects.append(Letters(key, cal))
         after = ical.to_text(cal)
-        if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
-            logger.info(
-                "meetplugin: %s: %s%s",
-                self._where(key),
-                action.kind.value,
-                f" ({action.provider})" if action.provider else "",
-            )
+        logger.info(
+            "meetplugin: %s: %s%s%s",
+            self._where(key),
+            action.kind.value,
+            f" ({action.provider})" if action.provider else "",
+            _why(action, facts),
+        )
         return Decision(
             after if after != before else None,
             effects,
@@ -473,7 +474,6 @@ class Engine(Generic[S]):
         if kind is ActionKind.FAIL:
             message = self.reason_text(action.error_code, action.provider, action.detail)
             rewrite.explain(cal, message, self.lang)
-            logger.warning("meetplugin: %s: no conference: %s", self._where(key), action.error_code)
             return [
                 PutRecord(
                     Record(
@@ -811,6 +811,27 @@ class Engine(Generic[S]):
     @staticmethod
     def _where(key: EventKey) -> str:
         return f"{key.calendar}/{key.uid}"
+
+
+def _why(action: Action, facts: Facts) -> str:
+    """Why an event gets no (new) conference, for the admin's log line; "" when it does."""
+    kind = action.kind
+    if kind is ActionKind.FAIL:
+        detail = f" {action.detail}" if action.detail and action.detail != action.provider else ""
+        return f": not provisioned: {action.error_code}{detail}"
+    if kind is ActionKind.PENDING:
+        return ": a provider call for it is under way"
+    if kind is ActionKind.CLEAR:
+        return ": the marker is gone" if not facts.detection.asked else ": cancelled"
+    if kind is ActionKind.KEEP and facts.unchanged:
+        return ": the same text again (a re-upload is not a retry)"
+    if kind is not ActionKind.IGNORE:
+        return ""
+    if not facts.organizer:
+        return ": attendee copy (the calendar's owner is not the organizer)"
+    if facts.cancelled:
+        return ": cancelled"
+    return ": no marker"
 
 
 def _some(job: Job | None) -> Iterator[Job]:

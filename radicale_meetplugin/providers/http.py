@@ -6,9 +6,10 @@ import json
 import logging
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 
@@ -94,6 +95,7 @@ class ApiClient:
     ) -> requests.Response:
         """One request; `form` sends an urlencoded body instead of JSON."""
         url = f"{self.base_url}{path}"
+        started = time.monotonic()
         try:
             response = self.session.request(
                 method,
@@ -104,19 +106,39 @@ class ApiClient:
                 headers=dict(headers) if headers else None,
                 timeout=self.timeout,
             )
-        except requests.ConnectTimeout:
-            raise ProviderError("unavailable", temporary=True) from None
-        except requests.Timeout:  # sent, but no answer in time: it may have been done
-            raise ProviderError("unavailable", temporary=True, maybe_done=True) from None
         except requests.RequestException as e:
-            # The message can hold the URL, never a header: still keep it out of events.
-            logger.info(
-                "meetplugin: %s %s %s failed: %s", self.provider, method, path, type(e).__name__
-            )
-            raise ProviderError("unavailable", temporary=True) from None
+            self._trace(method, path, type(e).__name__, started)
+            self._raise(method, path, e)
+        self._trace(method, path, str(response.status_code), started)
         if response.status_code in ok:
             return response
         raise self.error(response)
+
+    def _trace(self, method: str, path: str, result: str, started: float) -> None:
+        """One debug line per request: method, path without its query, result, duration.
+
+        Never headers, bodies or query strings: they can carry tokens and secrets.
+        """
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "meetplugin: %s %s %s -> %s in %d ms",
+                self.provider,
+                method,
+                path.split("?", 1)[0],
+                result,
+                (time.monotonic() - started) * 1000,
+            )
+
+    def _raise(self, method: str, path: str, error: requests.RequestException) -> NoReturn:
+        if isinstance(error, requests.ConnectTimeout):
+            raise ProviderError("unavailable", temporary=True) from None
+        if isinstance(error, requests.Timeout):  # sent, but no answer in time: maybe done
+            raise ProviderError("unavailable", temporary=True, maybe_done=True) from None
+        # The message can hold the URL, never a header: still keep it out of events.
+        logger.info(
+            "meetplugin: %s %s %s failed: %s", self.provider, method, path, type(error).__name__
+        )
+        raise ProviderError("unavailable", temporary=True) from None
 
     @staticmethod
     def error(response: requests.Response) -> ProviderError:

@@ -357,8 +357,12 @@ def test_the_bridge_state_uses_the_same_database_module(tmp_path):
     old.close()
     before = fds(tmp_path)
     state = BridgeState(path)
-    assert isinstance(state.db, Database) and state.db.version == 1
+    assert isinstance(state.db, Database) and state.db.version == 2  # + cycles
     assert state.home("a", "http://dav/") == ("/a/", "/p/a/")
+    assert state.cycles() == {}
+    state.cycle_done("a", 10.0)
+    state.cycle_done("a", 20.0, "CalDAVError: 401")
+    assert state.cycles() == {"a": (10.0, 20.0, "CalDAVError: 401")}
     for n in range(20):  # the outbox settles in its own threads
         in_fresh_thread(lambda n=n: state.seen("a", "/a/cal/", f"/a/cal/{n}.ics", f"{n}", "e"))
     assert len(state.known("a", "/a/cal/")) == 20
