@@ -500,3 +500,27 @@ def test_reconcile_lists_our_orphans_and_no_one_elses(radicale, p):
     orphan, stranger = ("98", "99") if p.name == "zoom" else ("orphan001", "stranger1")
     assert f"{p.name} conference {orphan} belongs to no event" in out, out + dry.stderr
     assert stranger not in out and f"{p.name} conference {conf_id} belongs" not in out
+
+
+def test_check_proves_each_account_and_creates_nothing(radicale, zoom, teams, talk):
+    before = (len(zoom.meetings), len(teams.meetings), len(talk.rooms))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "radicale_meetplugin.cli",
+            "check",
+            "-C",
+            str(radicale.folder / "radicale.conf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **SECRETS_ENV},
+    )
+    out = done.stdout
+    assert "zoom (service account): OK" in out, out + done.stderr
+    assert "teams (service account): OK (the application access policy" in out
+    assert "talk (service account): OK" in out
+    assert (len(zoom.meetings), len(teams.meetings), len(talk.rooms)) == before
+    assert not [s for s in (ZOOM_SECRET, TEAMS_SECRET, TALK_PASSWORD) if s in out + done.stderr]
