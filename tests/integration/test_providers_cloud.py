@@ -217,3 +217,31 @@ def test_talk_users_own_app_password(talk, tmp_path):
     assert e.value.code == "auth"
     options["user_token_dir"] = str(tmp_path)
     assert plugin.build(options, ctx) is None  # users' own passwords only: no service user
+
+
+def test_the_example_config_builds_all_three(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from radicale_meetplugin import config, providers
+    from radicale_meetplugin.bootstrap import build_providers
+
+    example = Path(__file__).parents[2] / "config" / "meetplugin-cloud.example.conf"
+    text = example.read_text()
+    for name in ("zoom.secret", "teams.secret", "talk.password"):
+        (tmp_path / name).write_text("s3cret\n")
+        (tmp_path / name).chmod(0o600)
+        text = text.replace(f"/etc/radicale/{name}", str(tmp_path / name))
+    conf = tmp_path / "meetplugin.conf"
+    conf.write_text(text)
+    settings, plugins = providers.load_settings(str(conf))
+    ctx = providers.BuildContext(timeout=2, state_dir=str(tmp_path), read_only=True)
+    ready, _per_user = build_providers(settings, plugins, ctx)
+    assert {"zoom", "teams", "talk", "jitsi"} <= set(ready)
+    assert ready["teams"].capabilities.deterministic_ids
+    assert not ready["zoom"].capabilities.deterministic_ids
+    assert settings.providers["talk"]["server_url"] == "https://cloud.example.ru"
+    with pytest.raises(config.ConfigError, match="has no client secret"):
+        conf.write_text(text.replace(str(tmp_path / "zoom.secret"), ""))
+        monkeypatch.delenv("ZOOM_CLIENT_SECRET", raising=False)
+        settings, plugins = providers.load_settings(str(conf))
+        build_providers(settings, plugins, ctx)
