@@ -118,6 +118,9 @@ class Kit:
             emu.fail_next(method, 429, self.error(429), headers={"Retry-After": "1"})
         elif fault == "token-401":
             emu.revoke_tokens()
+        elif fault == "token-503":  # the API says 401, then the token endpoint is down once
+            emu.revoke_tokens()
+            emu.fail_next("POST", 503, {"error": "temporarily_unavailable"}, target="token")
         else:
             emu.fail_next(method, int(fault), self.error(int(fault)))
 
@@ -385,9 +388,9 @@ def test_a_create_whose_answer_was_lost(radicale, p):
     assert shown in made
 
 
-@pytest.mark.parametrize("fault", ["timeout", "500", "429", "token-401"])
+@pytest.mark.parametrize("fault", ["timeout", "500", "429", "token-401", "token-503"])
 def test_an_update_survives_a_temporary_fault(radicale, p, fault):
-    if fault == "token-401" and not p.tokens:
+    if fault.startswith("token") and not p.tokens:
         pytest.skip("app passwords do not expire: a 401 is a refusal (below)")
     uid, path, conf_id = created(radicale, p)
     p.arm(p.update, fault)
@@ -436,6 +439,17 @@ def test_a_create_refused_for_good_is_explained(radicale, p):
     assert str(ev["X-MEETPLUGIN-STATUS"]) == "error"
     assert set(p.items) == before
     assert len(p.emu.calls_of("POST")) == 1  # no retry of a refusal
+
+
+def test_a_refused_app_password_is_explained_not_retried(radicale, talk):
+    uid, path = new_path()
+    mark = radicale.mark()
+    talk.fail_next("POST", 401, ocs_error(401))
+    radicale.put("alice", path, event(uid, location="nextcloud"))
+    radicale.wait_for_log(f"{uid}: talk create done", start=mark)
+    ev = vevent(read(radicale, path)[0])
+    assert "не принял учётные данные сервера (код 401)" in str(ev["DESCRIPTION"])
+    assert [c.status for c in talk.calls_of("POST")] == [401]
 
 
 def test_an_update_refused_for_good_is_logged_and_the_event_kept(radicale, p):
