@@ -95,7 +95,8 @@ for when a provider is on, how secrets are read, and the organizer rule.
 """
 
 MAIN_NOTES = """\
-- `default_provider` is one of the providers below: `jitsi`, `telemost`, `trueconf`, `videomost`.
+- `default_provider` is one of the providers below: `jitsi`, `talk`, `teams`, `telemost`,
+  `trueconf`, `videomost`, `zoom`.
 - `state_dir` holds `records.sqlite` (conference records, the outbox, the letters' queue) and the
   generated `jitsi.secret`; it is created with mode 700. Back it up ([operations.md](operations.md)).
 - Retries: the delay starts at `retry_initial`, doubles with each try (with jitter) up to
@@ -126,8 +127,8 @@ attendees, so configure the addresses users really have.
 
 Extra masks for pasted meeting links, one per line: `name = regular expression`. The name becomes
 the `CONFERENCE` label; admin masks are tried before the built-in ones (Teams, Zoom, Webex, Join.Me,
-AnyMeeting, GoToMeeting, Google Meet, Telemost, TrueConf, Videomost, Jitsi). A bad expression stops
-the start.
+AnyMeeting, GoToMeeting, Google Meet, Telemost, TrueConf, Videomost, Jitsi, Nextcloud Talk). A bad
+expression stops the start.
 
 ```ini
 [pasted_links]
@@ -149,9 +150,12 @@ MAIL_NOTES = """\
 
 COMMON_NOTES = """\
 The built-in keywords stay whatever `keywords` adds: the provider's name plus `jitsi`, `джитси` /
-`telemost`, `телемост` / `trueconf`, `труконф` / `videomost`, `видеомост`. `enabled = false`
+`telemost`, `телемост` / `trueconf`, `труконф` / `videomost`, `видеомост` / `zoom`, `зум` /
+`teams`, `тимс`, `msteams` / `nextcloud`, `nctalk`, `talk`, `некстклауд`. `enabled = false`
 always wins.
 """
+
+PAGES = {"talk": "nextcloud-talk"}  # a provider whose page is not named after it
 
 PROVIDER_NOTES = {
     "jitsi": "Jitsi is on by default and needs no section.",
@@ -164,6 +168,19 @@ PROVIDER_NOTES = {
     "trueconf": (
         "Off unless the section exists; `server_url`, `client_id` and the secret are required "
         "then. Examples for `invite`: `local_part` makes `ivan@example.ru` the user `ivan`."
+    ),
+    "zoom": (
+        "Off unless the section exists; `account_id`, `client_id` and the secret are required "
+        "then. Meetings are made for the organizer when the Zoom account has that user, else "
+        "for `default_user`."
+    ),
+    "teams": (
+        "Off unless the section exists; `tenant_id`, `client_id` and the secret are required "
+        "then. Each organizer needs the application access policy granted (see the page)."
+    ),
+    "talk": (
+        "Off unless the section exists; `server_url` is required, and `user` with its app "
+        "password unless `user_token_dir` gives users their own (`<login>:<app password>`)."
     ),
     "videomost": (
         "Off unless the section exists; `server_url` and a token are required then (the "
@@ -203,7 +220,8 @@ def render() -> str:
     out += [COMMON_NOTES]
     for name, schema in schemas().items():
         out += [f"### `[provider:{name}]`", ""]
-        out += [f"How to set it up: [providers/{name}.md](providers/{name}.md).", ""]
+        page = PAGES.get(name, name)
+        out += [f"How to set it up: [providers/{page}.md](providers/{page}.md).", ""]
         out += [*table(schema), ""]
         if name in PROVIDER_NOTES:
             out += [textwrap.fill(PROVIDER_NOTES[name], 100, break_on_hyphens=False), ""]

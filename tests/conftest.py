@@ -21,9 +21,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bridge_support import XandikosServer  # noqa: E402
+from emulators.talk import TalkEmulator  # noqa: E402
+from emulators.teams import TeamsEmulator  # noqa: E402
 from emulators.telemost import TelemostEmulator  # noqa: E402
 from emulators.trueconf import TrueConfEmulator  # noqa: E402
 from emulators.videomost import VideomostEmulator  # noqa: E402
+from emulators.zoom import ZoomEmulator  # noqa: E402
 from harness import TOKEN, RadicaleServer, plugin_config  # noqa: E402
 from smtp_inbox import Inbox  # noqa: E402
 
@@ -74,6 +77,27 @@ def vm():
     emu.stop()
 
 
+@pytest.fixture(scope="module")
+def zoom():
+    emu = ZoomEmulator().start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def teams():
+    emu = TeamsEmulator().start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def talk():
+    emu = TalkEmulator().start()
+    yield emu
+    emu.stop()
+
+
 @pytest.fixture(autouse=True)
 def fresh_emulator(request):
     """Each test counts only its own provider calls and meets only its own faults."""
@@ -85,7 +109,7 @@ def fresh_emulator(request):
         emu.personal_account = False
         emu.live_streams = True
         emu.tokens = {emu.token}
-    for name in ("tc", "vm"):
+    for name in ("tc", "vm", "zoom", "teams", "talk"):
         if name in request.fixturenames:
             request.getfixturevalue(name).reset()
     yield

@@ -42,6 +42,12 @@ DEFAULT_MASKS: tuple[Mask, ...] = (
     _mask("TrueConf", _HOST + r"[a-z0-9.-]+(?::\d+)?/c/[A-Za-z0-9_]+\S*"),
     _mask("Videomost", _HOST + r"[a-z0-9.-]+(?::\d+)?/service/join/\?confid=[0-9a-f]+\S*"),
     _mask("Jitsi Meet", _HOST + r"(?:meet\.jit\.si|8x8\.vc)/\S+"),
+    # A conversation of any Nextcloud: <server>/call/<token> (or /index.php/call/<token>).
+    _mask(
+        "Nextcloud Talk",
+        _HOST
+        + r"[a-z0-9.-]+(?::\d+)?(?:/[A-Za-z0-9._~-]+)*?(?:/index\.php)?/call/[a-z0-9]{4,32}\b/?",
+    ),
 )
 
 

@@ -26,7 +26,7 @@ from radicale_meetplugin.providers.base import (
     UserCredentials,
 )
 
-BUILTIN = ("jitsi", "telemost", "trueconf", "videomost")
+BUILTIN = ("jitsi", "talk", "teams", "telemost", "trueconf", "videomost", "zoom")
 _PACKAGE = "radicale_meetplugin.providers"
 
 

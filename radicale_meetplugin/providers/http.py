@@ -31,8 +31,9 @@ def _retry_after(value: str | None) -> float | None:
 def error_code_of(response: requests.Response) -> str:
     """The provider's own error name from a JSON body, made safe to show.
 
-    Flat bodies (``{"error": "<Code>"}``, Telemost, OAuth) and nested ones
-    (``{"error": {"errors": [{"reason": "<code>"}]}}``, TrueConf) are read.
+    Flat bodies (``{"error": "<Code>"}``, Telemost, OAuth; ``{"code": 3001}``,
+    Zoom) and nested ones (``{"error": {"errors": [{"reason": "<code>"}]}}``,
+    TrueConf; ``{"error": {"code": "itemNotFound"}}``, Microsoft Graph) are read.
     """
     try:
         body = response.json()
@@ -46,9 +47,12 @@ def error_code_of(response: requests.Response) -> str:
             code = (
                 (first.get("reason") if isinstance(first, dict) else "")
                 or code.get("reason")
+                or (code.get("code") if isinstance(code.get("code"), str) else "")
                 or code.get("message")
                 or ""
             )
+        if isinstance(code, int) and not isinstance(code, bool):
+            return str(code)
         if isinstance(code, str):
             return _SAFE_CODE.sub("", code)[:64]
     return ""

@@ -212,7 +212,7 @@ def test_token_for_any_provider_with_users_is_checked_and_owned_like_its_folder(
     env = {"TELEMOST_TOKEN": TOKEN, "TRUECONF_CLIENT_SECRET": TC_SECRET}
     no = meetplugin(server, "token", "jitsi", "--user", "alice", "--token-stdin", env=env)
     assert no.returncode == 2
-    assert "providers that take them: telemost, trueconf, videomost" in no.stdout
+    assert "providers that take them: talk, telemost, trueconf, videomost" in no.stdout
     bad = meetplugin(
         server, "token", "videomost", "--user", "alice", "--token-stdin", stdin="nope\n", env=env
     )

@@ -394,9 +394,9 @@ def test_end_before_start_is_stored_with_an_explanation(radicale, telemost):
 
 def test_unknown_provider_is_explained(radicale, telemost):
     uid, path = new_path()
-    radicale.put("alice", path, event(uid, extra="X-MEETPLUGIN-PROVIDER:zoom"))
+    radicale.put("alice", path, event(uid, extra="X-MEETPLUGIN-PROVIDER:webex"))
     ev = vevent(read(radicale, path)[0])
-    assert "сервис «zoom» неизвестен" in str(ev["DESCRIPTION"])
+    assert "сервис «webex» неизвестен" in str(ev["DESCRIPTION"])
     assert posts(telemost) == []
 
 

@@ -28,6 +28,7 @@ class Call:
     query: dict = field(default_factory=dict)
     status: int = 0  # -1: no answer was given (a hang)
     at: float = 0.0  # time.monotonic() when the call arrived
+    headers: dict = field(default_factory=dict)  # the request's headers, names lower-case
 
 
 @dataclass
@@ -241,6 +242,7 @@ class Emulator:
                     emu.target_of(split.path),
                     dict(urllib.parse.parse_qsl(split.query)),
                     at=time.monotonic(),
+                    headers={k.lower(): v for k, v in self.headers.items()},
                 )
                 with emu._lock:
                     emu.calls.append(call)

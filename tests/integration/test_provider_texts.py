@@ -70,8 +70,8 @@ def test_a_provider_not_set_up_is_named_as_people_know_it(tmp_path, monkeypatch)
     assert "сервис «Яндекс Телемост» не настроен на сервере" in text
     assert "«telemost»" not in text
     key = EventKey("alice", "alice/calendar", "t3@test")
-    text = shown(engine.on_put(key, event(key.uid, extra="X-MEETPLUGIN-PROVIDER:zoom")).text)
-    assert "сервис «zoom» неизвестен. Доступны: Jitsi Meet (jitsi)." in text
+    text = shown(engine.on_put(key, event(key.uid, extra="X-MEETPLUGIN-PROVIDER:webex")).text)
+    assert "сервис «webex» неизвестен. Доступны: Jitsi Meet (jitsi)." in text
 
 
 def test_a_users_own_refused_token_is_named_as_theirs(tmp_path, telemost, monkeypatch):

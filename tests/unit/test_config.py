@@ -33,8 +33,11 @@ def test_defaults(tmp_path):
     [
         ("[meetplugin]\nlanguage = de\n", "language = 'de'"),
         ("[meetplugin]\ncolour = red\n", "unknown option 'colour' in [meetplugin]"),
-        ("[provider:zoom]\n", "unknown section [provider:zoom]"),
-        ("[meetplugin]\ndefault_provider = zoom\n", "default_provider = 'zoom' is not a provider"),
+        ("[provider:webex]\n", "unknown section [provider:webex]"),
+        (
+            "[meetplugin]\ndefault_provider = webex\n",
+            "default_provider = 'webex' is not a provider",
+        ),
         (
             "[provider:telemost]\nwaiting_room_level = SOMETIMES\n",
             "one of PUBLIC, ORGANIZATION, ADMINS",

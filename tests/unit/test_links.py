@@ -21,6 +21,8 @@ LINKS = {
     "https://vcs.example.ru/c/planning_room": "TrueConf",
     "https://im2.videomost.com/service/join/?confid=bc7a050ce0f25db26dad32c1afff5c74&confpass=1240": "Videomost",
     "https://meet.jit.si/OurStandup": "Jitsi Meet",
+    "https://cloud.example.ru/call/ab12cd34": "Nextcloud Talk",
+    "https://example.org/nextcloud/index.php/call/k3x9mq2p": "Nextcloud Talk",
 }
 
 
@@ -38,6 +40,8 @@ def test_known_services(url, name):
         "zoom.us/j/1 without scheme",
         "https://meet.google.com/",
         "mailto:a@zoom.us",
+        "https://example.org/call/",
+        "https://example.org/call/a_b",
     ],
 )
 def test_not_meeting_links(text):
