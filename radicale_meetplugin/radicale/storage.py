@@ -82,6 +82,8 @@ class Storage(multifilesystem.Storage):
 
     @types.contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
+        if mode == "w":
+            self.meet.writer(user)  # the authenticated user: a shared calendar's organizer
         try:
             with super().acquire_lock(mode, user, *args, **kwargs):
                 yield
@@ -219,6 +221,10 @@ class RadicaleAdapter:
 
     # --- under Radicale's lock ---------------------------------------------
 
+    def writer(self, user: str | None) -> None:
+        """Who writes in this request (Radicale's authenticated user; "" when unknown)."""
+        self._request.user = user or ""
+
     def _later(self, jobs: list[Job]) -> None:
         if jobs:
             pending = getattr(self._request, "jobs", None)
@@ -248,7 +254,9 @@ class RadicaleAdapter:
             decision = self.session.commit(key, lambda: ready.decision)
             rewritten = ready.item
         else:
-            decision = self.session.decide(key, text, stored, href)
+            decision = self.session.decide(
+                key, text, stored, href, getattr(self._request, "user", "")
+            )
             rewritten = None
         self._later(decision.jobs)
         if decision.text is None:
@@ -331,5 +339,5 @@ class RadicaleAdapter:
         """Run the jobs this request queued; wait for them up to the budget."""
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
         no_wait = getattr(self._request, "no_wait", False)
-        self._request.jobs, self._request.no_wait = [], False
+        self._request.jobs, self._request.no_wait, self._request.user = [], False, ""
         self.session.run(jobs, wait=not no_wait)
