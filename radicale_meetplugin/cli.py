@@ -164,22 +164,42 @@ def _storage(config_path: str):
 
 
 def reconcile_command(args: argparse.Namespace) -> int:
-    from radicale_meetplugin.radicale.reconcile import reconcile, wait_for_jobs
+    """0: everything adds up; 1: findings; 2: could not run (one line on stderr, no traceback)."""
+    import sqlite3
 
-    storage = _storage(args.config)
-    if args.forget_suspects:
-        print(f"forgot {storage.meet.engine.store.forget_suspects()} suspect attempts")
-    findings = reconcile(storage, fix=args.fix)
-    if args.fix:
-        wait_for_jobs(storage, timeout=args.wait)
+    from radicale_meetplugin import config
+
+    def progress(text: str) -> None:
+        print(f"reconcile: {text}", file=sys.stderr, flush=True)
+
+    try:
+        from radicale_meetplugin.radicale.reconcile import reconcile, wait_for_jobs
+
+        storage = _storage(args.config)
+        if args.forget_suspects:
+            print(f"forgot {storage.meet.engine.store.forget_suspects()} suspect attempts")
+        findings = reconcile(storage, fix=args.fix, progress=progress)
+        if args.fix:
+            wait_for_jobs(storage, timeout=args.wait)
+    except SystemExit as e:  # a config that is not the plugin's: its message, exit 2
+        print(f"meetplugin reconcile: could not run: {e}", file=sys.stderr)
+        return 2
+    except (config.ConfigError, OSError, sqlite3.Error, RuntimeError, ValueError) as e:
+        print(f"meetplugin reconcile: could not run: {_one_line(e)}", file=sys.stderr)
+        return 2
     for finding in findings:
         print(finding.line())
-    problems = [f for f in findings if f.kind not in ("queued", "cannot-list") and not f.fixed]
+    problems = [f for f in findings if f.problem]
     if not problems:
         print("everything adds up: every conference has its event and every marked event its link")
     elif not args.fix:
         print(f"{len(problems)} to look at; run again with --fix to repair what can be repaired")
     return 1 if problems else 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _token_arguments(parser: argparse.ArgumentParser) -> None:
