@@ -197,6 +197,27 @@ def reconcile_command(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def explain_command(args: argparse.Namespace) -> int:
+    """Print what the plugin knows and decides about one stored event; writes nothing."""
+    import sqlite3
+
+    from radicale_meetplugin import config
+    from radicale_meetplugin.radicale.explain import CannotExplain, explain
+
+    try:
+        plugin, state = _plugin_config(args.config)
+        lines = list(explain(_radicale_configuration(args.config), plugin, state, args.event))
+    except SystemExit as e:
+        print(f"meetplugin explain: could not run: {e}", file=sys.stderr)
+        return 2
+    except (CannotExplain, config.ConfigError, OSError, sqlite3.Error, RuntimeError) as e:
+        print(f"meetplugin explain: could not run: {_one_line(e)}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    return 0 if lines and "not stored" not in lines[0] else 1
+
+
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 300 else text[:299] + "…"
@@ -245,6 +266,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds to wait for provider calls with --fix (default 120)",
     )
     rec.set_defaults(run=reconcile_command)
+    why = sub.add_parser(
+        "explain",
+        help="say what the plugin decided for a stored event and why",
+        description="Prints, for one stored event, its conference record, pending jobs, "
+        "letters, which provider it asks for, whether its owner organizes it, and what a "
+        "save would decide now. Reads only: nothing is written, no provider is called.",
+    )
+    why.add_argument("-C", "--config", required=True, help="Radicale's config file")
+    why.add_argument("event", metavar="CALENDAR/UID", help="e.g. alice/calendar/1234@example.com")
+    why.set_defaults(run=explain_command)
     chk = sub.add_parser(
         "check",
         help="validate the config and verify each provider's credentials",
