@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import radicale.config
 from radicale import pathutils
@@ -115,7 +116,8 @@ def _facts(settings, plugins, ready, per_user, store, key: EventKey, text: str |
     except ical.EventParseError as e:
         yield f"event: cannot be read: {e}; a save stores it as sent"
         return
-    engine = Engine(settings, ready, plugins, store or _NoState(), per_user)
+    state: Any = store if store is not None else _NoState()  # reads only, either way
+    engine = Engine(settings, ready, plugins, state, per_user)
     detection = detect(cal, engine.grammar)
     if detection.asked:
         yield (

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import urllib.parse
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
