@@ -116,8 +116,8 @@ def _facts(settings, plugins, ready, per_user, store, key: EventKey, text: str |
     except ical.EventParseError as e:
         yield f"event: cannot be read: {e}; a save stores it as sent"
         return
-    state: Any = store if store is not None else _NoState()  # reads only, either way
-    engine = Engine(settings, ready, plugins, state, per_user)
+    reader: Any = store if store is not None else _NoState()  # reads only, either way
+    engine = Engine(settings, ready, plugins, reader, per_user)
     detection = detect(cal, engine.grammar)
     if detection.asked:
         yield (
