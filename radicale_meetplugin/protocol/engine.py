@@ -510,7 +510,14 @@ class Engine(Generic[S]):
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             provider = self.provider_for(action.provider, key.owner)
             if provider is None:  # enabled, but no credentials for this user
-                failed = Action(ActionKind.FAIL, action.provider, "no_credentials")
+                source = self.per_user.get(action.provider)
+                unreadable = getattr(source, "unreadable", None)
+                code = (
+                    "token_unreadable"
+                    if unreadable is not None and unreadable(key.owner)
+                    else "no_credentials"
+                )
+                failed = Action(ActionKind.FAIL, action.provider, code)
                 return self._apply(failed, key, cal, record, meeting, href)
             old = conf if kind is ActionKind.REPLACE else None
             stale = tuple(
