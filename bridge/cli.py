@@ -53,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds between cycles (overrides [bridge] interval)",
     )
     parser.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over events another bridge instance manages (their mark and conference "
+        "become this instance's); for a one-off move from one state folder to another",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log every cycle and decision (debug level)"
     )
     args = parser.parse_args(argv)
@@ -75,7 +81,7 @@ def _run(args: argparse.Namespace, log: logging.Logger) -> int:
                 f"{e}; install the bridge's dependencies: pip install 'radicale-meetplugin[bridge]'"
             ) from None
         try:
-            bridge = Bridge(settings)
+            bridge = Bridge(settings, adopt=args.adopt)
         except BridgeBusy as e:
             if args.once:  # cron: the previous run is still at work, which is fine
                 log.warning("meetplugin-bridge: %s; this run does nothing", e)

@@ -33,7 +33,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge import follow
+from bridge import follow, ownership
 from bridge.caldav_client import (
     MULTIGET_BATCH,
     CalDAVClient,
@@ -94,7 +94,13 @@ class Report:
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig, client_factory: ClientFactory = CalDAVClient) -> None:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        client_factory: ClientFactory = CalDAVClient,
+        adopt: bool = False,
+    ) -> None:
+        """`adopt`: take over events another bridge instance marked as its own."""
         self.config = config
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
         # Two bridges judging the same events at once could race for one conference
@@ -107,11 +113,23 @@ class Bridge:
             raise BridgeBusy(
                 f"another meetplugin-bridge is running on {config.state_dir}"
             ) from None
-        self.engine = bootstrap.build_engine(config.meetplugin_config, config.state_dir)
-        self._extend_addresses(config.accounts)
-        self.state = BridgeState(
-            os.path.join(os.path.dirname(self.engine.store.path), "bridge.sqlite")
+        self.engine = bootstrap.build_engine(
+            config.meetplugin_config, config.state_dir, service_folder=""
         )
+        state_folder = os.path.dirname(self.engine.store.path)
+        self.instance = ownership.instance_id(state_folder)
+        self._account_locks: list[ownership.AccountLock] = []
+        try:
+            self._lock_accounts(config.accounts, state_folder)
+        except BridgeBusy:
+            self.engine.store.close()
+            self._lockfile.close()
+            raise
+        self._extend_addresses(config.accounts)
+        self.state = BridgeState(os.path.join(state_folder, "bridge.sqlite"))
+        if adopt:  # the events left alone before are judged again, to be taken over
+            for account in config.accounts:
+                self.state.adopt_again(account.name)
         self.meter = Meter()
         self.links = [
             Link(
@@ -124,7 +142,9 @@ class Bridge:
         ]
         self.by_owner = {link.owner: link for link in self.links}
         self.lock = threading.RLock()  # one judge at a time; CalDAV calls of one client serial
-        self.writer = Writer(self.engine, self.state, self.lock)
+        self.writer = Writer(
+            self.engine, self.state, self.lock, instance=self.instance, adopt=adopt
+        )
         self.budget = float(self.engine.settings.main["provider_timeout"])
         self.outbox = bootstrap.build_outbox(self.engine, self.settle)
         self.stop_event = threading.Event()
@@ -132,11 +152,36 @@ class Bridge:
         self._futures: list[concurrent.futures.Future] = []  # this cycle's jobs
         self._inflight: set[concurrent.futures.Future] = set()  # every job not known done
         logger.info(
-            "bridge: %d account(s): %s; state: %s",
+            "bridge: instance %s; %d account(s): %s; state: %s%s",
+            self.instance,
             len(self.links),
             ", ".join(f"{a.name} ({a.url})" for a in config.accounts),
-            os.path.dirname(self.engine.store.path),
+            state_folder,
+            "; taking over events of other instances (--adopt)" if adopt else "",
         )
+
+    def _lock_accounts(self, accounts: tuple[Account, ...], state_folder: str) -> None:
+        """One bridge process per account on this machine, whatever its state folder."""
+        holder = f"pid {os.getpid()}, instance {self.instance}, state {state_folder}"
+        for account in accounts:
+            lock = ownership.AccountLock(account.url, account.username)
+            try:
+                lock.acquire(holder)
+            except ownership.AccountBusy as e:
+                self._unlock_accounts()
+                raise BridgeBusy(
+                    f"account {account.name} ({account.url}) is followed by another "
+                    f"meetplugin-bridge on this machine ({e})"
+                ) from None
+            except OSError as e:
+                self._unlock_accounts()
+                raise BridgeBusy(f"cannot lock account {account.name}: {e}") from None
+            self._account_locks.append(lock)
+
+    def _unlock_accounts(self) -> None:
+        for lock in self._account_locks:
+            lock.release()
+        self._account_locks = []
 
     def _extend_addresses(self, accounts: tuple[Account, ...]) -> None:
         """Each account's `addresses` join the plugin config's [owner_addresses]."""
@@ -206,6 +251,7 @@ class Bridge:
             link.client.close()
         self.state.close()
         self.engine.store.close()
+        self._unlock_accounts()
         self._lockfile.close()  # releases the lock
 
     def cycle(self) -> Report:

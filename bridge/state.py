@@ -247,6 +247,17 @@ class BridgeState:
             (account, calendar, href, uid),
         )
 
+    def left_alone(self, account: str, calendar: str, href: str, uid: str) -> None:
+        """Another bridge instance's event: known, but no version of it counts as handled
+        (`adopt_again` finds it; a later change of the calendar reads it again)."""
+        self.seen(account, calendar, href, uid, "")
+
+    def adopt_again(self, account: str) -> int:
+        """Judge every event left alone again (a run with --adopt); how many."""
+        return self.db.run(
+            "UPDATE items SET dirty=1 WHERE account=? AND etag='' AND uid!=''", (account,)
+        )
+
     def dirty(self, account: str) -> list[tuple[str, str]]:
         """(calendar, href) of the events to judge again."""
         return [

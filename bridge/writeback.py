@@ -28,6 +28,7 @@ import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from bridge import ownership
 from bridge.caldav_client import CalDAVClient, Resource
 from bridge.config import Account
 from bridge.state import BridgeState
@@ -42,7 +43,7 @@ logger = logging.getLogger("meetplugin.bridge")
 
 MAX_SAME_WRITES = 2  # writing the very same text again and again: the server keeps changing it
 REFUSED = frozenset({400, 403, 409, 415, 422, 500})  # "not this content" answers to a PUT
-EXTRAS = (*rewrite.BOOKKEEPING, "CONFERENCE")  # plus the providers' link properties
+EXTRAS = (*rewrite.BOOKKEEPING, "CONFERENCE", ownership.MARK)  # + providers' link properties
 
 
 @dataclass
@@ -141,10 +142,14 @@ class CalDAVEventStore:
         state: BridgeState,
         lock: AbstractContextManager[object],
         grammar: Grammar | None = None,
+        instance: str = "",
+        adopt: bool = False,
     ):
         self.link = link
         self.state = state
         self.grammar = grammar  # whose link properties a reduced write leaves out
+        self.instance = instance  # this bridge's id, marked in every event it writes
+        self.adopt = adopt  # write into events another instance marked as its own
         self._lock = lock
         self.tally = Tally()
 
@@ -178,6 +183,19 @@ class CalDAVEventStore:
         if not version:  # no version to write against: never blindly
             self.state.mark_dirty(link.name, calendar, ref, key.uid)
             return Write(ok=False)
+        if self.instance:
+            owner = self.owner_of(text)
+            if owner and owner != self.instance and not self.adopt:
+                logger.info(
+                    "bridge: %s: %s belongs to bridge instance %s; not written "
+                    "(run with --adopt to take it over)",
+                    where,
+                    key.uid,
+                    owner,
+                )
+                self.state.seen(link.name, calendar, ref, key.uid, version)
+                return Write(ok=False)
+            text = ownership.stamp(text, self.instance)
         text_hash = digest(text)
         prev = self.state.item(link.name, ref)
         repeats = prev.repeats + 1 if prev and prev.written_hash == text_hash else 0
@@ -212,6 +230,13 @@ class CalDAVEventStore:
         self.state.seen(link.name, calendar, ref, key.uid, version)
         self.tally.refused += 1
         return Write(ok=False)
+
+    @staticmethod
+    def owner_of(text: str) -> str:
+        try:
+            return ownership.mark_of(ical.parse(text))
+        except ical.EventParseError:
+            return ""
 
     def previous(self, key: EventKey, ref: str) -> str | None:
         item = self.state.item(self.link.name, ref)
@@ -256,18 +281,72 @@ class Writer:
         engine: Engine[RecordStore],
         state: BridgeState,
         lock: AbstractContextManager[object] | None = None,
+        instance: str = "",
+        adopt: bool = False,
     ) -> None:
         self.engine = engine
         self.state = state
         self.lock = lock if lock is not None else threading.RLock()
+        self.instance = instance  # "" : no marks (tests of the write path alone)
+        self.adopt = adopt
         self._sessions: dict[str, Session] = {}
 
     def session(self, link: Link) -> Session:
         session = self._sessions.get(link.name)
         if session is None or session.store.link is not link:  # type: ignore[attr-defined]
-            store = CalDAVEventStore(link, self.state, self.lock, self.engine.grammar)
+            store = CalDAVEventStore(
+                link, self.state, self.lock, self.engine.grammar, self.instance, self.adopt
+            )
             session = self._sessions[link.name] = Session(self.engine, store)
         return session
+
+    def _another_instances(self, link: Link, key: EventKey, res: Resource) -> Resource | None:
+        """Leave alone (None) or adopt an event another bridge instance manages.
+
+        Another instance's event: marked with its id, or showing a conference of
+        ours that this instance has no record of (its state folder is new). With
+        `adopt` the event is marked as ours (its conference, if complete, becomes
+        our record) and judged as usual; returns the version to judge.
+        """
+        if "X-MEETPLUGIN-" not in res.text.upper():
+            return res  # no bookkeeping of anyone's: the usual case, decided without a parse
+        try:
+            cal = ical.parse(res.text)
+        except ical.EventParseError:
+            return res
+        owner = ownership.mark_of(cal)
+        if owner == self.instance:
+            return res
+        if not owner and (not ownership.shows_ours(cal) or self.engine.store.get(key)):
+            return res  # nobody's yet, or ours from before marks existed
+        whose = f"bridge instance {owner}" if owner else "another bridge instance (unmarked)"
+        where = f"{link.name}: {res.href}"
+        if not self.adopt:
+            logger.info(
+                "bridge: %s: %s is managed by %s; left alone (run with --adopt to take it over)",
+                where,
+                key.uid,
+                whose,
+            )
+            self.state.left_alone(link.name, calendar_href(key.calendar), res.href, key.uid)
+            return None
+        record = ownership.adopted_record(cal, key, self.engine.grammar)
+        if record is not None and self.engine.store.get(key) is None:
+            self.engine.store.put(record)
+        written = self.session(link).store.write(key, res.href, res.text, res.etag)
+        if not written.ok:
+            return None  # edited meanwhile (the next sync brings it) or refused
+        logger.warning(
+            "bridge: %s: %s adopted from %s%s",
+            where,
+            key.uid,
+            whose,
+            f" with its {record.provider} conference {record.conference.conference_id}"
+            if record is not None and record.conference is not None
+            else "",
+        )
+        fresh = link.client.get(res.href)
+        return fresh
 
     # --- step 1: an event the sync reported -----------------------------------
 
@@ -298,6 +377,11 @@ class Writer:
             res = fresh
         session = self.session(link)
         session.store.tally = tally  # type: ignore[attr-defined]
+        if self.instance:
+            mine = self._another_instances(link, key, res)
+            if mine is None:
+                return
+            res = mine
         previous = prev.written_text if prev else None
         tally.jobs.extend(session.save(key, Stored(res.href, res.text, res.etag), previous))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from radicale_meetplugin import config, providers
 from radicale_meetplugin.mail.mailer import Mailer
@@ -63,12 +63,52 @@ def build_groups(settings: config.Settings, radicale_groups_file: str = "") -> a
     return access.no_groups
 
 
+def _owned_like(paths: Sequence[str], folder: str) -> None:
+    """Run as root: give what root just made the owner of `folder` (the server's files).
+
+    An admin runs the plugin's first start or `reconcile --fix` as root; a state
+    folder or sqlite file left owned by root would stop the server, which runs
+    as its own user, from starting.
+    """
+    if os.geteuid() != 0 or not folder:
+        return
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return
+    if st.st_uid == 0:
+        return
+    for path in paths:
+        try:
+            if os.lstat(path).st_uid == 0:
+                os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise config.ConfigError(
+                f"{path} belongs to root and cannot be given to uid {st.st_uid} "
+                f"(the owner of {folder}): {e.strerror}; run: chown {st.st_uid}:{st.st_gid} {path}"
+            ) from None
+
+
 def build_engine(
-    config_path: str, default_state_dir: str, radicale_groups_file: str = ""
+    config_path: str,
+    default_state_dir: str,
+    service_folder: str | None = None,
+    radicale_groups_file: str = "",
 ) -> Engine[RecordStore]:
+    """The engine over the state in `state_dir` (default: `default_state_dir`).
+
+    `service_folder`: the folder whose owner the state's files must belong to
+    (default: the one holding `default_state_dir`, Radicale's storage folder).
+    `radicale_groups_file`: Radicale's htgroup file, for the providers' allow-lists.
+    """
     settings, plugins = providers.load_settings(config_path)
     state_dir = os.path.expanduser(settings.main["state_dir"] or default_state_dir)
+    if service_folder is None:
+        service_folder = os.path.dirname(os.path.abspath(default_state_dir))
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    _owned_like([state_dir], service_folder)  # before a generated secret is made in it
     ctx = providers.BuildContext(timeout=settings.main["call_timeout"], state_dir=state_dir)
     ready, per_user = build_providers(settings, plugins, ctx)
     logger.info(
@@ -78,7 +118,12 @@ def build_engine(
         settings.main["default_provider"],
         state_dir,
     )
-    store = RecordStore(os.path.join(state_dir, "records.sqlite"))
+    database = os.path.join(state_dir, "records.sqlite")
+    store = RecordStore(database)
+    _owned_like(
+        [database, f"{database}-wal", f"{database}-shm", os.path.join(state_dir, "jitsi.secret")],
+        service_folder,
+    )
     engine = Engine(settings, ready, plugins, store, per_user)
     engine.groups = build_groups(settings, radicale_groups_file)
     engine.mailer = build_mailer(settings)

@@ -202,23 +202,61 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def reconcile_command(args: argparse.Namespace) -> int:
-    from radicale_meetplugin.radicale.reconcile import reconcile, wait_for_jobs
+    """0: everything adds up; 1: findings; 2: could not run (one line on stderr, no traceback)."""
+    import sqlite3
 
-    storage = _storage(args.config)
-    if args.forget_suspects:
-        print(f"forgot {storage.meet.engine.store.forget_suspects()} suspect attempts")
-    findings = reconcile(storage, fix=args.fix)
-    if args.fix:
-        clitools.progress(f"running the queued provider jobs (up to {args.wait:g} s)")
-        wait_for_jobs(storage, timeout=args.wait)
+    from radicale_meetplugin import config
+
+    def progress(text: str) -> None:
+        clitools.progress(f"reconcile: {text}")
+
+    try:
+        from radicale_meetplugin.radicale.reconcile import reconcile, wait_for_jobs
+
+        storage = _storage(args.config)
+        if args.forget_suspects:
+            print(f"forgot {storage.meet.engine.store.forget_suspects()} suspect attempts")
+        findings = reconcile(storage, fix=args.fix, progress=progress)
+        if args.fix:
+            progress(f"running the queued provider jobs (up to {args.wait:g} s)")
+            wait_for_jobs(storage, timeout=args.wait)
+    except clitools.CommandError:
+        raise  # the shared one-line error and exit 2
+    except SystemExit as e:  # a config that is not the plugin's: its message, exit 2
+        print(f"meetplugin reconcile: could not run: {e}", file=sys.stderr)
+        return 2
+    except (config.ConfigError, OSError, sqlite3.Error, RuntimeError, ValueError) as e:
+        print(f"meetplugin reconcile: could not run: {clitools.one_line(e)}", file=sys.stderr)
+        return 2
     for finding in findings:
         print(finding.line())
-    problems = [f for f in findings if f.kind not in ("queued", "cannot-list") and not f.fixed]
+    problems = [f for f in findings if f.problem]
     if not problems:
         print("everything adds up: every conference has its event and every marked event its link")
     elif not args.fix:
         print(f"{len(problems)} to look at; run again with --fix to repair what can be repaired")
     return 1 if problems else 0
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    """Print what the plugin knows and decides about one stored event; writes nothing."""
+    import sqlite3
+
+    from radicale_meetplugin import config
+    from radicale_meetplugin.radicale.explain import CannotExplain, explain
+
+    try:
+        plugin, state = _plugin_config(args.config)
+        lines = list(explain(_radicale_configuration(args.config), plugin, state, args.event))
+    except SystemExit as e:
+        print(f"meetplugin explain: could not run: {e}", file=sys.stderr)
+        return 2
+    except (CannotExplain, config.ConfigError, OSError, sqlite3.Error, RuntimeError) as e:
+        print(f"meetplugin explain: could not run: {clitools.one_line(e)}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    return 0 if lines and "not stored" not in lines[0] else 1
 
 
 def _token_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +302,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds to wait for provider calls with --fix (default 120)",
     )
     rec.set_defaults(run=reconcile_command)
+    why = sub.add_parser(
+        "explain",
+        help="say what the plugin decided for a stored event and why",
+        description="Prints, for one stored event, its conference record, pending jobs, "
+        "letters, which provider it asks for, whether its owner organizes it, and what a "
+        "save would decide now. Reads only: nothing is written, no provider is called.",
+    )
+    why.add_argument("-C", "--config", required=True, help="Radicale's config file")
+    why.add_argument("event", metavar="CALENDAR/UID", help="e.g. alice/calendar/1234@example.com")
+    why.set_defaults(run=explain_command)
     chk = sub.add_parser(
         "check",
         help="validate the config and verify each provider's credentials",

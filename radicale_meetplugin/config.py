@@ -359,10 +359,26 @@ class Settings:
         )
     )
 
-    def addresses_of(self, user: str) -> frozenset[str]:
+    def address_list(self, user: str) -> tuple[str, ...]:
+        """The user's addresses, in order: explicit ones, the login when it is an
+        address itself, then the templates' (a template that does not give one
+        plain address, as `{user}@example.com` for the login `carol@example.com`,
+        gives none)."""
         explicit = self.owner_addresses.get(user.lower(), ())
-        templated = (t.replace("{user}", user) for t in self.main["owner_addresses"])
-        return frozenset(a.strip().lower() for a in (*explicit, *templated) if a.strip())
+        login = address.normalize(user) if "@" in user else None
+        templated = (
+            address.normalize(t.replace("{user}", user))
+            for t in self.main["owner_addresses"]
+            if t.strip()
+        )
+        found: list[str] = []
+        for a in (*(e.strip().lower() for e in explicit), login, *templated):
+            if a and a not in found:
+                found.append(a)
+        return tuple(found)
+
+    def addresses_of(self, user: str) -> frozenset[str]:
+        return frozenset(self.address_list(user))
 
 
 def load(path: str | None, provider_schemas: ProviderSchemas) -> Settings:

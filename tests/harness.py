@@ -73,6 +73,7 @@ class RadicaleServer:
         storage: Path | None = None,
         server_options: str = "",
         python: tuple[str, ...] = (sys.executable,),
+        rights: str = "type = owner_only",
     ) -> None:
         self.python = python  # the interpreter (and its flags) that runs Radicale
         self.folder = folder
@@ -98,7 +99,7 @@ class RadicaleServer:
             htpasswd_encryption = plain
             delay = 0
             [rights]
-            type = owner_only
+            {rights.replace(chr(10), chr(10) + " " * 12)}
             [storage]
             filesystem_folder = {self.storage}
             predefined_collections = {{"calendar": {{"tag": "VCALENDAR", "D:displayname": "Calendar"}}}}

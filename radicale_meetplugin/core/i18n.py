@@ -46,6 +46,8 @@ REASONS = {
         "no_options": "сервис {provider} не принимает параметров после двоеточия («{detail}»).",
         "no_credentials": "у вас нет доступа к сервису {provider}: администратор ещё не сохранил "
         "ваш токен (meetplugin token {name}).",
+        "token_unreadable": "ваш личный токен для сервиса {provider} сохранён, но сервер не может "
+        "его прочитать (владелец или права файла). Обратитесь к администратору.",
         "auth": "{provider} не принял учётные данные сервера (код {status}). Обратитесь к администратору.",
         "user_auth": "{provider} не принял ваш личный токен (код {status}). Попросите администратора "
         "сохранить новый (meetplugin token {name}).",
@@ -67,6 +69,8 @@ REASONS = {
         "no_options": '{provider} takes no options after the colon ("{detail}").',
         "no_credentials": "you have no access to {provider} yet: the administrator has not stored "
         "your token (meetplugin token {name}).",
+        "token_unreadable": "your own token for {provider} is stored, but the server cannot read "
+        "it (the file's owner or mode). Ask your administrator.",
         "auth": "{provider} did not accept the server's credentials (code {status}). Ask your administrator.",
         "user_auth": "{provider} did not accept your own token (code {status}). Ask your "
         "administrator to store a new one (meetplugin token {name}).",

@@ -176,11 +176,7 @@ class Mailing:
         for comp in ical.vevents(cal):
             if "ORGANIZER" in comp:
                 return imip.person(comp["ORGANIZER"])
-        explicit = self.settings.owner_addresses.get(key.owner.lower(), ())
-        templated = tuple(
-            t.replace("{user}", key.owner) for t in self.settings.main["owner_addresses"]
-        )
-        for candidate in (*explicit, *templated):
+        for candidate in self.settings.address_list(key.owner):
             who = imip.person(icalendar.vCalAddress(f"mailto:{candidate.strip()}"))
             if who is not None:
                 return who

@@ -212,15 +212,44 @@ class Engine(Generic[S]):
         plugin = self.plugins.get(provider)
         return plugin.label(self.lang) if plugin else provider
 
-    def is_organizer(self, cal: icalendar.Calendar, owner: str) -> bool:
-        """The calendar owner organizes the event (no ORGANIZER: it is theirs)."""
+    def is_organizer(
+        self, cal: icalendar.Calendar, owner: str, writer: str = "", accepted: str = ""
+    ) -> bool:
+        """The event is organized by whoever may have a conference for it."""
+        return self.organizer_check(cal, owner, writer, accepted)[0]
+
+    def organizer_check(
+        self, cal: icalendar.Calendar, owner: str, writer: str = "", accepted: str = ""
+    ) -> tuple[bool, str]:
+        """(is the event organized here, why), for the decision, the log and `explain`.
+
+        The calendar owner organizes an event without ORGANIZER, and one whose
+        ORGANIZER is one of the owner's addresses. In a shared calendar, the
+        authenticated `writer` organizes it when ORGANIZER is one of the
+        writer's addresses. `accepted`: the ORGANIZER a queued job was decided
+        for (the writer is not known any more when it settles).
+        """
         address = ical.organizer_address(cal)
         if not address:
-            return True
-        mine = self.settings.addresses_of(owner)
+            return True, "no ORGANIZER: the calendar owner's own event"
+        for who in dict.fromkeys(w for w in (owner, writer) if w):
+            if self._addresses_match(address, who):
+                role = "the calendar owner" if who == owner else "the writer"
+                return True, f"ORGANIZER {address} is an address of {who} ({role})"
+        if accepted and address == _bare(accepted):
+            return True, f"ORGANIZER {address} is the one the conference was asked for"
+        known = ", ".join(sorted(self.settings.addresses_of(owner))) or f"login {owner}"
+        whose = f"{owner}'s" + (f" or the writer {writer}'s" if writer and writer != owner else "")
+        return False, (
+            f"ORGANIZER {address} is none of {whose} addresses ({known}): an attendee's copy"
+        )
+
+    def _addresses_match(self, address: str, user: str) -> bool:
+        mine = self.settings.addresses_of(user)
         if mine:
             return address in mine
-        return address.split("@", 1)[0] == owner.lower()
+        login = user.lower()  # no addresses configured: the login is the address or its name
+        return address == login or address.split("@", 1)[0] == login
 
     def reason_text(
         self,
@@ -241,9 +270,10 @@ class Engine(Generic[S]):
         text: str,
         stored_text: Callable[[], str | None] = lambda: None,
         href: str = "",
+        writer: str = "",
     ) -> Decision:
         """Decide and commit: the text to store and the jobs to run."""
-        decision = self.decide(key, text, stored_text, href)
+        decision = self.decide(key, text, stored_text, href, writer)
         decision.jobs = self.commit(decision.effects)
         return decision
 
@@ -253,8 +283,13 @@ class Engine(Generic[S]):
         text: str,
         stored_text: Callable[[], str | None] = lambda: None,
         href: str = "",
+        writer: str = "",
     ) -> Decision:
-        """Gather -> plan -> apply for one saved event; reads the state, writes nothing."""
+        """Gather -> plan -> apply for one saved event; reads the state, writes nothing.
+
+        `writer`: the authenticated user who saves it, when the shell knows (a
+        shared calendar's writer organizes the events whose ORGANIZER is theirs).
+        """
         record = basis = self.store.get(key)
         if record is None and not self.may_ask(text):
             logger.info("meetplugin: %s: ignore: no marker", self._where(key))
@@ -274,8 +309,11 @@ class Engine(Generic[S]):
         options, bad_word = self._options(cal, detection, record)
         meeting = dataclasses.replace(ical.meeting_of(cal, key), options=options)
         conf = record.conference if record else None
+        organizer, why = self.organizer_check(cal, key.owner, writer)
+        if not organizer:
+            logger.info("meetplugin: %s: left alone: %s", self._where(key), why)
         facts = Facts(
-            organizer=self.is_organizer(cal, key.owner),
+            organizer=organizer,
             detection=detection,
             record=record,
             record_stale=bool(
@@ -491,7 +529,14 @@ class Engine(Generic[S]):
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             provider = self.provider_for(action.provider, key.owner)
             if provider is None:  # enabled, but no credentials for this user
-                failed = Action(ActionKind.FAIL, action.provider, "no_credentials")
+                source = self.per_user.get(action.provider)
+                unreadable = getattr(source, "unreadable", None)
+                code = (
+                    "token_unreadable"
+                    if unreadable is not None and unreadable(key.owner)
+                    else "no_credentials"
+                )
+                failed = Action(ActionKind.FAIL, action.provider, code)
                 return self._apply(failed, key, cal, record, meeting, href)
             old = conf if kind is ActionKind.REPLACE else None
             stale = tuple(
@@ -659,7 +704,8 @@ class Engine(Generic[S]):
                 cal = ical.parse(current_text)
             except ical.EventParseError:
                 cal = None
-        wanted = cal is not None and self._still_asked(cal, key, job.provider)
+        accepted = job.meeting.organizer if job.meeting else ""
+        wanted = cal is not None and self._still_asked(cal, key, job.provider, accepted)
         fingerprint = job.meeting.fingerprint() if job.meeting else ""
         queued: list[Job] = []
         if job.old is not None:  # REPLACE: the old conference goes, whatever became of the new
@@ -713,14 +759,14 @@ class Engine(Generic[S]):
             record_now = self.store.get(key)
             mine = record_now is not None and record_now.attempt == job.attempt
             queued.append(self.store.abandon_attempt(key, job.attempt, orphan))
-            return (self._unpend(cal, key) if mine and not wanted else None), queued
+            return (self._unpend(cal, key, accepted) if mine and not wanted else None), queued
         assert error is not None
         failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
         if not wanted:
             record_now = self.store.get(key)
             mine = record_now is not None and record_now.attempt == job.attempt
             self.store.finish_attempt(key, job.attempt, None)
-            return (self._unpend(cal, key) if mine else None), queued
+            return (self._unpend(cal, key, accepted) if mine else None), queued
         if self.store.finish_attempt(key, job.attempt, failed):
             assert cal is not None
             before = ical.to_text(cal)
@@ -729,13 +775,15 @@ class Engine(Generic[S]):
             return (after if after != before else None), queued
         return None, queued
 
-    def _still_asked(self, cal: icalendar.Calendar, key: EventKey, provider: str) -> bool:
+    def _still_asked(
+        self, cal: icalendar.Calendar, key: EventKey, provider: str, accepted: str = ""
+    ) -> bool:
         """Does the organizer's event as it is now still ask for this provider's conference?
 
         Our own X-MEETPLUGIN-PROVIDER alone does not: clients keep it when a
         person deletes the keyword and the "link will appear" block.
         """
-        if not self.is_organizer(cal, key.owner) or ical.is_cancelled(cal):
+        if not self.is_organizer(cal, key.owner, accepted=accepted) or ical.is_cancelled(cal):
             return False
         detection = detect(cal, self.grammar)
         if detection.provider != provider:
@@ -749,9 +797,11 @@ class Engine(Generic[S]):
             for comp in ical.vevents(cal)
         )
 
-    def _unpend(self, cal: icalendar.Calendar | None, key: EventKey) -> str | None:
+    def _unpend(
+        self, cal: icalendar.Calendar | None, key: EventKey, accepted: str = ""
+    ) -> str | None:
         """The create is not wanted any more: the "link will appear" marks go (organizer only)."""
-        if cal is None or not self.is_organizer(cal, key.owner):
+        if cal is None or not self.is_organizer(cal, key.owner, accepted=accepted):
             return None
         before = ical.to_text(cal)
         if "X-MEETPLUGIN-STATUS:pending" not in before and not self._shows_block(cal):
@@ -832,6 +882,14 @@ def _why(action: Action, facts: Facts) -> str:
     if facts.cancelled:
         return ": cancelled"
     return ": no marker"
+
+
+def _bare(value: str) -> str:
+    """An ORGANIZER value as `organizer_address` gives it: no `mailto:`, lower-case."""
+    text = value.strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    return text.strip().lower()
 
 
 def _some(job: Job | None) -> Iterator[Job]:

@@ -195,6 +195,7 @@ class UserProviders:
         self.ctx = ctx
         self.capabilities: Capabilities = plugin.capabilities(options)
         self._cache: dict[str, tuple[float, Provider | None]] = {}
+        self._unreadable: set[str] = set()  # users whose stored credential cannot be read
         self._lock = threading.Lock()
 
     def get(self, user: str) -> Provider | None:
@@ -208,14 +209,25 @@ class UserProviders:
             if cached is not None and cached[0] == stamp:
                 return cached[1]
         provider: Provider | None = None
+        unreadable = False
         if stamp >= 0:
             try:
                 provider = for_user(self.users, self.options, self.ctx, user)
             except ConfigError as e:  # unreadable: the user gets the service account
                 logger.warning("meetplugin: %s: %s", self.plugin.name, e)
+                unreadable = True
         with self._lock:
             self._cache[user] = (stamp, provider)
+            if unreadable:
+                self._unreadable.add(user)
+            else:
+                self._unreadable.discard(user)
         return provider
+
+    def unreadable(self, user: str) -> bool:
+        """The user's stored credential exists but could not be read (asked after `get`)."""
+        with self._lock:
+            return user in self._unreadable
 
     def known_users(self) -> list[str]:
         return self.users.users(self.options)

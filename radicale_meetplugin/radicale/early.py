@@ -56,8 +56,8 @@ class Early:
     item: radicale_item.Item | None  # the rewritten item, ready to store (None: as sent)
 
 
-def begin(adapter: RadicaleAdapter | None, path: str) -> None:
-    _request.target = (adapter, path) if adapter is not None else None
+def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
+    _request.target = (adapter, path, user) if adapter is not None else None
     _request.early = None
 
 
@@ -79,10 +79,10 @@ def _body_read(content: str) -> None:
     target = getattr(_request, "target", None)
     if not target or "BEGIN:VEVENT" not in content:
         return
-    adapter, path = target
+    adapter, path, user = target
     _request.target = None  # once per request
     try:
-        _request.early = decide(adapter, path, content)
+        _request.early = decide(adapter, path, content, user)
     except NeedsLock:
         _request.early = None
     except Exception:  # the locked path decides and reports it
@@ -90,7 +90,7 @@ def _body_read(content: str) -> None:
         _request.early = None
 
 
-def decide(adapter: RadicaleAdapter, path: str, content: str) -> Early | None:
+def decide(adapter: RadicaleAdapter, path: str, content: str, user: str = "") -> Early | None:
     engine = adapter.engine
     if not engine.may_ask(content):
         return None  # most saves: the locked path's fast check costs less than a parse
@@ -105,7 +105,7 @@ def decide(adapter: RadicaleAdapter, path: str, content: str) -> Early | None:
         raise NeedsLock
 
     href = posixpath.basename(pathutils.strip_path(path))
-    decision = engine.decide(key, text, stored, href)
+    decision = engine.decide(key, text, stored, href, user)
     rewritten = adapter.events.as_radicale_item(calendar, decision.text) if decision.text else None
     return Early(calendar, text, decision, rewritten)
 

@@ -35,7 +35,7 @@ def install() -> None:
     @functools.wraps(original)
     def do_PUT(self, environ, base_prefix, path, user, *args, **kwargs):  # type: ignore[no-untyped-def]
         _request.rewritten = False
-        early.begin(getattr(self._storage, "meet", None), path)  # decide before the lock
+        early.begin(getattr(self._storage, "meet", None), path, user)  # decide before the lock
         try:
             status, headers, answer, xml_request = original(
                 self, environ, base_prefix, path, user, *args, **kwargs

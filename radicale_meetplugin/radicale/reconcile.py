@@ -1,14 +1,17 @@
 """`meetplugin reconcile`: compare records, events, jobs and providers; fix on request.
 
-Dry run by default: it reads Radicale's storage under Radicale's own lock and
-says what does not add up. With ``fix`` it repairs what it safely can, through
-the same engine as a save would: the event is re-submitted as it is stored.
+Dry run by default: it reads Radicale's storage under Radicale's own lock, one
+calendar at a time (the lock is global: a server's PUT waits at most for one
+calendar's read), and says what does not add up. With ``fix`` it repairs what
+it safely can, through the same engine as a save would: the event is
+re-submitted as it is stored.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import radicale.item as radicale_item
@@ -16,7 +19,7 @@ from radicale.storage import multifilesystem
 
 from radicale_meetplugin.core import ical
 from radicale_meetplugin.core.detect import detect
-from radicale_meetplugin.core.model import EventKey, RecordState
+from radicale_meetplugin.core.model import ActionKind, EventKey, Job, RecordState
 from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.radicale.storage import Storage
 
@@ -30,9 +33,20 @@ class Finding:
     fixed: bool = False
 
     def line(self) -> str:
-        where = f"{self.key.calendar}/{self.key.uid}" if self.key else "-"
         todo = f" -> {'fixed: ' if self.fixed else 'fix: '}{self.fix}" if self.fix else ""
-        return f"{self.kind:16} {where}: {self.detail}{todo}"
+        return f"{self.kind:16} {self.where}: {self.detail}{todo}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.key.calendar}/{self.key.uid}" if self.key else "-"
+
+    @property
+    def problem(self) -> bool:
+        """Something to look at (queued jobs and unlistable providers are only said)."""
+        return self.kind not in ("queued", "cannot-list") and not self.fixed
+
+
+Progress = Callable[[str], None]
 
 
 class ToolStorage(Storage):
@@ -41,38 +55,55 @@ class ToolStorage(Storage):
     _run_outbox = False
 
 
-def _calendars(storage: Storage):
-    for principal in storage.discover("/", depth="1"):
-        if not isinstance(principal, multifilesystem.Collection) or not principal.is_principal:
-            continue
-        for col in storage.discover(f"/{principal.path}/", depth="1"):
-            if (
-                isinstance(col, multifilesystem.Collection)
-                and col.tag == "VCALENDAR"
-                and col.path != principal.path
-            ):
-                yield col
-
-
-def _events(storage: Storage) -> dict[EventKey, tuple[multifilesystem.Collection, str, str]]:
-    events = {}
+def _calendar_paths(storage: Storage) -> list[str]:
+    """Every calendar's path, sorted (read under the lock, briefly)."""
+    paths: list[str] = []
     with storage.acquire_lock("r"):
-        for col in _calendars(storage):
-            for item in col.get_all():
-                if item.component_name == "VEVENT" and item.href:
-                    events[EventKey(col.owner, col.path, item.uid)] = (
-                        col,
-                        item.href,
-                        item.serialize(),
-                    )
+        for principal in storage.discover("/", depth="1"):
+            if not isinstance(principal, multifilesystem.Collection) or not principal.is_principal:
+                continue
+            for col in storage.discover(f"/{principal.path}/", depth="1"):
+                if (
+                    isinstance(col, multifilesystem.Collection)
+                    and col.tag == "VCALENDAR"
+                    and col.path != principal.path
+                ):
+                    paths.append(col.path)
+    return sorted(paths)
+
+
+def _events(
+    storage: Storage, progress: Progress | None = None
+) -> dict[EventKey, tuple[multifilesystem.Collection, str, str]]:
+    """Every stored event, read one calendar per lock: a PUT waits for one calendar only."""
+    events = {}
+    paths = _calendar_paths(storage)
+    said = time.monotonic()
+    for n, path in enumerate(paths, 1):
+        with storage.acquire_lock("r"):
+            col = next(iter(storage.discover(f"/{path}/")), None)
+            if isinstance(col, multifilesystem.Collection) and col.tag == "VCALENDAR":
+                for item in col.get_all():
+                    if item.component_name == "VEVENT" and item.href:
+                        events[EventKey(col.owner, col.path, item.uid)] = (
+                            col,
+                            item.href,
+                            item.serialize(),
+                        )
+        if progress is not None and (n == len(paths) or time.monotonic() - said >= 1):
+            said = time.monotonic()
+            progress(f"read {n}/{len(paths)} calendars, {len(events)} events")
     return events
 
 
-def reconcile(storage: Storage, fix: bool = False) -> list[Finding]:
+def reconcile(
+    storage: Storage, fix: bool = False, progress: Progress | None = None
+) -> list[Finding]:
+    """What does not add up, sorted by kind and place; repaired where `fix` can."""
     engine = storage.meet.engine
     store = engine.store
     storage.meet.session.budget = None  # a tool waits for its jobs to finish
-    events = _events(storage)
+    events = _events(storage, progress)
     findings: list[Finding] = []
     resubmit: list[tuple[EventKey, Finding]] = []
     drop: list[tuple[EventKey, Finding]] = []
@@ -188,19 +219,23 @@ def reconcile(storage: Storage, fix: bool = False) -> list[Finding]:
 
     if fix:
         for key, f in drop:
-            _drop(storage, key)
-            f.fixed = True
+            f.fixed = _drop(storage, key)
         for key, f in resubmit:
             _resubmit(storage, events[key], key)
             f.fixed = True
+    findings.sort(key=lambda f: (f.kind, f.where, f.detail))
     return findings
 
 
-def _drop(storage: Storage, key: EventKey) -> None:
+def _drop(storage: Storage, key: EventKey) -> bool:
     """Forget a record whose event is gone; its conference is deleted through the outbox."""
     with storage.acquire_lock("w"):
+        # Calendars were read one at a time: the event may have come since. Look again.
+        if storage.meet.events.locate(Job(0, ActionKind.DELETE, key, "")):
+            return False
         jobs = storage.meet.engine.on_delete(key)
         storage.meet._later(jobs)
+    return True
 
 
 def _resubmit(storage: Storage, where, key: EventKey) -> None:

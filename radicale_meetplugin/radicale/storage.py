@@ -4,6 +4,11 @@ Wraps Radicale's `multifilesystem` storage. Decisions happen where Radicale
 holds its (global) storage lock; provider calls happen after the lock is
 released, and their results are written back under a fresh lock before the
 PUT response leaves, so the client's next read already has the link.
+
+Radicale makes several Storage objects per process (and its own test suite one
+per test): they share one adapter (engine, state connections, outbox thread),
+which is closed when the last of them is dropped. ``radicale --verify-storage``
+gets a passive storage: no state, no outbox, no provider, no write of ours.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
@@ -40,15 +47,54 @@ class Collection(multifilesystem.Collection):
     def upload(
         self, href: str, item: radicale_item.Item
     ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
+        if self._storage.passive:
+            return _base_upload(self, href, item)
         return self._storage.meet.upload(self, href, item)
 
     def delete(self, href: str | None = None) -> None:
-        self._storage.meet.before_delete(self, href)
+        if not self._storage.passive:
+            self._storage.meet.before_delete(self, href)
         _base_delete(self, href)
 
 
 _shared: dict[tuple, RadicaleAdapter] = {}
 _shared_lock = threading.Lock()
+
+# Radicale's own checks (radicale/__main__.py): they load the storage and only read.
+_VERIFY_OPTIONS = ("--verify-storage", "--verify-item", "--verify-sharing")
+
+
+def verify_mode(argv: list[str] | None = None) -> bool:
+    """Radicale runs one of its `--verify-*` checks, not a server.
+
+    Radicale's command line parses `sys.argv` with argparse, which also takes
+    a unique prefix of an option (`--verify-st`): the same is matched here.
+    """
+    if argv is None:
+        main = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if "radicale.__main__" not in sys.modules and getattr(main, "name", "") != (
+            "radicale.__main__"
+        ):
+            return False  # Radicale embedded (WSGI, tests): never its command line
+        argv = sys.argv[1:]
+    for arg in argv:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        if len(name) > len("--verify-") and any(o.startswith(name) for o in _VERIFY_OPTIONS):
+            return True
+    return False
+
+
+def _release(key: tuple, adapter: RadicaleAdapter) -> None:
+    """One Storage using `adapter` is gone; the last one closes it."""
+    with _shared_lock:
+        adapter.users -= 1
+        if adapter.users > 0:
+            return
+        if _shared.get(key) is adapter:
+            del _shared[key]
+    adapter.close()
 
 
 def _radicale_groups_file(configuration: radicale_config.Configuration) -> str:
@@ -64,9 +110,14 @@ def _radicale_groups_file(configuration: radicale_config.Configuration) -> str:
 class Storage(multifilesystem.Storage):
     _collection_class = Collection
     _run_outbox = True  # the background retry loop (admin tools run jobs themselves)
+    meet: RadicaleAdapter
 
     def __init__(self, configuration: radicale_config.Configuration) -> None:
         super().__init__(configuration)
+        self.passive = verify_mode()
+        if self.passive:  # Radicale only checks its storage: it stays as it is
+            logger.info("meetplugin: Radicale verifies its storage: the plugin stays passive")
+            return
         try:
             path = configuration.get("storage", "meetplugin_config")
         except KeyError:
@@ -84,16 +135,32 @@ class Storage(multifilesystem.Storage):
                 engine = build_engine(
                     path or "",
                     os.path.join(self._filesystem_folder, ".meetplugin"),
-                    _radicale_groups_file(configuration),
+                    radicale_groups_file=_radicale_groups_file(configuration),
                 )
                 adapter = _shared[key] = RadicaleAdapter(
                     self, engine, start_outbox=self._run_outbox
                 )
+            else:
+                adapter.attach(self)
+            adapter.users += 1
         self.meet = adapter
+        weakref.finalize(self, _release, key, adapter)  # no reference to self in there
         put_etag.install()
+
+    def verify(self) -> bool:
+        if not self.passive:  # called without Radicale's command line: stop our part first
+            self.passive = True
+            self.meet.outbox.stop()
+        return super().verify()
 
     @types.contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
+        if self.passive:
+            with super().acquire_lock(mode, user, *args, **kwargs):
+                yield
+            return
+        if mode == "w":
+            self.meet.writer(user)  # the authenticated user: a shared calendar's organizer
         try:
             with super().acquire_lock(mode, user, *args, **kwargs):
                 yield
@@ -102,12 +169,15 @@ class Storage(multifilesystem.Storage):
                 self.meet.after_write()
 
     def move(self, item: radicale_item.Item, to_collection, to_href: str) -> None:
-        self.meet.before_move(item, to_collection)
+        if not self.passive:
+            self.meet.before_move(item, to_collection)
         super().move(item, to_collection, to_href)
 
     def create_collection(
         self, href: str, items: Iterable[radicale_item.Item] | None = None, props=None
     ):
+        if self.passive:
+            return super().create_collection(href, items, props)
         return self.meet.create_collection(href, items, props, super().create_collection)
 
 
@@ -120,10 +190,18 @@ class RadicaleEventStore:
     rejudge_after_settle = False
 
     def __init__(self, storage: Storage) -> None:
-        self.storage = storage
+        # Every Storage of the process that shares this adapter; any live one will do
+        # (they are over the same folder). Weak: a dropped Storage must be collectable.
+        self.storages: weakref.WeakSet[Storage] = weakref.WeakSet([storage])
         self.max_rrule_occurrence = storage.configuration.get(
             "server", "max_vevent_rrule_occurrence"
         )
+
+    @property
+    def storage(self) -> Storage:
+        for storage in list(self.storages):
+            return storage
+        raise RuntimeError("meetplugin: every storage of this adapter is gone")
 
     def lock(self) -> AbstractContextManager[object]:
         return StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN")
@@ -209,7 +287,7 @@ class RadicaleAdapter:
     def __init__(
         self, storage: Storage, engine: Engine[RecordStore], start_outbox: bool = True
     ) -> None:
-        self.storage = storage
+        self.users = 0  # Storage objects using it (under `_shared_lock`)
         self.engine = engine
         self.events = RadicaleEventStore(storage)
         waiting = engine.settings.main["max_waiting_saves"]
@@ -226,10 +304,30 @@ class RadicaleAdapter:
         self.outbox = build_outbox(engine, self.session.settle)
         self.session.submit = self.outbox.submit
         self._request = threading.local()
+        self.closed = False
         if start_outbox:
             self.outbox.start()
 
+    @property
+    def storage(self) -> Storage:
+        return self.events.storage
+
+    def attach(self, storage: Storage) -> None:
+        self.events.storages.add(storage)
+
+    def close(self) -> None:
+        """Stop the outbox and release the state's connections (the last Storage is gone)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.outbox.stop()
+        self.engine.store.close()
+
     # --- under Radicale's lock ---------------------------------------------
+
+    def writer(self, user: str | None) -> None:
+        """Who writes in this request (Radicale's authenticated user; "" when unknown)."""
+        self._request.user = user or ""
 
     def _later(self, jobs: list[Job]) -> None:
         if jobs:
@@ -260,7 +358,9 @@ class RadicaleAdapter:
             decision = self.session.commit(key, lambda: ready.decision)
             rewritten = ready.item
         else:
-            decision = self.session.decide(key, text, stored, href)
+            decision = self.session.decide(
+                key, text, stored, href, getattr(self._request, "user", "")
+            )
             rewritten = None
         self._later(decision.jobs)
         if decision.text is None:
@@ -343,5 +443,5 @@ class RadicaleAdapter:
         """Run the jobs this request queued; wait for them up to the budget."""
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
         no_wait = getattr(self._request, "no_wait", False)
-        self._request.jobs, self._request.no_wait = [], False
+        self._request.jobs, self._request.no_wait, self._request.user = [], False, ""
         self.session.run(jobs, wait=not no_wait)

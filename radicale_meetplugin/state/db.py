@@ -19,9 +19,11 @@ At open, the steps the file has not seen run in one transaction and
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,10 +131,19 @@ class _Open:
 
 
 class Database:
-    def __init__(self, path: str, schema: Schema, *, timeout: float = 5.0, pool: int = 8) -> None:
+    def __init__(
+        self,
+        path: str,
+        schema: Schema,
+        *,
+        timeout: float = 5.0,
+        pool: int = 8,
+        read_only: bool = False,
+    ) -> None:
         self.path = path
         self.schema = schema
         self.timeout = timeout
+        self.read_only = read_only  # admin views: open an existing file, change nothing
         self._pool = _Pool(self._connect, pool, timeout)
         self._local = threading.local()  # only the open transaction, never a connection
         try:
@@ -142,6 +153,19 @@ class Database:
             raise
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            # With no write-ahead log beside it nobody has the file open for writing:
+            # read it as immutable, so sqlite makes no -wal/-shm file for this reader.
+            quiet = "&immutable=1" if not os.path.exists(f"{self.path}-wal") else ""
+            conn = sqlite3.connect(
+                f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro{quiet}",
+                uri=True,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            return conn
         conn = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
@@ -155,6 +179,8 @@ class Database:
         return conn
 
     def _migrate(self) -> None:
+        if self.read_only:
+            return  # read as it is
         with self.connection() as conn:
             conn.execute(_META)
         with self.transaction() as conn:

@@ -188,11 +188,11 @@ def _record(row: tuple) -> Record:
 
 
 class RecordStore:
-    def __init__(self, path: str, *, pool: int = 8) -> None:
+    def __init__(self, path: str, *, pool: int = 8, read_only: bool = False) -> None:
         self.path = path
         # Short waits: callers may hold Radicale's global lock; past this the
         # event is stored as sent rather than freezing every user.
-        self.db = Database(path, SCHEMA, timeout=5.0, pool=pool)
+        self.db = Database(path, SCHEMA, timeout=5.0, pool=pool, read_only=read_only)
         self.jobs_queue: LeasedQueue[Job] = LeasedQueue(
             self.db, "jobs", _JOB_PAYLOAD, _job, marker="interrupted"
         )
