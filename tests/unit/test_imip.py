@@ -355,6 +355,33 @@ def test_request_copies_the_event_without_alarms_bookkeeping_or_scheduling_param
     assert [str(tz["TZID"]) for tz in itip.walk("VTIMEZONE")] == ["Europe/Moscow"]
 
 
+MOSCOW_ZONE = "\n".join(
+    [
+        "BEGIN:VTIMEZONE",
+        "TZID:Europe/Moscow",
+        "BEGIN:STANDARD",
+        "DTSTART:19700101T000000",
+        "TZOFFSETFROM:+0300",
+        "TZOFFSETTO:+0300",
+        "TZNAME:MSK",
+        "END:STANDARD",
+        "END:VTIMEZONE",
+    ]
+)
+
+
+@pytest.mark.parametrize("carried", [False, True], ids=["zone-from-database", "zone-in-event"])
+def test_time_zones_come_before_the_events(carried):
+    cal = cal_of(components=MOSCOW_ZONE if carried else "")
+    _raw, msg = build(cal)
+    for part in msg.walk():
+        if part.get_content_type() in ("text/calendar", "application/ics"):
+            payload = part.get_payload(decode=True).decode()
+            names = [c.name for c in icalendar.Calendar.from_ical(payload).subcomponents]
+            assert names == ["VTIMEZONE", "VEVENT"], part.get_content_type()
+            assert payload.index("BEGIN:VTIMEZONE") < payload.index("BEGIN:VEVENT")
+
+
 def test_request_carries_the_overrides_of_a_series():
     override = "\n".join(
         [
