@@ -146,6 +146,7 @@ MAIL = {
         "participants": "Участники",
         "more": "… и ещё {count}",
         "join": "Присоединиться к встрече",
+        "service": "Сервис видеоконференции",
         "link": "Ссылка",
         "description": "Описание",
         "footer": "Файл event.ics во вложении можно добавить в любой календарь: Outlook, "
@@ -178,6 +179,7 @@ MAIL = {
         "participants": "Participants",
         "more": "… and {count} more",
         "join": "Join the meeting",
+        "service": "Video conferencing service",
         "link": "Link",
         "description": "Description",
         "footer": "The attached event.ics can be added to any calendar: Outlook, Google "

@@ -322,6 +322,31 @@ def shown_links(cal: icalendar.Calendar, grammar: Grammar) -> tuple[str, ...]:
     return tuple(dict.fromkeys(u for u in links if u.startswith(("https://", "http://"))))
 
 
+def service_label(cal: icalendar.Calendar, url: str = "") -> str:
+    """The service our block (or our CONFERENCE label) names: "Яндекс Телемост"; "" if none."""
+    for comp in ical.vevents(cal):
+        _, block = split_description(ical.text_of(comp, "DESCRIPTION"), (url,) if url else ())
+        for line in block:
+            bare = line.strip()
+            for prefix in _SERVICE_PREFIXES:
+                if bare.startswith(prefix) and bare[len(prefix) :].strip():
+                    return bare[len(prefix) :].strip()
+    for comp in ical.vevents(cal):
+        for conf in ical.values_of(comp, "CONFERENCE"):
+            if url and str(conf) != url:
+                continue
+            label = str(getattr(conf, "params", {}).get("LABEL", ""))
+            for lang in i18n.LANGUAGES:
+                head, _, tail = i18n.TEXT[lang]["conference_label"].partition("{provider}")
+                if (
+                    label.startswith(head)
+                    and label.endswith(tail)
+                    and len(label) > len(head + tail)
+                ):
+                    return label[len(head) : len(label) - len(tail)].strip()
+    return ""
+
+
 def link_present(cal: icalendar.Calendar, url: str) -> bool:
     if not url:
         return False

@@ -8,7 +8,7 @@ seeds' systems:
 
     multipart/mixed
       multipart/alternative
-        text/plain                        greeting, date and time, people, the link
+        text/plain                        greeting, date and time, the service, people, the link
         text/html                         the same, with a "Присоединиться к встрече" button
         text/calendar; method=REQUEST     what calendar clients act on
       application/ics; name=event.ics     an attachment any calendar can import
@@ -267,6 +267,10 @@ def _facts(
             (t("repeats"), t(freq if freq in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY") else "OTHER"))
         )
     rows.append((t("organizer"), organizer.shown()))
+    # The service by name, as the seeds' letters show it ("… сервиса видеоконференции Videomost").
+    service = address.one_line(rewrite.service_label(cal, join_url), 80)
+    if service:
+        rows.append((t("service"), service))
     everyone = participants(cal, organizer.address)
     people = tuple(p.shown() for p in everyone[:MAX_LISTED])
     if len(everyone) > MAX_LISTED:
