@@ -11,7 +11,7 @@ import re
 import icalendar
 
 from radicale_meetplugin.core import i18n, ical
-from radicale_meetplugin.core.detect import TAG, Grammar
+from radicale_meetplugin.core.detect import TAG, Grammar, location_request
 from radicale_meetplugin.core.model import Conference
 
 BOOKKEEPING = (
@@ -113,9 +113,19 @@ def _location_with_link(
         if bare == url:  # two old links replaced by one new: keep it once
             pieces[i] = part if not seen else ""
             seen = True
-        elif grammar.provider_for(bare) or bare in replace_urls:
+        elif bare in replace_urls:
             lead = part[: len(part) - len(part.lstrip())]
             pieces[i] = "" if placed else lead + url
+            placed = True
+        elif (request := location_request(part, grammar)) is not None:
+            # The keyword goes; the place typed with it stays: "Переговорная 5 телемост".
+            lead = part[: len(part) - len(part.lstrip())]
+            link = "" if placed else url
+            if request.rest and link:
+                both = (request.rest, link) if request.at == "end" else (link, request.rest)
+                pieces[i] = lead + "; ".join(both)
+            else:
+                pieces[i] = lead + (request.rest or link)
             placed = True
     out = "".join(pieces)
     if not placed:

@@ -298,6 +298,9 @@ class Engine(Generic[S]):
         if facts.organizer and self.mailing is not None:
             effects.append(Letters(key, cal))
         after = ical.to_text(cal)
+        if detection.note and facts.organizer and action.kind is ActionKind.IGNORE:
+            # LOCATION names a service but does not ask for it: say why, once per save.
+            logger.info("meetplugin: %s: no conference: %s", self._where(key), detection.note)
         if action.kind not in (ActionKind.IGNORE, ActionKind.PENDING):
             logger.info(
                 "meetplugin: %s: %s%s",
