@@ -429,7 +429,7 @@ class Bridge:
 
     def settle(self, job: Job, outcome: Outcome) -> list[Job]:
         """Write a job's final outcome into the event as it is now (the outbox calls this)."""
-        if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
+        if job.kind is ActionKind.DELETE:
             return self.engine.settle(job, outcome, None)[1]
         link = self.by_owner.get(job.key.owner)
         with self.lock:

@@ -16,6 +16,7 @@ TEXT = {
         "failed": "Видеовстреча не создана: {reason}",
         "pending": "Ссылка на встречу появится здесь, как только ответит {provider}.",
         "conference_label": "Видеовстреча ({provider})",
+        "update_failed": "Параметры встречи не изменены: {reason} Ссылка прежняя.",
     },
     "en": {
         "join": "Join the meeting: {url}",
@@ -23,6 +24,7 @@ TEXT = {
         "failed": "The video meeting was not created: {reason}",
         "pending": "The meeting link will appear here as soon as {provider} answers.",
         "conference_label": "Video meeting ({provider})",
+        "update_failed": "The meeting options were not changed: {reason} The link stays.",
     },
 }
 

@@ -31,7 +31,7 @@ _LOCATION_SPLIT_KEEP = re.compile(r"([;,\n])")
 def _our_line_prefixes() -> tuple[str, ...]:
     prefixes = []
     for lang in i18n.LANGUAGES:
-        for name in ("join", "failed", "pending"):
+        for name in ("join", "failed", "pending", "update_failed"):
             template = i18n.TEXT[lang][name]
             prefixes.append(template[: template.index("{")])
     return tuple(prefixes)
@@ -271,6 +271,36 @@ def explain(cal: icalendar.Calendar, message: str, lang: str) -> None:
             comp.pop(name, None)
         comp.add("X-MEETPLUGIN-STATUS", icalendar.vText("error"), encode=False)
         comp.add("X-MEETPLUGIN-ERROR", icalendar.vText(message[:300]), encode=False)
+
+
+def _update_failed_prefixes() -> tuple[str, ...]:
+    return tuple(i18n.TEXT[lang]["update_failed"].split("{")[0] for lang in i18n.LANGUAGES)
+
+
+_UPDATE_FAILED = _update_failed_prefixes()
+
+
+def note_update(cal: icalendar.Calendar, line: str | None, lang: str) -> None:
+    """Say in our block that a change of the conference failed (None: drop such a line).
+
+    The block's other lines (the link, the service) stay: the conference is still there.
+    """
+    for comp in ical.vevents(cal):
+        user_text, ours = split_description(ical.text_of(comp, "DESCRIPTION"))
+        lines = [x.strip() for x in ours]
+        kept = [
+            x
+            for x in lines
+            if x not in _BLOCK_STARTS and x != i18n.BLOCK_END and not x.startswith(_UPDATE_FAILED)
+        ]
+        if not kept:
+            continue  # no block of ours (a person removed it): nothing to add to
+        dropped = any(x.startswith(_UPDATE_FAILED) for x in lines)
+        if line is None and not dropped:
+            continue
+        if line is not None:
+            kept.append(line)
+        ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, kept))
 
 
 def pending(
