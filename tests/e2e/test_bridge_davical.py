@@ -49,7 +49,12 @@ def recording_client_factory(puts: list[str]):
 
 
 def write_config(
-    folder: Path, davical: DavicalServer, telemost_url: str, *users: str, discover: bool = False
+    folder: Path,
+    davical: DavicalServer,
+    telemost_url: str,
+    *users: str,
+    discover: bool = False,
+    calendar: str = "calendar",
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meetplugin.conf").write_text(plugin_config(telemost_url))
@@ -69,7 +74,7 @@ def write_config(
             f"username = {user}",
             f"password_file = {user}.password",
             f"addresses = {user}@example.com",
-            "calendars = all" if discover else f"calendars = /caldav.php/{user}/calendar/",
+            "calendars = all" if discover else f"calendars = /caldav.php/{user}/{calendar}/",
         ]
     path = folder / "bridge.conf"
     path.write_text("\n".join(lines) + "\n")
@@ -186,3 +191,21 @@ def test_davical_delivers_bobs_copy_and_the_bridge_never_writes_it(
     assert members(alice, "/caldav.php/alice/.in/") == inbox_before
     bob_line = [a for a in ev.get("ATTENDEE") if BOB in str(a)][0]
     assert bob_line.params.get("PARTSTAT") == "NEEDS-ACTION"
+
+
+def test_an_idle_cron_run_costs_one_request_on_davical(davical, tmp_path, telemost, monkeypatch):
+    """DAViCal asks for Basic: from the second run on it goes with the first request."""
+    monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
+    carol = person(davical, "carol")
+    calendar = carol.mkcalendar().rstrip("/").rsplit("/", 1)[1]  # an empty calendar of its own
+    path = write_config(tmp_path / "cron", davical, telemost.url, "carol", calendar=calendar)
+    costs = []
+    for _ in range(3):  # each run a fresh process state, the same state folder
+        bridge = Bridge(bridge_config_module.load(str(path)))
+        try:
+            report = bridge.run_once()
+        finally:
+            bridge.close()
+        assert report.errors == 0, report.line()
+        costs.append(report.requests)
+    assert costs[1:] == [1, 1], costs  # one PROPFIND, no 401 first
