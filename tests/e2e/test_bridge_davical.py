@@ -12,7 +12,7 @@ from pathlib import Path
 import icalendar
 import pytest
 import requests
-from bridge_support import Dav
+from bridge_support import Dav, editing_client_factory
 from davical_support import DavicalServer, Unavailable
 from harness import TOKEN, event, plugin_config
 
@@ -86,10 +86,19 @@ def make_bridge(tmp_path, davical, telemost, monkeypatch):
     monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
     made: list[Bridge] = []
 
-    def make(*users: str, puts: list[str] | None = None, discover: bool = False) -> Bridge:
+    def make(
+        *users: str,
+        puts: list[str] | None = None,
+        discover: bool = False,
+        factory=None,
+        calendar: str = "calendar",
+    ) -> Bridge:
         folder = tmp_path / f"bridge{len(made)}"
-        path = write_config(folder, davical, telemost.url, *users, discover=discover)
-        factory = recording_client_factory(puts) if puts is not None else CalDAVClient
+        path = write_config(
+            folder, davical, telemost.url, *users, discover=discover, calendar=calendar
+        )
+        if factory is None:
+            factory = recording_client_factory(puts) if puts is not None else CalDAVClient
         bridge = Bridge(bridge_config_module.load(str(path)), factory)
         made.append(bridge)
         return bridge
@@ -209,3 +218,33 @@ def test_an_idle_cron_run_costs_one_request_on_davical(davical, tmp_path, telemo
         assert report.errors == 0, report.line()
         costs.append(report.requests)
     assert costs[1:] == [1, 1], costs  # one PROPFIND, no 401 first
+
+
+def test_an_edit_between_read_and_write_is_kept_on_davical(davical, make_bridge, telemost):
+    """alice saves while the bridge works: DAViCal answers its If-Match with 412."""
+    alice = person(davical, "alice")
+    calendar = alice.mkcalendar()  # its own calendar: only this test's event
+    uid = f"{uuid.uuid4()}@test"
+    path = f"{calendar}{uid}.ics"
+
+    def alice_edits(href: str, n: int) -> None:
+        if n == 1:  # just before the bridge's first write
+            current, etag = alice.get(path)
+            edited = current.replace("SUMMARY:Планёрка", "SUMMARY:Планёрка у Ивана")
+            assert alice.put(path, edited, etag).status_code in (201, 204)
+
+    assert alice.put(path, event(uid, location="телемост")).status_code == 201
+    bridge = make_bridge(
+        "alice",
+        factory=editing_client_factory(alice_edits),
+        calendar=calendar.rstrip("/").rsplit("/", 1)[1],
+    )
+    report = bridge.cycle()
+    assert report.conflicts == 1, report.line()
+    for _ in range(3):
+        bridge.cycle()
+    ev = first(alice.get(path)[0])
+    assert str(ev["SUMMARY"]) == "Планёрка у Ивана"  # the person's edit survived
+    join_url = telemost.conferences[str(ev["X-MEETPLUGIN-CONFERENCE-ID"])]["join_url"]
+    assert str(ev["LOCATION"]) == join_url
+    assert len(telemost.calls_of("POST")) == 1 and telemost.calls_of("DELETE") == []
