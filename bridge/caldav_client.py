@@ -6,8 +6,11 @@ calendar-home-set), one PROPFIND for every calendar's ctag and sync token, the R
 ``sync-collection`` REPORT with ETags only, ``calendar-multiget`` in batches, ``GET``
 and ``PUT`` with ``If-Match``. Bodies are built here and multistatus answers are read
 here with defusedxml (no DTDs, no entities). Authentication is chosen from the
-server's first 401 challenge: Digest when it offers only Digest, else Basic; credentials
-are never sent before a challenge.
+server's first 401 challenge: Digest when it offers only Digest, else Basic. Basic
+credentials go with the first request when the caller says the server takes them
+(`send_basic_first`: the account says so, or an earlier run learnt it), so an idle cron
+run costs one request, not a challenge and a retry; if the server refuses them, the
+client picks again from its challenge. Digest always needs the server's challenge.
 
 Hrefs are returned as unquoted absolute paths (servers differ in quoting:
 ``%40`` or ``@``), and quoted again on the wire.
@@ -219,6 +222,19 @@ class CalDAVClient:
         self.session.headers["User-Agent"] = f"radicale-meetplugin-bridge/{__version__}"
         self.session.hooks["response"].append(self.meter.hook)
         self.principal_href = ""
+        self.scheme = ""  # "basic" or "digest" once a login was accepted
+        self._first = False  # Basic sent before any challenge: may be picked again once
+        self.digest_only = False  # the account allows Digest only
+
+    def send_basic_first(self) -> None:
+        """Send Basic credentials with every request from the first one on."""
+        if self.username and self.session.auth is None:
+            self.session.auth = self._basic()
+            self._first = True
+
+    def _basic(self) -> HTTPBasicAuth:
+        # UTF-8, as RFC 7617 charset="UTF-8" (requests would send latin-1)
+        return HTTPBasicAuth(self.username.encode(), self.password.encode())
 
     def close(self) -> None:
         self.session.close()
@@ -228,16 +244,27 @@ class CalDAVClient:
 
     def _login(self, challenge: str) -> bool:
         """Pick the scheme the server asks for; False if there is nothing to log in with."""
-        if not self.username or self.session.auth is not None:
+        if not self.username:
             return False
         schemes = challenge.lower()
+        if self._first:  # Basic sent up front was refused: pick again, from the challenge
+            self._first = False
+            if "digest" not in schemes or "basic" in schemes:
+                return False  # Basic it is, and it was refused: a wrong password
+            self.session.auth = None
+        if self.session.auth is not None:
+            return False
         user, password = self.username, self.password
-        if "digest" in schemes and "basic" not in schemes:
+        if self.digest_only and "digest" not in schemes:
+            raise CalDAVError(
+                "the server offers no Digest login (the account says auth = digest)", 401
+            )
+        if "digest" in schemes and ("basic" not in schemes or self.digest_only):
             if not user.isascii():  # a Digest header carries the name as is (no username*)
                 raise CalDAVError("the server asks for Digest login: use a Latin user name", 401)
             self.session.auth = HTTPDigestAuth(user, password)
-        else:  # UTF-8, as RFC 7617 charset="UTF-8" (requests would send latin-1)
-            self.session.auth = HTTPBasicAuth(user.encode(), password.encode())
+        else:
+            self.session.auth = self._basic()
         return True
 
     def _request(
@@ -257,6 +284,8 @@ class CalDAVClient:
                 break
         if r.status_code == 401:
             raise CalDAVError(f"{method} {href}: the server refused the login", 401)
+        if self.session.auth is not None and not self.scheme:
+            self.scheme = "digest" if isinstance(self.session.auth, HTTPDigestAuth) else "basic"
         raw = r.content or b""
         return _Answer(r.status_code, dict(r.headers), _xml(raw, r.headers), raw)
 

@@ -39,6 +39,13 @@ def sync_mode(value: str) -> str:
     return value
 
 
+def auth_mode(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("auto", "basic", "digest"):
+        raise ValueError("auto, basic or digest")
+    return value
+
+
 # option -> (default, type, help). docs/configuration.md is generated from these.
 BRIDGE_SCHEMA: Schema = {
     "meetplugin_config": (
@@ -92,6 +99,14 @@ ACCOUNT_SCHEMA: Schema = {
         "auto: WebDAV sync (RFC 6578) where the server offers it, else ETag listings; "
         "etag: always ETag listings.",
     ),
+    "auth": (
+        "auto",
+        auth_mode,
+        "auto: log in as the server's first challenge asks and, once Basic was accepted, "
+        "send it with the first request of later runs; basic: send Basic credentials "
+        "with every request from the first one on; digest: Digest only (it needs the "
+        "server's challenge: one more request per run).",
+    ),
     "enabled": ("true", boolean, "false skips this account."),
 }
 
@@ -106,6 +121,7 @@ class Account:
     addresses: tuple[str, ...] = ()
     calendars: tuple[str, ...] = ()  # empty: all of the calendar home
     sync: str = "auto"
+    auth: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -179,6 +195,7 @@ def _account(
         addresses,
         calendars,
         values["sync"],
+        values["auth"],
     )
 
 

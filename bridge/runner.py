@@ -140,6 +140,8 @@ class Bridge:
             )
             for a in config.accounts
         ]
+        for link in self.links:
+            self._prepare_login(link)
         self.by_owner = {link.owner: link for link in self.links}
         self.lock = threading.RLock()  # one judge at a time; CalDAV calls of one client serial
         self.writer = Writer(
@@ -279,6 +281,7 @@ class Bridge:
                     logger.debug("bridge: %s: failure details", link.name, exc_info=True)
                 finally:
                     self._submit(tally)
+                    self._remember_login(link)
                 if not self.stop_event.is_set() or failure:
                     if not failure and report.errors > errors:
                         failure = f"{report.errors - errors} calendar(s) skipped"
@@ -313,6 +316,21 @@ class Bridge:
             self._inflight.update(futures)
             tally.submitted += len(tally.jobs)
             tally.jobs = []
+
+    # --- logging in ----------------------------------------------------------
+
+    def _prepare_login(self, link: Link) -> None:
+        """Basic up front when the account says so or the server took it before."""
+        account, client = link.account, link.client
+        if account.auth == "digest":
+            client.digest_only = True
+        elif account.auth == "basic" or self.state.login_scheme(link.name, account.url) == "basic":
+            client.send_basic_first()
+
+    def _remember_login(self, link: Link) -> None:
+        scheme = link.client.scheme
+        if scheme and scheme != self.state.login_scheme(link.name, link.account.url):
+            self.state.set_login_scheme(link.name, link.account.url, scheme)
 
     # --- one account ---------------------------------------------------------
 
@@ -492,7 +510,7 @@ class Bridge:
 
     def settle(self, job: Job, outcome: Outcome) -> list[Job]:
         """Write a job's final outcome into the event as it is now (the outbox calls this)."""
-        if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
+        if job.kind is ActionKind.DELETE:
             return self.engine.settle(job, outcome, None)[1]
         link = self.by_owner.get(job.key.owner)
         with self.lock:

@@ -4,6 +4,8 @@ It lives beside the engine's ``records.sqlite`` (conferences and outbox) as
 ``bridge.sqlite``:
 
 - ``homes``: each account's calendar home, so a restart skips discovery;
+- ``logins``: the login scheme each account's server accepted (Basic is then sent
+  with the first request of the next run: no 401 round trip);
 - ``calendars``: per followed calendar, the version last seen (ctag and sync
   token property: unchanged means skip it), the RFC 6578 token to continue
   from, and how it is followed (``sync`` or ``etag``);
@@ -62,8 +64,17 @@ CREATE TABLE IF NOT EXISTS cycles (
     error TEXT NOT NULL DEFAULT ''
 );
 """
-# 1: homes, calendars, items; 2: the cycles' outcome per account.
-SCHEMA = Schema((_SCHEMA, _CYCLES))
+# The login scheme a server accepted, so a later run sends Basic up front.
+_LOGINS = """
+CREATE TABLE IF NOT EXISTS logins (
+    account TEXT NOT NULL,
+    url TEXT NOT NULL,
+    scheme TEXT NOT NULL,
+    PRIMARY KEY (account, url)
+);
+"""
+# 1: homes, calendars, items; 2: the cycles' outcome per account; 3: the accepted logins.
+SCHEMA = Schema((_SCHEMA, _CYCLES, _LOGINS))
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,16 @@ class BridgeState:
         self.db.run(
             "INSERT OR REPLACE INTO homes VALUES (?,?,?,?)", (account, url, home, principal)
         )
+
+    def login_scheme(self, account: str, url: str) -> str:
+        """The scheme ("basic" or "digest") this server last accepted; "" if none known."""
+        row = self.db.query_one(
+            "SELECT scheme FROM logins WHERE account=? AND url=?", (account, url)
+        )
+        return row[0] if row else ""
+
+    def set_login_scheme(self, account: str, url: str, scheme: str) -> None:
+        self.db.run("INSERT OR REPLACE INTO logins VALUES (?,?,?)", (account, url, scheme))
 
     def calendar(self, account: str, href: str) -> CalendarState | None:
         row = self.db.query_one(

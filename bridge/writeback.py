@@ -391,7 +391,7 @@ class Writer:
     # --- step 3: a provider's late answer ------------------------------------
 
     def settle(self, link: Link, job: Job, outcome: Outcome) -> list[Job]:
-        """Put a create's result into the event as it is now; returns further jobs."""
+        """Put a create's or an update's result into the event as it is now; further jobs."""
         session = self.session(link)
         session.store.tally = Tally()  # type: ignore[attr-defined]
         return session.settle(job, outcome)

@@ -177,6 +177,7 @@ class RewritingProxy:
         self.drop = tuple(d.upper() for d in drop)
         self.refuse = tuple(r.upper() for r in refuse)
         self.puts: list[tuple[int, str]] = []  # (status, body as forwarded)
+        self.seen: list[tuple[str, str, int, bool]] = []  # (method, path, status, had credentials)
         self.refused = 0
         self._http = threading.local()
         proxy = self
@@ -219,6 +220,9 @@ class RewritingProxy:
                 )
                 if self.command == "PUT":
                     proxy.puts.append((r.status_code, body.decode("utf-8")))
+                proxy.seen.append(
+                    (self.command, self.path, r.status_code, "Authorization" in self.headers)
+                )
                 out = {
                     k: v
                     for k, v in r.headers.items()

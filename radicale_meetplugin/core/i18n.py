@@ -21,6 +21,7 @@ TEXT = {
         "watch": "Трансляция для зрителей: {url}",
         "hosts_label": "Вебинар, вход для ведущих ({provider})",
         "watch_label": "Трансляция для зрителей ({provider})",
+        "update_failed": "Параметры встречи не изменены: {reason} Ссылка прежняя.",
     },
     "en": {
         "join": "Join the meeting: {url}",
@@ -32,6 +33,7 @@ TEXT = {
         "watch": "Watch the live stream: {url}",
         "hosts_label": "Webinar, hosts' link ({provider})",
         "watch_label": "Live stream for viewers ({provider})",
+        "update_failed": "The meeting options were not changed: {reason} The link stays.",
     },
 }
 
@@ -163,6 +165,7 @@ MAIL = {
         "participants": "Участники",
         "more": "… и ещё {count}",
         "join": "Присоединиться к встрече",
+        "service": "Сервис видеоконференции",
         "link": "Ссылка",
         "description": "Описание",
         "footer": "Файл event.ics во вложении можно добавить в любой календарь: Outlook, "
@@ -195,6 +198,7 @@ MAIL = {
         "participants": "Participants",
         "more": "… and {count} more",
         "join": "Join the meeting",
+        "service": "Video conferencing service",
         "link": "Link",
         "description": "Description",
         "footer": "The attached event.ics can be added to any calendar: Outlook, Google "

@@ -19,7 +19,7 @@ class Facts:
     detection: Detection = field(default_factory=Detection)
     record: Record | None = None  # the server-side record for (owner, calendar, UID)
     record_stale: bool = False  # a CREATING record whose attempt was abandoned (crash, timeout)
-    unchanged: bool = False  # the client sent back exactly what is stored
+    unchanged: bool = False  # the client sent back exactly what is stored (a re-upload)
     cancelled: bool = False  # STATUS:CANCELLED on the series, not one occurrence
     invalid_times: bool = False  # ends before it starts
     link_present: bool = True  # the record's join URL is still in LOCATION or DESCRIPTION
@@ -74,6 +74,10 @@ def plan(facts: Facts) -> Action:
     retyped = det.fresh and det.provider == rec.provider
     if not facts.link_present and not retyped:
         return Action(ActionKind.DELETE, rec.provider)
-    if rec.provider in facts.scheduled and facts.fingerprint != rec.fingerprint:
+    if (
+        rec.provider in facts.scheduled
+        and facts.fingerprint != rec.fingerprint
+        and not facts.unchanged  # a re-upload (of a failed change's note) is not a retry
+    ):
         return Action(ActionKind.UPDATE, rec.provider)
     return Action(ActionKind.KEEP, rec.provider)

@@ -11,7 +11,7 @@ import re
 import icalendar
 
 from radicale_meetplugin.core import i18n, ical
-from radicale_meetplugin.core.detect import TAG, Grammar
+from radicale_meetplugin.core.detect import TAG, Grammar, location_request
 from radicale_meetplugin.core.model import Conference
 
 BOOKKEEPING = (
@@ -31,7 +31,7 @@ _LOCATION_SPLIT_KEEP = re.compile(r"([;,\n])")
 def _our_line_prefixes() -> tuple[str, ...]:
     prefixes = []
     for lang in i18n.LANGUAGES:
-        for name in ("join", "join_hosts", "watch", "failed", "pending"):
+        for name in ("join", "join_hosts", "watch", "failed", "pending", "update_failed"):
             template = i18n.TEXT[lang][name]
             prefixes.append(template[: template.index("{")])
     return tuple(prefixes)
@@ -113,9 +113,19 @@ def _location_with_link(
         if bare == url:  # two old links replaced by one new: keep it once
             pieces[i] = part if not seen else ""
             seen = True
-        elif grammar.provider_for(bare) or bare in replace_urls:
+        elif bare in replace_urls:
             lead = part[: len(part) - len(part.lstrip())]
             pieces[i] = "" if placed else lead + url
+            placed = True
+        elif (request := location_request(part, grammar)) is not None:
+            # The keyword goes; the place typed with it stays: "Переговорная 5 телемост".
+            lead = part[: len(part) - len(part.lstrip())]
+            link = "" if placed else url
+            if request.rest and link:
+                both = (request.rest, link) if request.at == "end" else (link, request.rest)
+                pieces[i] = lead + "; ".join(both)
+            else:
+                pieces[i] = lead + (request.rest or link)
             placed = True
     out = "".join(pieces)
     if not placed:
@@ -307,6 +317,36 @@ def explain(cal: icalendar.Calendar, message: str, lang: str) -> None:
         comp.add("X-MEETPLUGIN-ERROR", icalendar.vText(message[:300]), encode=False)
 
 
+def _update_failed_prefixes() -> tuple[str, ...]:
+    return tuple(i18n.TEXT[lang]["update_failed"].split("{")[0] for lang in i18n.LANGUAGES)
+
+
+_UPDATE_FAILED = _update_failed_prefixes()
+
+
+def note_update(cal: icalendar.Calendar, line: str | None, lang: str) -> None:
+    """Say in our block that a change of the conference failed (None: drop such a line).
+
+    The block's other lines (the link, the service) stay: the conference is still there.
+    """
+    for comp in ical.vevents(cal):
+        user_text, ours = split_description(ical.text_of(comp, "DESCRIPTION"))
+        lines = [x.strip() for x in ours]
+        kept = [
+            x
+            for x in lines
+            if x not in _BLOCK_STARTS and x != i18n.BLOCK_END and not x.startswith(_UPDATE_FAILED)
+        ]
+        if not kept:
+            continue  # no block of ours (a person removed it): nothing to add to
+        dropped = any(x.startswith(_UPDATE_FAILED) for x in lines)
+        if line is None and not dropped:
+            continue
+        if line is not None:
+            kept.append(line)
+        ical.set_text(comp, "DESCRIPTION", compose_description(user_text, lang, kept))
+
+
 def pending(
     cal: icalendar.Calendar,
     provider: str,
@@ -367,6 +407,31 @@ def shown_links(cal: icalendar.Calendar, grammar: Grammar) -> tuple[str, ...]:
                 if line.strip().startswith(prefix):
                     links.append(line.strip()[len(prefix) :].strip())
     return tuple(dict.fromkeys(u for u in links if u.startswith(("https://", "http://"))))
+
+
+def service_label(cal: icalendar.Calendar, url: str = "") -> str:
+    """The service our block (or our CONFERENCE label) names: "Яндекс Телемост"; "" if none."""
+    for comp in ical.vevents(cal):
+        _, block = split_description(ical.text_of(comp, "DESCRIPTION"), (url,) if url else ())
+        for line in block:
+            bare = line.strip()
+            for prefix in _SERVICE_PREFIXES:
+                if bare.startswith(prefix) and bare[len(prefix) :].strip():
+                    return bare[len(prefix) :].strip()
+    for comp in ical.vevents(cal):
+        for conf in ical.values_of(comp, "CONFERENCE"):
+            if url and str(conf) != url:
+                continue
+            label = str(getattr(conf, "params", {}).get("LABEL", ""))
+            for lang in i18n.LANGUAGES:
+                head, _, tail = i18n.TEXT[lang]["conference_label"].partition("{provider}")
+                if (
+                    label.startswith(head)
+                    and label.endswith(tail)
+                    and len(label) > len(head + tail)
+                ):
+                    return label[len(head) : len(label) - len(tail)].strip()
+    return ""
 
 
 def link_present(cal: icalendar.Calendar, url: str) -> bool:

@@ -8,7 +8,7 @@ seeds' systems:
 
     multipart/mixed
       multipart/alternative
-        text/plain                        greeting, date and time, people, the link
+        text/plain                        greeting, date and time, the service, people, the link
         text/html                         the same, with a "Присоединиться к встрече" button
         text/calendar; method=REQUEST     what calendar clients act on
       application/ics; name=event.ics     an attachment any calendar can import
@@ -96,20 +96,27 @@ def calendar(
     out.add("VERSION", "2.0")
     out.add("CALSCALE", "GREGORIAN")
     out.add("METHOD", method)
-    for comp in cal.subcomponents:
-        if comp.name == "VTIMEZONE":
-            out.add_component(_copy(comp))
     events = ical.vevents(cal)
     if method == "CANCEL":
         main = ical.master(cal)
         events = [main] if main is not None else events
-    for comp in events:
-        out.add_component(_itip_event(comp, kind, sequence, organizer, recipient, now))
+    itip_events = [_itip_event(c, kind, sequence, organizer, recipient, now) for c in events]
+    # Time zones first, then the events: readers that resolve a TZID as they meet it
+    # (some mail clients do) need the zone before the event that uses it.
+    for comp in cal.subcomponents:
+        if comp.name == "VTIMEZONE":
+            out.add_component(_copy(comp))
+    for comp in itip_events:
+        out.add_component(comp)
     if hasattr(out, "get_missing_tzids"):  # Outlook needs a VTIMEZONE for every TZID
-        for tzid in sorted(out.get_missing_tzids()):
-            zone_text = _vtimezone(tzid)
-            if zone_text:
-                out.add_component(icalendar.Timezone.from_ical(zone_text))
+        added = [
+            icalendar.Timezone.from_ical(zone_text)
+            for zone_text in map(_vtimezone, sorted(out.get_missing_tzids()))
+            if zone_text
+        ]
+        if added:
+            kept = [c for c in out.subcomponents if c.name == "VTIMEZONE"]
+            out.subcomponents = [*kept, *added, *itip_events]
     return out
 
 
@@ -260,6 +267,10 @@ def _facts(
             (t("repeats"), t(freq if freq in ("DAILY", "WEEKLY", "MONTHLY", "YEARLY") else "OTHER"))
         )
     rows.append((t("organizer"), organizer.shown()))
+    # The service by name, as the seeds' letters show it ("… сервиса видеоконференции Videomost").
+    service = address.one_line(rewrite.service_label(cal, join_url), 80)
+    if service:
+        rows.append((t("service"), service))
     everyone = participants(cal, organizer.address)
     people = tuple(p.shown() for p in everyone[:MAX_LISTED])
     if len(everyone) > MAX_LISTED:

@@ -322,7 +322,16 @@ class Engine(Generic[S]):
                 and not self.store.pending_job_for(key, record.attempt)
             ),
             unchanged=bool(
-                record and record.state is RecordState.FAILED and self._same(stored_text(), before)
+                record
+                and (
+                    record.state is RecordState.FAILED
+                    or (
+                        record.state is RecordState.ACTIVE
+                        and record.provider in self.scheduled
+                        and record.fingerprint != meeting.fingerprint()
+                    )
+                )
+                and self._same(stored_text(), before)
             ),
             cancelled=ical.is_cancelled(cal),
             invalid_times=ical.ends_before_start(cal),
@@ -349,20 +358,32 @@ class Engine(Generic[S]):
             action = Action(ActionKind.FAIL, detection.provider, "unknown_option", detail=bad_word)
             if record is not None and record.state is RecordState.ACTIVE:
                 action = Action(ActionKind.KEEP, record.provider)  # keep what exists; say nothing
-        effects.extend(self._apply(action, key, cal, record, meeting, href))
+        if not (
+            action.kind is ActionKind.KEEP
+            and facts.unchanged
+            and record is not None
+            and record.state is RecordState.ACTIVE
+        ):
+            effects.extend(self._apply(action, key, cal, record, meeting, href))
+        # else: a re-upload of a version whose change failed: kept as stored (its note
+        # included), the record as it was, so the next real edit tries the change again
         if self.masks and facts.organizer and action.kind in (ActionKind.IGNORE, ActionKind.CLEAR):
             # never into an attendee's copy: not even a pasted link's CONFERENCE
             links.mark_conferences(cal, links.pasted(cal, self.masks))
         if facts.organizer and self.mailing is not None:
             effects.append(Letters(key, cal))
         after = ical.to_text(cal)
-        logger.info(
-            "meetplugin: %s: %s%s%s",
-            self._where(key),
-            action.kind.value,
-            f" ({action.provider})" if action.provider else "",
-            _why(action, facts),
-        )
+        if detection.note and facts.organizer and action.kind is ActionKind.IGNORE:
+            # LOCATION names a service but does not ask for it: say why, once per save.
+            logger.info("meetplugin: %s: no conference: %s", self._where(key), detection.note)
+        else:
+            logger.info(
+                "meetplugin: %s: %s%s%s",
+                self._where(key),
+                action.kind.value,
+                f" ({action.provider})" if action.provider else "",
+                _why(action, facts),
+            )
         return Decision(
             after if after != before else None,
             effects,
@@ -665,7 +686,8 @@ class Engine(Generic[S]):
         if job.kind is ActionKind.UPDATE:
             with self.store.transaction():
                 record = self.store.get(key)
-                if outcome.conference and record and self._about(record, job.conference):
+                current = record is not None and self._about(record, job.conference)
+                if outcome.conference and record and current:
                     self.store.put(
                         dataclasses.replace(
                             record,
@@ -680,8 +702,29 @@ class Engine(Generic[S]):
                         self._where(key),
                         job.provider,
                     )
-            return None, []
+            return (self._note_update(job, outcome, current_text) if current else None), []
         return self._settle_create(job, outcome, current_text)
+
+    def _note_update(self, job: Job, outcome: Outcome, current_text: str | None) -> str | None:
+        """A failed change is said in the event (the link stays); a later success drops it."""
+        if current_text is None:
+            return None
+        try:
+            cal = ical.parse(current_text)
+        except ical.EventParseError:
+            return None
+        if not self.is_organizer(cal, job.key.owner):
+            return None
+        before = ical.to_text(cal)
+        line = None
+        if outcome.error is not None:
+            # "forbidden" reads "refused to create": the conference exists, it was the change.
+            code = "rejected" if outcome.error.code == "forbidden" else outcome.error.code
+            reason = self.reason_text(code, job.provider, error=outcome.error)
+            line = i18n.text(self.lang, "update_failed", reason=reason)
+        rewrite.note_update(cal, line, self.lang)
+        after = ical.to_text(cal)
+        return after if after != before else None
 
     @staticmethod
     def _about(record: Record, conference: Conference | None) -> bool:

@@ -199,7 +199,7 @@ class Session:
 
     def settle(self, job: Job, outcome: Outcome) -> list[Job]:
         """Write a job's final outcome into the event as it is now (the outbox calls this)."""
-        if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
+        if job.kind is ActionKind.DELETE:
             return self.engine.settle(job, outcome, None)[1]
         with self.store.lock():
             ref = self.store.locate(job)

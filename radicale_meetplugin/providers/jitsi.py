@@ -110,7 +110,7 @@ def build(options: Mapping[str, Any], ctx: BuildContext) -> Jitsi:
 PLUGIN = ProviderPlugin(
     name="jitsi",
     labels={"ru": "Jitsi Meet", "en": "Jitsi Meet"},
-    keywords=("jitsi", "джитси"),
+    keywords=("jitsi", "джитси", "jitsi meet"),
     options=OPTIONS,
     build=build,
     capabilities=lambda options: CAPABILITIES,

@@ -357,7 +357,16 @@ USERS = UserCredentials(
 PLUGIN = ProviderPlugin(
     name="telemost",
     labels={"ru": "Яндекс Телемост", "en": "Yandex Telemost"},
-    keywords=("telemost", "телемост"),
+    # The service's own names count as keywords: "Я.Телемост" is the seeds' button name.
+    keywords=(
+        "telemost",
+        "телемост",
+        "яндекс телемост",
+        "яндекс.телемост",
+        "я.телемост",
+        "yandex telemost",
+        "yandex.telemost",
+    ),
     options=OPTIONS,
     build=build,
     capabilities=lambda options: CAPABILITIES,

@@ -127,8 +127,10 @@ def test_each_attendee_gets_one_invitation_with_the_link(radicale, inbox):
     assert "Организатор: Алиса Смирнова <alice@example.com>" in text
     assert "Иванов, Иван <ivan@example.com>" in text and "Bob Stone <bob@example.com>" in text
     assert f"Присоединиться к встрече: {link}" in text
+    assert "Сервис видеоконференции: Jitsi Meet" in text  # the service by name, as in the seeds
     assert "Обсудим планы" in text
     assert f'<a href="{link}"' in ivan.html() and "Присоединиться к встрече</a>" in ivan.html()
+    assert ">Jitsi Meet</td>" in ivan.html()
 
     calendar_part = next(p for p in msg.walk() if p.get_content_type() == "text/calendar")
     assert calendar_part.get_param("method") == "REQUEST"

@@ -69,3 +69,59 @@ def test_an_unknown_option_is_explained(radicale, telemost):
     assert "параметр «громко» не подходит для сервиса Яндекс Телемост" in str(
         read(radicale, path)["DESCRIPTION"]
     )
+
+
+def retype(radicale, path: str, location: str) -> None:
+    """The person replaces the link in Location by the keyword with new options."""
+    cal = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    cal.walk("VEVENT")[0]["LOCATION"] = icalendar.vText(location)
+    assert radicale.put("alice", path, cal.to_ical().decode()).status_code in (201, 204)
+
+
+FAILED_CHANGE = "Параметры встречи не изменены: Яндекс Телемост отклонил запрос (код 403"
+
+
+def test_a_failed_option_change_is_explained_in_the_event_and_the_link_stays(radicale, telemost):
+    """Issue 12, item 11: Telemost refuses the PATCH; the event says so, keeps its link."""
+    uid = f"{uuid.uuid4()}@opt"
+    path = f"{CAL}/{uid}.ics"
+    radicale.put("alice", path, event(uid, location="телемост:все"))
+    link = str(read(radicale, path)["LOCATION"])
+    telemost.fail_next("PATCH", 403, {"error": "Forbidden", "description": "no"})
+    mark = radicale.mark()
+    retype(radicale, path, "telemost:off")
+    radicale.wait_for_log(f"{uid}: telemost update done", start=mark)
+    ev = read(radicale, path)
+    assert str(ev["LOCATION"]) == link  # the conference and its link stay
+    description = str(ev["DESCRIPTION"])
+    assert f"Встреча пройдёт по ссылке: {link}" in description
+    assert FAILED_CHANGE in description and "Ссылка прежняя." in description
+    # Re-uploading that version is not a retry: no second call, the words stay once.
+    radicale.put("alice", path, radicale.get("alice", path).text)
+    assert len(telemost.calls_of("PATCH")) == 1
+    assert str(read(radicale, path)["DESCRIPTION"]).count("Параметры встречи не изменены") == 1
+    # The person asks again and Telemost takes it: the explanation goes.
+    mark = radicale.mark()
+    retype(radicale, path, "telemost:off")
+    radicale.wait_for_log(f"{uid}: telemost update done", start=mark)
+    ev = read(radicale, path)
+    assert "Параметры встречи не изменены" not in str(ev["DESCRIPTION"])
+    assert str(ev["LOCATION"]) == link
+    conf_id = str(ev["X-MEETPLUGIN-CONFERENCE-ID"])
+    assert telemost.conferences[conf_id]["waiting_room_level"] == "PUBLIC"
+
+
+def test_a_failed_cohosts_change_is_explained_in_the_event(radicale, telemost):
+    uid = f"{uuid.uuid4()}@opt"
+    path = f"{CAL}/{uid}.ics"
+    people = "ORGANIZER:mailto:alice@example.com\nATTENDEE:mailto:bob@example.com"
+    radicale.put("alice", path, event(uid, location="телемост", extra=people))
+    link = str(read(radicale, path)["LOCATION"])
+    telemost.fail_next("PUT", 403, {"error": "Forbidden", "description": "no"})
+    mark = radicale.mark()
+    retype(radicale, path, "телемост:соорганизаторы")
+    radicale.wait_for_log(f"{uid}: telemost update done", start=mark)
+    ev = read(radicale, path)
+    assert [c.path.endswith("/cohosts") for c in telemost.calls_of("PUT")] == [True]
+    assert str(ev["LOCATION"]) == link
+    assert FAILED_CHANGE in str(ev["DESCRIPTION"])

@@ -377,6 +377,9 @@ class TelemostEmulator:
             def do_PATCH(self) -> None:
                 self._handle("PATCH")
 
+            def do_PUT(self) -> None:  # PUT /conferences/{id}/cohosts
+                self._handle("PUT")
+
             def do_DELETE(self) -> None:
                 self._handle("DELETE")
 

@@ -1,5 +1,6 @@
-"""The bridge's CalDAV client logs in the way the server asks (Basic or Digest), only when asked,
-finds the calendar home, and refuses answers with a DTD; a loopback server checks every header."""
+"""The bridge's CalDAV client logs in the way the server asks (Basic or Digest), or with Basic
+up front when told, finds the calendar home, and refuses answers with a DTD; a loopback server
+checks every header."""
 
 from __future__ import annotations
 
@@ -172,6 +173,45 @@ def test_no_username_means_no_login():
     client = CalDAVClient(server.url, timeout=10)
     try:
         with pytest.raises(CalDAVError, match="refused the login"):
+            client.discover_home()
+    finally:
+        client.close()
+        server.stop()
+    assert [given for _path, given in server.seen] == [""]
+
+
+def test_basic_sent_up_front_needs_no_challenge():
+    server = Server("basic")
+    client = CalDAVClient(server.url, server.user, PASSWORD, timeout=10)
+    client.send_basic_first()
+    try:
+        client.discover_home()
+    finally:
+        client.close()
+        server.stop()
+    assert len(server.seen) == 2 and all(given.startswith("Basic ") for _p, given in server.seen)
+    assert client.scheme == "basic"
+
+
+def test_basic_up_front_to_a_digest_server_switches_to_digest():
+    server = Server("digest")
+    client = CalDAVClient(server.url, server.user, PASSWORD, timeout=10)
+    client.send_basic_first()
+    try:
+        assert client.discover_home() == f"/home/{server.user}/"
+    finally:
+        client.close()
+        server.stop()
+    assert server.seen[0][1].startswith("Basic ") and server.seen[-1][1].startswith("Digest ")
+    assert client.scheme == "digest"
+
+
+def test_digest_only_refuses_a_basic_server():
+    server = Server("basic")
+    client = CalDAVClient(server.url, server.user, PASSWORD, timeout=10)
+    client.digest_only = True
+    try:
+        with pytest.raises(CalDAVError, match="no Digest login"):
             client.discover_home()
     finally:
         client.close()

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from bridge import state as bridge_state
 from bridge.state import BridgeState
 from radicale_meetplugin.core.model import (
     ActionKind,
@@ -357,7 +358,9 @@ def test_the_bridge_state_uses_the_same_database_module(tmp_path):
     old.close()
     before = fds(tmp_path)
     state = BridgeState(path)
-    assert isinstance(state.db, Database) and state.db.version == 2  # + cycles
+    assert isinstance(state.db, Database) and state.db.version == bridge_state.SCHEMA.version
+    state.set_login_scheme("a", "http://dav/", "basic")  # step 2 ran on the old file
+    assert state.login_scheme("a", "http://dav/") == "basic"
     assert state.home("a", "http://dav/") == ("/a/", "/p/a/")
     assert state.cycles() == {}
     state.cycle_done("a", 10.0)

@@ -223,13 +223,14 @@ def test_the_invitation_letter():
     assert max(len(line) for line in raw.split(b"\r\n")) <= 78
     raw.decode("ascii")  # 7-bit clean: any SMTP server takes it
     text = plain(msg)
-    assert text.splitlines()[:7] == [
+    assert text.splitlines()[:8] == [
         "Здравствуйте, Иванов, Иван!",
         "",
         "Алиса Смирнова приглашает вас на онлайн-встречу «Планёрка».",
         "",
         "Дата и время: среда, 25 ноября 2026, 10:00–11:00 (Europe/Moscow, UTC+03:00)",
         "Организатор: Алиса Смирнова <alice@example.com>",
+        "Сервис видеоконференции: Jitsi Meet",
         "Участники:",
     ]
     assert "  • Иванов, Иван <ivan@example.com>" in text
@@ -238,6 +239,41 @@ def test_the_invitation_letter():
     html = msg.get_body(("html",)).get_content()
     assert f'<a href="{LINK}"' in html and ">Присоединиться к встрече</a>" in html
     assert "Иванов, Иван &lt;ivan@example.com&gt;" in html
+
+
+@pytest.mark.parametrize(
+    "lines,service",
+    [
+        (
+            (
+                "DESCRIPTION:Повестка\\n\\n=== Видеовстреча ===\\n"
+                f"Встреча пройдёт по ссылке: {LINK}\\nСервис: Яндекс Телемост\\n===",
+            ),
+            "Яндекс Телемост",
+        ),
+        # A server that dropped the description block: our CONFERENCE label still names it.
+        ((f"CONFERENCE;VALUE=URI;LABEL=Видеовстреча (Videomost):{LINK}",), "Videomost"),
+        ((), ""),
+    ],
+    ids=["block", "conference-label", "unknown"],
+)
+def test_the_letter_names_the_service(lines, service):
+    _raw, msg = build(cal_of(*lines))
+    text = plain(msg)
+    html = msg.get_body(("html",)).get_content()
+    itip = next(p for p in msg.walk() if p.get_content_type() == "text/calendar")
+    description = str(
+        icalendar.Calendar.from_ical(itip.get_content()).walk("VEVENT")[0].get("DESCRIPTION", "")
+    )
+    if not service:
+        assert "Сервис видеоконференции" not in text
+        return
+    assert f"Сервис видеоконференции: {service}" in text.splitlines()
+    assert f'Сервис видеоконференции</td><td style="padding:2px 0">{service}<' in html
+    if lines[0].startswith("DESCRIPTION"):  # the event's own description, as the .ics carries it
+        assert f"Сервис: {service}" in description
+    _raw, english = build(cal_of(*lines), lang="en")
+    assert f"Video conferencing service: {service}" in plain(english)
 
 
 def test_english_letters():
@@ -353,6 +389,33 @@ def test_request_copies_the_event_without_alarms_bookkeeping_or_scheduling_param
         for a in ev["ATTENDEE"]
     )
     assert [str(tz["TZID"]) for tz in itip.walk("VTIMEZONE")] == ["Europe/Moscow"]
+
+
+MOSCOW_ZONE = "\n".join(
+    [
+        "BEGIN:VTIMEZONE",
+        "TZID:Europe/Moscow",
+        "BEGIN:STANDARD",
+        "DTSTART:19700101T000000",
+        "TZOFFSETFROM:+0300",
+        "TZOFFSETTO:+0300",
+        "TZNAME:MSK",
+        "END:STANDARD",
+        "END:VTIMEZONE",
+    ]
+)
+
+
+@pytest.mark.parametrize("carried", [False, True], ids=["zone-from-database", "zone-in-event"])
+def test_time_zones_come_before_the_events(carried):
+    cal = cal_of(components=MOSCOW_ZONE if carried else "")
+    _raw, msg = build(cal)
+    for part in msg.walk():
+        if part.get_content_type() in ("text/calendar", "application/ics"):
+            payload = part.get_payload(decode=True).decode()
+            names = [c.name for c in icalendar.Calendar.from_ical(payload).subcomponents]
+            assert names == ["VTIMEZONE", "VEVENT"], part.get_content_type()
+            assert payload.index("BEGIN:VTIMEZONE") < payload.index("BEGIN:VEVENT")
 
 
 def test_request_carries_the_overrides_of_a_series():

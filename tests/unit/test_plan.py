@@ -58,6 +58,18 @@ ROWS = [
     ("re-upload, link kept", facts(record=ACTIVE, detection=TELEMOST_CATEGORY), A.KEEP, "telemost"),
     ("edit without marker, link kept", facts(record=ACTIVE), A.KEEP, "telemost"),
     (
+        "options changed, scheduled provider",
+        facts(record=ACTIVE, fingerprint="new", scheduled=frozenset({"telemost"})),
+        A.UPDATE,
+        "telemost",
+    ),
+    (
+        "options changed, re-upload of the stored version (a failed change)",
+        facts(record=ACTIVE, fingerprint="new", scheduled=frozenset({"telemost"}), unchanged=True),
+        A.KEEP,
+        "telemost",
+    ),
+    (
         "time moved, timeless provider",
         facts(record=ACTIVE, fingerprint="moved"),
         A.KEEP,

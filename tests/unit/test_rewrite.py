@@ -354,3 +354,28 @@ def test_detaching_a_webinar_removes_the_viewers_link_too():
     text = ical.to_text(cal)
     assert "/live/43" not in text and "/j/43" not in text and "CONFERENCE" not in text
     assert str(first(text)["DESCRIPTION"]) == "Программа"
+
+
+# --- a failed change of the conference (issue 12, item 11) -----------------------------
+
+
+def test_a_failed_change_is_noted_in_the_block_and_the_link_stays():
+    url = "https://telemost.yandex.ru/j/1"
+    cal = ical.parse(event("u@t", location="telemost", description="Повестка"))
+    grammar = GRAMMAR
+    rewrite.attach(cal, Conference("telemost", "1", url), "Яндекс Телемост", "ru", grammar)
+    attached = ical.to_text(cal)
+    line = i18n.text("ru", "update_failed", reason="Яндекс Телемост отклонил запрос (код 403).")
+    rewrite.note_update(cal, line, "ru")
+    rewrite.note_update(cal, line, "ru")  # once, however often it fails
+    description = ical.text_of(ical.master(cal), "DESCRIPTION")
+    assert description == (
+        "Повестка\n\n=== Видеовстреча ===\n"
+        f"Встреча пройдёт по ссылке: {url}\nСервис: Яндекс Телемост\n{line}\n==="
+    )
+    assert rewrite.split_description(description)[0] == "Повестка"
+    assert rewrite.shown_links(cal, grammar) == (url,)
+    rewrite.note_update(cal, None, "ru")  # a later change went through
+    assert ical.to_text(cal) == attached
+    rewrite.note_update(cal, None, "ru")
+    assert ical.to_text(cal) == attached
