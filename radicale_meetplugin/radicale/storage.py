@@ -4,16 +4,21 @@ Wraps Radicale's `multifilesystem` storage. Decisions happen where Radicale
 holds its (global) storage lock; provider calls happen after the lock is
 released, and their results are written back under a fresh lock before the
 PUT response leaves, so the client's next read already has the link.
+
+Under the lock the state file is waited for only briefly (`LOCKED_STATE_WAIT`):
+when another program holds it longer, the request is refused with 503 and
+Retry-After (radicale/unavailable.py) rather than stored without its
+bookkeeping, and nobody else waits behind it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
 
 import radicale.item as radicale_item
 from radicale import config as radicale_config
@@ -24,11 +29,15 @@ from radicale.storage.multifilesystem.lock import StoragePartLock
 from radicale_meetplugin.bootstrap import build_engine, build_outbox
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine
-from radicale_meetplugin.protocol.session import Session, Stored, Write
-from radicale_meetplugin.radicale import early, put_etag
+from radicale_meetplugin.protocol.session import Session, StateUnavailable, Stored, Write
+from radicale_meetplugin.radicale import early, put_etag, unavailable
 from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
+
+# Seconds a request holding Radicale's lock waits for the state file (another
+# process's write): everyone else waits behind that request meanwhile.
+LOCKED_STATE_WAIT = 1.0
 
 _base_upload = multifilesystem.Collection.upload
 _base_delete = multifilesystem.Collection.delete
@@ -79,12 +88,17 @@ class Storage(multifilesystem.Storage):
                 )
         self.meet = adapter
         put_etag.install()
+        unavailable.install()
 
     @types.contextmanager
     def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
         try:
             with super().acquire_lock(mode, user, *args, **kwargs):
-                yield
+                if mode == "w":
+                    with self.meet.engine.store.db.waiting_at_most(LOCKED_STATE_WAIT):
+                        yield
+                else:
+                    yield
         finally:
             if mode == "w":
                 self.meet.after_write()
@@ -113,8 +127,11 @@ class RadicaleEventStore:
             "server", "max_vevent_rrule_occurrence"
         )
 
-    def lock(self) -> AbstractContextManager[object]:
-        return StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN")
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[object]:
+        with StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN") as held:
+            with self.storage.meet.engine.store.db.waiting_at_most(LOCKED_STATE_WAIT):
+                yield held
 
     def locate(self, job: Job) -> str:
         col, href = self._find(job.key, job.href)
@@ -211,6 +228,7 @@ class RadicaleAdapter:
             budget=engine.settings.main["provider_timeout"],
             waiting=threading.BoundedSemaphore(max(waiting, 1)) if waiting > 0 else None,
         )
+        self.session.refuse_unavailable = True  # a 503 the client retries, never a lost record
         self.outbox = build_outbox(engine, self.session.settle)
         self.session.submit = self.outbox.submit
         self._request = threading.local()
@@ -275,6 +293,14 @@ class RadicaleAdapter:
             item = col._get(href, verify_href=False)
             if item is not None:
                 self._later(self.engine.on_delete(EventKey(col.owner, col.path, item.uid)))
+        except sqlite3.OperationalError as e:  # never delete an event whose room stays unrecorded
+            logger.warning(
+                "meetplugin: %s/%s: delete refused for now, the state file is unavailable: %s",
+                col.path,
+                href,
+                e,
+            )
+            raise StateUnavailable(str(e)) from e
         except Exception:
             logger.exception("meetplugin: %s/%s: delete bookkeeping failed", col.path, href)
 
@@ -289,6 +315,13 @@ class RadicaleAdapter:
                     EventKey(to_collection.owner, to_collection.path, item.uid),
                 )
             )
+        except sqlite3.OperationalError as e:
+            logger.warning(
+                "meetplugin: move of %s refused for now, the state file is unavailable: %s",
+                item.uid,
+                e,
+            )
+            raise StateUnavailable(str(e)) from e
         except Exception:
             logger.exception("meetplugin: move bookkeeping of %s failed", item.uid)
 
@@ -313,13 +346,16 @@ class RadicaleAdapter:
             for record in self.engine.store.under(path):
                 if record.key.calendar == path and record.key.uid not in uids:
                     self._later(self.engine.on_delete(record.key))
-        except sqlite3.OperationalError as e:
+        except (sqlite3.OperationalError, StateUnavailable) as e:
+            # Refused: the client sends it again. What was committed for the first events
+            # stays queued (its jobs run from the queue) and is found again on the retry.
             logger.warning(
-                "meetplugin: %s: import stored as sent, the state file is unavailable: %s",
+                "meetplugin: %s: import refused for now, the state file is unavailable: %s",
                 path,
                 e,
             )
-            prepared = prepared + items[len(prepared) :]
+            self._request.jobs = []
+            raise StateUnavailable(str(e)) from e
         except Exception:  # never lose an import to a bug of ours
             logger.exception("meetplugin: %s: import stored as sent after an internal error", path)
             prepared = prepared + items[len(prepared) :]
