@@ -99,8 +99,8 @@ def test_a_decision_whose_record_changed_is_made_again_under_the_lock(app, decis
     uid = f"{uuid.uuid4()}@test"
     original = early.decide
 
-    def decide_then_change(adapter, path, content):
-        made = original(adapter, path, content)
+    def decide_then_change(adapter, path, content, item=None):
+        made = original(adapter, path, content, item)
         # another save of this UID lands between the early decision and the lock
         request_record = adapter.engine.store
         key = made.decision.effects[0].record.key
