@@ -160,7 +160,7 @@ class RadicaleServer:
                 self._logged.notify_all()
             if "Radicale server ready" in line:
                 self._ready.set()
-            if "CRITICAL" in line:
+            if "CRITICAL" in line and not self._ready.is_set():  # later: a 5xx answer
                 self.port = 0
                 self._ready.set()
         self.port = 0 if not self._ready.is_set() else self.port

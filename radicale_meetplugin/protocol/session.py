@@ -31,6 +31,10 @@ logger = logging.getLogger("radicale.meetplugin")
 MAX_CONFLICTS = 3  # version conflicts in a row before the event waits for a later pass
 
 
+class StateUnavailable(Exception):
+    """The state file could not be written in time: the request must be refused, not lost."""
+
+
 @dataclass(frozen=True)
 class Stored:
     """One event as the store holds it: where, its text, and the version to write against."""
@@ -106,6 +110,9 @@ class Session:
         self.submit = submit  # the outbox's: set once the outbox exists
         self.budget = budget  # seconds a save waits for its provider calls (None: until done)
         self.waiting = waiting  # how many saves may wait at once (each holds a connection)
+        # When the state file is unavailable: refuse the save (raise StateUnavailable, the
+        # shell answers 503) instead of storing it as sent with its bookkeeping lost.
+        self.refuse_unavailable = False
 
     # --- decide ------------------------------------------------------------------
 
@@ -119,8 +126,10 @@ class Session:
     ) -> Decision:
         """The engine's decision for a saved version, committed; never raises.
 
-        A bug of ours or an unavailable state file never costs the person's
-        event: it is then stored as sent. `writer`: the authenticated user, if known.
+        A bug of ours never costs the person's event: it is then stored as
+        sent. An unavailable state file does too, unless `refuse_unavailable`:
+        then `StateUnavailable` is raised and nothing is stored. `writer`: the
+        authenticated user, if known.
         """
         return self.commit(key, lambda: self.engine.decide(key, text, stored_text, href, writer))
 
@@ -131,6 +140,14 @@ class Session:
             decision.jobs = self.engine.commit(decision.effects)
             return decision
         except sqlite3.OperationalError as e:  # the state file is busy or unwritable
+            if self.refuse_unavailable:
+                logger.warning(
+                    "meetplugin: %s/%s: refused for now, the state file is unavailable: %s",
+                    key.calendar,
+                    key.uid,
+                    e,
+                )
+                raise StateUnavailable(str(e)) from e
             logger.warning(
                 "meetplugin: %s/%s: stored as sent, the state file is unavailable: %s",
                 key.calendar,
@@ -227,4 +244,4 @@ class Session:
             return more
 
 
-__all__ = ["EventStore", "MAX_CONFLICTS", "Session", "Stored", "Write"]
+__all__ = ["EventStore", "MAX_CONFLICTS", "Session", "StateUnavailable", "Stored", "Write"]

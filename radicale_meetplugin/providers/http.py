@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import logging
 import re
@@ -19,13 +21,22 @@ logger = logging.getLogger("radicale.meetplugin")
 _SAFE_CODE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date (RFC 9110)."""
     if not value:
         return None
+    value = value.strip()
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: let the caller's backoff decide
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # unreadable: let the caller's backoff decide
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP dates are always GMT
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def error_code_of(response: requests.Response) -> str:
@@ -153,7 +164,7 @@ class ApiClient:
                 status=status,
                 provider_code=code,
                 temporary=True,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after(response.headers.get("Retry-After")),
             )
         if status >= 500 or status == 408:
             return ProviderError(
@@ -161,7 +172,7 @@ class ApiClient:
                 status=status,
                 provider_code=code,
                 temporary=True,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after(response.headers.get("Retry-After")),
             )
         if status == 401:
             return ProviderError("auth", status=status, provider_code=code)

@@ -1,9 +1,10 @@
 """Deciding a PUT before Radicale takes its global lock, so a big save freezes nobody.
 
-Radicale reads a PUT's body before it locks the storage, and prepares the
-item under the lock. The costly part of the plugin's work (parsing, planning,
-rewriting, Radicale's own re-serialisation of the result) is done here, on the
-body, with no lock held; the decision's effects are not committed. Under the
+Radicale reads and prepares a PUT's item (parse, sanitise, serialise) before
+it locks the storage. The costly part of the plugin's work (planning,
+rewriting, Radicale's own re-serialisation of the result) is done right after,
+on that prepared item, with no lock held; the decision's effects are not
+committed. Under the
 lock the adapter takes this decision only if the item Radicale prepared is
 the same text and the conference record is still the one the decision read;
 otherwise it decides again there. Nothing is ever decided on stale facts.
@@ -75,14 +76,14 @@ def take(calendar: str, text: str) -> Early | None:
     return early
 
 
-def _body_read(content: str) -> None:
+def _prepared(item: radicale_item.Item) -> None:
     target = getattr(_request, "target", None)
-    if not target or "BEGIN:VEVENT" not in content:
+    if not target:
         return
     adapter, path, user = target
     _request.target = None  # once per request
     try:
-        _request.early = decide(adapter, path, content, user)
+        _request.early = decide(adapter, path, item.serialize(), item, user)
     except NeedsLock:
         _request.early = None
     except Exception:  # the locked path decides and reports it
@@ -90,12 +91,20 @@ def _body_read(content: str) -> None:
         _request.early = None
 
 
-def decide(adapter: RadicaleAdapter, path: str, content: str, user: str = "") -> Early | None:
+def decide(
+    adapter: RadicaleAdapter,
+    path: str,
+    content: str,
+    item: radicale_item.Item | None = None,
+    user: str = "",
+) -> Early | None:
+    """The decision for a PUT of `content` to `path`; `item`: Radicale's prepared one."""
     engine = adapter.engine
     if not engine.may_ask(content):
         return None  # most saves: the locked path's fast check costs less than a parse
     calendar = posixpath.dirname(pathutils.strip_path(path))
-    item = adapter.events.as_radicale_item(calendar, content)  # as Radicale prepares it
+    if item is None:
+        item = adapter.events.as_radicale_item(calendar, content)  # as Radicale prepares it
     if item.component_name != "VEVENT":
         return None
     text = item.serialize()
@@ -111,18 +120,28 @@ def decide(adapter: RadicaleAdapter, path: str, content: str, user: str = "") ->
 
 
 def install() -> None:
-    """Wrap Radicale's body reader (put_etag's PUT wrapper calls `begin` and `end`)."""
-    from radicale import httputils
+    """Wrap Radicale's PUT preparation (put_etag's PUT wrapper calls `begin` and `end`)."""
+    from radicale.app import put
 
-    original_read = httputils.read_request_body
-    if getattr(original_read, "_meetplugin_early", False):
+    original = put.prepare
+    if getattr(original, "_meetplugin_early", False):
         return
 
-    @functools.wraps(original_read)
-    def read_request_body(*args: Any, **kwargs: Any) -> str:
-        content = original_read(*args, **kwargs)
-        _body_read(content)
-        return content
+    @functools.wraps(original)
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        items, tag, whole, props, failed = result
+        if (
+            failed is not None
+            or whole
+            or tag != "VCALENDAR"
+            or not getattr(_request, "target", None)
+        ):
+            return result
+        prepared = list(items)  # one item: a PUT of one event
+        if len(prepared) == 1:
+            _prepared(prepared[0])
+        return iter(prepared), tag, whole, props, failed
 
-    read_request_body._meetplugin_early = True  # type: ignore[attr-defined]
-    httputils.read_request_body = read_request_body
+    prepare._meetplugin_early = True  # type: ignore[attr-defined]
+    put.prepare = prepare

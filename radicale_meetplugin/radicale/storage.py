@@ -9,10 +9,16 @@ Radicale makes several Storage objects per process (and its own test suite one
 per test): they share one adapter (engine, state connections, outbox thread),
 which is closed when the last of them is dropped. ``radicale --verify-storage``
 gets a passive storage: no state, no outbox, no provider, no write of ours.
+
+Under the lock the state file is waited for only briefly (`LOCKED_STATE_WAIT`):
+when another program holds it longer, the request is refused with 503 and
+Retry-After (radicale/unavailable.py) rather than stored without its
+bookkeeping, and nobody else waits behind it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -20,7 +26,6 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
 
 import radicale.item as radicale_item
 from radicale import config as radicale_config
@@ -31,11 +36,15 @@ from radicale.storage.multifilesystem.lock import StoragePartLock
 from radicale_meetplugin.bootstrap import build_engine, build_outbox
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine
-from radicale_meetplugin.protocol.session import Session, Stored, Write
-from radicale_meetplugin.radicale import early, put_etag
+from radicale_meetplugin.protocol.session import Session, StateUnavailable, Stored, Write
+from radicale_meetplugin.radicale import early, put_etag, unavailable
 from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
+
+# Seconds a request holding Radicale's lock waits for the state file (another
+# process's write): everyone else waits behind that request meanwhile.
+LOCKED_STATE_WAIT = 1.0
 
 _base_upload = multifilesystem.Collection.upload
 _base_delete = multifilesystem.Collection.delete
@@ -146,6 +155,7 @@ class Storage(multifilesystem.Storage):
         self.meet = adapter
         weakref.finalize(self, _release, key, adapter)  # no reference to self in there
         put_etag.install()
+        unavailable.install()
 
     def verify(self) -> bool:
         if not self.passive:  # called without Radicale's command line: stop our part first
@@ -163,7 +173,11 @@ class Storage(multifilesystem.Storage):
             self.meet.writer(user)  # the authenticated user: a shared calendar's organizer
         try:
             with super().acquire_lock(mode, user, *args, **kwargs):
-                yield
+                if mode == "w":
+                    with self.meet.engine.store.db.waiting_at_most(LOCKED_STATE_WAIT):
+                        yield
+                else:
+                    yield
         finally:
             if mode == "w":
                 self.meet.after_write()
@@ -203,8 +217,11 @@ class RadicaleEventStore:
             return storage
         raise RuntimeError("meetplugin: every storage of this adapter is gone")
 
-    def lock(self) -> AbstractContextManager[object]:
-        return StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN")
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[object]:
+        with StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN") as held:
+            with self.storage.meet.engine.store.db.waiting_at_most(LOCKED_STATE_WAIT):
+                yield held
 
     def locate(self, job: Job) -> str:
         col, href = self._find(job.key, job.href)
@@ -301,6 +318,7 @@ class RadicaleAdapter:
             budget=engine.settings.main["provider_timeout"],
             waiting=threading.BoundedSemaphore(max(waiting, 1)) if waiting > 0 else None,
         )
+        self.session.refuse_unavailable = True  # a 503 the client retries, never a lost record
         self.outbox = build_outbox(engine, self.session.settle)
         self.session.submit = self.outbox.submit
         self._request = threading.local()
@@ -387,6 +405,14 @@ class RadicaleAdapter:
             item = col._get(href, verify_href=False)
             if item is not None:
                 self._later(self.engine.on_delete(EventKey(col.owner, col.path, item.uid)))
+        except sqlite3.OperationalError as e:  # never delete an event whose room stays unrecorded
+            logger.warning(
+                "meetplugin: %s/%s: delete refused for now, the state file is unavailable: %s",
+                col.path,
+                href,
+                e,
+            )
+            raise StateUnavailable(str(e)) from e
         except Exception:
             logger.exception("meetplugin: %s/%s: delete bookkeeping failed", col.path, href)
 
@@ -401,6 +427,13 @@ class RadicaleAdapter:
                     EventKey(to_collection.owner, to_collection.path, item.uid),
                 )
             )
+        except sqlite3.OperationalError as e:
+            logger.warning(
+                "meetplugin: move of %s refused for now, the state file is unavailable: %s",
+                item.uid,
+                e,
+            )
+            raise StateUnavailable(str(e)) from e
         except Exception:
             logger.exception("meetplugin: move bookkeeping of %s failed", item.uid)
 
@@ -425,13 +458,16 @@ class RadicaleAdapter:
             for record in self.engine.store.under(path):
                 if record.key.calendar == path and record.key.uid not in uids:
                     self._later(self.engine.on_delete(record.key))
-        except sqlite3.OperationalError as e:
+        except (sqlite3.OperationalError, StateUnavailable) as e:
+            # Refused: the client sends it again. What was committed for the first events
+            # stays queued (its jobs run from the queue) and is found again on the retry.
             logger.warning(
-                "meetplugin: %s: import stored as sent, the state file is unavailable: %s",
+                "meetplugin: %s: import refused for now, the state file is unavailable: %s",
                 path,
                 e,
             )
-            prepared = prepared + items[len(prepared) :]
+            self._request.jobs = []
+            raise StateUnavailable(str(e)) from e
         except Exception:  # never lose an import to a bug of ours
             logger.exception("meetplugin: %s: import stored as sent after an internal error", path)
             prepared = prepared + items[len(prepared) :]

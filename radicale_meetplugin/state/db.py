@@ -6,6 +6,10 @@ thread (Radicale serves each request in a new one) reuses the same few
 connections instead of opening its own. WAL mode, `synchronous=NORMAL` and a
 busy timeout make the file safe for several processes sharing it.
 
+`waiting_at_most(seconds)` shortens, for the calling thread, how long a
+statement waits for the file (another process's write lock) or for a free
+connection: code that holds a lock others wait behind fails fast instead.
+
 `transaction()` is `BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on an error).
 Opened again on a thread that is already inside one, it joins it as a
 savepoint: the outer transaction commits everything at once, and a failure
@@ -73,8 +77,8 @@ class _Pool:
         with self._cond:
             return self._count
 
-    def get(self) -> sqlite3.Connection:
-        deadline = time.monotonic() + self._wait
+    def get(self, wait: float | None = None) -> sqlite3.Connection:
+        deadline = time.monotonic() + (self._wait if wait is None else wait)
         with self._cond:
             while True:
                 if self._closed:
@@ -110,6 +114,12 @@ class _Pool:
                 return
             self._count -= 1
         conn.close()
+
+    def discard(self) -> None:
+        """A checked-out connection was closed instead of coming back."""
+        with self._cond:
+            self._count -= 1
+            self._cond.notify()
 
     def close(self) -> None:
         """Close the idle connections now and the others when they come back."""
@@ -204,17 +214,53 @@ class Database:
     # --- connections and transactions -------------------------------------------
 
     @contextmanager
+    def waiting_at_most(self, seconds: float) -> Iterator[None]:
+        """On this thread, wait at most `seconds` for the file or a connection.
+
+        A statement that would wait longer raises `sqlite3.OperationalError`
+        ("database is locked") after that time.
+        """
+        before = getattr(self._local, "wait", None)
+        self._local.wait = seconds if before is None else min(before, seconds)
+        try:
+            yield
+        finally:
+            self._local.wait = before
+
+    def _checkout(self) -> sqlite3.Connection:
+        """A pooled connection, with this thread's wait for the file."""
+        wait: float | None = getattr(self._local, "wait", None)
+        conn = self._pool.get(wait)
+        if wait is not None:
+            try:
+                conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+            except BaseException:
+                self._checkin(conn)
+                raise
+        return conn
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        if getattr(self._local, "wait", None) is not None:
+            try:
+                conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            except sqlite3.Error:
+                conn.close()  # never hand a connection with a short wait back to the pool
+                self._pool.discard()
+                return
+        self._pool.put(conn)
+
+    @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A connection for a few statements: the thread's open transaction's, else a pooled one."""
         open_tx: _Open | None = getattr(self._local, "tx", None)
         if open_tx is not None:
             yield open_tx.conn
             return
-        conn = self._pool.get()
+        conn = self._checkout()
         try:
             yield conn
         finally:
-            self._pool.put(conn)
+            self._checkin(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -236,7 +282,7 @@ class Database:
             finally:
                 open_tx.depth -= 1
             return
-        conn = self._pool.get()
+        conn = self._checkout()
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._local.tx = _Open(conn)
@@ -250,7 +296,7 @@ class Database:
             finally:
                 self._local.tx = None
         finally:
-            self._pool.put(conn)
+            self._checkin(conn)
 
     @property
     def in_transaction(self) -> bool:

@@ -168,23 +168,3 @@ def test_delete_refused_for_good_is_logged(radicale, telemost, fault):
     assert conf_id in telemost.conferences  # the provider refused: it stays, and the log says so
     assert jobs_left(radicale) == 0
     telemost.conferences.pop(conf_id)
-
-
-def test_import_while_the_state_file_is_locked_is_stored_as_sent(radicale, telemost):
-    """Another process (a backup, say) holds the state file: the import is not lost."""
-    db = sqlite3.connect(
-        radicale.folder / "collections" / ".meetplugin" / "records.sqlite", isolation_level=None
-    )
-    db.execute("BEGIN IMMEDIATE")
-    uid = f"{uuid.uuid4()}@locked"
-    try:
-        started = time.monotonic()
-        r = radicale.put("alice", "alice/locked/", event(uid, location="telemost"))
-        waited = time.monotonic() - started
-    finally:
-        db.execute("ROLLBACK")
-        db.close()
-    assert r.status_code == 201
-    assert waited < 20  # the state file's wait is short; Radicale's lock is not held for long
-    text = radicale.get("alice", "alice/locked/").text
-    assert uid in text and "LOCATION:telemost" in text

@@ -9,6 +9,8 @@ HTTP method and by ``target`` (which part of the API a path belongs to, e.g.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -41,6 +43,8 @@ class Fault:
     raw: bytes | None = None  # a non-JSON body
     hang: bool = False  # answer nothing until the client gives up (a timeout)
     act: bool = False  # do the work, then answer nothing (the answer is "lost")
+    reset: bool = False  # with act: reset the connection (RST) instead of hanging
+    garble: bool = False  # with act: answer the status with a body nobody can read
     target: str = "api"
 
 
@@ -149,6 +153,16 @@ class Emulator:
         """The next calls are carried out, but their answer never arrives."""
         with self._lock:
             self.faults.append(Fault(method, 0, times=times, hang=True, act=True, target=target))
+
+    def reset_next(self, method: str, times: int = 1, target: str = "api") -> None:
+        """The next calls are carried out, then the connection is reset (a proxy's RST)."""
+        with self._lock:
+            self.faults.append(Fault(method, 0, times=times, act=True, reset=True, target=target))
+
+    def garble_next(self, method: str, times: int = 1, target: str = "api") -> None:
+        """The next calls are carried out and answered with a garbage body."""
+        with self._lock:
+            self.faults.append(Fault(method, 0, times=times, act=True, garble=True, target=target))
 
     def hold_next(self, method: str, target: str = "api") -> Hold:
         hold = Hold(method, target)
@@ -271,6 +285,15 @@ class Emulator:
                     headers: dict = {}
                 except Reply as r:
                     status, answer, headers = r.status, r.body, r.headers
+                if fault is not None and fault.garble:
+                    return self._reply(call, status, None, headers, b"\x00garbage<html")
+                if fault is not None and fault.reset:
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    call.status = -1
+                    self.close_connection = True
+                    return None
                 if fault is not None:  # done, but the answer is lost
                     return self._hang(call)
                 return self._reply(call, status, answer, headers)

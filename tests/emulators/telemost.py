@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,9 @@ class Fault:
     raw: bytes | None = None  # a non-JSON body
     hang: bool = False  # answer nothing until the client gives up (a timeout)
     lose: bool = False  # do the call, then close the connection without an answer
+    act_hang: bool = False  # do the call, then answer nothing until the client gives up
+    reset: bool = False  # do the call, then reset the connection (RST) without an answer
+    garble: bool = False  # do the call, then answer its status with a body nobody can read
 
 
 @dataclass
@@ -125,6 +130,21 @@ class TelemostEmulator:
         with self._lock:
             self.faults.append(Fault(method, 0, times=times, lose=True))
 
+    def create_anyway_next(self, method: str, times: int = 1) -> None:
+        """The next calls are done, then no answer until the client times out."""
+        with self._lock:
+            self.faults.append(Fault(method, 0, times=times, act_hang=True))
+
+    def reset_next(self, method: str, times: int = 1) -> None:
+        """The next calls are done, then the connection is reset (a proxy's RST)."""
+        with self._lock:
+            self.faults.append(Fault(method, 0, times=times, reset=True))
+
+    def garble_next(self, method: str, times: int = 1) -> None:
+        """The next calls are done and answered with their status and a garbage body."""
+        with self._lock:
+            self.faults.append(Fault(method, 0, times=times, garble=True))
+
     def down(self) -> None:
         """Stop listening: connections are refused until `up`."""
         self.server.shutdown()
@@ -168,6 +188,7 @@ class TelemostEmulator:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             lose_answer = False
+            after: Fault | None = None  # what happens to the answer of a call that is done
             # Headers and body go out in two writes: without TCP_NODELAY the body waits
             # for the client's delayed ACK (~40 ms) on a kept-alive connection.
             disable_nagle_algorithm = True
@@ -187,6 +208,25 @@ class TelemostEmulator:
                 if self.lose_answer:  # done, but the answer never leaves
                     self.close_connection = True
                     return
+                after = self.after
+                if after is not None and after.act_hang:
+                    self.connection.settimeout(60)
+                    try:
+                        self.rfile.read(1)  # until the client gives up and closes
+                    except OSError:
+                        pass
+                    call.status = -1
+                    self.close_connection = True
+                    return
+                if after is not None and after.reset:
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    call.status = -1
+                    self.close_connection = True
+                    return
+                if after is not None and after.garble:
+                    raw, body = b"\x00garbage<html", None
                 data = (
                     raw
                     if raw is not None
@@ -228,6 +268,7 @@ class TelemostEmulator:
                         emu.in_flight -= 1
 
             def _serve(self, method: str, call: Call, body) -> None:
+                self.after, self.lose_answer = None, False  # a kept-alive connection: fresh
                 if emu.delay:
                     threading.Event().wait(emu.delay)  # the provider is slow
                 hold = emu._take(emu.holds, method)
@@ -249,7 +290,9 @@ class TelemostEmulator:
                     self.close_connection = True
                     return None
                 self.lose_answer = fault is not None and fault.lose
-                if fault is not None and not fault.lose:
+                acts = fault is not None and (fault.act_hang or fault.reset or fault.garble)
+                self.after = fault if acts else None
+                if fault is not None and not fault.lose and not acts:
                     return self._reply(call, fault.status, fault.body, fault.headers, fault.raw)
                 if not self.path.startswith(PREFIX + "/conferences"):
                     return self._reply(call, 404, error_body("NotFound", "Not found", "Не найдено"))

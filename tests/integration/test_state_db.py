@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -372,3 +373,27 @@ def test_the_bridge_state_uses_the_same_database_module(tmp_path):
     assert state.db.opened <= 4
     state.close()  # every connection, not only the calling thread's
     assert fds(tmp_path) == before
+
+
+def test_waiting_at_most_fails_fast_and_leaves_the_pool_as_it_was(tmp_path):
+    """Code holding a lock others wait behind gets a short wait for the file; others do not."""
+    path = str(tmp_path / "s.sqlite")
+    db = Database(path, Schema(["CREATE TABLE t (x INTEGER);"]), timeout=30, pool=1)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with db.waiting_at_most(0.2), pytest.raises(sqlite3.OperationalError, match="locked"):
+            with db.transaction() as conn:
+                conn.execute("INSERT INTO t VALUES (1)")
+        assert time.monotonic() - started < 5
+        assert db.query_one("SELECT COUNT(*) FROM t") == (0,)  # reads go on (WAL)
+        with db.connection() as conn:  # the one pooled connection has its own wait back
+            assert conn.execute("PRAGMA busy_timeout").fetchone() == (30000,)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with db.waiting_at_most(0.2), db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert db.query_one("SELECT COUNT(*) FROM t") == (1,)
+    db.close()

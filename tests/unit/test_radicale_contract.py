@@ -13,7 +13,7 @@ from radicale.app.put import ApplicationPartPut
 from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
-from radicale_meetplugin.radicale import put_etag
+from radicale_meetplugin.radicale import put_etag, unavailable
 
 
 def test_supported_radicale_version():
@@ -45,8 +45,16 @@ def test_storage_methods_the_adapter_wraps():
 
 def test_put_wrapper_is_installed_once_and_found_by_the_application():
     put_etag.install()
+    unavailable.install()
     put_etag.install()
+    unavailable.install()
     wrapped = ApplicationPartPut.do_PUT
     assert getattr(wrapped, "_meetplugin_wrapped", False)
-    assert getattr(wrapped.__wrapped__, "_meetplugin_wrapped", False) is False  # not twice
+    chain, f = [], wrapped  # the wrappers (put_etag's, unavailable's) and Radicale's own
+    while f is not None:
+        chain.append(f.__code__.co_filename)
+        f = getattr(f, "__wrapped__", None)
+    assert sum(name.endswith("put_etag.py") for name in chain) == 1  # not twice
+    assert sum(name.endswith("unavailable.py") for name in chain) == 1
+    assert chain[-1].endswith("put.py") and "radicale_meetplugin" not in chain[-1]
     assert Application.do_PUT is wrapped  # Radicale dispatches through the class
