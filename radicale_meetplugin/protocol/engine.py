@@ -46,17 +46,22 @@ from radicale_meetplugin.core.plan import Facts, plan
 from radicale_meetplugin.mail.mailer import Mailer
 from radicale_meetplugin.mail.mailing import Mailing
 from radicale_meetplugin.protocol.effects import (
+    AbandonAttempt,
     BeginCreate,
     Cancellations,
     Decision,
     DropRecord,
     Effect,
+    Expect,
+    FinishAttempt,
     ForgetLetters,
     Letters,
     MoveRecord,
     PutRecord,
     QueueJob,
+    Settlement,
     ShareLetters,
+    Stale,
 )
 from radicale_meetplugin.providers import (
     Capabilities,
@@ -317,9 +322,16 @@ class Engine(Generic[S]):
         """Cheap test on the raw text: can it hold a marker or a pasted link at all?"""
         return might_ask(text, self.grammar) or self._may_hold_link(text)
 
-    def commit(self, effects: Sequence[Effect]) -> list[Job]:
-        """Write one decision's effects in one transaction; the jobs queued, with their ids."""
-        if not effects:
+    def commit(
+        self, effects: Sequence[Effect], then: Callable[[], object] | None = None
+    ) -> list[Job]:
+        """Write one decision's effects in one transaction; the jobs queued, with their ids.
+
+        `then` runs last inside the transaction: when it raises, nothing is
+        committed. An `Expect` or `FinishAttempt` that finds the record changed
+        raises `Stale` (rolled back too).
+        """
+        if not effects and then is None:
             return []
         jobs: list[Job] = []
         letters = 0
@@ -348,6 +360,17 @@ class Engine(Generic[S]):
                     letters += self._mail(effect.key, effect.calendar)
                 elif isinstance(effect, Cancellations):
                     letters += self._mail_deleted(effect.key)
+                elif isinstance(effect, Expect):
+                    if store.get(effect.key) != effect.record:
+                        raise Stale(effect.key)
+                elif isinstance(effect, FinishAttempt):
+                    stored = store.finish_attempt(effect.key, effect.attempt, effect.record)
+                    if not stored and effect.record is not None:  # (forgetting answers False)
+                        raise Stale(effect.key)
+                elif isinstance(effect, AbandonAttempt):
+                    jobs.append(store.abandon_attempt(effect.key, effect.attempt, effect.orphan))
+            if then is not None:
+                then()
         if letters and self.mailing is not None:
             self.mailing.wake()  # after the commit: the sender must see them
         return jobs
@@ -617,7 +640,13 @@ class Engine(Generic[S]):
                         job.provider,
                     )
             return None, []
-        return self._settle_create(job, outcome, current_text)
+        for _try in range(3):  # the record changed between reading and committing: again
+            settlement = self.prepare_settle(job, outcome, current_text)
+            try:
+                return settlement.text, self.finish_settle(settlement)
+            except Stale:
+                continue
+        return None, []
 
     @staticmethod
     def _about(record: Record, conference: Conference | None) -> bool:
@@ -630,9 +659,12 @@ class Engine(Generic[S]):
             and (now.provider, now.conference_id) == (conference.provider, conference.conference_id)
         )
 
-    def _settle_create(
-        self, job: Job, outcome: Outcome, current_text: str | None
-    ) -> tuple[str | None, list[Job]]:
+    def prepare_settle(self, job: Job, outcome: Outcome, current_text: str | None) -> Settlement:
+        """A create's outcome worked out on the event's current text; reads only.
+
+        No lock is needed: `finish_settle` commits it only if the record is
+        still the one read here, so it may be computed while others write.
+        """
         key = job.key
         cal = None
         if current_text is not None:
@@ -642,15 +674,20 @@ class Engine(Generic[S]):
                 cal = None
         wanted = cal is not None and self._still_asked(cal, key, job.provider)
         fingerprint = job.meeting.fingerprint() if job.meeting else ""
-        queued: list[Job] = []
+        basis = self.store.get(key)
+        mine = basis is not None and basis.attempt == job.attempt
+        # What `finish_attempt` will find, as `Expect(basis)` makes sure it still is.
+        waiting = mine and basis is not None and basis.state is RecordState.CREATING
+        done = Settlement(key, effects=[Expect(key, basis)])
+        effects = done.effects
         if job.old is not None:  # REPLACE: the old conference goes, whatever became of the new
-            queued.append(self.store.enqueue(self._delete_job(key, job.old)))
+            effects.append(QueueJob(self._delete_job(key, job.old)))
         conf, error = outcome.conference, outcome.error
         if conf is not None:
-            orphan = self._delete_job(key, conf)
-            record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
-            if wanted and self.store.finish_attempt(key, job.attempt, record):
+            if wanted and waiting:
                 assert cal is not None
+                record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
+                effects.append(FinishAttempt(key, job.attempt, record))
                 before = ical.to_text(cal)
                 self._attach(
                     cal,
@@ -667,8 +704,8 @@ class Engine(Generic[S]):
                     ical.meeting_of(cal, key), options=job.meeting.options if job.meeting else ()
                 )
                 if job.provider in self.scheduled and now.fingerprint() != fingerprint:
-                    queued.append(
-                        self.store.enqueue(
+                    effects.append(
+                        QueueJob(
                             Job(
                                 0,
                                 ActionKind.UPDATE,
@@ -680,35 +717,45 @@ class Engine(Generic[S]):
                             )
                         )
                     )
-                if self._mail(key, cal) and self.mailing is not None:
-                    self.mailing.wake()
+                if self.mailing is not None:
+                    effects.append(Letters(key, cal))  # after FinishAttempt: sees it ACTIVE
                 after = ical.to_text(cal)
-                logger.info(
-                    "meetplugin: %s: %s conference attached", self._where(key), job.provider
-                )
-                return (after if after != before else None), queued
+                done.text = after if after != before else None
+                done.note = f"{job.provider} conference attached"
+                return done
             # Nobody wants it any more (deleted, unmarked, or another attempt won).
-            logger.info(
-                "meetplugin: %s: conference no longer wanted, deleting it", self._where(key)
-            )
-            record_now = self.store.get(key)
-            mine = record_now is not None and record_now.attempt == job.attempt
-            queued.append(self.store.abandon_attempt(key, job.attempt, orphan))
-            return (self._unpend(cal, key) if mine and not wanted else None), queued
+            effects.append(AbandonAttempt(key, job.attempt, self._delete_job(key, conf)))
+            done.text = self._unpend(cal, key) if mine and not wanted else None
+            done.note = "conference no longer wanted, deleting it"
+            return done
         assert error is not None
-        failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
         if not wanted:
-            record_now = self.store.get(key)
-            mine = record_now is not None and record_now.attempt == job.attempt
-            self.store.finish_attempt(key, job.attempt, None)
-            return (self._unpend(cal, key) if mine else None), queued
-        if self.store.finish_attempt(key, job.attempt, failed):
+            if waiting:
+                effects.append(FinishAttempt(key, job.attempt, None))
+            done.text = self._unpend(cal, key) if mine else None
+        elif waiting:
             assert cal is not None
+            failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
+            effects.append(FinishAttempt(key, job.attempt, failed))
             before = ical.to_text(cal)
             rewrite.explain(cal, self.reason_text(error.code, job.provider, error=error), self.lang)
             after = ical.to_text(cal)
-            return (after if after != before else None), queued
-        return None, queued
+            done.text = after if after != before else None
+        return done
+
+    def finish_settle(
+        self, settlement: Settlement, write: Callable[[], object] | None = None
+    ) -> list[Job]:
+        """Commit a settlement: its record change, its jobs, and `write` (the event) last.
+
+        One transaction: when the record changed since `prepare_settle` it
+        raises `Stale` and nothing is written; when `write` raises, the record
+        change is rolled back too, so the job settles again on its next try.
+        """
+        jobs = self.commit(settlement.effects, write)
+        if settlement.note:
+            logger.info("meetplugin: %s: %s", self._where(settlement.key), settlement.note)
+        return jobs
 
     def _still_asked(self, cal: icalendar.Calendar, key: EventKey, provider: str) -> bool:
         """Does the organizer's event as it is now still ask for this provider's conference?

@@ -3,9 +3,12 @@
 **decide** (under the store's lock): the engine gathers facts by reading only,
 plans, rewrites the event and commits the effects in one transaction. **call**
 (no lock): the outbox runs the provider jobs, and a save waits for them up to
-the budget. **settle** (lock again): the event is read as it is *now*, the
-outcome goes into it, and it is written only if its version still matches;
-on a conflict it is read again and decided again.
+the budget. **settle**: the event is read as it is *now*, the
+outcome goes into it, and it is written only if its version still matches.
+A store with a global lock (Radicale) settles optimistically: read and rewrite
+with no lock, then under the lock check the version, commit the record and
+write; on a change, all again. A CalDAV server is settled under the bridge's
+lock and its If-Match; on a conflict the event is read again and decided again.
 
 The shells differ only in their `EventStore`: Radicale's storage (its global
 lock; a write under it cannot conflict) or a CalDAV server (If-Match/412).
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job
-from radicale_meetplugin.protocol.effects import Decision
+from radicale_meetplugin.protocol.effects import Decision, Stale
 from radicale_meetplugin.protocol.engine import Engine, Outcome
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -55,6 +58,8 @@ class EventStore(Protocol):
     # After settle wrote a result, decide on the written version once more (a
     # store whose writes can race with people's edits wants that).
     rejudge_after_settle: bool
+    # Settle optimistically (`commit_settled`): the read and the rewrite need no lock.
+    optimistic: bool
 
     def lock(self) -> AbstractContextManager[object]:
         """Held while deciding and settling: one decision per event at a time."""
@@ -87,6 +92,23 @@ class EventStore(Protocol):
 
     def gave_up(self, key: EventKey, stored: Stored) -> None:
         """Still conflicting after MAX_CONFLICTS tries: try again on a later pass."""
+        ...
+
+    def settling(self) -> AbstractContextManager[object]:
+        """Around one optimistic settle: the store may wait a moment for it to batch writes."""
+        ...
+
+    def commit_settled(
+        self,
+        key: EventKey,
+        ref: str,
+        version: str | None,
+        text: str | None,
+        commit: Callable[[Callable[[], object] | None], list[Job]],
+    ) -> list[Job] | None:
+        """Under the lock: if the event at `ref` still has `version` (None: it was gone),
+        `commit(write)` with `write` storing `text` (None: no write); its jobs.
+        None when the version changed. Only stores with `optimistic` have it."""
         ...
 
 
@@ -200,6 +222,59 @@ class Session:
         """Write a job's final outcome into the event as it is now (the outbox calls this)."""
         if job.kind in (ActionKind.DELETE, ActionKind.UPDATE):
             return self.engine.settle(job, outcome, None)[1]
+        if self.store.optimistic:
+            for _try in range(MAX_CONFLICTS):
+                with self.store.settling():
+                    more = self._settle_optimistic(job, outcome)
+                if more is not None:
+                    return more
+                logger.info(
+                    "meetplugin: %s/%s: edited meanwhile, settling again",
+                    job.key.calendar,
+                    job.key.uid,
+                )
+        return self._settle_locked(job, outcome)  # never starves: last, under the lock throughout
+
+    def _settle_optimistic(self, job: Job, outcome: Outcome) -> list[Job] | None:
+        """Work the outcome out with no lock; commit it only on the version it was made for.
+
+        Reading, parsing, rewriting and serialising happen while others may
+        write. `commit_settled` then takes the store's lock, checks that the
+        event still has the version read, and there, in one transaction,
+        commits the record (its compare-and-set on the attempt) and writes
+        the event. Record first, event last, both under the lock after the
+        version check: the compare-and-set runs once, for the version actually
+        written, and a failed event write rolls the record back, so the job
+        settles again on its next try. None: changed meanwhile, nothing done.
+        """
+        ref = self.store.locate(job)
+        try:
+            current = self.store.read(job.key, ref) if ref else None
+        except Exception as e:  # never lose what the provider made
+            current = self.store.unreadable(job.key, ref, e)
+        settlement = self.engine.prepare_settle(job, outcome, current.text if current else None)
+        text = settlement.text if current is not None else None
+        try:
+            more = self.store.commit_settled(
+                job.key,
+                ref,
+                current.version if current is not None else None,
+                text,
+                lambda write: self.engine.finish_settle(settlement, write),
+            )
+        except Stale:
+            return None
+        if more is not None and text is not None:
+            logger.info(
+                "meetplugin: %s/%s: written with the %s result",
+                job.key.calendar,
+                job.key.uid,
+                job.provider,
+            )
+        return more
+
+    def _settle_locked(self, job: Job, outcome: Outcome) -> list[Job]:
+        """Settle under the store's lock from reading to writing (a CalDAV server's way)."""
         with self.store.lock():
             ref = self.store.locate(job)
             try:
