@@ -247,10 +247,15 @@ class Engine(Generic[S]):
         text: str,
         stored_text: Callable[[], str | None] = lambda: None,
         href: str = "",
+        asks: bool = True,
     ) -> Decision:
-        """Gather -> plan -> apply for one saved event; reads the state, writes nothing."""
+        """Gather -> plan -> apply for one saved event; reads the state, writes nothing.
+
+        `asks` False: the caller already found `text` unable to ask (`may_ask`
+        on the same content): with no record, it is not ours.
+        """
         record = basis = self.store.get(key)
-        if record is None and not self.may_ask(text):
+        if record is None and not (asks and self.may_ask(text)):
             return Decision()  # the fast path: not ours, stored byte for byte
         try:
             cal = ical.parse(text)

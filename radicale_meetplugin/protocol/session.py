@@ -137,13 +137,15 @@ class Session:
         text: str,
         stored_text: Callable[[], str | None] = lambda: None,
         href: str = "",
+        asks: bool = True,
     ) -> Decision:
         """The engine's decision for a saved version, committed; never raises.
 
         A bug of ours or an unavailable state file never costs the person's
-        event: it is then stored as sent.
+        event: it is then stored as sent. `asks` False: the shell already
+        found the text unable to ask for anything (see `Engine.decide`).
         """
-        return self.commit(key, lambda: self.engine.decide(key, text, stored_text, href))
+        return self.commit(key, lambda: self.engine.decide(key, text, stored_text, href, asks))
 
     def commit(self, key: EventKey, decide: Callable[[], Decision]) -> Decision:
         """`decide()`'s decision with its effects committed; on failure, store as sent."""

@@ -286,7 +286,8 @@ class RadicaleAdapter:
             decision = self.session.commit(key, lambda: ready.decision)
             rewritten = ready.item
         else:
-            decision = self.session.decide(key, text, stored, href)
+            asks = not early.cannot_ask(path)  # the body was tested before the lock
+            decision = self.session.decide(key, text, stored, href, asks=asks)
             rewritten = None
         self._later(decision.jobs)
         if decision.text is None:
