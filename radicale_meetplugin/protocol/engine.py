@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import icalendar
 
@@ -43,8 +43,6 @@ from radicale_meetplugin.core.model import (
     RecordState,
 )
 from radicale_meetplugin.core.plan import Facts, plan
-from radicale_meetplugin.mail.mailer import Mailer
-from radicale_meetplugin.mail.mailing import Mailing
 from radicale_meetplugin.protocol.effects import (
     AbandonAttempt,
     BeginCreate,
@@ -63,6 +61,10 @@ from radicale_meetplugin.protocol.effects import (
     ShareLetters,
     Stale,
 )
+
+if TYPE_CHECKING:  # mail is loaded only when [mail] is enabled
+    from radicale_meetplugin.mail.mailer import Mailer
+    from radicale_meetplugin.mail.mailing import Mailing
 from radicale_meetplugin.providers import (
     Capabilities,
     Provider,
@@ -191,7 +193,11 @@ class Engine(Generic[S]):
             for n in self.enabled
         }
         self.scheduled = frozenset(n for n, c in capabilities.items() if c.schedule or c.options)
-        self.mailing = Mailing(settings, store) if settings.mail["enabled"] else None
+        self.mailing: Mailing | None = None
+        if settings.mail["enabled"]:
+            from radicale_meetplugin.mail.mailing import Mailing
+
+            self.mailing = Mailing(settings, store)
         self.mailer: Mailer | None = None  # bootstrap puts the SMTP sender here for the outbox
 
     # --- facts -------------------------------------------------------------

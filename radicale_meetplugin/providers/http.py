@@ -8,9 +8,10 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 from radicale_meetplugin.providers.base import ProviderError
 
@@ -77,6 +78,8 @@ class ApiClient:
     def session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
+            import requests  # on the first call: a server with no such provider never loads it
+
             session = self._local.session = requests.Session()
             session.headers.update(self._headers)
         return session
@@ -93,6 +96,8 @@ class ApiClient:
         form: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """One request; `form` sends an urlencoded body instead of JSON."""
+        import requests
+
         url = f"{self.base_url}{path}"
         try:
             response = self.session.request(

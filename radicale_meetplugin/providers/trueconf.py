@@ -23,9 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -39,6 +37,9 @@ from radicale_meetplugin.providers.base import (
     ProviderPlugin,
 )
 from radicale_meetplugin.providers.http import ApiClient
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger("radicale.meetplugin")
 
