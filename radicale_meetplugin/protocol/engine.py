@@ -8,9 +8,12 @@ Shells (the Radicale adapter, the bridge) drive it through `protocol.session`:
    letters) as data, with no I/O. ``commit`` then writes those effects in one
    transaction. ``on_put`` is the two together.
 2. ``call(job)`` with no lock held: one provider call (the outbox runs it).
-3. ``settle(job, outcome, current_text)`` under the lock again: the record is
-   updated and the event's *current* text gets the link (or the explanation).
-   Nothing a person typed meanwhile is overwritten.
+3. ``settle(job, outcome, current_text)``: the record is updated and the
+   event's *current* text gets the link (or the explanation). Nothing a person
+   typed meanwhile is overwritten. For a create it is two steps:
+   ``prepare_settle`` works it out with no lock (reads only) and
+   ``finish_settle`` commits it under the store's lock, only if the record is
+   still the one it read.
 
 With ``[mail] enabled``, the effects include the invitation letters
 (`mail.mailing`) for an organizer's event whose link is in place, and the
@@ -333,16 +336,13 @@ class Engine(Generic[S]):
         """Cheap test on the raw text: can it hold a marker or a pasted link at all?"""
         return might_ask(text, self.grammar) or self._may_hold_link(text)
 
-    def commit(
-        self, effects: Sequence[Effect], then: Callable[[], object] | None = None
-    ) -> list[Job]:
+    def commit(self, effects: Sequence[Effect]) -> list[Job]:
         """Write one decision's effects in one transaction; the jobs queued, with their ids.
 
-        `then` runs last inside the transaction: when it raises, nothing is
-        committed. An `Expect` or `FinishAttempt` that finds the record changed
-        raises `Stale` (rolled back too).
+        An `Expect` or `FinishAttempt` that finds the record changed raises
+        `Stale`, and nothing is committed.
         """
-        if not effects and then is None:
+        if not effects:
             return []
         jobs: list[Job] = []
         letters = 0
@@ -380,8 +380,6 @@ class Engine(Generic[S]):
                         raise Stale(effect.key)
                 elif isinstance(effect, AbandonAttempt):
                     jobs.append(store.abandon_attempt(effect.key, effect.attempt, effect.orphan))
-            if then is not None:
-                then()
         if letters and self.mailing is not None:
             self.mailing.wake()  # after the commit: the sender must see them
         return jobs
@@ -757,15 +755,22 @@ class Engine(Generic[S]):
     def finish_settle(
         self, settlement: Settlement, write: Callable[[], object] | None = None
     ) -> list[Job]:
-        """Commit a settlement: its record change, its jobs, and `write` (the event) last.
+        """Commit a settlement's record change and jobs, then `write` the event.
 
-        One transaction: when the record changed since `prepare_settle` it
-        raises `Stale` and nothing is written; when `write` raises, the record
-        change is rolled back too, so the job settles again on its next try.
+        The caller holds the store's lock and has checked that the event is
+        still the version the settlement was worked out on. When the record
+        changed since `prepare_settle`, this raises `Stale` and writes
+        nothing. The record goes first: the compare-and-set on the attempt
+        runs once, for the version about to be written. Were the event write
+        to fail after it, the conference is recorded (never made twice, never
+        lost) and the event gets its link at its next save; the other order
+        could leave a link in the event for a conference the record disowns.
         """
-        jobs = self.commit(settlement.effects, write)
+        jobs = self.commit(settlement.effects)
         if settlement.note:
             logger.info("meetplugin: %s: %s", self._where(settlement.key), settlement.note)
+        if write is not None:
+            write()
         return jobs
 
     def _still_asked(self, cal: icalendar.Calendar, key: EventKey, provider: str) -> bool:

@@ -241,13 +241,13 @@ class Session:
         """Work the outcome out with no lock; commit it only on the version it was made for.
 
         Reading, parsing, rewriting and serialising happen while others may
-        write. `commit_settled` then takes the store's lock, checks that the
-        event still has the version read, and there, in one transaction,
-        commits the record (its compare-and-set on the attempt) and writes
-        the event. Record first, event last, both under the lock after the
-        version check: the compare-and-set runs once, for the version actually
-        written, and a failed event write rolls the record back, so the job
-        settles again on its next try. None: changed meanwhile, nothing done.
+        write. `commit_settled` then takes the store's lock and checks that
+        the event still has the version read; there the record is committed
+        (its compare-and-set on the attempt, checked against the record read
+        while working it out) and then the event written. Both after the
+        version check and under one hold of the lock: the compare-and-set runs
+        once, for the version actually written, and no save comes between
+        them. None: the event or the record changed meanwhile, nothing done.
         """
         ref = self.store.locate(job)
         try:
