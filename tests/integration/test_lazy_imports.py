@@ -58,7 +58,10 @@ def test_a_server_with_http_providers_loads_no_http_client_before_a_call(tmp_pat
 
 
 def test_mail_is_loaded_when_it_is_enabled(tmp_path):
-    options = plugin_config("http://127.0.0.1:9") + "[mail]\nenabled = true\nhost = 127.0.0.1\nsender = calendar@example.com\n"
+    options = (
+        plugin_config("http://127.0.0.1:9")
+        + "[mail]\nenabled = true\nhost = 127.0.0.1\nsender = calendar@example.com\n"
+    )
     loaded = start(tmp_path, options)
     assert loaded["radicale_meetplugin.mail.mailer"] and loaded["radicale_meetplugin.mail.mailing"]
     assert not loaded["requests"]
