@@ -22,6 +22,7 @@ twice at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -135,6 +136,7 @@ class CalDAVEventStore:
     """
 
     rejudge_after_settle = True  # a write can race with a person's edit: look once more
+    optimistic = False  # no lock over the server: settled under our lock, with If-Match
 
     def __init__(
         self,
@@ -249,6 +251,12 @@ class CalDAVEventStore:
 
     def gave_up(self, key: EventKey, stored: Stored) -> None:
         self.state.mark_dirty(self.link.name, calendar_href(key.calendar), stored.ref, key.uid)
+
+    def settling(self) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def commit_settled(self, key, ref, version, text, commit) -> list[Job] | None:
+        raise NotImplementedError("not optimistic: the session settles under the lock")
 
     def _put(self, href: str, text: str, etag: str):
         """PUT with If-Match; once a server refuses our extras, without them."""

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from radicale_meetplugin import config, providers
-from radicale_meetplugin.mail.mailer import Mailer
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.outbox import Outbox, Settle
 from radicale_meetplugin.providers import access
 from radicale_meetplugin.providers.users import UserProviders
 from radicale_meetplugin.state.records import RecordStore
+
+if TYPE_CHECKING:
+    from radicale_meetplugin.mail.mailer import Mailer
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -135,6 +138,8 @@ def build_mailer(settings: config.Settings) -> Mailer | None:
     mail = settings.mail
     if not mail["enabled"]:
         return None
+    from radicale_meetplugin.mail.mailer import Mailer  # only with [mail] enabled
+
     password = config.Secret("")
     if mail["username"]:
         password = config.read_secret(mail["password_file"], mail["password_env"], "SMTP password")

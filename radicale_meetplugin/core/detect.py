@@ -205,7 +205,7 @@ def might_ask(text: str, grammar: Grammar) -> bool:
 
     Lines are unfolded first: a fold may split a keyword ("#telemo" / " st").
     """
-    folded = "\n".join(ical.unfold(text)).casefold()
+    folded = ical.unfolded(text).casefold()
     if "x-meetplugin-" in folded or any(p.casefold() in folded for p in grammar.markers):
         return True
     return any(word in folded for word in grammar.all_words())

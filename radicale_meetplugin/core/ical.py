@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,15 @@ def parse(text: str) -> icalendar.Calendar:
     if not isinstance(cal, icalendar.Calendar):
         raise EventParseError("not a VCALENDAR")
     return cal
+
+
+# A fold: a line break followed by one space or tab (RFC 5545 3.1), as icalendar's parser has it.
+_FOLD = re.compile(r"(\r?\n)+[ \t]")
+
+
+def unfolded(text: str) -> str:
+    """Raw iCalendar text with its folds joined, lines kept: a cheap text to search in."""
+    return _FOLD.sub("", text) if "\n " in text or "\n\t" in text else text
 
 
 def unfold(text: str) -> list[str]:

@@ -83,6 +83,36 @@ class Cancellations:
     key: EventKey
 
 
+@dataclass(frozen=True)
+class Expect:
+    """The record of `key` must still be `record` (None: none); else nothing is committed."""
+
+    key: EventKey
+    record: Record | None
+
+
+@dataclass(frozen=True)
+class FinishAttempt:
+    """Store the create attempt's result (None: forget the record); it must still wait for it."""
+
+    key: EventKey
+    attempt: str
+    record: Record | None
+
+
+@dataclass(frozen=True)
+class AbandonAttempt:
+    """The attempt made a conference nobody wants: forget the attempt, queue `orphan`."""
+
+    key: EventKey
+    attempt: str
+    orphan: Job
+
+
+class Stale(Exception):
+    """An `Expect` or a `FinishAttempt` found the record changed: the commit is rolled back."""
+
+
 Effect = (
     PutRecord
     | DropRecord
@@ -93,7 +123,25 @@ Effect = (
     | ForgetLetters
     | Letters
     | Cancellations
+    | Expect
+    | FinishAttempt
+    | AbandonAttempt
 )
+
+
+@dataclass
+class Settlement:
+    """A create job's outcome worked out on the event as read (nothing written yet).
+
+    `text` is the event's new text (None: leave it); `effects` start with an
+    `Expect` of the record it was worked out from, so committing them on a
+    record that changed meanwhile fails as a whole (`Stale`).
+    """
+
+    key: EventKey
+    text: str | None = None
+    effects: list[Effect] = field(default_factory=list)
+    note: str = ""  # what to log once it is committed
 
 
 @dataclass
@@ -110,15 +158,20 @@ class Decision:
 
 
 __all__ = [
+    "AbandonAttempt",
     "BeginCreate",
     "Cancellations",
     "Decision",
     "DropRecord",
     "Effect",
+    "Expect",
+    "FinishAttempt",
     "ForgetLetters",
     "Letters",
     "MoveRecord",
     "PutRecord",
     "QueueJob",
+    "Settlement",
     "ShareLetters",
+    "Stale",
 ]

@@ -8,9 +8,12 @@ Shells (the Radicale adapter, the bridge) drive it through `protocol.session`:
    letters) as data, with no I/O. ``commit`` then writes those effects in one
    transaction. ``on_put`` is the two together.
 2. ``call(job)`` with no lock held: one provider call (the outbox runs it).
-3. ``settle(job, outcome, current_text)`` under the lock again: the record is
-   updated and the event's *current* text gets the link (or the explanation).
-   Nothing a person typed meanwhile is overwritten.
+3. ``settle(job, outcome, current_text)``: the record is updated and the
+   event's *current* text gets the link (or the explanation). Nothing a person
+   typed meanwhile is overwritten. For a create it is two steps:
+   ``prepare_settle`` works it out with no lock (reads only) and
+   ``finish_settle`` commits it under the store's lock, only if the record is
+   still the one it read.
 
 With ``[mail] enabled``, the effects include the invitation letters
 (`mail.mailing`) for an organizer's event whose link is in place, and the
@@ -25,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import icalendar
 
@@ -43,21 +46,28 @@ from radicale_meetplugin.core.model import (
     RecordState,
 )
 from radicale_meetplugin.core.plan import Facts, plan
-from radicale_meetplugin.mail.mailer import Mailer
-from radicale_meetplugin.mail.mailing import Mailing
 from radicale_meetplugin.protocol.effects import (
+    AbandonAttempt,
     BeginCreate,
     Cancellations,
     Decision,
     DropRecord,
     Effect,
+    Expect,
+    FinishAttempt,
     ForgetLetters,
     Letters,
     MoveRecord,
     PutRecord,
     QueueJob,
+    Settlement,
     ShareLetters,
+    Stale,
 )
+
+if TYPE_CHECKING:  # mail is loaded only when [mail] is enabled
+    from radicale_meetplugin.mail.mailer import Mailer
+    from radicale_meetplugin.mail.mailing import Mailing
 from radicale_meetplugin.providers import (
     Capabilities,
     Provider,
@@ -187,7 +197,11 @@ class Engine(Generic[S]):
             for n in self.enabled
         }
         self.scheduled = frozenset(n for n, c in capabilities.items() if c.schedule or c.options)
-        self.mailing = Mailing(settings, store) if settings.mail["enabled"] else None
+        self.mailing: Mailing | None = None
+        if settings.mail["enabled"]:
+            from radicale_meetplugin.mail.mailing import Mailing
+
+            self.mailing = Mailing(settings, store)
         self.mailer: Mailer | None = None  # bootstrap puts the SMTP sender here for the outbox
         self.groups: Groups = no_groups  # bootstrap: users' groups for `users = @group`
 
@@ -284,14 +298,17 @@ class Engine(Generic[S]):
         stored_text: Callable[[], str | None] = lambda: None,
         href: str = "",
         writer: str = "",
+        asks: bool = True,
     ) -> Decision:
         """Gather -> plan -> apply for one saved event; reads the state, writes nothing.
 
         `writer`: the authenticated user who saves it, when the shell knows (a
         shared calendar's writer organizes the events whose ORGANIZER is theirs).
+        `asks` False: the caller already found `text` unable to ask (`may_ask`
+        on the same content): with no record, it is not ours.
         """
         record = basis = self.store.get(key)
-        if record is None and not self.may_ask(text):
+        if record is None and not (asks and self.may_ask(text)):
             logger.info("meetplugin: %s: ignore: no marker", self._where(key))
             return Decision()  # the fast path: not ours, stored byte for byte
         try:
@@ -397,7 +414,11 @@ class Engine(Generic[S]):
         return might_ask(text, self.grammar) or self._may_hold_link(text)
 
     def commit(self, effects: Sequence[Effect]) -> list[Job]:
-        """Write one decision's effects in one transaction; the jobs queued, with their ids."""
+        """Write one decision's effects in one transaction; the jobs queued, with their ids.
+
+        An `Expect` or `FinishAttempt` that finds the record changed raises
+        `Stale`, and nothing is committed.
+        """
         if not effects:
             return []
         jobs: list[Job] = []
@@ -427,6 +448,15 @@ class Engine(Generic[S]):
                     letters += self._mail(effect.key, effect.calendar)
                 elif isinstance(effect, Cancellations):
                     letters += self._mail_deleted(effect.key)
+                elif isinstance(effect, Expect):
+                    if store.get(effect.key) != effect.record:
+                        raise Stale(effect.key)
+                elif isinstance(effect, FinishAttempt):
+                    stored = store.finish_attempt(effect.key, effect.attempt, effect.record)
+                    if not stored and effect.record is not None:  # (forgetting answers False)
+                        raise Stale(effect.key)
+                elif isinstance(effect, AbandonAttempt):
+                    jobs.append(store.abandon_attempt(effect.key, effect.attempt, effect.orphan))
         if letters and self.mailing is not None:
             self.mailing.wake()  # after the commit: the sender must see them
         return jobs
@@ -703,7 +733,13 @@ class Engine(Generic[S]):
                         job.provider,
                     )
             return (self._note_update(job, outcome, current_text) if current else None), []
-        return self._settle_create(job, outcome, current_text)
+        for _try in range(3):  # the record changed between reading and committing: again
+            settlement = self.prepare_settle(job, outcome, current_text)
+            try:
+                return settlement.text, self.finish_settle(settlement)
+            except Stale:
+                continue
+        return None, []
 
     def _note_update(self, job: Job, outcome: Outcome, current_text: str | None) -> str | None:
         """A failed change is said in the event (the link stays); a later success drops it."""
@@ -737,9 +773,12 @@ class Engine(Generic[S]):
             and (now.provider, now.conference_id) == (conference.provider, conference.conference_id)
         )
 
-    def _settle_create(
-        self, job: Job, outcome: Outcome, current_text: str | None
-    ) -> tuple[str | None, list[Job]]:
+    def prepare_settle(self, job: Job, outcome: Outcome, current_text: str | None) -> Settlement:
+        """A create's outcome worked out on the event's current text; reads only.
+
+        No lock is needed: `finish_settle` commits it only if the record is
+        still the one read here, so it may be computed while others write.
+        """
         key = job.key
         cal = None
         if current_text is not None:
@@ -750,15 +789,20 @@ class Engine(Generic[S]):
         accepted = job.meeting.organizer if job.meeting else ""
         wanted = cal is not None and self._still_asked(cal, key, job.provider, accepted)
         fingerprint = job.meeting.fingerprint() if job.meeting else ""
-        queued: list[Job] = []
+        basis = self.store.get(key)
+        mine = basis is not None and basis.attempt == job.attempt
+        # What `finish_attempt` will find, as `Expect(basis)` makes sure it still is.
+        waiting = mine and basis is not None and basis.state is RecordState.CREATING
+        done = Settlement(key, effects=[Expect(key, basis)])
+        effects = done.effects
         if job.old is not None:  # REPLACE: the old conference goes, whatever became of the new
-            queued.append(self.store.enqueue(self._delete_job(key, job.old)))
+            effects.append(QueueJob(self._delete_job(key, job.old)))
         conf, error = outcome.conference, outcome.error
         if conf is not None:
-            orphan = self._delete_job(key, conf)
-            record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
-            if wanted and self.store.finish_attempt(key, job.attempt, record):
+            if wanted and waiting:
                 assert cal is not None
+                record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
+                effects.append(FinishAttempt(key, job.attempt, record))
                 before = ical.to_text(cal)
                 self._attach(
                     cal,
@@ -775,8 +819,8 @@ class Engine(Generic[S]):
                     ical.meeting_of(cal, key), options=job.meeting.options if job.meeting else ()
                 )
                 if job.provider in self.scheduled and now.fingerprint() != fingerprint:
-                    queued.append(
-                        self.store.enqueue(
+                    effects.append(
+                        QueueJob(
                             Job(
                                 0,
                                 ActionKind.UPDATE,
@@ -788,35 +832,52 @@ class Engine(Generic[S]):
                             )
                         )
                     )
-                if self._mail(key, cal) and self.mailing is not None:
-                    self.mailing.wake()
+                if self.mailing is not None:
+                    effects.append(Letters(key, cal))  # after FinishAttempt: sees it ACTIVE
                 after = ical.to_text(cal)
-                logger.info(
-                    "meetplugin: %s: %s conference attached", self._where(key), job.provider
-                )
-                return (after if after != before else None), queued
+                done.text = after if after != before else None
+                done.note = f"{job.provider} conference attached"
+                return done
             # Nobody wants it any more (deleted, unmarked, or another attempt won).
-            logger.info(
-                "meetplugin: %s: conference no longer wanted, deleting it", self._where(key)
-            )
-            record_now = self.store.get(key)
-            mine = record_now is not None and record_now.attempt == job.attempt
-            queued.append(self.store.abandon_attempt(key, job.attempt, orphan))
-            return (self._unpend(cal, key, accepted) if mine and not wanted else None), queued
+            effects.append(AbandonAttempt(key, job.attempt, self._delete_job(key, conf)))
+            done.text = self._unpend(cal, key, accepted) if mine and not wanted else None
+            done.note = "conference no longer wanted, deleting it"
+            return done
         assert error is not None
-        failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
         if not wanted:
-            record_now = self.store.get(key)
-            mine = record_now is not None and record_now.attempt == job.attempt
-            self.store.finish_attempt(key, job.attempt, None)
-            return (self._unpend(cal, key, accepted) if mine else None), queued
-        if self.store.finish_attempt(key, job.attempt, failed):
+            if waiting:
+                effects.append(FinishAttempt(key, job.attempt, None))
+            done.text = self._unpend(cal, key, accepted) if mine else None
+        elif waiting:
             assert cal is not None
+            failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
+            effects.append(FinishAttempt(key, job.attempt, failed))
             before = ical.to_text(cal)
             rewrite.explain(cal, self.reason_text(error.code, job.provider, error=error), self.lang)
             after = ical.to_text(cal)
-            return (after if after != before else None), queued
-        return None, queued
+            done.text = after if after != before else None
+        return done
+
+    def finish_settle(
+        self, settlement: Settlement, write: Callable[[], object] | None = None
+    ) -> list[Job]:
+        """Commit a settlement's record change and jobs, then `write` the event.
+
+        The caller holds the store's lock and has checked that the event is
+        still the version the settlement was worked out on. When the record
+        changed since `prepare_settle`, this raises `Stale` and writes
+        nothing. The record goes first: the compare-and-set on the attempt
+        runs once, for the version about to be written. Were the event write
+        to fail after it, the conference is recorded (never made twice, never
+        lost) and the event gets its link at its next save; the other order
+        could leave a link in the event for a conference the record disowns.
+        """
+        jobs = self.commit(settlement.effects)
+        if settlement.note:
+            logger.info("meetplugin: %s: %s", self._where(settlement.key), settlement.note)
+        if write is not None:
+            write()
+        return jobs
 
     def _still_asked(
         self, cal: icalendar.Calendar, key: EventKey, provider: str, accepted: str = ""

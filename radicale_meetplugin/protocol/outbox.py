@@ -23,18 +23,19 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
-
-from urllib3.exceptions import ConnectTimeoutError
+from typing import TYPE_CHECKING
 
 from radicale_meetplugin.core.model import ActionKind, Job
-from radicale_meetplugin.mail.delivery import Delivery
-from radicale_meetplugin.mail.mailer import Mailer
 from radicale_meetplugin.protocol.engine import Engine, Outcome
 from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.state.records import RecordStore
 from radicale_meetplugin.state.worker import Held, Worker, backoff
+
+if TYPE_CHECKING:  # mail is loaded only when [mail] is enabled
+    from radicale_meetplugin.mail.mailer import Mailer
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -58,13 +59,22 @@ def may_have_reached(error: ProviderError) -> bool:
     return not _never_connected(error)
 
 
+def _connect_timeouts() -> tuple[type[BaseException], ...]:
+    """urllib3's ConnectTimeoutError (also the base of its NewConnectionError), once loaded.
+
+    Looked up, not imported: a server whose providers never made an HTTP call
+    has not loaded urllib3, and then no error of it can exist.
+    """
+    exceptions = sys.modules.get("urllib3.exceptions")
+    return (exceptions.ConnectTimeoutError,) if exceptions is not None else ()
+
+
 def _never_connected(error: BaseException) -> bool:
     """Does the error's chain of causes say the connection was never made?"""
     seen: set[int] = set()
     cause = error.__cause__ or error.__context__
     while cause is not None and id(cause) not in seen:
-        # urllib3's ConnectTimeoutError is also the base of its NewConnectionError.
-        if isinstance(cause, ConnectionRefusedError | socket.gaierror | ConnectTimeoutError):
+        if isinstance(cause, (ConnectionRefusedError, socket.gaierror, *_connect_timeouts())):
             return True
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
@@ -97,6 +107,8 @@ class Outbox:
         self.worker.add(JOBS, self.store.jobs_queue, self._run, workers=workers, lease=lease)
         self.letters = mailer is not None and engine.mailing is not None
         if mailer is not None and engine.mailing is not None:
+            from radicale_meetplugin.mail.delivery import Delivery  # only with [mail] enabled
+
             delivery = Delivery(engine.mailing, mailer, retry_initial, retry_max_delay, retry_for)
             self.worker.add(
                 LETTERS, self.store.letters_queue, delivery, workers=2, lease=delivery.lease

@@ -3,9 +3,12 @@
 **decide** (under the store's lock): the engine gathers facts by reading only,
 plans, rewrites the event and commits the effects in one transaction. **call**
 (no lock): the outbox runs the provider jobs, and a save waits for them up to
-the budget. **settle** (lock again): the event is read as it is *now*, the
-outcome goes into it, and it is written only if its version still matches;
-on a conflict it is read again and decided again.
+the budget. **settle**: the event is read as it is *now*, the
+outcome goes into it, and it is written only if its version still matches.
+A store with a global lock (Radicale) settles optimistically: read and rewrite
+with no lock, then under the lock check the version, commit the record and
+write; on a change, all again. A CalDAV server is settled under the bridge's
+lock and its If-Match; on a conflict the event is read again and decided again.
 
 The shells differ only in their `EventStore`: Radicale's storage (its global
 lock; a write under it cannot conflict) or a CalDAV server (If-Match/412).
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job
-from radicale_meetplugin.protocol.effects import Decision
+from radicale_meetplugin.protocol.effects import Decision, Stale
 from radicale_meetplugin.protocol.engine import Engine, Outcome
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -59,6 +62,8 @@ class EventStore(Protocol):
     # After settle wrote a result, decide on the written version once more (a
     # store whose writes can race with people's edits wants that).
     rejudge_after_settle: bool
+    # Settle optimistically (`commit_settled`): the read and the rewrite need no lock.
+    optimistic: bool
 
     def lock(self) -> AbstractContextManager[object]:
         """Held while deciding and settling: one decision per event at a time."""
@@ -93,6 +98,23 @@ class EventStore(Protocol):
         """Still conflicting after MAX_CONFLICTS tries: try again on a later pass."""
         ...
 
+    def settling(self) -> AbstractContextManager[object]:
+        """Around one optimistic settle: the store may wait a moment for it to batch writes."""
+        ...
+
+    def commit_settled(
+        self,
+        key: EventKey,
+        ref: str,
+        version: str | None,
+        text: str | None,
+        commit: Callable[[Callable[[], object] | None], list[Job]],
+    ) -> list[Job] | None:
+        """Under the lock: if the event at `ref` still has `version` (None: it was gone),
+        `commit(write)` with `write` storing `text` (None: no write); its jobs.
+        None when the version changed. Only stores with `optimistic` have it."""
+        ...
+
 
 class Session:
     """The protocol for one event store, with the engine and outbox it shares."""
@@ -123,15 +145,19 @@ class Session:
         stored_text: Callable[[], str | None] = lambda: None,
         href: str = "",
         writer: str = "",
+        asks: bool = True,
     ) -> Decision:
         """The engine's decision for a saved version, committed; never raises.
 
         A bug of ours never costs the person's event: it is then stored as
         sent. An unavailable state file does too, unless `refuse_unavailable`:
         then `StateUnavailable` is raised and nothing is stored. `writer`: the
-        authenticated user, if known.
+        authenticated user, if known. `asks` False: the shell already found the
+        text unable to ask for anything (see `Engine.decide`).
         """
-        return self.commit(key, lambda: self.engine.decide(key, text, stored_text, href, writer))
+        return self.commit(
+            key, lambda: self.engine.decide(key, text, stored_text, href, writer, asks)
+        )
 
     def commit(self, key: EventKey, decide: Callable[[], Decision]) -> Decision:
         """`decide()`'s decision with its effects committed; on failure, store as sent."""
@@ -218,6 +244,61 @@ class Session:
         """Write a job's final outcome into the event as it is now (the outbox calls this)."""
         if job.kind is ActionKind.DELETE:
             return self.engine.settle(job, outcome, None)[1]
+        if self.store.optimistic and job.kind in (ActionKind.CREATE, ActionKind.REPLACE):
+            for _try in range(MAX_CONFLICTS):
+                with self.store.settling():
+                    more = self._settle_optimistic(job, outcome)
+                if more is not None:
+                    return more
+                logger.info(
+                    "meetplugin: %s/%s: edited meanwhile, settling again",
+                    job.key.calendar,
+                    job.key.uid,
+                )
+        # An update's outcome (a note when it failed), or the last try of a create: under the
+        # lock throughout, so it never starves.
+        return self._settle_locked(job, outcome)
+
+    def _settle_optimistic(self, job: Job, outcome: Outcome) -> list[Job] | None:
+        """Work the outcome out with no lock; commit it only on the version it was made for.
+
+        Reading, parsing, rewriting and serialising happen while others may
+        write. `commit_settled` then takes the store's lock and checks that
+        the event still has the version read; there the record is committed
+        (its compare-and-set on the attempt, checked against the record read
+        while working it out) and then the event written. Both after the
+        version check and under one hold of the lock: the compare-and-set runs
+        once, for the version actually written, and no save comes between
+        them. None: the event or the record changed meanwhile, nothing done.
+        """
+        ref = self.store.locate(job)
+        try:
+            current = self.store.read(job.key, ref) if ref else None
+        except Exception as e:  # never lose what the provider made
+            current = self.store.unreadable(job.key, ref, e)
+        settlement = self.engine.prepare_settle(job, outcome, current.text if current else None)
+        text = settlement.text if current is not None else None
+        try:
+            more = self.store.commit_settled(
+                job.key,
+                ref,
+                current.version if current is not None else None,
+                text,
+                lambda write: self.engine.finish_settle(settlement, write),
+            )
+        except Stale:
+            return None
+        if more is not None and text is not None:
+            logger.info(
+                "meetplugin: %s/%s: written with the %s result",
+                job.key.calendar,
+                job.key.uid,
+                job.provider,
+            )
+        return more
+
+    def _settle_locked(self, job: Job, outcome: Outcome) -> list[Job]:
+        """Settle under the store's lock from reading to writing (a CalDAV server's way)."""
         with self.store.lock():
             ref = self.store.locate(job)
             try:

@@ -11,9 +11,10 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 from radicale_meetplugin.providers.base import ProviderError
 
@@ -93,6 +94,8 @@ class ApiClient:
     def session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
+            import requests  # on the first call: a server with no such provider never loads it
+
             session = self._local.session = requests.Session()
             session.headers.update(self._headers)
         return session
@@ -109,6 +112,8 @@ class ApiClient:
         form: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """One request; `form` sends an urlencoded body instead of JSON."""
+        import requests
+
         url = f"{self.base_url}{path}"
         started = time.monotonic()
         try:
@@ -145,6 +150,8 @@ class ApiClient:
             )
 
     def _raise(self, method: str, path: str, error: requests.RequestException) -> NoReturn:
+        import requests  # loaded already: the call that failed used it
+
         if isinstance(error, requests.ConnectTimeout):
             raise ProviderError("unavailable", temporary=True) from None
         if isinstance(error, requests.Timeout):  # sent, but no answer in time: maybe done

@@ -6,12 +6,13 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from radicale_meetplugin.providers.base import ProviderError
 from radicale_meetplugin.providers.http import ApiClient
+
+if TYPE_CHECKING:
+    import requests  # loaded with the first call (providers/http.py)
 
 logger = logging.getLogger("radicale.meetplugin")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # printable, no spaces: safe in a header

@@ -24,9 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -41,6 +39,9 @@ from radicale_meetplugin.providers.base import (
     UserCredentials,
 )
 from radicale_meetplugin.providers.http import ApiClient
+
+if TYPE_CHECKING:
+    import requests  # loaded with the first call (providers/http.py)
 
 logger = logging.getLogger("radicale.meetplugin")
 

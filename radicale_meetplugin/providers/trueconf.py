@@ -29,9 +29,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, csv, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -47,6 +45,9 @@ from radicale_meetplugin.providers.base import (
 )
 from radicale_meetplugin.providers.http import ApiClient
 from radicale_meetplugin.providers.users import CredentialError, write_private
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -32,9 +32,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, read_secret
 from radicale_meetplugin.core.model import Conference, Meeting
@@ -48,6 +46,9 @@ from radicale_meetplugin.providers.base import (
     UserCredentials,
 )
 from radicale_meetplugin.providers.http import ApiClient
+
+if TYPE_CHECKING:
+    import requests
 
 _CONFID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _CONFPASS = re.compile(r"[A-Za-z0-9]{0,64}")

@@ -28,9 +28,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, csv, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -45,6 +43,9 @@ from radicale_meetplugin.providers.base import (
 )
 from radicale_meetplugin.providers.http import ApiClient
 from radicale_meetplugin.providers.oauth import TokenCache, bearer_call
+
+if TYPE_CHECKING:
+    import requests  # loaded with the first call (providers/http.py)
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -60,11 +60,23 @@ class Early:
 def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
     _request.target = (adapter, path, user) if adapter is not None else None
     _request.early = None
+    _request.quiet = None
 
 
 def end() -> None:
     _request.target = None
     _request.early = None
+    _request.quiet = None
+
+
+def cannot_ask(calendar: str) -> bool:
+    """This request's body, saved into `calendar`, was found unable to ask for anything.
+
+    Radicale's re-serialisation of it adds no words, markers or links, so the
+    locked path need not test the prepared text again (it still reads the
+    record: one may exist for an event whose link was removed).
+    """
+    return getattr(_request, "quiet", None) == calendar
 
 
 def take(calendar: str, text: str) -> Early | None:
@@ -100,9 +112,10 @@ def decide(
 ) -> Early | None:
     """The decision for a PUT of `content` to `path`; `item`: Radicale's prepared one."""
     engine = adapter.engine
-    if not engine.may_ask(content):
-        return None  # most saves: the locked path's fast check costs less than a parse
     calendar = posixpath.dirname(pathutils.strip_path(path))
+    if not engine.may_ask(content):
+        _request.quiet = calendar  # most saves: the locked path only reads the record
+        return None
     if item is None:
         item = adapter.events.as_radicale_item(calendar, content)  # as Radicale prepares it
     if item.component_name != "VEVENT":

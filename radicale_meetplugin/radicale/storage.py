@@ -38,6 +38,7 @@ from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.session import Session, StateUnavailable, Stored, Write
 from radicale_meetplugin.radicale import early, put_etag, unavailable
+from radicale_meetplugin.radicale.batch import Batcher
 from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -199,9 +200,12 @@ class RadicaleEventStore:
     """The `EventStore` port over Radicale's storage: its global lock, its serialisation.
 
     A write happens under Radicale's exclusive lock, so it never conflicts.
+    A settle is optimistic: read and rewritten with no lock, then checked and
+    written under the exclusive lock, which settles finishing together share.
     """
 
     rejudge_after_settle = False
+    optimistic = True
 
     def __init__(self, storage: Storage) -> None:
         # Every Storage of the process that shares this adapter; any live one will do
@@ -210,6 +214,7 @@ class RadicaleEventStore:
         self.max_rrule_occurrence = storage.configuration.get(
             "server", "max_vevent_rrule_occurrence"
         )
+        self.batch = Batcher(self.lock)
 
     @property
     def storage(self) -> Storage:
@@ -251,6 +256,39 @@ class RadicaleEventStore:
 
     def gave_up(self, key: EventKey, stored: Stored) -> None:
         pass  # writes under the exclusive lock do not conflict
+
+    def settling(self) -> contextlib.AbstractContextManager[object]:
+        return self.batch.preparing()
+
+    def commit_settled(
+        self,
+        key: EventKey,
+        ref: str,
+        version: str | None,
+        text: str | None,
+        commit: Callable[[Callable[[], object] | None], list[Job]],
+    ) -> list[Job] | None:
+        """Check the version and commit under the exclusive lock, shared with other settles.
+
+        The read before took no lock: Radicale replaces an item's file
+        atomically, so it saw one whole version, and its ETag is checked here.
+        The item is parsed and serialised before the lock is taken.
+        """
+        col, href = self._split(ref) if ref else (None, "")
+
+        def under_lock() -> list[Job] | None:
+            if col is not None and version is not None:
+                now = col._get(href, verify_href=False)
+                if now is None or now.etag != version:
+                    return None  # edited or deleted meanwhile: settle again
+            return commit(write)
+
+        write = None
+        if col is not None and text is not None:
+            item = self.as_radicale_item(col.path, text)
+            write = lambda: _base_upload(col, href, item)  # noqa: E731
+
+        return self.batch.run(under_lock)
 
     def as_radicale_item(self, path: str, text: str) -> radicale_item.Item:
         """The item exactly as Radicale would store `text` from a client's PUT.
@@ -376,8 +414,9 @@ class RadicaleAdapter:
             decision = self.session.commit(key, lambda: ready.decision)
             rewritten = ready.item
         else:
+            asks = not early.cannot_ask(path)  # the body was tested before the lock
             decision = self.session.decide(
-                key, text, stored, href, getattr(self._request, "user", "")
+                key, text, stored, href, getattr(self._request, "user", ""), asks=asks
             )
             rewritten = None
         self._later(decision.jobs)

@@ -15,6 +15,7 @@ import radicale
 from harness import event
 from radicale import config as radicale_config
 
+from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.protocol.engine import Engine
 
 
@@ -119,3 +120,34 @@ def test_an_unmarked_save_costs_no_early_parse(app, decisions):
     status, _ = request(app, "PUT", f"/alice/calendar/{uid}.ics", event(uid, location="Room 5"))
     assert status.startswith("201")
     assert decisions == ["w"]  # only the locked path's fast check
+
+
+def test_an_unmarked_body_is_tested_once_and_its_record_still_read(app, decisions, monkeypatch):
+    tested: list[str] = []
+    original = Engine.may_ask
+
+    def may_ask(self, text):
+        tested.append(app._storage._lock.locked)
+        return original(self, text)
+
+    monkeypatch.setattr(Engine, "may_ask", may_ask)
+    other = f"{uuid.uuid4()}@test"
+    status, _ = request(app, "PUT", f"/alice/calendar/{other}.ics", event(other, location="Room"))
+    assert status.startswith("201")
+    assert tested == [""]  # the raw body once, before the lock; not again under it
+    uid = f"{uuid.uuid4()}@test"
+    path = f"/alice/calendar/{uid}.ics"
+    status, _ = request(app, "PUT", path, event(uid, location="jitsi"))
+    assert status.startswith("201")
+    _, stored = request(app, "GET", path)
+    assert "https://meet.jit.si/" in stored
+    tested.clear()
+    # The person removes the keyword and the link: the text cannot ask any more, but
+    # the record says a conference belongs to it, so it is still dealt with.
+    status, _ = request(app, "PUT", path, event(uid, location="Room 5"))
+    assert status.startswith(("201", "204"))
+    assert tested == [""]
+    _, stored = request(app, "GET", path)
+    assert "meet.jit.si" not in stored
+    store = app._storage.meet.engine.store
+    assert store.get(EventKey("alice", "alice/calendar", uid)) is None

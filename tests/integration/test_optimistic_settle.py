@@ -1,0 +1,121 @@
+"""The link write-back: worked out with no lock, checked and written under Radicale's lock.
+
+In-process Radicale with the plugin, Telemost at the emulator: the outbox's
+settle reads and rewrites the event while nobody holds the storage lock,
+then takes the exclusive lock only to check the stored version, commit the
+record and write; an edit made meanwhile makes it settle again.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+
+import pytest
+import radicale
+from harness import TOKEN, event, plugin_config
+from radicale import config as radicale_config
+
+from radicale_meetplugin.core.model import EventKey, RecordState
+from radicale_meetplugin.protocol.engine import Engine
+
+
+@pytest.fixture
+def app(tmp_path, telemost, monkeypatch):
+    monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
+    (tmp_path / "users").write_text("alice:alice\n")
+    (tmp_path / "meetplugin.conf").write_text(plugin_config(telemost.url))
+    (tmp_path / "radicale.conf").write_text(
+        f"""[auth]
+type = htpasswd
+htpasswd_filename = {tmp_path / "users"}
+htpasswd_encryption = plain
+delay = 0
+[rights]
+type = owner_only
+[storage]
+type = radicale_meetplugin
+meetplugin_config = {tmp_path / "meetplugin.conf"}
+filesystem_folder = {tmp_path / "collections"}
+predefined_collections = {{"calendar": {{"tag": "VCALENDAR"}}}}
+"""
+    )
+    configuration = radicale_config.load([(str(tmp_path / "radicale.conf"), False)])
+    application = radicale.Application(configuration)
+    request(application, "PROPFIND", "/alice/")  # creates the predefined calendar
+    yield application
+    application._storage.meet.outbox.stop()
+    application._storage.meet.engine.store.close()
+
+
+def request(app, method: str, path: str, body: str = "") -> tuple[str, str]:
+    data = body.encode()
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5232",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "text/calendar",
+        "CONTENT_LENGTH": str(len(data)),
+        "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"alice:alice").decode(),
+        "wsgi.input": io.BytesIO(data),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http",
+    }
+    status: list[str] = []
+    answer = b"".join(app(environ, lambda s, headers: status.append(s)))
+    return status[0], answer.decode()
+
+
+def test_the_write_back_is_worked_out_with_no_lock_held(app, monkeypatch):
+    meet = app._storage.meet
+    seen: list[str] = []
+    original = Engine.prepare_settle
+
+    def prepare(self, *args, **kwargs):
+        seen.append(meet.events.storage._lock.locked)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "prepare_settle", prepare)
+    uid = f"{uuid.uuid4()}@test"
+    status, _ = request(app, "PUT", f"/alice/calendar/{uid}.ics", event(uid, location="телемост"))
+    assert status.startswith("201")
+    _, stored = request(app, "GET", f"/alice/calendar/{uid}.ics")
+    assert "telemost" in stored and "X-MEETPLUGIN-STATUS:pending" not in stored
+    assert seen == [""]  # once, and with no lock: the exclusive lock only checks and writes
+    assert meet.events.batch.batches >= 1
+
+
+def test_an_edit_between_reading_and_writing_settles_again(app, monkeypatch):
+    meet = app._storage.meet
+    uid = f"{uuid.uuid4()}@test"
+    path = f"/alice/calendar/{uid}.ics"
+    calls: list[str] = []
+    original = Engine.prepare_settle
+
+    def prepare_then_edit(self, job, outcome, current_text):
+        settlement = original(self, job, outcome, current_text)
+        calls.append(current_text or "")
+        if len(calls) == 1:  # the person saves an edit right after our read
+            _, now = request(app, "GET", path)
+            edited = now.replace("SUMMARY:Планёрка", "SUMMARY:Планёрка перенесена")
+            status, _ = request(app, "PUT", path, edited)
+            assert status.startswith("201") or status.startswith("204")
+        return settlement
+
+    monkeypatch.setattr(Engine, "prepare_settle", prepare_then_edit)
+    status, _ = request(app, "PUT", path, event(uid, location="телемост"))
+    assert status.startswith("201")
+    assert meet.outbox is not None
+    _, stored = request(app, "GET", path)
+    assert len(calls) == 2 and "перенесена" in calls[1]  # read again after the edit
+    assert "SUMMARY:Планёрка перенесена" in stored  # the edit kept
+    assert "telemost" in stored and "X-MEETPLUGIN-STATUS:pending" not in stored
+    record = meet.engine.store.get(EventKey("alice", "alice/calendar", uid))
+    assert record is not None and record.state is RecordState.ACTIVE
+    assert record.conference is not None and record.conference.join_url in stored
