@@ -53,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds between cycles (overrides [bridge] interval)",
     )
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config, the plugin config and its providers, and log in to each "
+        "account's CalDAV server; writes nothing (exit 0 OK, 1 findings, 2 could not run)",
+    )
+    parser.add_argument(
         "--adopt",
         action="store_true",
         help="take over events another bridge instance manages (their mark and conference "
@@ -64,7 +70,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _logging(args.verbose)
     log = logging.getLogger("meetplugin.bridge")
+    if args.check:
+        return clitools.run(parser.prog, lambda: _check(args), log)
     return clitools.run(parser.prog, lambda: _run(args, log), log)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """The bridge config, its plugin config's providers, and a login at every account."""
+    from bridge.caldav_client import CalDAVClient, CalDAVError
+    from radicale_meetplugin.cli import check_plugin
+
+    path = clitools.config_file(args.config)
+    try:
+        settings = config.load(path)
+    except ConfigError as e:
+        print(f"config: NOT OK: {e}")
+        return 1
+    print(f"config: OK ({settings.source})")
+    failures = check_plugin(settings.meetplugin_config, settings.state_dir)
+    for account in settings.accounts:
+        client = CalDAVClient(
+            account.url, account.username, account.password.value, settings.http_timeout
+        )
+        try:
+            home = client.discover_home()  # PROPFINDs only: reads, writes nothing
+        except (CalDAVError, OSError) as e:
+            failures += 1
+            print(f"account {account.name} ({account.url}): NOT OK: {clitools.one_line(e)}")
+        else:
+            print(f"account {account.name} ({account.url}): OK (calendar home {home})")
+    return 1 if failures else 0
 
 
 def _run(args: argparse.Namespace, log: logging.Logger) -> int:

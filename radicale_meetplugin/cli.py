@@ -42,14 +42,33 @@ def check_command(args: argparse.Namespace) -> int:
     """Validate the config and ask every provider whether its credentials work.
 
     Writes nothing: no state folder, no records, no generated secret (a missing
-    one is reported); providers are built read-only.
+    one is reported); providers are built read-only. A bridge config (it has a
+    [bridge] section) is checked by the bridge's own command, which also logs
+    in to each account's CalDAV server.
     """
+    import configparser
+    import subprocess
+
+    path = clitools.config_file(args.config)
+    sections = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        sections.read(path, encoding="utf-8")
+    except configparser.Error:
+        pass  # not ours to judge here: Radicale's reader says what is wrong below
+    if sections.has_section("bridge"):
+        bridge = [sys.executable, "-m", "bridge", "--check", "--config", path]
+        return subprocess.run(bridge, check=False).returncode
+    plugin, state = _plugin_config(args.config)  # unreadable: exit 2
+    return check_plugin(plugin, state)
+
+
+def check_plugin(plugin: str, state: str) -> int:
+    """The plugin config at `plugin` and its providers' credentials; 0 OK, 1 findings."""
     import os
 
     from radicale_meetplugin import config, providers
     from radicale_meetplugin.bootstrap import build_providers
 
-    plugin, state = _plugin_config(args.config)  # unreadable: exit 2
     try:
         settings, plugins = providers.load_settings(plugin)
         ctx = providers.BuildContext(
