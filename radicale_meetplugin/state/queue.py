@@ -96,14 +96,17 @@ class LeasedQueue(Generic[T]):
         now = time.time()
         with self.db.transaction() as conn:
             row = conn.execute(
-                f"SELECT lease_owner, lease_until FROM {self.table} WHERE id=? AND {self._pending}",
+                f"SELECT lease_owner, lease_until, next_at FROM {self.table} "
+                f"WHERE id=? AND {self._pending}",
                 (item_id,),
             ).fetchone()
             if row is None:
                 return None
-            holder, until = row
+            holder, until, next_at = row
             if holder and holder != owner and until > now and alive(holder):
                 return None
+            if not holder and next_at > now + 0.05:
+                return None  # rescheduled (backoff, Retry-After): the loop runs it when due
             conn.execute(
                 f"UPDATE {self.table} SET lease_owner=?, lease_until=? WHERE id=?",
                 (owner, now + lease, item_id),

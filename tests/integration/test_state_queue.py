@@ -116,6 +116,15 @@ def test_a_retry_frees_the_row_for_later_and_clears_the_marker(chores):
     assert chores.next_at() == pytest.approx(later)
 
 
+def test_a_rescheduled_row_is_not_claimed_before_its_time(chores):
+    """Submitting its id again (a save, reconcile) must not run it before Retry-After."""
+    i = chores.add({"what": "rate limited"})
+    chores.claim(i, "h:1:a", 60, ALIVE)
+    chores.retry(i, "h:1:a", time.time() + 100, "429")
+    assert chores.claim(i, "h:1:b", 60, ALIVE) is None
+    assert chores.claim(i, "h:1:a", 60, ALIVE) is None
+
+
 def test_a_queue_that_keeps_its_rows_records_their_final_state(notes, db):
     first = notes.add({"text": "hello"}, unique=True)
     assert notes.add({"text": "hello"}, unique=True) is None  # the table's UNIQUE key
