@@ -177,6 +177,7 @@ def made(radicale, emu, location: str) -> tuple[str, str, str]:
     uid = f"{uuid.uuid4()}@matrix"
     path = f"{CAL}/{uid}.ics"
     assert radicale.put("alice", path, event(uid, location=location)).status_code == 201
+    drained(radicale)  # the room may come after the save budget on a loaded machine
     conf_id = str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
     assert conf_id in emu.conferences
     return uid, path, conf_id
