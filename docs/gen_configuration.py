@@ -197,6 +197,10 @@ up: without it the bridge no longer knows its conferences. One bridge process pe
 (a lock file enforces it).
 """
 
+SCHEDULING_NOTES = """\
+How it works, and how replies come back: [email-and-scheduling.md](email-and-scheduling.md).
+"""
+
 ACCOUNT_NOTES = """\
 - `url` is `http://` or `https://`, without a login in it. Where to point it for each server:
   [bridge/README.md](bridge/README.md#where-to-point-url). A password sent over plain `http://` to
@@ -216,6 +220,7 @@ def render() -> str:
     out += [*table(config.MAIN_SCHEMA), "", MAIN_NOTES]
     out += [OWNER_NOTES, "### `[mail]`", ""]
     out += [*table(config.MAIL_SCHEMA), "", MAIL_NOTES]
+    out += ["### `[scheduling]`", "", *table(config.SCHEDULING_SCHEMA), "", SCHEDULING_NOTES]
     out += ["### Every `[provider:NAME]`", "", *table(config.COMMON_PROVIDER_SCHEMA), ""]
     out += [COMMON_NOTES]
     for name, schema in schemas().items():

@@ -2,7 +2,7 @@
 
 Radicale's config names the file: ``[storage] meetplugin_config = /etc/radicale/meetplugin.conf``.
 Sections: ``[meetplugin]``, ``[owner_addresses]`` (user = address, address), ``[mail]``
-(invitation e-mails), ``[pasted_links]`` (label = regex) and one ``[provider:<name>]`` per
+(invitation e-mails), ``[scheduling]`` (CalDAV scheduling, RFC 6638), ``[pasted_links]`` (label = regex) and one ``[provider:<name>]`` per
 provider (options declared by the provider's plugin; ``module = <import path>`` names a
 third-party provider).
 """
@@ -344,6 +344,30 @@ def _labels_as_written(
     return dict(cased.items(section)) if cased.has_section(section) else {}
 
 
+SCHEDULING_SCHEMA: Schema = {
+    "enabled": (
+        "false",
+        boolean,
+        "Serve CalDAV scheduling (RFC 6638): Radicale advertises calendar-auto-schedule, "
+        "clients leave invitations to the server, and the server sends them (by [mail]) "
+        "with the join link, delivers them to local attendees and takes replies back. "
+        "Off by default: clients then send their own invitations, as with plain Radicale.",
+    ),
+    "local_delivery": (
+        "true",
+        boolean,
+        "Deliver invitations to attendees who are users of this Radicale (found by their "
+        "addresses) into their calendars.",
+    ),
+    "email_local": (
+        "false",
+        boolean,
+        "Also e-mail attendees who are users of this Radicale (they get the invitation "
+        "in their calendar either way).",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     main: Section
@@ -356,6 +380,15 @@ class Settings:
         default_factory=lambda: Section(
             "mail",
             {option: convert(default) for option, (default, convert, _help) in MAIL_SCHEMA.items()},
+        )
+    )
+    scheduling: Section = field(
+        default_factory=lambda: Section(
+            "scheduling",
+            {
+                option: convert(default)
+                for option, (default, convert, _help) in SCHEDULING_SCHEMA.items()
+            },
         )
     )
 
@@ -406,7 +439,7 @@ def load(path: str | None, provider_schemas: ProviderSchemas) -> Settings:
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
     for name in parser.sections():
-        if name in ("meetplugin", "owner_addresses", "pasted_links", "mail"):
+        if name in ("meetplugin", "owner_addresses", "pasted_links", "mail", "scheduling"):
             continue
         if not name.startswith("provider:") or name[9:] not in provider_schemas:
             raise ConfigError(
@@ -448,4 +481,5 @@ def load(path: str | None, provider_schemas: ProviderSchemas) -> Settings:
                 f"{source}: [mail] sender_policy = fixed needs a sender "
                 "address, e.g. sender = calendar@example.com"
             )
-    return Settings(main, providers, owners, configured, source, masks, mail)
+    scheduling = _section(parser, "scheduling", SCHEDULING_SCHEMA, source)
+    return Settings(main, providers, owners, configured, source, masks, mail, scheduling)

@@ -26,6 +26,7 @@ def every_schema() -> dict[str, config.Schema]:
     return {
         "[meetplugin]": config.MAIN_SCHEMA,
         "[mail]": config.MAIL_SCHEMA,
+        "[scheduling]": config.SCHEDULING_SCHEMA,
         "[provider:NAME]": config.COMMON_PROVIDER_SCHEMA,
         **{f"[provider:{name}]": schema for name, schema in schemas().items()},
         "[bridge]": BRIDGE_SCHEMA,
