@@ -74,8 +74,8 @@ def login_candidates(
     """Logins whose addresses may include `addr`: the reverse of the owner addresses.
 
     `explicit`: login -> its listed addresses; `templates`: e.g. `{user}@example.com`.
-    Candidates only, in order (explicit, the address as a login, templates): the
-    caller keeps those whose own address list really holds `addr`.
+    Candidates only, in order (explicit, templates, the address itself as a
+    login): the caller keeps those whose own address list really holds `addr`.
     """
     wanted = normalize(addr)
     if wanted is None:
@@ -89,7 +89,6 @@ def login_candidates(
     for login, listed in explicit.items():
         if any(normalize(a) == wanted for a in listed):
             add(login)
-    add(wanted)  # a login that is an address is an address of its own
     for template in templates:
         parts = template.strip().lower().split("{user}")
         if len(parts) != 2:
@@ -103,4 +102,5 @@ def login_candidates(
             login = wanted[len(head) : len(wanted) - len(tail)]
             if "/" not in login and "@" not in login and login.strip(".") == login:
                 add(login)
+    add(wanted)  # a login that is an address is an address of its own
     return found
