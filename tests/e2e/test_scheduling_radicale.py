@@ -225,11 +225,33 @@ def test_a_meeting_without_a_conference_is_scheduled_too(radicale, inbox):
     uid = new_uid()
     path = f"{CAL}/{uid}.ics"
     mark = radicale.mark()
-    assert radicale.put("alice", path, meeting(uid, BOB, CAROL, location="Room 5")).status_code
+    r = radicale.put("alice", path, meeting(uid, BOB, CAROL, location="Room 5"))
+    assert r.status_code == 201 and not r.headers.get("ETag")  # SCHEDULE-STATUS written
     delivered(radicale, uid, "invite", mark)
     [letter] = inbox.wait_letters(uid, 1)
     assert letter.rcpt_tos == ["carol@example.org"] and "Присоединиться" not in letter.text()
     assert str(stored(radicale, f"{BOBCAL}/{uid}.ics", "bob")["LOCATION"]) == "Room 5"
+
+
+def test_a_slow_link_is_awaited_then_each_person_is_told_once(radicale, inbox, telemost):
+    telemost.fail_next("POST", 503, {"error": "Unavailable", "description": "d", "message": "m"})
+    uid = new_uid()
+    path = f"{CAL}/{uid}.ics"
+    mark = radicale.mark()
+    assert radicale.put("alice", path, meeting(uid, BOB, CAROL, location="телемост")).ok
+    radicale.wait_for_log(f"{re.escape(uid)}: telemost conference attached", start=mark)
+    delivered(radicale, uid, "invite", mark)
+    conf_id = str(stored(radicale, path)["X-MEETPLUGIN-CONFERENCE-ID"])
+    link = telemost.conferences[conf_id]["join_url"]
+    [letter] = inbox.wait_letters(uid, 1)
+    assert str(letter.event()["LOCATION"]) == link
+    assert str(stored(radicale, f"{BOBCAL}/{uid}.ics", "bob")["LOCATION"]) == link
+    assert sorted(q[1:3] for q in queued(radicale, uid)) == [
+        ("bob@example.com", "LOCAL"),
+        ("carol@example.org", "REQUEST"),
+    ]
+    people = attendees(stored(radicale, path))  # written with the pending note, kept
+    assert str(people["carol@example.org"].params["SCHEDULE-STATUS"]) == "1.1"
 
 
 def test_saving_the_organizers_copy_again_changes_nothing(radicale, inbox):
