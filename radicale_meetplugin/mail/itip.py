@@ -82,7 +82,9 @@ def attendee_copy(
 ) -> icalendar.Calendar:
     """The local attendee's copy after a REQUEST (`invite`, `update`) or a cancellation."""
     cancelling = kind in ("cancel", "uninvite")
-    out = imip.calendar(cal, "cancel" if cancelling else kind, sequence, organizer, recipient, now)
+    out = imip.calendar(
+        cal, "cancel" if cancelling else kind, sequence, organizer, recipient, now, rsvp=True
+    )
     out.pop("METHOD", None)  # a stored calendar object carries no METHOD (RFC 4791 4.1)
     if cancelling and existing is not None:  # the attendee keeps what they had, cancelled
         out = _cancelled(existing, sequence, now)

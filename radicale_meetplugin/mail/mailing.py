@@ -269,7 +269,15 @@ class Mailing:
         )
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         message = imip.message(
-            cal, mail.kind, mail.sequence, envelope, organizer, mail.join_url, self.lang, now
+            cal,
+            mail.kind,
+            mail.sequence,
+            envelope,
+            organizer,
+            mail.join_url,
+            self.lang,
+            now,
+            rsvp=self.calendars is not None,  # scheduling: the answers come back
         )
         return sender.address, message.as_bytes()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -184,6 +185,8 @@ class RadicaleCalendars:
                 return
         except ical.EventParseError:
             return
+        except sqlite3.OperationalError as e:  # the state file is busy: the answer waits
+            logger.warning("meetplugin: an attendee's answer was not taken now: %s", e)
         except Exception:
             logger.exception("meetplugin: an attendee's answer was not taken")
 

@@ -29,7 +29,7 @@ START, END = "20300315T100000", "20300315T110000"
 ORGANIZER = "ORGANIZER;CN=Alice:mailto:alice@example.com"
 CHAIR = "ATTENDEE;CN=Alice;ROLE=CHAIR;PARTSTAT=ACCEPTED:mailto:alice@example.com"
 BOB = "ATTENDEE;CN=Bob;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.com"
-CAROL = "ATTENDEE;CN=Carol;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:carol@example.org"
+CAROL = "ATTENDEE;CN=Carol;PARTSTAT=NEEDS-ACTION:mailto:carol@example.org"  # no RSVP: we add it
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +191,25 @@ def test_move_sends_one_update_each_and_cancel_one_cancel_each(radicale, inbox):
         (2, "carol@example.org", "CANCEL"),
     ]
     assert len(inbox.of(uid)) == 3
+
+
+def test_removing_bob_cancels_his_copy_and_tells_carol_nothing(radicale, inbox):
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, BOB, CAROL)
+    inbox.wait_letters(uid, 1)
+    cal = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    ev = next(iter(cal.walk("VEVENT")))
+    ev["ATTENDEE"] = [a for a in ev["ATTENDEE"] if "bob@" not in str(a)]
+    mark = radicale.mark()
+    assert radicale.put("alice", path, cal.to_ical().decode()).status_code == 204
+    delivered(radicale, uid, "uninvite", mark)
+    bob = stored(radicale, f"{BOBCAL}/{uid}.ics", "bob")
+    assert str(bob["STATUS"]) == "CANCELLED" and int(bob["SEQUENCE"]) == 1
+    assert sorted(q[:4] for q in queued(radicale, uid)) == [
+        (0, "bob@example.com", "LOCAL", "invite"),
+        (0, "carol@example.org", "REQUEST", "invite"),
+        (1, "bob@example.com", "LOCAL", "uninvite"),
+    ]
 
 
 def test_deleting_the_event_cancels_bobs_copy(radicale, inbox):
