@@ -291,7 +291,7 @@ def imip_inbox_command(args: argparse.Namespace) -> int:
 
     from radicale_meetplugin import config, providers
     from radicale_meetplugin.radicale import inbound
-    from radicale_meetplugin.radicale.scheduling import RadicaleCalendars
+    from radicale_meetplugin.radicale.attendees import RadicaleCalendars
     from radicale_meetplugin.state.records import RecordStore
 
     logging.getLogger("radicale.meetplugin").setLevel(logging.INFO)

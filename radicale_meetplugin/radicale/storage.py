@@ -42,9 +42,6 @@ from radicale_meetplugin.radicale import early, put_etag, unavailable
 from radicale_meetplugin.radicale.batch import Batcher
 from radicale_meetplugin.state.records import RecordStore
 
-if TYPE_CHECKING:  # loaded only with [scheduling] enabled
-    from radicale_meetplugin.radicale.scheduling import RadicaleCalendars
-
 logger = logging.getLogger("radicale.meetplugin")
 
 # Seconds a request holding Radicale's lock waits for the state file (another
@@ -53,6 +50,9 @@ LOCKED_STATE_WAIT = 1.0
 
 _base_upload = multifilesystem.Collection.upload
 _base_delete = multifilesystem.Collection.delete
+
+if TYPE_CHECKING:  # loaded only with [scheduling] enabled
+    from radicale_meetplugin.radicale.attendees import RadicaleCalendars
 
 
 class Collection(multifilesystem.Collection):
@@ -367,7 +367,7 @@ class RadicaleAdapter:
         self.session.refuse_unavailable = True  # a 503 the client retries, never a lost record
         self.calendars: RadicaleCalendars | None = None
         if engine.settings.scheduling["enabled"]:  # RFC 6638: before the outbox is built
-            from radicale_meetplugin.radicale.scheduling import RadicaleCalendars
+            from radicale_meetplugin.radicale.attendees import RadicaleCalendars
 
             self.calendars = RadicaleCalendars(
                 lambda: self.events.storage,

@@ -144,6 +144,23 @@ def test_one_letter_to_carol_none_to_bob_and_bob_has_it_in_his_calendar(radicale
     assert len(inbox.of(uid)) == 1
 
 
+TODOS_ONLY = """<?xml version="1.0" encoding="utf-8"?>
+<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>
+<C:supported-calendar-component-set><C:comp name="VTODO"/></C:supported-calendar-component-set>
+</D:prop></D:set></C:mkcalendar>"""
+
+
+def test_the_default_calendar_is_the_first_that_takes_events(radicale, inbox):
+    r = radicale.session("bob").request(
+        "MKCALENDAR", f"{radicale.url}/bob/a-tasks/", data=TODOS_ONLY.encode()
+    )
+    assert r.status_code == 201, r.text
+    uid = new_uid()
+    invite(radicale, inbox, uid, BOB)
+    assert radicale.get("bob", f"bob/a-tasks/{uid}.ics").status_code == 404
+    assert radicale.get("bob", f"{BOBCAL}/{uid}.ics").status_code == 200
+
+
 def test_the_plugin_leaves_bobs_copy_alone_when_he_saves_it(radicale, inbox):
     uid = new_uid()
     invite(radicale, inbox, uid, BOB)

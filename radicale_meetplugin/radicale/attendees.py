@@ -1,11 +1,12 @@
-"""Scheduling over Radicale's storage: users' calendars, deliveries into them, attendees' answers.
+"""Local attendees over Radicale's storage: who they are, deliveries, their answers (not pure).
 
 `RadicaleCalendars` is the `Calendars` port of mail/mailing.py for the plugin:
 
 - who a local attendee is: an address whose login (the reverse of the owner
   addresses, `Settings.logins_of`) has a home in the storage;
 - their default calendar: the first calendar collection of the home, by href
-  order, that takes VEVENTs (none: no delivery, SCHEDULE-STATUS 5.3);
+  order, that takes VEVENTs, not a scheduling inbox or outbox (none: no
+  delivery, SCHEDULE-STATUS 5.3);
 - `deliver`: the attendee's copy written with Radicale's own storage API under
   its lock, taken by the outbox's worker (never inside a save);
 - `answered`: an attendee saved their own copy (a PUT into their calendar, under
@@ -43,6 +44,9 @@ from radicale_meetplugin.radicale.storage import prepared_item
 logger = logging.getLogger("radicale.meetplugin")
 
 _base_upload = multifilesystem.Collection.upload
+# The property that marks a scheduling inbox or outbox collection (CalDAV scheduling's
+# surface): those are no calendars to deliver into or to look for copies in.
+BOX_MARK = "{urn:x-radicale-meetplugin}schedule-box"
 
 
 class RadicaleCalendars:
@@ -87,6 +91,7 @@ class RadicaleCalendars:
             if isinstance(col, multifilesystem.Collection)
             and col.tag == "VCALENDAR"
             and col.path != user
+            and not col.get_meta(BOX_MARK)
         ]
         return sorted(found, key=lambda col: col.path)
 
