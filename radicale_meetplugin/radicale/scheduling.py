@@ -1,0 +1,456 @@
+"""CalDAV scheduling's surface (RFC 6638) on Radicale: advertisement, principal properties, boxes.
+
+Not pure: it wraps three of Radicale's request handlers, once per process,
+and only when `[scheduling] enabled` (the storage's set-up calls `install`):
+
+- OPTIONS: `calendar-auto-schedule` joins the `DAV:` header (Thunderbird then
+  leaves invitations to the server);
+- PROPFIND: a principal answers `calendar-user-address-set` (the owner's
+  addresses as `mailto:`, then the principal), `schedule-inbox-URL`,
+  `schedule-outbox-URL`, `schedule-default-calendar-URL` and
+  `calendar-user-type`; the inbox and the outbox show their own resource
+  types; calendars answer `schedule-calendar-transp`;
+- PUT into a box, or DELETE of a box itself, is refused (RFC 6638 §2.1, §2.2).
+
+Each box is a collection of Radicale's own storage (`/<user>/inbox/`,
+`/<user>/outbox/`), tagged as a calendar so Radicale lists, reads, reports
+and deletes its items, and marked as a box in its properties. It is created
+the first time its owner asks the server anything under their principal. A
+request served by another storage, or with scheduling off, is answered by
+Radicale untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from radicale import httputils, pathutils, storage, xmlutils
+
+logger = logging.getLogger("radicale.meetplugin")
+
+INBOX = "inbox"
+OUTBOX = "outbox"
+AUTO_SCHEDULE = "calendar-auto-schedule"
+
+# The collection property that marks a box (its value: "inbox" or "outbox"). Radicale keeps
+# it with the collection's other properties; our PROPFIND answers never show it.
+MARK = "{urn:x-radicale-meetplugin}schedule-box"
+
+_PROPS: dict[str, dict[str, str]] = {
+    INBOX: {
+        "tag": "VCALENDAR",
+        MARK: INBOX,
+        "D:displayname": "Scheduling inbox",
+        "C:supported-calendar-component-set": "VEVENT,VTODO",
+    },
+    OUTBOX: {
+        "tag": "VCALENDAR",
+        MARK: OUTBOX,
+        "D:displayname": "Scheduling outbox",
+        "C:supported-calendar-component-set": "VEVENT,VTODO",
+    },
+}
+
+_ALL_COMPONENTS = ("VTODO", "VEVENT", "VJOURNAL")  # Radicale's default for a calendar
+
+
+def _clark(tag: str) -> str:
+    return xmlutils.make_clark(tag)
+
+
+# --- paths and rules (shared with the scheduling behaviour) ----------------------------
+
+
+def inbox_path(user: str) -> str:
+    """The user's scheduling inbox, as a collection path (`alice/inbox`)."""
+    return f"{user}/{INBOX}"
+
+
+def outbox_path(user: str) -> str:
+    """The user's scheduling outbox, as a collection path (`alice/outbox`)."""
+    return f"{user}/{OUTBOX}"
+
+
+def box_kind(collection: Any) -> str | None:
+    """ "inbox" or "outbox" when `collection` is one of our boxes, else None."""
+    path = getattr(collection, "path", "")
+    owner, _, name = path.partition("/")
+    if not owner or name not in (INBOX, OUTBOX):
+        return None
+    try:
+        return name if collection.get_meta(MARK) == name else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def components(collection: Any) -> tuple[str, ...]:
+    """The components a calendar collection takes (Radicale's default: all three)."""
+    text = collection.get_meta("C:supported-calendar-component-set")
+    return tuple(c.strip() for c in text.split(",") if c.strip()) if text else _ALL_COMPONENTS
+
+
+def default_calendar(store: Any, user: str) -> str | None:
+    """The user's default calendar as a collection path, None when they have none.
+
+    The rule: the first calendar collection of the user's home, by href
+    order, that takes VEVENT (the boxes are not calendars). Read with no
+    lock of ours: the caller holds Radicale's when it needs one.
+    """
+    if not user or not pathutils.is_safe_path_component(user):
+        return None
+    found: list[str] = []
+    for col in store.discover(pathutils.unstrip_path(user, True), depth="1"):
+        if (
+            isinstance(col, storage.BaseCollection)
+            and col.path != user
+            and col.tag == "VCALENDAR"
+            and box_kind(col) is None
+            and "VEVENT" in components(col)
+        ):
+            found.append(col.path)
+    return min(found) if found else None
+
+
+def create_boxes(store: Any, user: str) -> None:
+    """Create the user's inbox and outbox where they are missing (Radicale's write lock held)."""
+    for name in (INBOX, OUTBOX):
+        path = f"{user}/{name}"
+        col = next(iter(store.discover(pathutils.unstrip_path(path, True))), None)
+        if col is None:
+            store.create_collection(pathutils.unstrip_path(path, True), props=dict(_PROPS[name]))
+            logger.info("meetplugin: scheduling %s of %s created: /%s/", name, user, path)
+        elif box_kind(col) != name:
+            _warn_taken(path)
+
+
+_warned: set[str] = set()
+
+
+def _warn_taken(path: str) -> None:
+    if path not in _warned:
+        _warned.add(path)
+        logger.warning(
+            "meetplugin: /%s/ is an ordinary collection, so the scheduling box cannot be "
+            "there; rename that collection to give the user scheduling",
+            path,
+        )
+
+
+# --- the request handlers ------------------------------------------------------------
+
+
+def enabled(app: Any) -> bool:
+    """The application's storage is ours, active, and has scheduling on."""
+    meet = getattr(getattr(app, "_storage", None), "meet", None)
+    if meet is None or getattr(app._storage, "passive", True):
+        return False
+    return bool(meet.engine.settings.scheduling["enabled"])
+
+
+def _addresses(app: Any, user: str) -> tuple[str, ...]:
+    return tuple(app._storage.meet.engine.settings.address_list(user))
+
+
+_ensured: set[tuple[int, str]] = set()
+_ensure_lock = threading.Lock()
+
+
+def _ensure(app: Any, user: str) -> None:
+    """Create `user`'s boxes once per storage and process (the first request under them)."""
+    store = app._storage
+    key = (id(store.meet), user)
+    if key in _ensured:
+        return
+    with _ensure_lock:
+        if key in _ensured:
+            return
+        with store.acquire_lock("r", user):
+            missing = [
+                name
+                for name in (INBOX, OUTBOX)
+                if box_kind(next(iter(store.discover(f"/{user}/{name}/")), None)) != name
+            ]
+        if missing:
+            with store.acquire_lock("w", user):
+                create_boxes(store, user)
+        _ensured.add(key)
+
+
+def _owner_request(path: str, user: str) -> bool:
+    """The request is under `user`'s own principal (or at the root, where clients start)."""
+    sane = pathutils.strip_path(path)
+    return bool(user) and (sane == "" or sane.split("/", 1)[0] == user)
+
+
+def _box_of(path: str) -> tuple[str, str] | None:
+    """(owner, "inbox"/"outbox") when `path` names a box or something in it, by its name only."""
+    parts = pathutils.strip_path(path).split("/")
+    if len(parts) >= 2 and parts[1] in (INBOX, OUTBOX):
+        return parts[0], parts[1]
+    return None
+
+
+def _is_box_path(app: Any, path: str) -> bool:
+    """`path` is (in) one of our boxes: its collection carries the mark."""
+    found = _box_of(path)
+    if found is None:
+        return False
+    owner, name = found
+    with app._storage.acquire_lock("r"):
+        col = next(iter(app._storage.discover(f"/{owner}/{name}/")), None)
+    return box_kind(col) == name
+
+
+def _href(base_prefix: str, path: str) -> ET.Element:
+    element = ET.Element(_clark("D:href"))
+    element.text = xmlutils.make_href(base_prefix, pathutils.unstrip_path(path, True))
+    return element
+
+
+def _propstat(response: ET.Element, status: int) -> ET.Element:
+    """The `prop` element of the response's propstat with `status`, made when missing."""
+    text = xmlutils.make_response(status)
+    for propstat in response.findall(_clark("D:propstat")):
+        if propstat.findtext(_clark("D:status")) == text:
+            prop = propstat.find(_clark("D:prop"))
+            if prop is not None:
+                return prop
+    propstat = ET.SubElement(response, _clark("D:propstat"))
+    prop = ET.SubElement(propstat, _clark("D:prop"))
+    ET.SubElement(propstat, _clark("D:status")).text = text
+    return prop
+
+
+def _answer(response: ET.Element, tag: str, fill: Callable[[ET.Element], bool]) -> None:
+    """Answer the asked property `tag` anew: `fill` gives its content (False: 404)."""
+    for propstat in list(response.findall(_clark("D:propstat"))):
+        prop = propstat.find(_clark("D:prop"))
+        if prop is None:
+            continue
+        for element in list(prop):
+            if element.tag != tag:
+                continue
+            prop.remove(element)
+            if len(prop) == 0:
+                response.remove(propstat)
+            fresh = ET.Element(tag)
+            _propstat(response, 200 if fill(fresh) else 404).append(fresh)
+            return
+
+
+def _drop(response: ET.Element, tag: str) -> None:
+    for propstat in list(response.findall(_clark("D:propstat"))):
+        prop = propstat.find(_clark("D:prop"))
+        if prop is None:
+            continue
+        for element in list(prop):
+            if element.tag == tag:
+                prop.remove(element)
+        if len(prop) == 0:
+            response.remove(propstat)
+
+
+def _asked(response: ET.Element) -> set[str]:
+    return {
+        element.tag
+        for propstat in response.findall(_clark("D:propstat"))
+        for prop in propstat.findall(_clark("D:prop"))
+        for element in prop
+    }
+
+
+PRINCIPAL_PROPS = (
+    "C:calendar-user-address-set",
+    "C:schedule-inbox-URL",
+    "C:schedule-outbox-URL",
+    "C:schedule-default-calendar-URL",
+    "C:calendar-user-type",
+)
+
+
+def _principal(app: Any, response: ET.Element, base_prefix: str, col: Any, names: bool) -> None:
+    owner = col.path
+    asked = _asked(response)
+    if names:  # PROPFIND propname: the names we answer join Radicale's
+        prop = _propstat(response, 200)
+        for tag in PRINCIPAL_PROPS:
+            if _clark(tag) not in asked:
+                prop.append(ET.Element(_clark(tag)))
+        return
+
+    def addresses(element: ET.Element) -> bool:
+        for address in _addresses(app, owner):
+            ET.SubElement(element, _clark("D:href")).text = f"mailto:{address}"
+        element.append(_href(base_prefix, owner))
+        return True
+
+    def box(name: str) -> Callable[[ET.Element], bool]:
+        def fill(element: ET.Element) -> bool:
+            element.append(_href(base_prefix, f"{owner}/{name}"))
+            return True
+
+        return fill
+
+    def default(element: ET.Element) -> bool:
+        path = default_calendar(app._storage, owner)
+        if path is None:
+            return False
+        element.append(_href(base_prefix, path))
+        return True
+
+    def individual(element: ET.Element) -> bool:
+        element.text = "INDIVIDUAL"
+        return True
+
+    for tag, fill in (
+        ("C:calendar-user-address-set", addresses),
+        ("C:schedule-inbox-URL", box(INBOX)),
+        ("C:schedule-outbox-URL", box(OUTBOX)),
+        ("C:schedule-default-calendar-URL", default),
+        ("C:calendar-user-type", individual),
+    ):
+        if _clark(tag) in asked:
+            _answer(response, _clark(tag), fill)
+
+
+def _box(app: Any, response: ET.Element, base_prefix: str, col: Any, kind: str) -> None:
+    asked = _asked(response)
+    resourcetype = _clark("D:resourcetype")
+    if resourcetype in asked:
+
+        def fill(element: ET.Element) -> bool:
+            ET.SubElement(element, _clark("D:collection"))
+            ET.SubElement(element, _clark(f"C:schedule-{kind}"))
+            return True
+
+        _answer(response, resourcetype, fill)
+    if kind == INBOX and _clark("C:schedule-default-calendar-URL") in asked:
+
+        def default(element: ET.Element) -> bool:
+            path = default_calendar(app._storage, col.owner)
+            if path is None:
+                return False
+            element.append(_href(base_prefix, path))
+            return True
+
+        _answer(response, _clark("C:schedule-default-calendar-URL"), default)
+
+
+def _calendar(response: ET.Element) -> None:
+    tag = _clark("C:schedule-calendar-transp")
+    if tag in _asked(response):
+
+        def fill(element: ET.Element) -> bool:
+            ET.SubElement(element, _clark("C:opaque"))
+            return True
+
+        _answer(response, tag, fill)
+
+
+def _wrap_response(original: Callable[..., ET.Element]) -> Callable[..., ET.Element]:
+    @functools.wraps(original)
+    def xml_propfind_response(
+        app: Any, base_prefix: str, path: str, item: Any, *args: Any, **kwargs: Any
+    ) -> ET.Element:
+        response = original(app, base_prefix, path, item, *args, **kwargs)
+        if not isinstance(item, storage.BaseCollection) or not enabled(app):
+            return response
+        try:
+            _drop(response, MARK)  # our mark, listed by allprop and propname, stays ours
+            kind = box_kind(item)
+            if item.is_principal:
+                _principal(app, response, base_prefix, item, bool(kwargs.get("propname")))
+            elif kind is not None:
+                _box(app, response, base_prefix, item, kind)
+            elif item.tag == "VCALENDAR":
+                _calendar(response)
+        except Exception:  # Radicale's own answer stands
+            logger.exception("meetplugin: scheduling properties of /%s/ failed", item.path)
+        return response
+
+    xml_propfind_response._meetplugin_scheduling = True  # type: ignore[attr-defined]
+    return xml_propfind_response
+
+
+def _wrap_handler(original: Callable[..., Any], before: Callable[..., Any]) -> Callable[..., Any]:
+    """A Radicale `do_*` handler that asks `before` first (it may answer instead)."""
+
+    @functools.wraps(original)
+    def handler(
+        self: Any, environ: Any, base_prefix: str, path: str, user: str, *args: Any, **kw: Any
+    ) -> Any:
+        if enabled(self):
+            answer = before(self, environ, path, user)
+            if answer is not None:
+                return answer
+        return original(self, environ, base_prefix, path, user, *args, **kw)
+
+    handler._meetplugin_scheduling = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _options(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def do_OPTIONS(self: Any, *args: Any, **kwargs: Any) -> Any:
+        status, headers, answer, xml_request = original(self, *args, **kwargs)
+        if enabled(self):
+            headers = dict(headers)
+            dav = headers.get("DAV", httputils.DAV_HEADERS)
+            if AUTO_SCHEDULE not in (f.strip() for f in dav.split(",")):
+                headers["DAV"] = f"{dav}, {AUTO_SCHEDULE}"
+        return status, headers, answer, xml_request
+
+    do_OPTIONS._meetplugin_scheduling = True  # type: ignore[attr-defined]
+    return do_OPTIONS
+
+
+def _before_read(app: Any, environ: Any, path: str, user: str) -> None:
+    if _owner_request(path, user):
+        try:
+            _ensure(app, user)
+        except Exception:  # the request is answered anyway, without boxes
+            logger.exception("meetplugin: scheduling boxes of %s could not be made", user)
+    return None
+
+
+def _before_put(app: Any, environ: Any, path: str, user: str) -> Any:
+    found = _box_of(path)
+    if found is not None and _is_box_path(app, path):
+        logger.info("meetplugin: PUT into the scheduling %s refused: %s", found[1], path)
+        return httputils.NOT_ALLOWED
+    return None
+
+
+def _before_delete(app: Any, environ: Any, path: str, user: str) -> Any:
+    found = _box_of(path)
+    if found is not None and pathutils.strip_path(path).count("/") == 1 and _is_box_path(app, path):
+        logger.info("meetplugin: DELETE of the scheduling %s refused: %s", found[1], path)
+        return httputils.NOT_ALLOWED
+    return None
+
+
+def install() -> None:
+    """Wrap Radicale's handlers once per process (the storage's set-up, scheduling on)."""
+    from radicale.app import delete, options, propfind, put, report
+
+    if not getattr(propfind.xml_propfind_response, "_meetplugin_scheduling", False):
+        propfind.xml_propfind_response = _wrap_response(propfind.xml_propfind_response)
+    if not getattr(options.ApplicationPartOptions.do_OPTIONS, "_meetplugin_scheduling", False):
+        options.ApplicationPartOptions.do_OPTIONS = _options(  # type: ignore[method-assign]
+            options.ApplicationPartOptions.do_OPTIONS
+        )
+    wrapped: Iterable[tuple[Any, str, Callable[..., Any]]] = (
+        (propfind.ApplicationPartPropfind, "do_PROPFIND", _before_read),
+        (report.ApplicationPartReport, "do_REPORT", _before_read),
+        (put.ApplicationPartPut, "do_PUT", _before_put),
+        (delete.ApplicationPartDelete, "do_DELETE", _before_delete),
+    )
+    for part, name, before in wrapped:
+        original = getattr(part, name)
+        if not getattr(original, "_meetplugin_scheduling", False):
+            setattr(part, name, _wrap_handler(original, before))
