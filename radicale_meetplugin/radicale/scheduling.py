@@ -11,6 +11,9 @@ and only when `[scheduling] enabled` (the storage's set-up calls `install`):
   `calendar-user-type`; the inbox and the outbox show their own resource
   types; calendars answer `schedule-calendar-transp`;
 - PUT into a box, or DELETE of a box itself, is refused (RFC 6638 §2.1, §2.2).
+- POST of a busy-time request to one's own outbox (RFC 6638 §5) answers the
+  free-busy of the attendees who are users of this Radicale, over their
+  calendars, with Radicale's own free-busy code.
 
 Each box is a collection of Radicale's own storage (`/<user>/inbox/`,
 `/<user>/outbox/`), tagged as a calendar so Radicale lists, reads, reports
@@ -434,9 +437,142 @@ def _before_delete(app: Any, environ: Any, path: str, user: str) -> Any:
     return None
 
 
+# --- busy time through the outbox (RFC 6638 §5) ------------------------------------------
+
+
+class _Refused(Exception):
+    """A busy-time request that is not answered: (HTTP status, precondition)."""
+
+    def __init__(self, status: int, precondition: str, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.precondition = precondition
+
+
+def _address(value: Any) -> str:
+    text = str(value).strip()
+    return text[7:].strip().lower() if text.lower().startswith("mailto:") else ""
+
+
+def _local_user(app: Any, address: str) -> str | None:
+    """The user of this Radicale whose addresses include `address` (principals on disk)."""
+    settings = app._storage.meet.engine.settings
+    for col in app._storage.discover("/", depth="1"):
+        if isinstance(col, storage.BaseCollection) and col.is_principal:
+            if address in settings.addresses_of(col.path):
+                return str(col.path)
+    return None
+
+
+def _busy(app: Any, user: str, start: Any, end: Any) -> str:
+    """The user's busy time between `start` and `end`, as Radicale renders a VFREEBUSY."""
+    from radicale.app import report
+
+    limit = app.configuration.get("reporting", "max_freebusy_occurrence")
+    periods: list[Any] = []
+    for col in app._storage.discover(pathutils.unstrip_path(user, True), depth="1"):
+        if (
+            isinstance(col, storage.BaseCollection)
+            and col.path != user
+            and col.tag == "VCALENDAR"
+            and box_kind(col) is None
+            and "VEVENT" in components(col)
+        ):
+            for item in col.get_all():
+                periods.extend(report.freebusy_periods(item, start, end, limit))
+    return str(report.render_freebusy(periods, start, end))
+
+
+def _reply(request: Any, attendee: Any, busy: str) -> str:
+    """The iTIP REPLY for one attendee: Radicale's VFREEBUSY with the request's identity."""
+    import icalendar
+
+    rendered = icalendar.Calendar.from_ical(busy)
+    answer = icalendar.Calendar()
+    answer.add("prodid", "-//radicale-meetplugin//scheduling//EN")
+    answer.add("version", "2.0")
+    answer.add("method", "REPLY")
+    for fb in rendered.walk("VFREEBUSY"):
+        for name in ("UID", "ORGANIZER"):
+            if request.get(name) is not None:
+                fb.add(name, request.get(name))
+        fb.add("attendee", attendee)
+        answer.add_component(fb)
+    return answer.to_ical().decode()
+
+
+def _freebusy(app: Any, user: str, body: str) -> ET.Element:
+    import icalendar
+
+    try:
+        calendar = icalendar.Calendar.from_ical(body)
+    except ValueError as e:
+        raise _Refused(400, "C:valid-calendar-data", f"not iCalendar: {e}") from None
+    requests = list(calendar.walk("VFREEBUSY"))
+    if str(calendar.get("METHOD", "")).upper() != "REQUEST" or len(requests) != 1:
+        raise _Refused(
+            403, "C:valid-scheduling-message", "only a busy-time request (one VFREEBUSY)"
+        )
+    request = requests[0]
+    organizer = _address(request.get("ORGANIZER", ""))
+    if not organizer or organizer not in app._storage.meet.engine.settings.addresses_of(user):
+        raise _Refused(403, "C:organizer-allowed", f"ORGANIZER is not one of {user}'s addresses")
+    try:
+        start, end = request.decoded("DTSTART"), request.decoded("DTEND")
+    except KeyError:
+        raise _Refused(403, "C:valid-scheduling-message", "DTSTART and DTEND needed") from None
+    attendees = request.get("ATTENDEE", [])
+    attendees = attendees if isinstance(attendees, list) else [attendees]
+    answer = ET.Element(_clark("C:schedule-response"))
+    with app._storage.acquire_lock("r", user):
+        for attendee in attendees:
+            response = ET.SubElement(answer, _clark("C:response"))
+            recipient = ET.SubElement(response, _clark("C:recipient"))
+            ET.SubElement(recipient, _clark("D:href")).text = str(attendee)
+            local = _local_user(app, _address(attendee))
+            status = ET.SubElement(response, _clark("C:request-status"))
+            if local is None:
+                status.text = "3.7;Invalid calendar user"
+                continue
+            status.text = "2.0;Success"
+            data = _reply(request, attendee, _busy(app, local, start, end))
+            ET.SubElement(response, _clark("C:calendar-data")).text = data
+    return answer
+
+
+def _before_post(app: Any, environ: Any, path: str, user: str) -> Any:
+    found = _box_of(path)
+    if found is None or found[1] != OUTBOX or pathutils.strip_path(path).count("/") != 1:
+        return None
+    if not _is_box_path(app, path):
+        return None
+    if found[0] != user:
+        return httputils.NOT_ALLOWED
+    body = httputils.decode_request(
+        app.configuration, environ, httputils.read_raw_request_body(app.configuration, environ)
+    )
+    try:
+        answer = _freebusy(app, user, body)
+    except _Refused as e:
+        logger.info("meetplugin: busy-time request of %s refused: %s", user, e)
+        error = xmlutils.webdav_error(e.precondition)
+        return (
+            e.status,
+            {"Content-Type": "text/xml; charset=utf-8"},
+            ET.tostring(error, "utf-8"),
+            None,
+        )
+    return (
+        200,
+        {"Content-Type": "text/xml; charset=utf-8"},
+        ET.tostring(answer, "utf-8"),
+        None,
+    )
+
+
 def install() -> None:
     """Wrap Radicale's handlers once per process (the storage's set-up, scheduling on)."""
-    from radicale.app import delete, options, propfind, put, report
+    from radicale.app import delete, options, post, propfind, put, report
 
     if not getattr(propfind.xml_propfind_response, "_meetplugin_scheduling", False):
         propfind.xml_propfind_response = _wrap_response(propfind.xml_propfind_response)
@@ -449,6 +585,7 @@ def install() -> None:
         (report.ApplicationPartReport, "do_REPORT", _before_read),
         (put.ApplicationPartPut, "do_PUT", _before_put),
         (delete.ApplicationPartDelete, "do_DELETE", _before_delete),
+        (post.ApplicationPartPost, "do_POST", _before_post),
     )
     for part, name, before in wrapped:
         original = getattr(part, name)

@@ -295,3 +295,91 @@ def test_off_makes_no_boxes(off, plain):
     assert not (home / "inbox").exists() and not (home / "outbox").exists()
     statuses = [s.put("alice", "alice/inbox/x.ics", REPLY).status_code for s in (off, plain)]
     assert statuses[0] == statuses[1] == 409  # no such collection, as in plain Radicale
+
+
+# --- busy time through the outbox (RFC 6638 §5) -----------------------------------------
+
+# Thunderbird's CalDavFreeBusyRequest, as it serialises it (Originator/Recipient headers too)
+TB_FREEBUSY = """BEGIN:VCALENDAR
+PRODID:-//Mozilla.org/NONSGML Mozilla Calendar V1.1//EN
+VERSION:2.0
+METHOD:REQUEST
+BEGIN:VFREEBUSY
+UID:fb-1@test
+DTSTAMP:20261120T090000Z
+DTSTART:20261124T000000Z
+DTEND:20261127T000000Z
+ORGANIZER:mailto:alice@example.com
+ATTENDEE;PARTSTAT=NEEDS-ACTION;ROLE=REQ-PARTICIPANT;CUTYPE=INDIVIDUAL:mailto:{who}
+END:VFREEBUSY
+END:VCALENDAR
+""".replace("\n", "\r\n")
+
+
+def busy_request(radicale, user: str, outbox: str, who: str, organizer: str = ""):
+    body = TB_FREEBUSY.format(who=who)
+    if organizer:
+        body = body.replace("mailto:alice@example.com", f"mailto:{organizer}")
+    return radicale.session(user).post(
+        f"{radicale.url}{outbox}",
+        data=body.encode(),
+        headers={
+            "Content-Type": "text/calendar; charset=utf-8",
+            "Originator": "mailto:alice@example.com",
+            "Recipient": f"mailto:{who}",
+        },
+    )
+
+
+def test_outbox_answers_a_local_attendees_busy_time(radicale):
+    from harness import event
+
+    propfind(radicale, "alice", "/alice/", TB_PRINCIPAL)
+    propfind(radicale, "bob", "/bob/", TB_PRINCIPAL)
+    busy = event(uid="bob-busy", start="20261125T100000Z", end="20261125T110000Z", tzid="")
+    free = event(
+        uid="bob-free",
+        start="20261125T130000Z",
+        end="20261125T140000Z",
+        tzid="",
+        extra="TRANSP:TRANSPARENT",
+    )
+    assert radicale.put("bob", "bob/calendar/busy.ics", busy).status_code == 201
+    assert radicale.put("bob", "bob/calendar/free.ics", free).status_code == 201
+    r = busy_request(radicale, "alice", "/alice/outbox/", "bob@example.com")
+    assert r.status_code == 200, r.text
+    answer = ET.fromstring(r.content)
+    assert answer.tag == f"{C}schedule-response"
+    (response,) = answer.findall(f"{C}response")
+    assert response.findtext(f"{C}recipient/{D}href") == "mailto:bob@example.com"
+    assert response.findtext(f"{C}request-status").startswith("2.0")
+    data = response.findtext(f"{C}calendar-data")
+    import icalendar
+
+    (fb,) = icalendar.Calendar.from_ical(data).walk("VFREEBUSY")
+    assert str(icalendar.Calendar.from_ical(data)["METHOD"]) == "REPLY"
+    assert str(fb["UID"]) == "fb-1@test"
+    assert str(fb["ATTENDEE"]) == "mailto:bob@example.com"
+    periods = fb["FREEBUSY"] if isinstance(fb["FREEBUSY"], list) else [fb["FREEBUSY"]]
+    assert [p.to_ical().decode() for p in periods] == ["20261125T100000Z/20261125T110000Z"]
+    assert "Планёрка" not in r.text  # busy time only, never what the meeting is
+
+
+def test_outbox_unknown_attendee_and_refusals(radicale):
+    propfind(radicale, "alice", "/alice/", TB_PRINCIPAL)
+    propfind(radicale, "bob", "/bob/", TB_PRINCIPAL)
+    r = busy_request(radicale, "alice", "/alice/outbox/", "stranger@example.org")
+    assert r.status_code == 200
+    assert ET.fromstring(r.content).findtext(f"{C}response/{C}request-status").startswith("3.7")
+    # someone else's outbox; an ORGANIZER that is not the sender; no busy-time request
+    assert busy_request(radicale, "alice", "/bob/outbox/", "bob@example.com").status_code == 403
+    r = busy_request(radicale, "alice", "/alice/outbox/", "bob@example.com", "bob@example.com")
+    assert r.status_code == 403 and "organizer-allowed" in r.text
+    r = radicale.session("alice").post(
+        f"{radicale.url}/alice/outbox/",
+        data=REPLY.encode(),
+        headers={"Content-Type": "text/calendar"},
+    )
+    assert r.status_code == 403 and "valid-scheduling-message" in r.text
+    # the inbox and calendars take no POST, as in Radicale
+    assert busy_request(radicale, "alice", "/alice/inbox/", "bob@example.com").status_code == 405

@@ -62,7 +62,7 @@ def test_put_wrapper_is_installed_once_and_found_by_the_application():
 
 def test_scheduling_wraps_what_radicale_dispatches_through_once():
     from radicale import httputils
-    from radicale.app import delete, options, propfind, report
+    from radicale.app import delete, options, post, propfind, report
 
     assert httputils.DAV_HEADERS.split(",")[0] == "1"
     params = list(inspect.signature(propfind.xml_propfind_response).parameters)
@@ -77,6 +77,7 @@ def test_scheduling_wraps_what_radicale_dispatches_through_once():
         report.ApplicationPartReport.do_REPORT,
         ApplicationPartPut.do_PUT,
         delete.ApplicationPartDelete.do_DELETE,
+        post.ApplicationPartPost.do_POST,
     ):
         chain, f = [], handler
         while f is not None:
@@ -86,3 +87,17 @@ def test_scheduling_wraps_what_radicale_dispatches_through_once():
         assert "radicale_meetplugin" not in chain[-1]
     assert Application.do_OPTIONS is options.ApplicationPartOptions.do_OPTIONS
     assert Application.do_PROPFIND is propfind.ApplicationPartPropfind.do_PROPFIND
+    assert Application.do_POST is post.ApplicationPartPost.do_POST
+    from radicale.app import report as radicale_report  # Radicale's free-busy, reused
+
+    assert list(inspect.signature(radicale_report.freebusy_periods).parameters) == [
+        "item",
+        "range_start",
+        "range_end",
+        "max_occurrence",
+    ]
+    assert list(inspect.signature(radicale_report.render_freebusy).parameters) == [
+        "periods",
+        "range_start",
+        "range_end",
+    ]
