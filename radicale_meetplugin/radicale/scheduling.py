@@ -10,7 +10,8 @@ and only when `[scheduling] enabled` (the storage's set-up calls `install`):
   `schedule-outbox-URL`, `schedule-default-calendar-URL` and
   `calendar-user-type`; the inbox and the outbox show their own resource
   types; calendars answer `schedule-calendar-transp`;
-- PUT into a box, or DELETE of a box itself, is refused (RFC 6638 §2.1, §2.2).
+- PUT, MKCOL, MKCALENDAR or PROPPATCH in a box, MOVE from or into one, and
+  DELETE of a box itself are refused (RFC 6638 §2.1, §2.2).
 - POST of a busy-time request to one's own outbox (RFC 6638 §5) answers the
   free-busy of the attendees who are users of this Radicale, over their
   calendars, with Radicale's own free-busy code.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -388,7 +390,7 @@ def _wrap_handler(original: Callable[..., Any], before: Callable[..., Any]) -> C
         self: Any, environ: Any, base_prefix: str, path: str, user: str, *args: Any, **kw: Any
     ) -> Any:
         if enabled(self):
-            answer = before(self, environ, path, user)
+            answer = before(self, environ, base_prefix, path, user)
             if answer is not None:
                 return answer
         return original(self, environ, base_prefix, path, user, *args, **kw)
@@ -412,7 +414,7 @@ def _options(original: Callable[..., Any]) -> Callable[..., Any]:
     return do_OPTIONS
 
 
-def _before_read(app: Any, environ: Any, path: str, user: str) -> None:
+def _before_read(app: Any, environ: Any, base_prefix: str, path: str, user: str) -> None:
     if _owner_request(path, user):
         try:
             _ensure(app, user)
@@ -421,7 +423,7 @@ def _before_read(app: Any, environ: Any, path: str, user: str) -> None:
     return None
 
 
-def _before_put(app: Any, environ: Any, path: str, user: str) -> Any:
+def _before_put(app: Any, environ: Any, base_prefix: str, path: str, user: str) -> Any:
     found = _box_of(path)
     if found is not None and _is_box_path(app, path):
         logger.info("meetplugin: PUT into the scheduling %s refused: %s", found[1], path)
@@ -429,7 +431,30 @@ def _before_put(app: Any, environ: Any, path: str, user: str) -> Any:
     return None
 
 
-def _before_delete(app: Any, environ: Any, path: str, user: str) -> Any:
+def _before_change(app: Any, environ: Any, base_prefix: str, path: str, user: str) -> Any:
+    """MKCOL, MKCALENDAR, PROPPATCH in or on a box, or MOVE from or into one: refused."""
+    paths = [path]
+    if environ.get("REQUEST_METHOD", "").upper() == "MOVE":
+        target = urllib.parse.unquote(
+            urllib.parse.urlsplit(environ.get("HTTP_DESTINATION", "")).path
+        )
+        if base_prefix and target.startswith(base_prefix + "/"):
+            target = target[len(base_prefix) :]
+        paths.append(pathutils.sanitize_path(target))
+    for candidate in paths:
+        found = _box_of(candidate)
+        if found is not None and _is_box_path(app, candidate):
+            logger.info(
+                "meetplugin: %s in the scheduling %s refused: %s",
+                environ.get("REQUEST_METHOD", ""),
+                found[1],
+                candidate,
+            )
+            return httputils.NOT_ALLOWED
+    return None
+
+
+def _before_delete(app: Any, environ: Any, base_prefix: str, path: str, user: str) -> Any:
     found = _box_of(path)
     if found is not None and pathutils.strip_path(path).count("/") == 1 and _is_box_path(app, path):
         logger.info("meetplugin: DELETE of the scheduling %s refused: %s", found[1], path)
@@ -540,7 +565,7 @@ def _freebusy(app: Any, user: str, body: str) -> ET.Element:
     return answer
 
 
-def _before_post(app: Any, environ: Any, path: str, user: str) -> Any:
+def _before_post(app: Any, environ: Any, base_prefix: str, path: str, user: str) -> Any:
     found = _box_of(path)
     if found is None or found[1] != OUTBOX or pathutils.strip_path(path).count("/") != 1:
         return None
@@ -572,7 +597,18 @@ def _before_post(app: Any, environ: Any, path: str, user: str) -> Any:
 
 def install() -> None:
     """Wrap Radicale's handlers once per process (the storage's set-up, scheduling on)."""
-    from radicale.app import delete, options, post, propfind, put, report
+    from radicale.app import (
+        delete,
+        mkcalendar,
+        mkcol,
+        move,
+        options,
+        post,
+        propfind,
+        proppatch,
+        put,
+        report,
+    )
 
     if not getattr(propfind.xml_propfind_response, "_meetplugin_scheduling", False):
         propfind.xml_propfind_response = _wrap_response(propfind.xml_propfind_response)
@@ -586,6 +622,10 @@ def install() -> None:
         (put.ApplicationPartPut, "do_PUT", _before_put),
         (delete.ApplicationPartDelete, "do_DELETE", _before_delete),
         (post.ApplicationPartPost, "do_POST", _before_post),
+        (mkcol.ApplicationPartMkcol, "do_MKCOL", _before_change),
+        (mkcalendar.ApplicationPartMkcalendar, "do_MKCALENDAR", _before_change),
+        (proppatch.ApplicationPartProppatch, "do_PROPPATCH", _before_change),
+        (move.ApplicationPartMove, "do_MOVE", _before_change),
     )
     for part, name, before in wrapped:
         original = getattr(part, name)

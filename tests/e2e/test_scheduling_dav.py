@@ -195,6 +195,31 @@ def test_clients_cannot_write_into_a_box_or_delete_it(radicale):
         assert radicale.put("alice", f"alice/{box}/x.ics", REPLY).status_code == 403
         assert radicale.delete("alice", f"alice/{box}/").status_code == 403
         assert (radicale.storage / "collection-root" / "alice" / box).is_dir()
+    alice = radicale.session("alice")
+    for method, path in (("MKCOL", "/alice/inbox/sub/"), ("MKCALENDAR", "/alice/outbox/sub/")):
+        assert alice.request(method, f"{radicale.url}{path}").status_code == 403
+    patch = (
+        HEADER + '<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:displayname>x'
+        "</D:displayname></D:prop></D:set></D:propertyupdate>"
+    )
+    r = alice.request("PROPPATCH", f"{radicale.url}/alice/inbox/", data=patch.encode())
+    assert r.status_code == 403
+    from harness import event
+
+    assert radicale.put("alice", "alice/calendar/move-me.ics", event(uid="move-me")).status_code
+    r = alice.request(
+        "MOVE",
+        f"{radicale.url}/alice/calendar/move-me.ics",
+        headers={"Destination": f"{radicale.url}/alice/inbox/move-me.ics"},
+    )
+    assert r.status_code == 403
+    assert radicale.get("alice", "alice/calendar/move-me.ics").status_code == 200
+    r = alice.request(
+        "MOVE",
+        f"{radicale.url}/alice/calendar/move-me.ics",
+        headers={"Destination": f"{radicale.url}/alice/calendar/moved.ics"},
+    )
+    assert r.status_code in (201, 204)  # a move between calendars stays Radicale's
     assert radicale.session("bob").options(f"{radicale.url}/alice/inbox/").status_code == 200
     r = radicale.session("bob").request(
         "PROPFIND", f"{radicale.url}/alice/inbox/", headers={"Depth": "1"}

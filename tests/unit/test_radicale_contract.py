@@ -62,7 +62,17 @@ def test_put_wrapper_is_installed_once_and_found_by_the_application():
 
 def test_scheduling_wraps_what_radicale_dispatches_through_once():
     from radicale import httputils
-    from radicale.app import delete, options, post, propfind, report
+    from radicale.app import (
+        delete,
+        mkcalendar,
+        mkcol,
+        move,
+        options,
+        post,
+        propfind,
+        proppatch,
+        report,
+    )
 
     assert httputils.DAV_HEADERS.split(",")[0] == "1"
     params = list(inspect.signature(propfind.xml_propfind_response).parameters)
@@ -78,6 +88,10 @@ def test_scheduling_wraps_what_radicale_dispatches_through_once():
         ApplicationPartPut.do_PUT,
         delete.ApplicationPartDelete.do_DELETE,
         post.ApplicationPartPost.do_POST,
+        mkcol.ApplicationPartMkcol.do_MKCOL,
+        mkcalendar.ApplicationPartMkcalendar.do_MKCALENDAR,
+        proppatch.ApplicationPartProppatch.do_PROPPATCH,
+        move.ApplicationPartMove.do_MOVE,
     ):
         chain, f = [], handler
         while f is not None:
