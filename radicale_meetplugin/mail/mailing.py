@@ -137,6 +137,7 @@ class Mailing:
         if self._nothing_new(self.store.mail_state(key), view):
             return 0  # the common case (a save that changes nothing people see): no write
         text = ical.to_text(cal)
+        planned_local = [0]  # how many of the round go into calendars here (for the log)
 
         def decide(told: Told | None) -> Round:
             if self._nothing_new(told, view):  # another process got here first
@@ -154,6 +155,7 @@ class Mailing:
                 for letter in letters
                 for recipient in letter.recipients
             ]
+            planned_local[0] = sum(1 for o in outgoing if o.method == itip.LOCAL)
             # The state keeps the text a later cancellation shows; the round, what these show.
             return Round(
                 outgoing, Told(sent, "" if sent.cancelled else text), text if outgoing else "", url
@@ -161,8 +163,13 @@ class Mailing:
 
         ids = self.store.mail_round(key, decide)
         if ids:
+            local = min(planned_local[0], len(ids))
             logger.info(
-                "meetplugin: %s/%s: %d invitation e-mail(s) queued", key.calendar, key.uid, len(ids)
+                "meetplugin: %s/%s: %d invitation e-mail(s) queued%s",
+                key.calendar,
+                key.uid,
+                len(ids) - local,
+                f", {local} for calendars here" if local else "",
             )
             if view.skipped:
                 logger.warning(
