@@ -283,3 +283,22 @@ def test_switching_a_person_to_their_calendar_here_sends_no_cancel():
     letters, told = mail_plan.plan(sent, now)
     assert [(x.kind, x.recipients) for x in letters] == [("invite", ("local:bob@example.com",))]
     assert told is not None and told.recipients == now.recipients
+
+
+@pytest.mark.parametrize(
+    "options, bob, bob_status",
+    [
+        ("email_local = true\n", ("local:bob@example.com", "bob@example.com"), "1.2"),
+        ("local_delivery = false\n", ("bob@example.com",), "1.1"),
+    ],
+)
+def test_local_people_by_e_mail_too_or_only(tmp_path, options, bob, bob_status):
+    mail = "[mail]\nenabled = true\nhost = smtp.example.com\nsender = c@example.com\n"
+    settings = load(tmp_path, mail + "[scheduling]\nenabled = true\n" + options)
+    mailing = Mailing(settings, store=None)
+    mailing.calendars = FakeCalendars()
+    assert mailing._routes("alice", "bob@example.com") == bob
+    assert mailing._routes("bob", "bob@example.com") == ("bob@example.com",)  # own address
+    cal = calendar("ATTENDEE:mailto:bob@example.com")
+    mailing.mark_statuses(EventKey("alice", "alice/calendar", "u1"), cal)
+    assert people(cal)["bob@example.com"].params["SCHEDULE-STATUS"] == bob_status
