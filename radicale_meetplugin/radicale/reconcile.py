@@ -21,6 +21,7 @@ from radicale_meetplugin.core import ical
 from radicale_meetplugin.core.detect import detect
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job, RecordState
 from radicale_meetplugin.providers import ProviderError
+from radicale_meetplugin.radicale import scheduling
 from radicale_meetplugin.radicale.storage import Storage
 
 
@@ -67,6 +68,7 @@ def _calendar_paths(storage: Storage) -> list[str]:
                     isinstance(col, multifilesystem.Collection)
                     and col.tag == "VCALENDAR"
                     and col.path != principal.path
+                    and not scheduling.box_kind(col)
                 ):
                     paths.append(col.path)
     return sorted(paths)

@@ -37,7 +37,7 @@ from radicale_meetplugin.bootstrap import build_engine, build_outbox
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.session import Session, StateUnavailable, Stored, Write
-from radicale_meetplugin.radicale import early, put_etag, unavailable
+from radicale_meetplugin.radicale import early, put_etag, scheduling, unavailable
 from radicale_meetplugin.radicale.batch import Batcher
 from radicale_meetplugin.state.records import RecordStore
 
@@ -57,12 +57,12 @@ class Collection(multifilesystem.Collection):
     def upload(
         self, href: str, item: radicale_item.Item
     ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
-        if self._storage.passive:
+        if self._storage.passive or scheduling.box_kind(self):  # a box holds no meetings
             return _base_upload(self, href, item)
         return self._storage.meet.upload(self, href, item)
 
     def delete(self, href: str | None = None) -> None:
-        if not self._storage.passive:
+        if not self._storage.passive and not scheduling.box_kind(self):
             self._storage.meet.before_delete(self, href)
         _base_delete(self, href)
 
@@ -150,6 +150,13 @@ class Storage(multifilesystem.Storage):
                 adapter = _shared[key] = RadicaleAdapter(
                     self, engine, start_outbox=self._run_outbox
                 )
+                if engine.settings.scheduling["enabled"]:
+                    logger.info(
+                        "meetplugin: CalDAV scheduling on: calendar-auto-schedule advertised, "
+                        "inbox and outbox at /<user>/%s/ and /<user>/%s/",
+                        scheduling.INBOX,
+                        scheduling.OUTBOX,
+                    )
             else:
                 adapter.attach(self)
             adapter.users += 1
@@ -157,6 +164,8 @@ class Storage(multifilesystem.Storage):
         weakref.finalize(self, _release, key, adapter)  # no reference to self in there
         put_etag.install()
         unavailable.install()
+        if adapter.engine.settings.scheduling["enabled"]:
+            scheduling.install()  # RFC 6638's surface: advertisement, principal, boxes
 
     def verify(self) -> bool:
         if not self.passive:  # called without Radicale's command line: stop our part first
@@ -457,7 +466,11 @@ class RadicaleAdapter:
 
     def before_move(self, item: radicale_item.Item, to_collection) -> None:
         source = item.collection
-        if source is None or getattr(source, "tag", "") != "VCALENDAR":
+        if (
+            source is None
+            or getattr(source, "tag", "") != "VCALENDAR"
+            or scheduling.box_kind(source)
+        ):
             return
         try:
             self._later(
