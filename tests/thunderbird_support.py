@@ -186,6 +186,7 @@ class Thunderbird:
         self.process: subprocess.Popen | None = None
         self.client: Any = None  # marionette_driver.marionette.Marionette
         self.version = ""
+        self.exit_code: int | None = None
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
         self._log_path = folder / "thunderbird.log"
@@ -263,12 +264,15 @@ class Thunderbird:
         self._listening.set()  # it ended: wake the waiter, which sees poll() set
 
     def stop(self) -> None:
-        """Quit from inside the application (profile flushed); SIGTERM/SIGKILL if it hangs."""
+        """Quit from inside the application (profile flushed); SIGTERM/SIGKILL if it hangs
+        or if no session was ever opened. `exit_code` tells how it ended."""
+        asked = False
         if self.client is not None:
             try:
                 # the driver's `quit()` only handles processes it launched itself;
                 # this is the same Marionette:Quit command without the process part
                 self.client._request_in_app_shutdown()
+                asked = True
             except Exception:
                 pass
             try:
@@ -278,9 +282,10 @@ class Thunderbird:
             self.client = None
         if self.process is not None:
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=30 if asked else 0.1)
             except subprocess.TimeoutExpired:
                 stop_process(self.process)
+            self.exit_code = self.process.returncode
             self.process = None
         if self._reader:
             self._reader.join(timeout=5)
@@ -293,9 +298,11 @@ class Thunderbird:
         result = self.client.execute_async_script(
             _WRAP % body, script_args=[args], new_sandbox=True, script_timeout=int(timeout * 1000)
         )
-        if result and "error" in result:
+        if not isinstance(result, dict):  # e.g. a prompt opened and ended the script
+            raise ChromeScriptError(f"the chrome script gave no result: {result!r}")
+        if "error" in result:
             raise ChromeScriptError(result["error"])
-        return result["ok"] if result else None
+        return result["ok"]
 
     # --- the calendar, as the user would set it up ----------------------------------
 

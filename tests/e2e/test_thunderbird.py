@@ -23,7 +23,9 @@ from harness import TOKEN, RadicaleServer, plugin_config
 from smtp_inbox import Inbox, Letter
 from thunderbird_support import Thunderbird, Unavailable
 
-pytestmark = pytest.mark.thunderbird
+# The first test's set-up may install Debian's package (minutes on a fresh machine); the
+# module itself takes about 15 s.
+pytestmark = [pytest.mark.thunderbird, pytest.mark.timeout(900)]
 
 ALICE = "alice@example.com"
 SENDER = "calendar@example.com"
@@ -76,6 +78,7 @@ def thunderbird(tmp_path_factory, inbox):
         pytest.skip(f"no Thunderbird: {e}")
     yield client
     client.stop()
+    assert client.exit_code == 0, f"Thunderbird did not quit cleanly: {client.exit_code}"
     errors = [
         line
         for line in client.log.splitlines()
