@@ -103,8 +103,15 @@ def profile_prefs(marionette_port: int, smtp_port: int, email: str, name: str) -
         "app.donation.eoy.version.viewed": 999,
         "calendar.timezone.useSystemTimezone": False,
         "calendar.timezone.local": "UTC",
-        # no network beyond loopback: no proxy detection, captive portal or connectivity checks
-        "network.proxy.type": 0,
+        # no network beyond loopback: every other HTTP(S) address goes to a proxy that is not
+        # there (loopback itself is never proxied), and no captive portal or connectivity checks
+        "network.proxy.type": 1,
+        "network.proxy.http": "127.0.0.1",
+        "network.proxy.http_port": 1,
+        "network.proxy.ssl": "127.0.0.1",
+        "network.proxy.ssl_port": 1,
+        "network.proxy.no_proxies_on": "localhost, 127.0.0.1",
+        "network.proxy.allow_hijacking_localhost": False,
         "network.captive-portal-service.enabled": False,
         "network.connectivity-service.enabled": False,
         "network.dns.disablePrefetch": True,
@@ -307,13 +314,20 @@ class Thunderbird:
     # --- the calendar, as the user would set it up ----------------------------------
 
     def add_caldav_calendar(
-        self, url: str, user: str, password: str, realm: str, timeout: float = 60
+        self,
+        url: str,
+        user: str,
+        password: str,
+        realm: str,
+        offline_cache: bool = True,
+        timeout: float = 60,
     ) -> dict:
-        """Store the login, register a CalDAV calendar at `url` (no offline cache, this
-        identity for iTIP), and await its first load. Returns {id, autoschedule}."""
+        """Store the login, register a CalDAV calendar at `url` as the new-calendar wizard
+        does (its "offline support" box ticked by default; this identity for iTIP), and await
+        its first load. Returns {id, autoschedule, identity}."""
         return self.chrome(
             """
-            const { url, user, password, realm, email } = args;
+            const { url, user, password, realm, email, offlineCache } = args;
             const uri = Services.io.newURI(url);
             // the password manager entry Thunderbird itself saves when a user ticks
             // "remember": the calendar's auth prompt finds it and never asks
@@ -321,7 +335,13 @@ class Thunderbird:
               Ci.nsILoginInfo
             );
             login.init(uri.prePath, null, realm, user, password, "", "");
-            await Services.logins.addLoginAsync(login);
+            const known = await Services.logins.searchLoginsAsync({
+              origin: uri.prePath,
+              httpRealm: realm,
+            });
+            if (!known.some(other => other.matches(login, false))) {
+              await Services.logins.addLoginAsync(login);
+            }
 
             const identity = MailServices.accounts.allIdentities.find(id => id.email == email);
             if (!identity) {
@@ -330,41 +350,58 @@ class Thunderbird:
             const calendar = cal.manager.createCalendar("caldav", uri);
             calendar.name = "Alice (test)";
             calendar.setProperty("username", user);
-            calendar.setProperty("cache.enabled", false);
+            calendar.setProperty("cache.enabled", offlineCache);
             calendar.setProperty("imip.identity.key", identity.key);
             calendar.setProperty("calendar-main-default", true);
+            // every calendar's observer, through the manager: the calendar it registers
+            // may be a wrapper (the offline cache) around the one made here
+            let observer;
             const loaded = new Promise((done, fail) => {
-              const observer = {
+              observer = {
                 QueryInterface: ChromeUtils.generateQI(["calIObserver"]),
                 onStartBatch() {},
                 onEndBatch() {},
-                onLoad() {
-                  calendar.removeObserver(observer);
-                  done();
+                onLoad(loadedCalendar) {
+                  if (loadedCalendar.id == calendar.id) {
+                    done();
+                  }
                 },
                 onAddItem() {},
                 onModifyItem() {},
                 onDeleteItem() {},
-                onError(cal_, errNo, message) {
-                  fail(new Error(`calendar error ${errNo}: ${message}`));
+                onError(errorCalendar, errNo, message) {
+                  if (errorCalendar?.id == calendar.id) {
+                    fail(new Error(`calendar error ${errNo}: ${message}`));
+                  }
                 },
                 onPropertyChanged() {},
                 onPropertyDeleting() {},
               };
-              calendar.addObserver(observer);
             });
+            cal.manager.addCalendarObserver(observer);
             // registering loads it (one request chain: two at once would each meet the
             // 401, and the second would drop the stored login as "just failed")
             cal.manager.registerCalendar(calendar);
             const registered = cal.manager.getCalendarById(calendar.id);
-            await loaded;
+            try {
+              await loaded;
+            } finally {
+              cal.manager.removeCalendarObserver(observer);
+            }
             return {
               id: calendar.id,
               autoschedule: Boolean(registered.getProperty("capabilities.autoschedule.supported")),
               identity: identity.key,
             };
             """,
-            {"url": url, "user": user, "password": password, "realm": realm, "email": self.email},
+            {
+                "url": url,
+                "user": user,
+                "password": password,
+                "realm": realm,
+                "email": self.email,
+                "offlineCache": offline_cache,
+            },
             timeout=timeout,
         )
 

@@ -87,9 +87,11 @@ def thunderbird(tmp_path_factory, inbox):
     assert not errors, errors
 
 
-def add_calendar(thunderbird: Thunderbird, radicale: RadicaleServer) -> dict:
+def add_calendar(
+    thunderbird: Thunderbird, radicale: RadicaleServer, offline_cache: bool = True
+) -> dict:
     return thunderbird.add_caldav_calendar(
-        f"{radicale.url}/alice/calendar/", "alice", "alice", REALM
+        f"{radicale.url}/alice/calendar/", "alice", "alice", REALM, offline_cache=offline_cache
     )
 
 
@@ -178,10 +180,14 @@ def test_scheduling_off_thunderbird_sends_its_own_letter_and_we_ours(thunderbird
         assert len([x for x in inbox.of(uid) if person in x.rcpt_tos]) == 2
 
 
-def test_scheduling_on_each_attendee_gets_one_letter_ours(thunderbird, scheduling_radicale, inbox):
+# with the offline cache (the new-calendar wizard's default) and without it
+@pytest.mark.parametrize("offline_cache", [True, False], ids=["cached", "uncached"])
+def test_scheduling_on_each_attendee_gets_one_letter_ours(
+    thunderbird, scheduling_radicale, inbox, offline_cache
+):
     radicale = scheduling_radicale
     since = len(thunderbird.log)
-    calendar = add_calendar(thunderbird, radicale)
+    calendar = add_calendar(thunderbird, radicale, offline_cache)
     assert calendar["autoschedule"] is True, "Thunderbird did not see calendar-auto-schedule"
 
     # create: one invitation each, ours, with the link and the event
