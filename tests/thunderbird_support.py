@@ -47,12 +47,18 @@ def ensure_thunderbird(log: Path) -> str:
         raise Unavailable("Debian package thunderbird missing and no apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with open(log, "ab") as out:
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", PACKAGE]):
+        # another install running at the same time (a second test process) is waited for
+        wait = ["-o", "DPkg::Lock::Timeout=600"]
+        for step in (["update"], ["install", "-y", PACKAGE]):
             done = subprocess.run(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1800
+                ["apt-get", *wait, *step],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=1800,
             )
             if done.returncode != 0:
-                raise Unavailable(f"{' '.join(command[:2])} failed (see {log})")
+                raise Unavailable(f"apt-get {step[0]} failed (see {log})")
     found = shutil.which(BINARY)
     if not found:
         raise Unavailable("thunderbird still missing after apt-get")
