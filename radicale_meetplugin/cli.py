@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -278,6 +279,65 @@ def explain_command(args: argparse.Namespace) -> int:
     return 0 if lines and "not stored" not in lines[0] else 1
 
 
+def imip_inbox_command(args: argparse.Namespace) -> int:
+    """Attendees' iMIP REPLY letters (stdin or a Maildir) into the organizers' copies.
+
+    Exit codes an MTA understands: 0 taken or ignored on purpose, 75
+    (EX_TEMPFAIL) when it must try again (storage busy, config unreadable).
+    """
+    import os
+
+    from radicale.storage import multifilesystem
+
+    from radicale_meetplugin import config, providers
+    from radicale_meetplugin.radicale import inbound
+    from radicale_meetplugin.radicale.attendees import RadicaleCalendars
+    from radicale_meetplugin.state.records import RecordStore
+
+    logging.getLogger("radicale.meetplugin").setLevel(logging.INFO)
+    try:
+        raw = b"" if args.maildir else sys.stdin.buffer.read(inbound.MAX_MESSAGE + 1)
+        configuration = _radicale_configuration(args.config)
+        plugin, state = _plugin_config(args.config)
+        settings, _plugins = providers.load_settings(plugin)
+        if not settings.scheduling["enabled"]:
+            print("meetplugin imip-inbox: [scheduling] is not enabled: ignored", file=sys.stderr)
+            return inbound.EX_OK
+        database = os.path.join(
+            os.path.expanduser(settings.main["state_dir"] or state), "records.sqlite"
+        )
+        if not os.path.exists(database):
+            print(f"meetplugin imip-inbox: no state file {database}: ignored", file=sys.stderr)
+            return inbound.EX_OK
+        storage = multifilesystem.Storage(configuration)
+        folder = str(configuration.get("storage", "filesystem_folder"))
+        records = RecordStore(database, pool=2)
+    except (CommandError, config.ConfigError, OSError, sqlite3.Error, RuntimeError) as e:
+        print(f"meetplugin imip-inbox: try again later: {clitools.one_line(e)}", file=sys.stderr)
+        return inbound.EX_TEMPFAIL
+    try:
+        calendars = RadicaleCalendars(
+            lambda: storage,
+            settings,
+            records,
+            lambda: inbound.storage_lock(folder, args.wait),
+            configuration.get("server", "max_vevent_rrule_occurrence"),
+        )
+        taker = inbound.Inbound(calendars, folder, args.wait)
+        if args.maildir:
+            taker.maildir(args.maildir)
+        elif len(raw) > inbound.MAX_MESSAGE:
+            print("meetplugin imip-inbox: the letter is too big: ignored", file=sys.stderr)
+        else:
+            taker.take(raw)
+    except (inbound.Busy, sqlite3.OperationalError) as e:
+        print(f"meetplugin imip-inbox: try again later: {clitools.one_line(e)}", file=sys.stderr)
+        return inbound.EX_TEMPFAIL
+    finally:
+        records.close()
+    return inbound.EX_OK
+
+
 def _token_arguments(parser: argparse.ArgumentParser) -> None:
     clitools.add_config(parser)
     parser.add_argument("--user", required=True, help="the Radicale user the token is for")
@@ -377,6 +437,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="print metrics in Prometheus' text format (for node_exporter's textfile collector)",
     )
     sta.set_defaults(run=status_command)
+    imip = sub.add_parser(
+        "imip-inbox",
+        help="take attendees' iMIP replies (e-mail) into the organizers' events",
+        description="Reads one e-mail message on stdin (an MTA pipe) or the unread "
+        "messages of a Maildir; each iMIP REPLY whose sender is the attendee it "
+        "answers for, about a meeting this server scheduled, sets that attendee's "
+        "PARTSTAT in the organizer's event. Exit 0: taken or ignored; 75: try again.",
+    )
+    clitools.add_config(imip)
+    imip.add_argument("--maildir", metavar="PATH", help="process this Maildir's unread letters")
+    imip.add_argument(
+        "--wait",
+        type=float,
+        default=30,
+        metavar="SECONDS",
+        help="how long to wait for Radicale's storage lock (default 30)",
+    )
+    imip.set_defaults(run=imip_inbox_command)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     return clitools.run(parser.prog, lambda: args.run(args))

@@ -413,6 +413,22 @@ class Settings:
     def addresses_of(self, user: str) -> frozenset[str]:
         return frozenset(self.address_list(user))
 
+    def logins_of(self, addr: str) -> tuple[str, ...]:
+        """The logins whose addresses (`address_list`) hold `addr`: explicit ones first.
+
+        Whether such a user exists in Radicale is for the caller to ask its storage.
+        """
+        wanted = address.normalize(addr)
+        if wanted is None:
+            return ()
+        return tuple(
+            login
+            for login in address.login_candidates(
+                wanted, self.owner_addresses, self.main["owner_addresses"]
+            )
+            if wanted in self.address_list(login)
+        )
+
 
 def load(path: str | None, provider_schemas: ProviderSchemas) -> Settings:
     """Read and check the plugin config; a missing path means all defaults."""

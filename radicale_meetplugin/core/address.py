@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 import urllib.parse
+from collections.abc import Iterable, Mapping
 
 _LOCAL = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~."
@@ -65,3 +66,41 @@ def one_line(text: str, limit: int = 200) -> str:
     if len(cleaned) > limit:
         cleaned = cleaned[: limit - 1].rstrip() + "…"
     return cleaned
+
+
+def login_candidates(
+    addr: str, explicit: Mapping[str, Iterable[str]], templates: Iterable[str]
+) -> list[str]:
+    """Logins whose addresses may include `addr`: the reverse of the owner addresses.
+
+    `explicit`: login -> its listed addresses; `templates`: e.g. `{user}@example.com`.
+    Candidates only, in order (explicit, templates, the address itself as a
+    login): the caller keeps those whose own address list really holds `addr`.
+    """
+    wanted = normalize(addr)
+    if wanted is None:
+        return []
+    found: list[str] = []
+
+    def add(login: str) -> None:
+        if login and login not in found:
+            found.append(login)
+
+    for login, listed in explicit.items():
+        if any(normalize(a) == wanted for a in listed):
+            add(login)
+    for template in templates:
+        parts = template.strip().lower().split("{user}")
+        if len(parts) != 2:
+            continue
+        head, tail = parts
+        if (
+            len(wanted) > len(head) + len(tail)
+            and wanted.startswith(head)
+            and wanted.endswith(tail)
+        ):
+            login = wanted[len(head) : len(wanted) - len(tail)]
+            if "/" not in login and "@" not in login and login.strip(".") == login:
+                add(login)
+    add(wanted)  # a login that is an address is an address of its own
+    return found

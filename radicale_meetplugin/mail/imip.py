@@ -88,8 +88,13 @@ def calendar(
     organizer: Person,
     recipient: str,
     now: dt.datetime,
+    rsvp: bool = False,
 ) -> icalendar.Calendar:
-    """The iTIP calendar of one letter (RFC 5546 §3.2.2 REQUEST, §3.2.5 CANCEL)."""
+    """The iTIP calendar of one letter (RFC 5546 §3.2.2 REQUEST, §3.2.5 CANCEL).
+
+    `rsvp`: a REQUEST asks every attendee without an RSVP of their own for an answer
+    (RSVP=TRUE; the server takes the answers back when it schedules).
+    """
     method = METHODS[kind]
     out = icalendar.Calendar()
     out.add("PRODID", PRODID)
@@ -100,7 +105,10 @@ def calendar(
     if method == "CANCEL":
         main = ical.master(cal)
         events = [main] if main is not None else events
-    itip_events = [_itip_event(c, kind, sequence, organizer, recipient, now) for c in events]
+    itip_events = [
+        _itip_event(c, kind, sequence, organizer, recipient, now, rsvp and method == "REQUEST")
+        for c in events
+    ]
     # Time zones first, then the events: readers that resolve a TZID as they meet it
     # (some mail clients do) need the zone before the event that uses it.
     for comp in cal.subcomponents:
@@ -144,6 +152,7 @@ def _itip_event(
     organizer: Person,
     recipient: str,
     now: dt.datetime,
+    rsvp: bool = False,
 ) -> icalendar.Event:
     ev = _copy(comp)
     ev.subcomponents = [c for c in ev.subcomponents if c.name != "VALARM"]  # alarms stay home
@@ -160,6 +169,8 @@ def _itip_event(
     for prop in attendees:
         for param in _SCHEDULING_PARAMS:
             prop.params.pop(param, None)
+        if rsvp and "RSVP" not in prop.params and address.normalize(str(prop)) != organizer.address:
+            prop.params["RSVP"] = "TRUE"
     if kind == "uninvite":  # only the removed attendee, and no STATUS (RFC 5546 §3.2.5)
         mine = [a for a in attendees if address.normalize(str(a)) == recipient]
         ev.pop("ATTENDEE", None)
@@ -192,8 +203,9 @@ def message(
     join_url: str,
     lang: str,
     now: dt.datetime,
+    rsvp: bool = False,
 ) -> EmailMessage:
-    itip = calendar(cal, kind, sequence, organizer, envelope.recipient.address, now)
+    itip = calendar(cal, kind, sequence, organizer, envelope.recipient.address, now, rsvp)
     ics = itip.to_ical()
     comp = ical.master(cal) or next(iter(ical.vevents(cal)), icalendar.Event())
     summary = address.one_line(ical.text_of(comp, "SUMMARY"), 150) or i18n.mail_text(

@@ -9,6 +9,13 @@ letter just before handing it to the SMTP server, outside any lock.
 
 Letters only ever carry a link the server made: an event without an active
 conference of ours gets none (except the cancellation of one that had it).
+
+With `[scheduling] enabled` (the Radicale shell attaches its `Calendars`), the
+server schedules every organizer's event with attendees, link or not (a link
+still pending holds the round back until it lands): attendees who are users
+here are reached in their calendar (a `LOCAL` row of the same queue, delivered
+by mail/delivery.py through the shell), the others by e-mail, and the
+organizer's copy gets SCHEDULE-STATUS on each attendee (`mark_statuses`).
 """
 
 from __future__ import annotations
@@ -19,23 +26,48 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import icalendar
 
 from radicale_meetplugin.config import Settings
 from radicale_meetplugin.core import ical, rewrite
 from radicale_meetplugin.core.model import Conference, EventKey
-from radicale_meetplugin.mail import imip
+from radicale_meetplugin.mail import imip, itip
 from radicale_meetplugin.mail import plan as mail_plan
 from radicale_meetplugin.state.letters import Mail, Outgoing, Round, Told
 
 logger = logging.getLogger("radicale.meetplugin")
 
 
+class DeliveryError(Exception):
+    """An invitation could not be put into a local attendee's calendar (not retried)."""
+
+
+class Calendars(Protocol):
+    """The users of this server and their calendars (the Radicale shell's), for scheduling."""
+
+    def user_of(self, addr: str) -> str | None:
+        """The login of the user here whose address `addr` is; None: nobody here."""
+        ...
+
+    def has_calendar(self, user: str) -> bool:
+        """The user has a calendar an invitation can go to (their default calendar)."""
+        ...
+
+    def deliver(self, key: EventKey, addr: str, build: Callable[[str | None], str | None]) -> str:
+        """Under the store's lock: the attendee's copy of `key`'s event becomes
+        `build(their current text or None)` (None: nothing to write); says where.
+        Raises `DeliveryError`."""
+        ...
+
+
 class Mailing:
     def __init__(self, settings: Settings, store, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.options = settings.mail
+        self.mail_on = bool(settings.mail["enabled"])  # e-mails at all (else: only local)
+        self.calendars: Calendars | None = None  # scheduling on: the shell's users' calendars
         self.store = store
         self.lang = self.options["language"] or settings.main["language"]
         self.clock = clock
@@ -47,14 +79,25 @@ class Mailing:
     # --- the engine's hooks ------------------------------------------------------
 
     def consider(
-        self, key: EventKey, cal: icalendar.Calendar, conference: Conference | None
+        self,
+        key: EventKey,
+        cal: icalendar.Calendar,
+        conference: Conference | None,
+        pending: bool = False,
     ) -> int:
-        """The organizer's event as stored now; returns how many letters were queued."""
+        """The organizer's event as stored now; returns how many letters were queued.
+
+        `pending`: a conference is being made for it (its link has not landed yet).
+        """
         cancelled = ical.is_cancelled(cal)
         url = conference.join_url if conference else ""
-        if not cancelled and not (url and rewrite.link_present(cal, url)):
-            return 0  # no link of ours in it (yet, or any more): nothing to tell
-        return self._round(key, cal, url, cancelled)
+        linked = bool(url and rewrite.link_present(cal, url))
+        if self.calendars is None:
+            if not cancelled and not linked:
+                return 0  # no link of ours in it (yet, or any more): nothing to tell
+        elif pending and not cancelled:
+            return 0  # scheduling: the invitations wait for the link, then go once
+        return self._round(key, cal, url if linked else "", cancelled)
 
     def deleted(self, key: EventKey) -> int:
         """The event is gone: whoever holds an invitation gets a cancellation."""
@@ -88,7 +131,8 @@ class Mailing:
             organizer.address,
             url,
             cancelled=cancelled,
-            send_to_organizer=self.options["send_to_organizer"],
+            send_to_organizer=self.options["send_to_organizer"] and self.mail_on,
+            route=lambda addr: self._routes(key.owner, addr),
         )
         if self._nothing_new(self.store.mail_state(key), view):
             return 0  # the common case (a save that changes nothing people see): no write
@@ -101,7 +145,12 @@ class Mailing:
             if sent is None:
                 return Round([], None)
             outgoing = [
-                Outgoing(letter.sequence, recipient, letter.method, letter.kind)
+                Outgoing(
+                    letter.sequence,
+                    mail_plan.person_of(recipient),
+                    itip.LOCAL if recipient.startswith(mail_plan.LOCAL_PREFIX) else letter.method,
+                    letter.kind,
+                )
                 for letter in letters
                 for recipient in letter.recipients
             ]
@@ -123,6 +172,72 @@ class Mailing:
                     ", ".join(view.skipped),
                 )
         return len(ids)
+
+    # --- scheduling (RFC 6638) ----------------------------------------------------
+
+    def _local_user(self, owner: str, addr: str) -> str | None:
+        """The user here an attendee is (not the organizer's own login), if delivery is on."""
+        if self.calendars is None or not self.settings.scheduling["local_delivery"]:
+            return None
+        user = self.calendars.user_of(addr)
+        return user if user is not None and user != owner else None
+
+    def _routes(self, owner: str, addr: str) -> tuple[str, ...]:
+        """How one attendee is reached: in their calendar here, by e-mail, both or not at all."""
+        user = self._local_user(owner, addr)
+        routes: list[str] = []
+        if user is not None and self.calendars is not None and self.calendars.has_calendar(user):
+            routes.append(mail_plan.LOCAL_PREFIX + addr)
+        if self.mail_on and (user is None or self.settings.scheduling["email_local"]):
+            routes.append(addr)
+        return tuple(routes)
+
+    def mark_statuses(self, key: EventKey, cal: icalendar.Calendar) -> bool:
+        """SCHEDULE-STATUS on each attendee of the organizer's copy; True if it changed."""
+        if self.calendars is None:
+            return False
+        organizer = self._organizer(key, cal)
+
+        def status(addr: str | None) -> str:
+            if addr is None:
+                return itip.INVALID
+            user = self._local_user(key.owner, addr)
+            if user is not None:
+                assert self.calendars is not None
+                if self.calendars.has_calendar(user):
+                    return itip.DELIVERED
+                if self.mail_on and self.settings.scheduling["email_local"]:
+                    return itip.SENT
+                logger.warning(
+                    "meetplugin: %s/%s: %s (user %s) has no calendar for events: "
+                    "no invitation delivered",
+                    key.calendar,
+                    key.uid,
+                    addr,
+                    user,
+                )
+                return itip.NO_CALENDAR
+            return itip.SENT if self.mail_on else itip.NOT_DELIVERED
+
+        return itip.mark_statuses(cal, organizer.address if organizer else "", status)
+
+    def attendee_copy(self, mail: Mail, existing: str | None) -> str | None:
+        """The local attendee's copy a `LOCAL` row makes; None: nothing to write."""
+        cancelling = mail.kind in ("cancel", "uninvite")
+        if cancelling and existing is None:
+            return None  # never had it: nothing to cancel
+        cal = self._event_of(mail)
+        organizer = self._organizer(mail.key, cal)
+        if organizer is None:
+            raise DeliveryError("the event has no usable ORGANIZER")
+        before = ical.parse(existing) if existing is not None else None
+        if before is not None and ical.organizer_address(before) != organizer.address:
+            raise DeliveryError("the calendar holds another event with this UID")
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        copy = itip.attendee_copy(
+            cal, mail.kind, mail.sequence, organizer, mail.recipient, before, now
+        )
+        return ical.to_text(copy)
 
     @staticmethod
     def _nothing_new(told: Told | None, view: mail_plan.View) -> bool:
@@ -154,7 +269,15 @@ class Mailing:
         )
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         message = imip.message(
-            cal, mail.kind, mail.sequence, envelope, organizer, mail.join_url, self.lang, now
+            cal,
+            mail.kind,
+            mail.sequence,
+            envelope,
+            organizer,
+            mail.join_url,
+            self.lang,
+            now,
+            rsvp=self.calendars is not None,  # scheduling: the answers come back
         )
         return sender.address, message.as_bytes()
 

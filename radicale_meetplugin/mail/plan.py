@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import icalendar
@@ -86,7 +87,11 @@ def plan(sent: Sent | None, now: View) -> tuple[list[Letter], Sent | None]:
     kept = now.recipients & sent.recipients
     added = now.recipients - sent.recipients
     # The organizer's own copy stops when send_to_organizer is turned off; no cancel for that.
-    removed = sent.recipients - now.recipients - {now.organizer}
+    # Nor for a person reached another way now (e-mail, or their calendar here).
+    reached = {person_of(r) for r in now.recipients}
+    removed = {
+        r for r in sent.recipients - now.recipients - {now.organizer} if person_of(r) not in reached
+    }
     changed = now.content != sent.content or now.sequence > sent.sequence
     seq = max(sent.sequence + 1, now.sequence)
     letters = []
@@ -100,6 +105,15 @@ def plan(sent: Sent | None, now: View) -> tuple[list[Letter], Sent | None]:
     return letters, Sent(seq if letters else sent.sequence, recipients, now.content)
 
 
+# A recipient reached in their calendar on this server rather than by e-mail (scheduling).
+LOCAL_PREFIX = "local:"
+
+
+def person_of(recipient: str) -> str:
+    """The address behind a recipient, whichever way they are reached."""
+    return recipient.removeprefix(LOCAL_PREFIX)
+
+
 # --- reading the event ------------------------------------------------------------
 
 
@@ -110,7 +124,10 @@ def view_of(
     *,
     cancelled: bool,
     send_to_organizer: bool = False,
+    route: Callable[[str], tuple[str, ...]] | None = None,
 ) -> View:
+    """`route(address)`: how each attendee is reached (the address itself: e-mail;
+    `LOCAL_PREFIX` + address: their calendar here); default: by e-mail."""
     recipients: set[str] = set()
     skipped: list[str] = []
     for comp in ical.vevents(cal):
@@ -122,7 +139,7 @@ def view_of(
             if addr is None:
                 skipped.append(address.one_line(str(prop), 80))
             elif addr != organizer:
-                recipients.add(addr)
+                recipients.update(route(addr) if route is not None else (addr,))
     if send_to_organizer and organizer:
         recipients.add(organizer)
     return View(

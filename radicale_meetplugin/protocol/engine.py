@@ -18,6 +18,11 @@ Shells (the Radicale adapter, the bridge) drive it through `protocol.session`:
 With ``[mail] enabled``, the effects include the invitation letters
 (`mail.mailing`) for an organizer's event whose link is in place, and the
 cancellations when it is cancelled or deleted; the outbox sends them.
+With ``[scheduling] enabled`` and a shell that knows its users' calendars
+(`attach_calendars`: the Radicale adapter), every organizer's event with
+attendees is scheduled (RFC 6638): its attendees get SCHEDULE-STATUS in the
+same write as the link, and the letters' queue also delivers to local
+attendees' calendars.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ from radicale_meetplugin.protocol.effects import (
 
 if TYPE_CHECKING:  # mail is loaded only when [mail] is enabled
     from radicale_meetplugin.mail.mailer import Mailer
-    from radicale_meetplugin.mail.mailing import Mailing
+    from radicale_meetplugin.mail.mailing import Calendars, Mailing
 from radicale_meetplugin.providers import (
     Capabilities,
     Provider,
@@ -204,6 +209,28 @@ class Engine(Generic[S]):
             self.mailing = Mailing(settings, store)
         self.mailer: Mailer | None = None  # bootstrap puts the SMTP sender here for the outbox
         self.groups: Groups = no_groups  # bootstrap: users' groups for `users = @group`
+
+    def attach_calendars(self, calendars: Calendars) -> None:
+        """The shell knows its users' calendars: with [scheduling] enabled, schedule."""
+        if not self.settings.scheduling["enabled"]:
+            return
+        if self.mailing is None:
+            from radicale_meetplugin.mail.mailing import Mailing
+
+            self.mailing = Mailing(self.settings, self.store)
+        self.mailing.calendars = calendars
+        logger.info(
+            "meetplugin: scheduling on (RFC 6638): local attendees %s, e-mails %s",
+            "get invitations in their calendar"
+            if self.settings.scheduling["local_delivery"]
+            else "are mailed like others",
+            "on" if self.settings.mail["enabled"] else "off",
+        )
+
+    @property
+    def scheduling(self) -> bool:
+        """The server schedules organizers' events (RFC 6638)."""
+        return self.mailing is not None and self.mailing.calendars is not None
 
     # --- facts -------------------------------------------------------------
 
@@ -388,6 +415,8 @@ class Engine(Generic[S]):
             # never into an attendee's copy: not even a pasted link's CONFERENCE
             links.mark_conferences(cal, links.pasted(cal, self.masks))
         if facts.organizer and self.mailing is not None:
+            if self.scheduling and not facts.cancelled:
+                self._statuses(key, cal)
             effects.append(Letters(key, cal))
         after = ical.to_text(cal)
         if detection.note and facts.organizer and action.kind is ActionKind.IGNORE:
@@ -410,8 +439,20 @@ class Engine(Generic[S]):
         )
 
     def may_ask(self, text: str) -> bool:
-        """Cheap test on the raw text: can it hold a marker or a pasted link at all?"""
-        return might_ask(text, self.grammar) or self._may_hold_link(text)
+        """Cheap test on the raw text: can it hold a marker or a pasted link at all?
+
+        With scheduling on, an event with attendees is always looked at.
+        """
+        return (
+            might_ask(text, self.grammar)
+            or self._may_hold_link(text)
+            or (self.scheduling and self.schedules(text))
+        )
+
+    @staticmethod
+    def schedules(text: str) -> bool:
+        """Cheap test on the raw text: can it have attendees to schedule?"""
+        return "ATTENDEE" in text.upper()
 
     def commit(self, effects: Sequence[Effect]) -> list[Job]:
         """Write one decision's effects in one transaction; the jobs queued, with their ids.
@@ -925,10 +966,27 @@ class Engine(Generic[S]):
         try:
             record = self.store.get(key)
             active = record is not None and record.state is RecordState.ACTIVE
-            return self.mailing.consider(key, cal, record.conference if active and record else None)
+            pending = record is not None and record.state is RecordState.CREATING
+            return self.mailing.consider(
+                key, cal, record.conference if active and record else None, pending
+            )
         except Exception:  # letters never cost the event
             logger.exception("meetplugin: %s: invitation e-mails not queued", self._where(key))
             return 0
+
+    def _statuses(self, key: EventKey, cal: icalendar.Calendar) -> None:
+        """SCHEDULE-STATUS on the organizer's attendees, in the text about to be stored."""
+        import datetime as dt
+
+        from radicale_meetplugin.mail import plan as mail_plan
+
+        assert self.mailing is not None
+        try:
+            now = dt.datetime.now(dt.UTC)
+            if not mail_plan.is_over(cal, now):
+                self.mailing.mark_statuses(key, cal)
+        except Exception:  # statuses never cost the event
+            logger.exception("meetplugin: %s: SCHEDULE-STATUS not set", self._where(key))
 
     def _mail_deleted(self, key: EventKey) -> int:
         if self.mailing is None:

@@ -105,11 +105,13 @@ class Outbox:
         self.worker = worker or Worker()
         self.owner = self.worker.owner
         self.worker.add(JOBS, self.store.jobs_queue, self._run, workers=workers, lease=lease)
-        self.letters = mailer is not None and engine.mailing is not None
-        if mailer is not None and engine.mailing is not None:
+        mailing = engine.mailing
+        # Letters need an SMTP sender; deliveries into local calendars (scheduling) do not.
+        self.letters = mailing is not None and (mailer is not None or mailing.calendars is not None)
+        if self.letters and mailing is not None:
             from radicale_meetplugin.mail.delivery import Delivery  # only with [mail] enabled
 
-            delivery = Delivery(engine.mailing, mailer, retry_initial, retry_max_delay, retry_for)
+            delivery = Delivery(mailing, mailer, retry_initial, retry_max_delay, retry_for)
             self.worker.add(
                 LETTERS, self.store.letters_queue, delivery, workers=2, lease=delivery.lease
             )

@@ -116,6 +116,8 @@ def decide(
     if not engine.may_ask(content):
         _request.quiet = calendar  # most saves: the locked path only reads the record
         return None
+    if engine.scheduling and engine.schedules(content):
+        return None  # scheduling reads other users' calendars: under the lock
     if item is None:
         item = adapter.events.as_radicale_item(calendar, content)  # as Radicale prepares it
     if item.component_name != "VEVENT":

@@ -26,6 +26,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import radicale.item as radicale_item
 from radicale import config as radicale_config
@@ -49,6 +50,9 @@ LOCKED_STATE_WAIT = 1.0
 
 _base_upload = multifilesystem.Collection.upload
 _base_delete = multifilesystem.Collection.delete
+
+if TYPE_CHECKING:  # loaded only with [scheduling] enabled
+    from radicale_meetplugin.radicale.attendees import RadicaleCalendars
 
 
 class Collection(multifilesystem.Collection):
@@ -205,6 +209,24 @@ class Storage(multifilesystem.Storage):
         return self.meet.create_collection(href, items, props, super().create_collection)
 
 
+def prepared_item(path: str, text: str, max_occurrence: int) -> radicale_item.Item:
+    """The item exactly as Radicale would store `text` from a client's PUT.
+
+    Same parse, sanitising and serialisation (vobject), so a client that
+    sends the stored version back changes no byte and keeps its ETag.
+    """
+    components = radicale_item.read_components(text)
+    radicale_item.check_and_sanitize_items(
+        components,
+        is_collection=False,
+        tag="VCALENDAR",
+        max_vevent_rrule_occurrence=max_occurrence,
+    )
+    item = radicale_item.Item(collection_path=path, vobject_item=components[0])
+    item.prepare()
+    return item
+
+
 class RadicaleEventStore:
     """The `EventStore` port over Radicale's storage: its global lock, its serialisation.
 
@@ -300,21 +322,7 @@ class RadicaleEventStore:
         return self.batch.run(under_lock)
 
     def as_radicale_item(self, path: str, text: str) -> radicale_item.Item:
-        """The item exactly as Radicale would store `text` from a client's PUT.
-
-        Same parse, sanitising and serialisation (vobject), so a client that
-        sends the stored version back changes no byte and keeps its ETag.
-        """
-        components = radicale_item.read_components(text)
-        radicale_item.check_and_sanitize_items(
-            components,
-            is_collection=False,
-            tag="VCALENDAR",
-            max_vevent_rrule_occurrence=self.max_rrule_occurrence,
-        )
-        item = radicale_item.Item(collection_path=path, vobject_item=components[0])
-        item.prepare()
-        return item
+        return prepared_item(path, text, self.max_rrule_occurrence)
 
     def _collection(self, path: str) -> multifilesystem.Collection | None:
         col = next(iter(self.storage.discover(pathutils.unstrip_path(path, True))), None)
@@ -366,6 +374,18 @@ class RadicaleAdapter:
             waiting=threading.BoundedSemaphore(max(waiting, 1)) if waiting > 0 else None,
         )
         self.session.refuse_unavailable = True  # a 503 the client retries, never a lost record
+        self.calendars: RadicaleCalendars | None = None
+        if engine.settings.scheduling["enabled"]:  # RFC 6638: before the outbox is built
+            from radicale_meetplugin.radicale.attendees import RadicaleCalendars
+
+            self.calendars = RadicaleCalendars(
+                lambda: self.events.storage,
+                engine.settings,
+                engine.store,
+                self.events.lock,
+                self.events.max_rrule_occurrence,
+            )
+            engine.attach_calendars(self.calendars)
         self.outbox = build_outbox(engine, self.session.settle)
         self.session.submit = self.outbox.submit
         self._request = threading.local()
@@ -430,6 +450,8 @@ class RadicaleAdapter:
             rewritten = None
         self._later(decision.jobs)
         if decision.text is None:
+            if self.calendars is not None and "ORGANIZER" in text:
+                self.calendars.answered(key.owner, text)  # an attendee's own copy: their answer
             return item
         put_etag.mark_rewritten()
         return rewritten or self.events.as_radicale_item(path, decision.text)

@@ -266,6 +266,23 @@ class Letters:
         )
         return [EventKey(*row) for row in rows]
 
+    def keys_of_uid(self, uid: str) -> list[EventKey]:
+        """The events with this UID whose people were told something (scheduling replies)."""
+        rows = self.db.query(
+            "SELECT owner, calendar, uid FROM mail_state WHERE uid=? ORDER BY owner, calendar",
+            (uid,),
+        )
+        return [EventKey(*row) for row in rows]
+
+    def last_sequence(self, key: EventKey, recipient: str) -> int | None:
+        """The highest SEQUENCE queued for `recipient` about the event (any way); None: none."""
+        row = self.db.query_one(
+            "SELECT MAX(sequence) FROM mails WHERE owner=? AND calendar=? AND uid=? "
+            "AND recipient=?",
+            (key.owner, key.calendar, key.uid, recipient),
+        )
+        return int(row[0]) if row and row[0] is not None else None
+
     def listing(self, key: EventKey | None = None) -> list[tuple]:
         """(id, uid, sequence, recipient, method, kind, state, tries) for admins and tests."""
         sql = "SELECT id, uid, sequence, recipient, method, kind, state, tries FROM mails"

@@ -494,5 +494,11 @@ class RecordStore:
     def mail_keys_under(self, path: str) -> list[EventKey]:
         return self.letters.keys_under(path)
 
+    def mail_keys_of_uid(self, uid: str) -> list[EventKey]:
+        return self.letters.keys_of_uid(uid)
+
+    def last_sequence_to(self, key: EventKey, recipient: str) -> int | None:
+        return self.letters.last_sequence(key, recipient)
+
     def mails(self, key: EventKey | None = None) -> list[tuple]:
         return self.letters.listing(key)
