@@ -12,11 +12,13 @@ from the plugin's sender, one per attendee, `Auto-Submitted`, with `event.ics`.
   ours: two letters per attendee.
 - Scheduling on (`[scheduling] enabled`): Radicale advertises `calendar-auto-schedule`,
   Thunderbird leaves the invitations to the server, and each attendee gets exactly one
-  letter, ours, with the link; moving the event sends one update each, deleting one CANCEL
-  each.
+  letter, ours, with the link (bob, a user of this Radicale, also finds the invitation in his
+  calendar); moving the event sends one update each, deleting one CANCEL each.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from harness import TOKEN, RadicaleServer, plugin_config
@@ -50,8 +52,9 @@ def radicale_config(telemost, inbox) -> str:
 
 @pytest.fixture(scope="module")
 def scheduling_radicale(tmp_path_factory, telemost, inbox):
-    """The same Radicale with `[scheduling] enabled`; local attendees (bob) e-mailed too, so
-    that every attendee's one letter can be counted at the SMTP server."""
+    """The same Radicale with `[scheduling] enabled`; bob, a user here, gets the invitation in
+    his calendar and (`email_local`) by e-mail too, so that every attendee's one letter can be
+    counted at the SMTP server."""
     config = (
         plugin_config(telemost.url)
         + mail_config(inbox)
@@ -141,6 +144,15 @@ def stored_location(radicale: RadicaleServer, uid: str) -> str:
     return location.removeprefix("LOCATION:")
 
 
+def delivered_to_bob(radicale: RadicaleServer, uid: str, kind: str, mark: int) -> None:
+    """Await the server's delivery into local bob's calendar (its outbox does it)."""
+    radicale.wait_for_log(
+        rf"{re.escape(uid)}: {kind} \(SEQUENCE \d+\) into the calendar of {re.escape(BOB)}: "
+        "delivered",
+        start=mark,
+    )
+
+
 def assert_our_invitation(letter: Letter, link: str, method: str = "REQUEST") -> None:
     assert letter.method == method
     assert str(letter.event()["LOCATION"]) == link
@@ -191,6 +203,7 @@ def test_scheduling_on_each_attendee_gets_one_letter_ours(
     assert calendar["autoschedule"] is True, "Thunderbird did not see calendar-auto-schedule"
 
     # create: one invitation each, ours, with the link and the event
+    mark = radicale.mark()
     uid = thunderbird.create_event(calendar["id"], "Планёрка", "jitsi", START, END, [BOB, CAROL])
     link = stored_location(radicale, uid)
     assert link.startswith("https://meet.jit.si/")
@@ -198,6 +211,9 @@ def test_scheduling_on_each_attendee_gets_one_letter_ours(
     invitations = one_each(split(inbox, uid)[0], "REQUEST")
     for letter in invitations.values():
         assert_our_invitation(letter, link)
+    # bob is a user here: the invitation is in his calendar too, with the link
+    delivered_to_bob(radicale, uid, "invite", mark)
+    assert link in radicale.get("bob", f"bob/calendar/{uid}.ics").text
 
     # move: one update each (a higher SEQUENCE, the new time)
     sequence = thunderbird.move_event(calendar["id"], uid, MOVED_START, MOVED_END)
@@ -209,10 +225,13 @@ def test_scheduling_on_each_attendee_gets_one_letter_ours(
         start = letter.event().decoded("DTSTART")
         assert start.strftime("%Y%m%dT%H%M%SZ") == MOVED_START
 
-    # delete: one CANCEL each
+    # delete: one CANCEL each, and bob's copy cancelled
+    mark = radicale.mark()
     thunderbird.delete_event(calendar["id"], uid)
     inbox.wait_for(lambda: len(split(inbox, uid)[0]) >= 6, timeout=60)
     one_each(split(inbox, uid)[0], "CANCEL")
+    delivered_to_bob(radicale, uid, "cancel", mark)
+    assert "STATUS:CANCELLED" in radicale.get("bob", f"bob/calendar/{uid}.ics").text
 
     # and Thunderbird sent nothing itself at any of the three steps: it left them to the
     # server (its iTIP e-mail transport was never asked; by now its letter of the first
