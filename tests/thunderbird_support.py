@@ -1,11 +1,12 @@
-"""A real Thunderbird (Debian's package), headless, driven over Marionette, for the e2e tests.
+"""A real headless Thunderbird (Debian's package) driven over Marionette, for e2e tests (not pure).
 
 `Thunderbird.start()` installs the `thunderbird` package when it is missing (as root, with
 apt-get), makes a fresh profile (user.js: Marionette on a free loopback port, no updates,
 telemetry, first-run pages or network beyond loopback, one real mail account whose SMTP
-server is the test's aiosmtpd), starts `thunderbird --headless --marionette --remote-allow-system-access --profile ...`,
-awaits Marionette's "Listening on port" line and opens a session with the PyPI
-`marionette_driver` client. The calendar side is then set up in the chrome context the way
+server is the test's aiosmtpd), starts `thunderbird --headless --marionette
+--remote-allow-system-access --profile ...` (recent releases refuse the chrome context
+without that last flag), awaits Marionette's "Listening on port" line and opens a session with the
+PyPI `marionette_driver` client. The calendar side is then set up in the chrome context the way
 Thunderbird's own dialogs do it (the login stored in the password manager first, so no
 prompt ever appears; then the CalDAV calendar registered with the mail identity as its iTIP
 identity), and events are created, moved and deleted through the calendar's transaction
@@ -227,7 +228,7 @@ class Thunderbird:
             "TMPDIR": str(self.folder),  # the iTIP letters' temporary files stay here
         }
         self.process = subprocess.Popen(
-            # the chrome context (system access) must be allowed explicitly since 138
+            # recent releases refuse the chrome context (system access) unless this allows it
             [binary, "--headless", "--marionette", "--remote-allow-system-access"]
             + ["--no-remote", "--profile", str(self.profile)],
             stdout=subprocess.PIPE,

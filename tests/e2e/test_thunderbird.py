@@ -26,7 +26,7 @@ from smtp_inbox import Inbox, Letter
 from thunderbird_support import Thunderbird, Unavailable
 
 # The first test's set-up may install Debian's package (minutes on a fresh machine); the
-# module itself takes about 15 s.
+# module itself takes about 20 s.
 pytestmark = [pytest.mark.thunderbird, pytest.mark.timeout(900)]
 
 ALICE = "alice@example.com"
