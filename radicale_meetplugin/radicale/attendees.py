@@ -39,14 +39,12 @@ from radicale_meetplugin.core import ical
 from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.mail import itip
 from radicale_meetplugin.mail.mailing import DeliveryError
+from radicale_meetplugin.radicale import scheduling
 from radicale_meetplugin.radicale.storage import prepared_item
 
 logger = logging.getLogger("radicale.meetplugin")
 
 _base_upload = multifilesystem.Collection.upload
-# The property that marks a scheduling inbox or outbox collection (CalDAV scheduling's
-# surface): those are no calendars to deliver into or to look for copies in.
-BOX_MARK = "{urn:x-radicale-meetplugin}schedule-box"
 
 
 class RadicaleCalendars:
@@ -91,17 +89,18 @@ class RadicaleCalendars:
             if isinstance(col, multifilesystem.Collection)
             and col.tag == "VCALENDAR"
             and col.path != user
-            and not col.get_meta(BOX_MARK)
+            and scheduling.box_kind(col) is None  # a scheduling inbox or outbox is no calendar
         ]
         return sorted(found, key=lambda col: col.path)
 
     def default_calendar(self, user: str) -> multifilesystem.Collection | None:
-        """The first calendar of the home (href order) that takes VEVENTs."""
-        for col in self.calendars(user):
-            kinds = col.get_meta("C:supported-calendar-component-set")
-            if not kinds or "VEVENT" in str(kinds).upper().split(","):
-                return col
-        return None
+        """The first calendar of the home (href order) that takes VEVENTs (the rule the
+        principal's schedule-default-calendar-URL answers)."""
+        path = scheduling.default_calendar(self._storage(), user)
+        if path is None:
+            return None
+        col = next(iter(self._storage().discover(pathutils.unstrip_path(path, True))), None)
+        return col if isinstance(col, multifilesystem.Collection) else None
 
     def has_calendar(self, user: str) -> bool:
         return self.default_calendar(user) is not None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import icalendar
 import pytest
-from harness import TOKEN, edit, event, plugin_config, read, vevent
+from harness import TOKEN, edit, event, plugin_config, read, settled, vevent
 
 CAL = "alice/calendar"
 ORGANIZED = "ORGANIZER:mailto:alice@example.com\nATTENDEE:mailto:ivan@example.com\n"
@@ -174,7 +174,7 @@ def new_path() -> tuple[str, str]:
 def created(radicale, p: Kit, location: str = "", **kw) -> tuple[str, str, str]:
     uid, path = new_path()
     radicale.put("alice", path, event(uid, location=location or p.keyword, **kw))
-    conf_id = str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+    conf_id = str(settled(radicale, path)["X-MEETPLUGIN-CONFERENCE-ID"])
     assert conf_id in p.items
     p.emu.reset()
     return uid, path, conf_id

@@ -25,6 +25,7 @@ from harness import (
     event,
     plugin_config,
     read,
+    settled,
     utc,
     vevent,
 )
@@ -77,7 +78,7 @@ def new_path() -> tuple[str, str]:
 def created(radicale, tc, **kw) -> tuple[str, str, str]:
     uid, path = new_path()
     radicale.put("alice", path, event(uid, location="trueconf", **kw))
-    conf_id = str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+    conf_id = str(settled(radicale, path)["X-MEETPLUGIN-CONFERENCE-ID"])
     assert conf_id in tc.conferences
     tc.reset()
     return uid, path, conf_id

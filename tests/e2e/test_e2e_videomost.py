@@ -21,6 +21,7 @@ from harness import (
     event,
     plugin_config,
     read,
+    settled,
     utc,
     vevent,
 )
@@ -71,7 +72,7 @@ def new_path() -> tuple[str, str]:
 def created(radicale, vm, **kw) -> tuple[str, str, str]:
     uid, path = new_path()
     radicale.put("alice", path, event(uid, location="videomost", **kw))
-    conf_id = str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+    conf_id = str(settled(radicale, path)["X-MEETPLUGIN-CONFERENCE-ID"])
     assert conf_id in vm.conferences
     vm.reset()
     return uid, path, conf_id

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import icalendar
 import pytest
-from harness import TOKEN, TRUECONF_SECRET, edit, event, plugin_config, read, utc, vevent
+from harness import TOKEN, TRUECONF_SECRET, edit, event, plugin_config, read, settled, utc, vevent
 
 CAL = "alice/calendar"
 FAULTS = [
@@ -177,8 +177,7 @@ def made(radicale, emu, location: str) -> tuple[str, str, str]:
     uid = f"{uuid.uuid4()}@matrix"
     path = f"{CAL}/{uid}.ics"
     assert radicale.put("alice", path, event(uid, location=location)).status_code == 201
-    drained(radicale)  # the room may come after the save budget on a loaded machine
-    conf_id = str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+    conf_id = str(settled(radicale, path)["X-MEETPLUGIN-CONFERENCE-ID"])
     assert conf_id in emu.conferences
     return uid, path, conf_id
 

@@ -13,7 +13,7 @@ import time
 import uuid
 
 import pytest
-from harness import event, plugin_config, read, vevent
+from harness import event, plugin_config, read, settled, vevent
 
 CAL = "alice/calendar"
 
@@ -133,7 +133,7 @@ def created(radicale, telemost) -> tuple[str, str, str]:
     uid = f"{uuid.uuid4()}@faults"
     path = f"{CAL}/{uid}.ics"
     radicale.put("alice", path, event(uid, location="telemost"))
-    conf_id = str(vevent(read(radicale, path)[0])["X-MEETPLUGIN-CONFERENCE-ID"])
+    conf_id = str(settled(radicale, path)["X-MEETPLUGIN-CONFERENCE-ID"])
     assert conf_id in telemost.conferences
     return uid, path, conf_id
 
