@@ -9,7 +9,9 @@ one letter for all attendees with an `invite.ics` attachment and Mozilla's PRODI
 from the plugin's sender, one per attendee, `Auto-Submitted`, with `event.ics`.
 
 - Scheduling off (plain Radicale, as today): Thunderbird sends its own REQUEST and we send
-  ours: two letters per attendee.
+  ours: two letters per attendee. Thunderbird mails the event as it reads it back after its
+  save: with a link made inside the save (Jitsi) its letter has the link but none of our text;
+  with a link that comes later (Telemost failing once) it has the keyword.
 - Scheduling on (`[scheduling] enabled`): Radicale advertises `calendar-auto-schedule`,
   Thunderbird leaves the invitations to the server, and each attendee gets exactly one
   letter, ours, with the link (bob, a user of this Radicale, also finds the invitation in his
@@ -190,6 +192,26 @@ def test_scheduling_off_thunderbird_sends_its_own_letter_and_we_ours(thunderbird
     # so each attendee holds two invitations to the same meeting
     for person in (BOB, CAROL):
         assert len([x for x in inbox.of(uid) if person in x.rcpt_tos]) == 2
+
+
+def test_scheduling_off_a_late_link_thunderbirds_letter_has_the_keyword(
+    thunderbird, radicale, inbox, telemost
+):
+    """Telemost fails once: the save is answered before the link exists, so the event
+    Thunderbird reads back and mails still says `телемост`; ours waits for the link."""
+    calendar = add_calendar(thunderbird, radicale)
+    telemost.fail_next("POST", 503, {"error": "Unavailable", "description": "d", "message": "m"})
+    mark = radicale.mark()
+    uid = thunderbird.create_event(calendar["id"], "Созвон", "телемост", START, END, [BOB, CAROL])
+    inbox.wait_for(lambda: len(split(inbox, uid)[1]) == 1, timeout=60)
+    (theirs,) = split(inbox, uid)[1]
+    assert str(theirs.event()["LOCATION"]) == "телемост"
+    radicale.wait_for_log(f"{re.escape(uid)}: telemost conference attached", start=mark)
+    link = stored_location(radicale, uid)
+    assert link != "телемост"
+    inbox.wait_for(lambda: len(split(inbox, uid)[0]) >= 2, timeout=60)
+    for letter in one_each(split(inbox, uid)[0], "REQUEST").values():
+        assert_our_invitation(letter, link)
 
 
 # with the offline cache (the new-calendar wizard's default) and without it
