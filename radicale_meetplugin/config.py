@@ -184,7 +184,8 @@ MAIL_SCHEMA: Schema = {
         "false",
         boolean,
         "Send invitation e-mails (iMIP) with the join link to attendees. Off by default: "
-        "many clients send their own invitations, with the keyword instead of the link.",
+        "many clients send their own invitations, without the join line and the service "
+        "name, and with the keyword instead of the link when the link comes after the save.",
     ),
     "host": ("", str, "SMTP server (required when enabled)."),
     "port": ("auto", port, "SMTP port; auto: 587 for starttls, 465 for tls, 25 for none."),
