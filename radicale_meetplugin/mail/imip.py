@@ -159,6 +159,13 @@ def _itip_event(
     for name in list(ev):
         if name.upper().startswith(_BOOKKEEPING_PREFIX):
             ev.pop(name)
+            continue
+        for value in ical.values_of(
+            ev, name
+        ):  # our marks on a property (a pasted link's CONFERENCE) stay home
+            params = getattr(value, "params", None) or {}
+            for param in [p for p in params if p.upper().startswith(_BOOKKEEPING_PREFIX)]:
+                params.pop(param)
     for name, value in (("SEQUENCE", sequence), ("DTSTAMP", now.astimezone(dt.UTC))):
         ev.pop(name, None)
         ev.add(name, value)

@@ -175,6 +175,22 @@ def test_attendee_copy_has_no_method_nor_bookkeeping_and_keeps_their_answer_and_
     assert [c.name for c in ev.subcomponents] == ["VALARM"]
 
 
+def test_no_bookkeeping_parameter_reaches_a_copy_or_a_letter():
+    """A pasted link's CONFERENCE carries our X-MEETPLUGIN-PASTED parameter at home only."""
+    cal = calendar(
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com",
+        "LOCATION:https://meet.jit.si/x",
+        "CONFERENCE;VALUE=URI;FEATURE=AUDIO,VIDEO;LABEL=Jitsi;X-MEETPLUGIN-PASTED=TRUE:"
+        "https://meet.jit.si/x",
+    )
+    copy = itip.attendee_copy(cal, "invite", 0, ALICE, "bob@example.com", None, NOW)
+    letter = imip.calendar(cal, "invite", 0, ALICE, "bob@example.com", NOW, rsvp=True)
+    for out in (copy, letter):
+        text = out.to_ical().decode()
+        assert "X-MEETPLUGIN" not in text, text
+        assert "CONFERENCE;" in text and "LABEL=Jitsi" in text  # the link itself stays
+
+
 def test_a_cancellation_marks_the_copy_the_attendee_has():
     mine = calendar("ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com", "LOCATION:Room")
     now = calendar("LOCATION:Elsewhere")
