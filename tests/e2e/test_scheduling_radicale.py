@@ -498,3 +498,93 @@ def test_a_busy_storage_asks_the_mta_to_try_again(radicale, inbox):
         )
     assert done.returncode == 75, done.stderr
     assert carol_status(radicale, path) == "NEEDS-ACTION"
+
+
+# --- review: what an attendee or a letter may change, and odd letters -----------------------
+
+
+def test_bobs_copy_changes_only_his_own_partstat_on_alices(radicale, inbox):
+    """bob edits his copy: carol's answer, the time and the title too; only his answer counts."""
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, BOB, CAROL)
+    before = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    bobpath = f"{BOBCAL}/{uid}.ics"
+    cal = icalendar.Calendar.from_ical(radicale.get("bob", bobpath).text)
+    ev = next(iter(cal.walk("VEVENT")))
+    people = attendees(ev)
+    people["bob@example.com"].params["PARTSTAT"] = "DECLINED"
+    people["carol@example.org"].params["PARTSTAT"] = "ACCEPTED"
+    ev["SUMMARY"] = "Changed by bob"
+    ev["DTSTART"].dt = ev["DTSTART"].dt.replace(hour=6)
+    ev["DTEND"].dt = ev["DTEND"].dt.replace(hour=7)
+    sent = cal.to_ical().decode()
+    r = radicale.put("bob", bobpath, sent)
+    assert r.status_code == 204 and r.headers.get("ETag")  # his copy stored as he sent it
+    mine = icalendar.Calendar.from_ical(radicale.get("bob", bobpath).text)
+    assert mine.to_ical() == icalendar.Calendar.from_ical(sent).to_ical()
+    after = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    for comp in before.walk("VEVENT"):
+        attendees(comp)["bob@example.com"].params["PARTSTAT"] = "DECLINED"
+    assert after.to_ical() == before.to_ical()
+
+
+def test_bob_cannot_answer_for_carol_with_a_copy_of_his_own(radicale, inbox):
+    """bob PUTs alice's UID into his calendar naming only carol, accepted: nothing changes."""
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, CAROL)
+    before = radicale.get("alice", path).text
+    forged = meeting(uid, CAROL.replace("NEEDS-ACTION", "ACCEPTED"), location="Room")
+    assert radicale.put("bob", f"{BOBCAL}/{uid}.ics", forged).status_code == 201
+    assert radicale.get("alice", path).text == before
+
+
+def test_an_answer_to_a_meeting_without_organizer_is_taken(radicale, inbox):
+    """alice's client wrote no ORGANIZER (she is the owner): bob's copy names her; he accepts."""
+    uid = new_uid()
+    path = f"{CAL}/{uid}.ics"
+    mark = radicale.mark()
+    text = event(uid, location="Room", start=START, end=END, extra=BOB)
+    assert radicale.put("alice", path, text).status_code == 201
+    delivered(radicale, uid, "invite", mark)
+    bobpath = f"{BOBCAL}/{uid}.ics"
+    mine = radicale.get("bob", bobpath).text
+    assert "mailto:alice@example.com" in mine
+    accepted = mine.replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED")
+    assert accepted != mine
+    assert radicale.put("bob", bobpath, accepted).status_code == 204
+    bob = attendees(stored(radicale, path))["bob@example.com"]
+    assert str(bob.params["PARTSTAT"]) == "ACCEPTED"
+
+
+def test_a_reply_changes_only_the_partstat_not_the_time_or_title(radicale, inbox):
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, CAROL)
+    inbox.wait_letters(uid, 1)
+    before = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    message = reply(uid, "carol@example.org", "carol@example.org").replace(
+        f"DTSTART:{START}Z".encode(),
+        b"DTSTART:20300316T050000Z\r\nSUMMARY:Hijacked\r\nLOCATION:https://evil.example/x",
+    )
+    assert b"Hijacked" in message
+    done = imip_inbox(radicale, message)
+    assert done.returncode == 0, done.stderr
+    after = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    for comp in before.walk("VEVENT"):
+        attendees(comp)["carol@example.org"].params["PARTSTAT"] = "ACCEPTED"
+    assert after.to_ical() == before.to_ical()
+
+
+def test_a_reply_naming_two_attendees_changes_nothing(radicale, inbox):
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, BOB, CAROL)
+    inbox.wait_letters(uid, 1)
+    before = radicale.get("alice", path).text
+    message = reply(uid, "carol@example.org", "carol@example.org").replace(
+        b"ATTENDEE;PARTSTAT=ACCEPTED:mailto:carol@example.org",
+        b"ATTENDEE;PARTSTAT=ACCEPTED:mailto:carol@example.org\r\n"
+        b"ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com",
+    )
+    done = imip_inbox(radicale, message)
+    assert done.returncode == 0, done.stderr
+    assert radicale.get("alice", path).text == before
+    assert "WARNING" in done.stderr and "exactly one ATTENDEE" in done.stderr
