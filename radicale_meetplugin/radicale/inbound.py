@@ -87,6 +87,14 @@ def replies_in(message: EmailMessage) -> list[icalendar.Calendar]:
     return found
 
 
+def _header(message: EmailMessage, name: str) -> str:
+    """A header's text on one line, "" when absent or unreadable."""
+    try:
+        return address.one_line(str(message.get(name, "")), 120)
+    except Exception:  # a malformed header the stdlib's parser cannot read
+        return ""
+
+
 def sender_of(message: EmailMessage) -> str:
     """The one From address, normalized; "" when there is not exactly one usable."""
     values = message.get_all("From") or []
@@ -104,14 +112,24 @@ class Inbound:
 
     def take(self, raw: bytes) -> None:
         """Process one letter; raises `Busy` when it must be tried again later."""
-        message = email.message_from_bytes(raw, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        ref = address.one_line(str(message.get("Message-ID", "")), 120) or "a letter"
-        replies = replies_in(message)
+        if len(raw) > MAX_MESSAGE:
+            logger.warning("meetplugin: imip-inbox: a letter is too big: ignored")
+            return
+        try:  # the stdlib's header parsers raise on some malformed headers
+            message = email.message_from_bytes(raw, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            ref = _header(message, "Message-ID") or "a letter"
+            replies = replies_in(message)
+            sender = sender_of(message) if replies else ""
+        except Exception as e:
+            logger.warning(
+                "meetplugin: imip-inbox: a letter that cannot be read: ignored (%s)",
+                type(e).__name__,
+            )
+            return
         if not replies:
             logger.info("meetplugin: imip-inbox: %s: no iMIP REPLY in it, ignored", ref)
             return
-        sender = sender_of(message)
         for cal in replies:
             try:
                 answer = itip.read_reply(cal, sender)
@@ -119,7 +137,7 @@ class Inbound:
                     where = self.calendars.apply_answer(
                         answer.uid, answer.attendee, answer.answers, answer.sequence
                     )
-            except itip.Rejected as e:
+            except (itip.Rejected, ical.EventParseError) as e:
                 logger.warning(
                     "meetplugin: imip-inbox: %s from %s: ignored: %s", ref, sender or "?", e
                 )
@@ -141,7 +159,9 @@ class Inbound:
             msg = box.get_message(key)
             if "S" in msg.get_flags():
                 continue
-            self.take(box.get_bytes(key))  # Busy: the rest stays unread for the next run
+            with box.get_file(key) as letter:  # no more than a letter may be (take says so)
+                raw = letter.read(MAX_MESSAGE + 1)
+            self.take(raw)  # Busy: the rest stays unread for the next run
             msg.set_subdir("cur")
             msg.add_flag("S")
             box[key] = msg

@@ -588,3 +588,49 @@ def test_a_reply_naming_two_attendees_changes_nothing(radicale, inbox):
     assert done.returncode == 0, done.stderr
     assert radicale.get("alice", path).text == before
     assert "WARNING" in done.stderr and "exactly one ATTENDEE" in done.stderr
+
+
+ODD_LETTERS = {
+    "an unclosed Message-ID": b"Message-ID: <\r\nFrom: carol@example.org\r\n",
+    "an unclosed domain literal": b"From: carol@[\r\n",
+    "an 8-bit From": b"From: \xff\xfe <carol@example.org>\r\nSubject: \xc3\x28\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_LETTERS))
+def test_a_letter_with_odd_headers_is_ignored_with_a_clear_message(radicale, inbox, case):
+    raw = ODD_LETTERS[case] + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    done = imip_inbox(radicale, raw)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_odd_letter_in_a_maildir_does_not_hold_back_the_others(radicale, inbox, tmp_path):
+    import mailbox
+
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, CAROL)
+    inbox.wait_letters(uid, 1)
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add(b"Message-ID: <\r\nFrom: x@example.org\r\n\r\nodd\r\n")  # sorted first or not
+    box.add(reply(uid, "carol@example.org", "carol@example.org", partstat="DECLINED"))
+    done = imip_inbox(radicale, None, "--maildir", str(tmp_path / "Maildir"))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert carol_status(radicale, path) == "DECLINED"
+    box = mailbox.Maildir(tmp_path / "Maildir", create=False)
+    assert all("S" in box.get_message(k).get_flags() for k in box.keys())
+
+
+def test_a_huge_letter_is_ignored_unparsed(radicale, inbox, tmp_path):
+    import mailbox
+
+    from radicale_meetplugin.radicale import inbound
+
+    big = b"From: carol@example.org\r\n\r\n" + b"x" * (inbound.MAX_MESSAGE + 10)
+    done = imip_inbox(radicale, big)
+    assert done.returncode == 0 and "too big" in done.stderr, done.stderr
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add(big)
+    done = imip_inbox(radicale, None, "--maildir", str(tmp_path / "Maildir"))
+    assert done.returncode == 0 and "too big" in done.stderr, done.stderr
