@@ -2,7 +2,7 @@
 
 The requests are the ones Thunderbird sends (its CalDAV provider's bodies and
 depths), then the python `caldav` library's scheduling helpers; with scheduling
-off, see test_scheduling_off.py.
+off, Radicale's own answers byte for byte (the end of this file).
 """
 
 from __future__ import annotations

@@ -590,6 +590,26 @@ def test_a_reply_naming_two_attendees_changes_nothing(radicale, inbox):
     assert "WARNING" in done.stderr and "exactly one ATTENDEE" in done.stderr
 
 
+def test_with_the_caldav_library_bob_finds_his_invitation_and_accepts(radicale, inbox):
+    """As a python `caldav` user: the copy is in bob's default calendar, not his inbox."""
+    import caldav
+    from harness import USERS
+
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, BOB, CAROL)
+    client = caldav.DAVClient(url=f"{radicale.url}/", username="bob", password=USERS["bob"])
+    principal = client.principal()
+    assert principal.calendar_user_address_set()[0] == "mailto:bob@example.com"
+    default = principal.calendars()[0]
+    assert str(default.url).rstrip("/").endswith(BOBCAL)
+    copy = default.event_by_uid(uid)
+    assert "meet.jit.si" in str(copy.icalendar_component["LOCATION"])
+    copy.change_attendee_status(partstat="ACCEPTED")  # found by his address set
+    copy.save()
+    bob = attendees(stored(radicale, path))["bob@example.com"]
+    assert str(bob.params["PARTSTAT"]) == "ACCEPTED"
+
+
 ODD_LETTERS = {
     "an unclosed Message-ID": b"Message-ID: <\r\nFrom: carol@example.org\r\n",
     "an unclosed domain literal": b"From: carol@[\r\n",
