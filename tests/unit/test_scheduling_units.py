@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
 
 import icalendar
 import pytest
@@ -147,6 +148,30 @@ def test_mailing_statuses_say_how_each_person_is_reached(tmp_path, mail_on):
     assert routes["bob@example.com"] == ("local:bob@example.com",)
     assert routes["nora@example.com"] == ()
     assert routes["carol@example.org"] == (("carol@example.org",) if mail_on else ())
+
+
+def test_scheduling_off_letters_and_statuses_are_as_before(tmp_path):
+    """[mail] on, [scheduling] off: no SCHEDULE-STATUS, everyone mailed, no RSVP added."""
+    from radicale_meetplugin.state.letters import Mail
+
+    text = "[mail]\nenabled = true\nhost = smtp.example.com\nsender = c@example.com\n"
+    mailing = Mailing(load(tmp_path, text), store=None)
+    assert mailing.calendars is None
+    cal = calendar("ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com")
+    before = cal.to_ical()
+    key = EventKey("alice", "alice/calendar", "u1")
+    assert not mailing.mark_statuses(key, cal) and cal.to_ical() == before
+    assert mailing._routes("alice", "bob@example.com") == ("bob@example.com",)
+    mail = Mail(1, key, 0, "bob@example.com", "REQUEST", "invite", 1, before.decode(), "", 0, 0.0)
+    _sender, letter = mailing.render(mail)
+    parts = [
+        part.get_payload(decode=True)
+        for part in email.message_from_bytes(letter).walk()
+        if not part.is_multipart()
+    ]
+    ics = b"".join(p for p in parts if b"BEGIN:VEVENT" in p)
+    assert b"mailto:bob@example.com" in ics  # the calendar parts were read
+    assert b"RSVP" not in ics and b"SCHEDULE-" not in ics
 
 
 # --- the attendee's copy --------------------------------------------------------------
