@@ -172,6 +172,7 @@ class Reply:
     attendee: str
     sequence: int
     answers: dict[str, str]
+    organizer: str = ""  # the ORGANIZER the reply is for ("" when it names none)
 
 
 def read_reply(cal: icalendar.Calendar, sender: str) -> Reply:
@@ -201,4 +202,4 @@ def read_reply(cal: icalendar.Calendar, sender: str) -> Reply:
     answers = partstats(cal, attendee)
     if not answers:
         raise Rejected("no PARTSTAT")
-    return Reply(next(iter(uids)), attendee, sequence_of(cal), answers)
+    return Reply(next(iter(uids)), attendee, sequence_of(cal), answers, ical.organizer_address(cal))

@@ -135,7 +135,11 @@ class Inbound:
                 answer = itip.read_reply(cal, sender)
                 with storage_lock(self.folder, self.wait):
                     where = self.calendars.apply_answer(
-                        answer.uid, answer.attendee, answer.answers, answer.sequence
+                        answer.uid,
+                        answer.attendee,
+                        answer.answers,
+                        answer.sequence,
+                        self._organizer_user(answer),
                     )
             except (itip.Rejected, ical.EventParseError) as e:
                 logger.warning(
@@ -151,6 +155,18 @@ class Inbound:
                 "/".join(sorted(set(answer.answers.values()))),
                 "" if where else " (already so)",
             )
+
+    def _organizer_user(self, answer: itip.Reply) -> str | None:
+        """The user here the reply is addressed to by its ORGANIZER (None: it names none).
+
+        Another user's meeting with the same UID never takes it.
+        """
+        if not answer.organizer:
+            return None
+        user = self.calendars.user_of(answer.organizer)
+        if user is None:
+            raise itip.Rejected(f"the ORGANIZER {answer.organizer} is no user here")
+        return str(user)
 
     def maildir(self, path: str) -> None:
         """Every unread letter of the Maildir, each marked read once processed."""

@@ -410,8 +410,8 @@ def imip_inbox(radicale, message: bytes | None = None, *args: str) -> subprocess
     return done
 
 
-def carol_status(radicale, path: str) -> str:
-    return str(attendees(stored(radicale, path))["carol@example.org"].params["PARTSTAT"])
+def carol_status(radicale, path: str, user: str = "alice") -> str:
+    return str(attendees(stored(radicale, path, user))["carol@example.org"].params["PARTSTAT"])
 
 
 def test_carols_reply_by_mail_is_taken(radicale, inbox):
@@ -607,6 +607,26 @@ def test_with_the_caldav_library_bob_finds_his_invitation_and_accepts(radicale, 
     copy.save()
     bob = attendees(stored(radicale, path))["bob@example.com"]
     assert str(bob.params["PARTSTAT"]) == "ACCEPTED"
+
+
+def test_a_reply_goes_to_its_organizers_meeting_not_to_one_with_the_same_uid(radicale, inbox):
+    """alice copies the UID of bob's meeting into one of hers: carol's reply to bob is bob's."""
+    uid = new_uid()
+    bobs = f"{BOBCAL}/{uid}.ics"
+    organized_by_bob = meeting(uid, CAROL).replace(ORGANIZER, "ORGANIZER:mailto:bob@example.com")
+    assert radicale.put("bob", bobs, organized_by_bob).status_code == 201
+    inbox.wait_letters(uid, 1)
+    alices = f"{CAL}/{uid}.ics"  # "alice" sorts before "bob"
+    assert radicale.put("alice", alices, meeting(uid, CAROL, location="Room")).status_code == 201
+    inbox.wait_letters(uid, 2)
+    before = radicale.get("alice", alices).text
+    message = reply(uid, "carol@example.org", "carol@example.org").replace(
+        b"ORGANIZER:mailto:alice@example.com", b"ORGANIZER:mailto:bob@example.com"
+    )
+    done = imip_inbox(radicale, message)
+    assert done.returncode == 0, done.stderr
+    assert radicale.get("alice", alices).text == before
+    assert carol_status(radicale, bobs, "bob") == "ACCEPTED"
 
 
 ODD_LETTERS = {
