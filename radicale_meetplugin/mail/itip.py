@@ -96,11 +96,14 @@ def attendee_copy(
         mine, theirs = _attendee(old, recipient), _attendee(comp, recipient)
         if mine is not None and theirs is not None and "PARTSTAT" in mine.params:
             theirs.params["PARTSTAT"] = str(mine.params["PARTSTAT"])
-        if not cancelling:
+        if not cancelling:  # their own alarms, and their own state of them
             comp.subcomponents = [
                 *[c for c in comp.subcomponents if c.name != "VALARM"],
                 *[c for c in old.subcomponents if c.name == "VALARM"],
             ]
+            for name in old:
+                if imip.is_alarm_state(name):
+                    comp[name] = old[name]
     return out
 
 

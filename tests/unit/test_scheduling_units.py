@@ -216,6 +216,30 @@ def test_no_bookkeeping_parameter_reaches_a_copy_or_a_letter():
         assert "CONFERENCE;" in text and "LABEL=Jitsi" in text  # the link itself stays
 
 
+def test_the_organizers_alarm_state_stays_home_and_the_attendee_keeps_theirs():
+    """Thunderbird keeps when an alarm was dismissed or snoozed in the event itself."""
+    cal = calendar(
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com",
+        "X-MOZ-LASTACK:20300315T095000Z",
+        "X-MOZ-SNOOZE-TIME:20300315T100500Z",
+    )
+    mine = calendar(
+        "ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com",
+        "X-MOZ-LASTACK:20300301T080000Z",
+        "BEGIN:VALARM",
+        "ACTION:DISPLAY",
+        "TRIGGER:-PT5M",
+        "DESCRIPTION:soon",
+        "END:VALARM",
+    )
+    letter = imip.calendar(cal, "update", 1, ALICE, "bob@example.com", NOW).to_ical().decode()
+    assert "X-MOZ-LASTACK" not in letter and "X-MOZ-SNOOZE" not in letter
+    copy = itip.attendee_copy(cal, "update", 1, ALICE, "bob@example.com", mine, NOW)
+    ev = next(iter(copy.walk("VEVENT")))
+    assert ev["X-MOZ-LASTACK"].to_ical() == b"20300301T080000Z"  # bob's own
+    assert "X-MOZ-SNOOZE-TIME" not in ev
+
+
 def test_a_cancellation_marks_the_copy_the_attendee_has():
     mine = calendar("ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com", "LOCATION:Room")
     now = calendar("LOCATION:Elsewhere")
