@@ -43,6 +43,15 @@ _BOOKKEEPING_PREFIX = "X-MEETPLUGIN-"
 MAX_LISTED = 50  # participants named in the text; the rest are counted (all are in the .ics)
 
 
+# Where a client keeps its user's own alarm state in the event (Thunderbird: dismissed,
+# snoozed): never the organizer's in someone else's copy or letter.
+_ALARM_STATE = ("X-MOZ-LASTACK", "X-MOZ-SNOOZE-TIME")
+
+
+def is_alarm_state(name: str) -> bool:
+    return name.upper().startswith(_ALARM_STATE)
+
+
 @dataclass(frozen=True)
 class Person:
     address: str
@@ -156,9 +165,19 @@ def _itip_event(
 ) -> icalendar.Event:
     ev = _copy(comp)
     ev.subcomponents = [c for c in ev.subcomponents if c.name != "VALARM"]  # alarms stay home
+    for name in list(ev):  # and so does the state of the organizer's alarms
+        if is_alarm_state(name):
+            ev.pop(name)
     for name in list(ev):
         if name.upper().startswith(_BOOKKEEPING_PREFIX):
             ev.pop(name)
+            continue
+        for value in ical.values_of(
+            ev, name
+        ):  # our marks on a property (a pasted link's CONFERENCE) stay home
+            params = getattr(value, "params", None) or {}
+            for param in [p for p in params if p.upper().startswith(_BOOKKEEPING_PREFIX)]:
+                params.pop(param)
     for name, value in (("SEQUENCE", sequence), ("DTSTAMP", now.astimezone(dt.UTC))):
         ev.pop(name, None)
         ev.add(name, value)

@@ -96,11 +96,14 @@ def attendee_copy(
         mine, theirs = _attendee(old, recipient), _attendee(comp, recipient)
         if mine is not None and theirs is not None and "PARTSTAT" in mine.params:
             theirs.params["PARTSTAT"] = str(mine.params["PARTSTAT"])
-        if not cancelling:
+        if not cancelling:  # their own alarms, and their own state of them
             comp.subcomponents = [
                 *[c for c in comp.subcomponents if c.name != "VALARM"],
                 *[c for c in old.subcomponents if c.name == "VALARM"],
             ]
+            for name in old:
+                if imip.is_alarm_state(name):
+                    comp[name] = old[name]
     return out
 
 
@@ -172,6 +175,7 @@ class Reply:
     attendee: str
     sequence: int
     answers: dict[str, str]
+    organizer: str = ""  # the ORGANIZER the reply is for ("" when it names none)
 
 
 def read_reply(cal: icalendar.Calendar, sender: str) -> Reply:
@@ -201,4 +205,4 @@ def read_reply(cal: icalendar.Calendar, sender: str) -> Reply:
     answers = partstats(cal, attendee)
     if not answers:
         raise Rejected("no PARTSTAT")
-    return Reply(next(iter(uids)), attendee, sequence_of(cal), answers)
+    return Reply(next(iter(uids)), attendee, sequence_of(cal), answers, ical.organizer_address(cal))

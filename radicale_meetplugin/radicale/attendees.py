@@ -226,7 +226,8 @@ class RadicaleCalendars:
                 reasons.append("the organizer's copy is gone")
                 continue
             cal = ical.parse(item.serialize())
-            if ical.organizer_address(cal) not in self.settings.address_list(key.owner):
+            chief = ical.organizer_address(cal)  # none: the calendar owner's own event
+            if chief and chief not in self.settings.address_list(key.owner):
                 reasons.append("the stored copy is not the organizer's")
                 continue
             if not itip.is_attendee(cal, attendee):

@@ -87,6 +87,14 @@ def replies_in(message: EmailMessage) -> list[icalendar.Calendar]:
     return found
 
 
+def _header(message: EmailMessage, name: str) -> str:
+    """A header's text on one line, "" when absent or unreadable."""
+    try:
+        return address.one_line(str(message.get(name, "")), 120)
+    except Exception:  # a malformed header the stdlib's parser cannot read
+        return ""
+
+
 def sender_of(message: EmailMessage) -> str:
     """The one From address, normalized; "" when there is not exactly one usable."""
     values = message.get_all("From") or []
@@ -104,22 +112,36 @@ class Inbound:
 
     def take(self, raw: bytes) -> None:
         """Process one letter; raises `Busy` when it must be tried again later."""
-        message = email.message_from_bytes(raw, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        ref = address.one_line(str(message.get("Message-ID", "")), 120) or "a letter"
-        replies = replies_in(message)
+        if len(raw) > MAX_MESSAGE:
+            logger.warning("meetplugin: imip-inbox: a letter is too big: ignored")
+            return
+        try:  # the stdlib's header parsers raise on some malformed headers
+            message = email.message_from_bytes(raw, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            ref = _header(message, "Message-ID") or "a letter"
+            replies = replies_in(message)
+            sender = sender_of(message) if replies else ""
+        except Exception as e:
+            logger.warning(
+                "meetplugin: imip-inbox: a letter that cannot be read: ignored (%s)",
+                type(e).__name__,
+            )
+            return
         if not replies:
             logger.info("meetplugin: imip-inbox: %s: no iMIP REPLY in it, ignored", ref)
             return
-        sender = sender_of(message)
         for cal in replies:
             try:
                 answer = itip.read_reply(cal, sender)
                 with storage_lock(self.folder, self.wait):
                     where = self.calendars.apply_answer(
-                        answer.uid, answer.attendee, answer.answers, answer.sequence
+                        answer.uid,
+                        answer.attendee,
+                        answer.answers,
+                        answer.sequence,
+                        self._organizer_user(answer),
                     )
-            except itip.Rejected as e:
+            except (itip.Rejected, ical.EventParseError) as e:
                 logger.warning(
                     "meetplugin: imip-inbox: %s from %s: ignored: %s", ref, sender or "?", e
                 )
@@ -134,6 +156,18 @@ class Inbound:
                 "" if where else " (already so)",
             )
 
+    def _organizer_user(self, answer: itip.Reply) -> str | None:
+        """The user here the reply is addressed to by its ORGANIZER (None: it names none).
+
+        Another user's meeting with the same UID never takes it.
+        """
+        if not answer.organizer:
+            return None
+        user = self.calendars.user_of(answer.organizer)
+        if user is None:
+            raise itip.Rejected(f"the ORGANIZER {answer.organizer} is no user here")
+        return str(user)
+
     def maildir(self, path: str) -> None:
         """Every unread letter of the Maildir, each marked read once processed."""
         box = mailbox.Maildir(path, create=False)
@@ -141,7 +175,9 @@ class Inbound:
             msg = box.get_message(key)
             if "S" in msg.get_flags():
                 continue
-            self.take(box.get_bytes(key))  # Busy: the rest stays unread for the next run
+            with box.get_file(key) as letter:  # no more than a letter may be (take says so)
+                raw = letter.read(MAX_MESSAGE + 1)
+            self.take(raw)  # Busy: the rest stays unread for the next run
             msg.set_subdir("cur")
             msg.add_flag("S")
             box[key] = msg

@@ -465,6 +465,11 @@ def _before_delete(app: Any, environ: Any, base_prefix: str, path: str, user: st
 # --- busy time through the outbox (RFC 6638 §5) ------------------------------------------
 
 
+# People one busy-time request may ask about: each is looked up under Radicale's (global)
+# lock, so one request must not hold writers back for long. Thunderbird asks for a few.
+MAX_BUSY_RECIPIENTS = 100
+
+
 class _Refused(Exception):
     """A busy-time request that is not answered: (HTTP status, precondition)."""
 
@@ -548,20 +553,30 @@ def _freebusy(app: Any, user: str, body: str) -> ET.Element:
         raise _Refused(403, "C:valid-scheduling-message", "DTSTART and DTEND needed") from None
     attendees = request.get("ATTENDEE", [])
     attendees = attendees if isinstance(attendees, list) else [attendees]
+    unique: dict[str, Any] = {}
+    for attendee in attendees:  # each person answered once
+        unique.setdefault(str(attendee).strip().lower(), attendee)
+    attendees = list(unique.values())
+    if len(attendees) > MAX_BUSY_RECIPIENTS:
+        raise _Refused(
+            403,
+            "C:valid-scheduling-message",
+            f"{len(attendees)} recipients, more than {MAX_BUSY_RECIPIENTS}",
+        )
     answer = ET.Element(_clark("C:schedule-response"))
-    with app._storage.acquire_lock("r", user):
-        for attendee in attendees:
-            response = ET.SubElement(answer, _clark("C:response"))
-            recipient = ET.SubElement(response, _clark("C:recipient"))
-            ET.SubElement(recipient, _clark("D:href")).text = str(attendee)
+    for attendee in attendees:
+        response = ET.SubElement(answer, _clark("C:response"))
+        recipient = ET.SubElement(response, _clark("C:recipient"))
+        ET.SubElement(recipient, _clark("D:href")).text = str(attendee)
+        with app._storage.acquire_lock("r", user):  # one person at a time: writers get in between
             local = _local_user(app, _address(attendee))
-            status = ET.SubElement(response, _clark("C:request-status"))
-            if local is None:
-                status.text = "3.7;Invalid calendar user"
-                continue
-            status.text = "2.0;Success"
-            data = _reply(request, attendee, _busy(app, local, start, end))
-            ET.SubElement(response, _clark("C:calendar-data")).text = data
+            busy = _busy(app, local, start, end) if local is not None else ""
+        status = ET.SubElement(response, _clark("C:request-status"))
+        if local is None:
+            status.text = "3.7;Invalid calendar user"
+            continue
+        status.text = "2.0;Success"
+        ET.SubElement(response, _clark("C:calendar-data")).text = _reply(request, attendee, busy)
     return answer
 
 

@@ -2,7 +2,7 @@
 
 The requests are the ones Thunderbird sends (its CalDAV provider's bodies and
 depths), then the python `caldav` library's scheduling helpers; with scheduling
-off, see test_scheduling_off.py.
+off, Radicale's own answers byte for byte (the end of this file).
 """
 
 from __future__ import annotations
@@ -408,3 +408,35 @@ def test_outbox_unknown_attendee_and_refusals(radicale):
     assert r.status_code == 403 and "valid-scheduling-message" in r.text
     # the inbox and calendars take no POST, as in Radicale
     assert busy_request(radicale, "alice", "/alice/inbox/", "bob@example.com").status_code == 405
+
+
+def test_outbox_refuses_a_busy_time_request_for_too_many_people(radicale):
+    """Each recipient is looked up under Radicale's lock: one request may not hold it long."""
+    from radicale_meetplugin.radicale import scheduling
+
+    propfind(radicale, "alice", "/alice/", TB_PRINCIPAL)
+    line = "ATTENDEE;PARTSTAT=NEEDS-ACTION;ROLE=REQ-PARTICIPANT;CUTYPE=INDIVIDUAL:mailto:{who}"
+    many = "\r\n".join(
+        line.format(who=f"p{n}@example.org") for n in range(scheduling.MAX_BUSY_RECIPIENTS + 1)
+    )
+    body = TB_FREEBUSY.format(who="bob@example.com").replace(
+        line.format(who="bob@example.com"), many
+    )
+    r = radicale.session("alice").post(
+        f"{radicale.url}/alice/outbox/",
+        data=body.encode(),
+        headers={"Content-Type": "text/calendar"},
+    )
+    assert r.status_code == 403 and "valid-scheduling-message" in r.text
+    # the same person named many times is answered once
+    same = "\r\n".join([line.format(who="bob@example.com")] * 500)
+    body = TB_FREEBUSY.format(who="bob@example.com").replace(
+        line.format(who="bob@example.com"), same
+    )
+    r = radicale.session("alice").post(
+        f"{radicale.url}/alice/outbox/",
+        data=body.encode(),
+        headers={"Content-Type": "text/calendar"},
+    )
+    assert r.status_code == 200
+    assert len(ET.fromstring(r.content).findall(f"{C}response")) == 1

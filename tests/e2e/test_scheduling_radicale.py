@@ -410,8 +410,8 @@ def imip_inbox(radicale, message: bytes | None = None, *args: str) -> subprocess
     return done
 
 
-def carol_status(radicale, path: str) -> str:
-    return str(attendees(stored(radicale, path))["carol@example.org"].params["PARTSTAT"])
+def carol_status(radicale, path: str, user: str = "alice") -> str:
+    return str(attendees(stored(radicale, path, user))["carol@example.org"].params["PARTSTAT"])
 
 
 def test_carols_reply_by_mail_is_taken(radicale, inbox):
@@ -498,3 +498,178 @@ def test_a_busy_storage_asks_the_mta_to_try_again(radicale, inbox):
         )
     assert done.returncode == 75, done.stderr
     assert carol_status(radicale, path) == "NEEDS-ACTION"
+
+
+# --- review: what an attendee or a letter may change, and odd letters -----------------------
+
+
+def test_bobs_copy_changes_only_his_own_partstat_on_alices(radicale, inbox):
+    """bob edits his copy: carol's answer, the time and the title too; only his answer counts."""
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, BOB, CAROL)
+    before = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    bobpath = f"{BOBCAL}/{uid}.ics"
+    cal = icalendar.Calendar.from_ical(radicale.get("bob", bobpath).text)
+    ev = next(iter(cal.walk("VEVENT")))
+    people = attendees(ev)
+    people["bob@example.com"].params["PARTSTAT"] = "DECLINED"
+    people["carol@example.org"].params["PARTSTAT"] = "ACCEPTED"
+    ev["SUMMARY"] = "Changed by bob"
+    ev["DTSTART"].dt = ev["DTSTART"].dt.replace(hour=6)
+    ev["DTEND"].dt = ev["DTEND"].dt.replace(hour=7)
+    sent = cal.to_ical().decode()
+    r = radicale.put("bob", bobpath, sent)
+    assert r.status_code == 204 and r.headers.get("ETag")  # his copy stored as he sent it
+    mine = icalendar.Calendar.from_ical(radicale.get("bob", bobpath).text)
+    assert mine.to_ical() == icalendar.Calendar.from_ical(sent).to_ical()
+    after = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    for comp in before.walk("VEVENT"):
+        attendees(comp)["bob@example.com"].params["PARTSTAT"] = "DECLINED"
+    assert after.to_ical() == before.to_ical()
+
+
+def test_bob_cannot_answer_for_carol_with_a_copy_of_his_own(radicale, inbox):
+    """bob PUTs alice's UID into his calendar naming only carol, accepted: nothing changes."""
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, CAROL)
+    before = radicale.get("alice", path).text
+    forged = meeting(uid, CAROL.replace("NEEDS-ACTION", "ACCEPTED"), location="Room")
+    assert radicale.put("bob", f"{BOBCAL}/{uid}.ics", forged).status_code == 201
+    assert radicale.get("alice", path).text == before
+
+
+def test_an_answer_to_a_meeting_without_organizer_is_taken(radicale, inbox):
+    """alice's client wrote no ORGANIZER (she is the owner): bob's copy names her; he accepts."""
+    uid = new_uid()
+    path = f"{CAL}/{uid}.ics"
+    mark = radicale.mark()
+    text = event(uid, location="Room", start=START, end=END, extra=BOB)
+    assert radicale.put("alice", path, text).status_code == 201
+    delivered(radicale, uid, "invite", mark)
+    bobpath = f"{BOBCAL}/{uid}.ics"
+    mine = radicale.get("bob", bobpath).text
+    assert "mailto:alice@example.com" in mine
+    accepted = mine.replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED")
+    assert accepted != mine
+    assert radicale.put("bob", bobpath, accepted).status_code == 204
+    bob = attendees(stored(radicale, path))["bob@example.com"]
+    assert str(bob.params["PARTSTAT"]) == "ACCEPTED"
+
+
+def test_a_reply_changes_only_the_partstat_not_the_time_or_title(radicale, inbox):
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, CAROL)
+    inbox.wait_letters(uid, 1)
+    before = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    message = reply(uid, "carol@example.org", "carol@example.org").replace(
+        f"DTSTART:{START}Z".encode(),
+        b"DTSTART:20300316T050000Z\r\nSUMMARY:Hijacked\r\nLOCATION:https://evil.example/x",
+    )
+    assert b"Hijacked" in message
+    done = imip_inbox(radicale, message)
+    assert done.returncode == 0, done.stderr
+    after = icalendar.Calendar.from_ical(radicale.get("alice", path).text)
+    for comp in before.walk("VEVENT"):
+        attendees(comp)["carol@example.org"].params["PARTSTAT"] = "ACCEPTED"
+    assert after.to_ical() == before.to_ical()
+
+
+def test_a_reply_naming_two_attendees_changes_nothing(radicale, inbox):
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, BOB, CAROL)
+    inbox.wait_letters(uid, 1)
+    before = radicale.get("alice", path).text
+    message = reply(uid, "carol@example.org", "carol@example.org").replace(
+        b"ATTENDEE;PARTSTAT=ACCEPTED:mailto:carol@example.org",
+        b"ATTENDEE;PARTSTAT=ACCEPTED:mailto:carol@example.org\r\n"
+        b"ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com",
+    )
+    done = imip_inbox(radicale, message)
+    assert done.returncode == 0, done.stderr
+    assert radicale.get("alice", path).text == before
+    assert "WARNING" in done.stderr and "exactly one ATTENDEE" in done.stderr
+
+
+def test_with_the_caldav_library_bob_finds_his_invitation_and_accepts(radicale, inbox):
+    """As a python `caldav` user: the copy is in bob's default calendar, not his inbox."""
+    import caldav
+    from harness import USERS
+
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, BOB, CAROL)
+    client = caldav.DAVClient(url=f"{radicale.url}/", username="bob", password=USERS["bob"])
+    principal = client.principal()
+    assert principal.calendar_user_address_set()[0] == "mailto:bob@example.com"
+    [default] = [c for c in principal.calendars() if str(c.url).rstrip("/").endswith(BOBCAL)]
+    copy = default.event_by_uid(uid)
+    assert "meet.jit.si" in str(copy.icalendar_component["LOCATION"])
+    copy.change_attendee_status(partstat="ACCEPTED")  # found by his address set
+    copy.save()
+    bob = attendees(stored(radicale, path))["bob@example.com"]
+    assert str(bob.params["PARTSTAT"]) == "ACCEPTED"
+
+
+def test_a_reply_goes_to_its_organizers_meeting_not_to_one_with_the_same_uid(radicale, inbox):
+    """alice copies the UID of bob's meeting into one of hers: carol's reply to bob is bob's."""
+    uid = new_uid()
+    bobs = f"{BOBCAL}/{uid}.ics"
+    organized_by_bob = meeting(uid, CAROL).replace(ORGANIZER, "ORGANIZER:mailto:bob@example.com")
+    assert radicale.put("bob", bobs, organized_by_bob).status_code == 201
+    inbox.wait_letters(uid, 1)
+    alices = f"{CAL}/{uid}.ics"  # "alice" sorts before "bob"
+    assert radicale.put("alice", alices, meeting(uid, CAROL, location="Room")).status_code == 201
+    inbox.wait_letters(uid, 2)
+    before = radicale.get("alice", alices).text
+    message = reply(uid, "carol@example.org", "carol@example.org").replace(
+        b"ORGANIZER:mailto:alice@example.com", b"ORGANIZER:mailto:bob@example.com"
+    )
+    done = imip_inbox(radicale, message)
+    assert done.returncode == 0, done.stderr
+    assert radicale.get("alice", alices).text == before
+    assert carol_status(radicale, bobs, "bob") == "ACCEPTED"
+
+
+ODD_LETTERS = {
+    "an unclosed Message-ID": b"Message-ID: <\r\nFrom: carol@example.org\r\n",
+    "an unclosed domain literal": b"From: carol@[\r\n",
+    "an 8-bit From": b"From: \xff\xfe <carol@example.org>\r\nSubject: \xc3\x28\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_LETTERS))
+def test_a_letter_with_odd_headers_is_ignored_with_a_clear_message(radicale, inbox, case):
+    raw = ODD_LETTERS[case] + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    done = imip_inbox(radicale, raw)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_odd_letter_in_a_maildir_does_not_hold_back_the_others(radicale, inbox, tmp_path):
+    import mailbox
+
+    uid = new_uid()
+    path = invite(radicale, inbox, uid, CAROL)
+    inbox.wait_letters(uid, 1)
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add(b"Message-ID: <\r\nFrom: x@example.org\r\n\r\nodd\r\n")  # sorted first or not
+    box.add(reply(uid, "carol@example.org", "carol@example.org", partstat="DECLINED"))
+    done = imip_inbox(radicale, None, "--maildir", str(tmp_path / "Maildir"))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert carol_status(radicale, path) == "DECLINED"
+    box = mailbox.Maildir(tmp_path / "Maildir", create=False)
+    assert all("S" in box.get_message(k).get_flags() for k in box.keys())
+
+
+def test_a_huge_letter_is_ignored_unparsed(radicale, inbox, tmp_path):
+    import mailbox
+
+    from radicale_meetplugin.radicale import inbound
+
+    big = b"From: carol@example.org\r\n\r\n" + b"x" * (inbound.MAX_MESSAGE + 10)
+    done = imip_inbox(radicale, big)
+    assert done.returncode == 0 and "too big" in done.stderr, done.stderr
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add(big)
+    done = imip_inbox(radicale, None, "--maildir", str(tmp_path / "Maildir"))
+    assert done.returncode == 0 and "too big" in done.stderr, done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
 
 import icalendar
 import pytest
@@ -149,6 +150,30 @@ def test_mailing_statuses_say_how_each_person_is_reached(tmp_path, mail_on):
     assert routes["carol@example.org"] == (("carol@example.org",) if mail_on else ())
 
 
+def test_scheduling_off_letters_and_statuses_are_as_before(tmp_path):
+    """[mail] on, [scheduling] off: no SCHEDULE-STATUS, everyone mailed, no RSVP added."""
+    from radicale_meetplugin.state.letters import Mail
+
+    text = "[mail]\nenabled = true\nhost = smtp.example.com\nsender = c@example.com\n"
+    mailing = Mailing(load(tmp_path, text), store=None)
+    assert mailing.calendars is None
+    cal = calendar("ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com")
+    before = cal.to_ical()
+    key = EventKey("alice", "alice/calendar", "u1")
+    assert not mailing.mark_statuses(key, cal) and cal.to_ical() == before
+    assert mailing._routes("alice", "bob@example.com") == ("bob@example.com",)
+    mail = Mail(1, key, 0, "bob@example.com", "REQUEST", "invite", 1, before.decode(), "", 0, 0.0)
+    _sender, letter = mailing.render(mail)
+    parts = [
+        part.get_payload(decode=True)
+        for part in email.message_from_bytes(letter).walk()
+        if not part.is_multipart()
+    ]
+    ics = b"".join(p for p in parts if b"BEGIN:VEVENT" in p)
+    assert b"mailto:bob@example.com" in ics  # the calendar parts were read
+    assert b"RSVP" not in ics and b"SCHEDULE-" not in ics
+
+
 # --- the attendee's copy --------------------------------------------------------------
 
 
@@ -173,6 +198,46 @@ def test_attendee_copy_has_no_method_nor_bookkeeping_and_keeps_their_answer_and_
     assert int(ev["SEQUENCE"]) == 3 and str(ev["LOCATION"]) == "https://meet.jit.si/x"
     assert people(copy)["bob@example.com"].params["PARTSTAT"] == "ACCEPTED"
     assert [c.name for c in ev.subcomponents] == ["VALARM"]
+
+
+def test_no_bookkeeping_parameter_reaches_a_copy_or_a_letter():
+    """A pasted link's CONFERENCE carries our X-MEETPLUGIN-PASTED parameter at home only."""
+    cal = calendar(
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com",
+        "LOCATION:https://meet.jit.si/x",
+        "CONFERENCE;VALUE=URI;FEATURE=AUDIO,VIDEO;LABEL=Jitsi;X-MEETPLUGIN-PASTED=TRUE:"
+        "https://meet.jit.si/x",
+    )
+    copy = itip.attendee_copy(cal, "invite", 0, ALICE, "bob@example.com", None, NOW)
+    letter = imip.calendar(cal, "invite", 0, ALICE, "bob@example.com", NOW, rsvp=True)
+    for out in (copy, letter):
+        text = out.to_ical().decode()
+        assert "X-MEETPLUGIN" not in text, text
+        assert "CONFERENCE;" in text and "LABEL=Jitsi" in text  # the link itself stays
+
+
+def test_the_organizers_alarm_state_stays_home_and_the_attendee_keeps_theirs():
+    """Thunderbird keeps when an alarm was dismissed or snoozed in the event itself."""
+    cal = calendar(
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com",
+        "X-MOZ-LASTACK:20300315T095000Z",
+        "X-MOZ-SNOOZE-TIME:20300315T100500Z",
+    )
+    mine = calendar(
+        "ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com",
+        "X-MOZ-LASTACK:20300301T080000Z",
+        "BEGIN:VALARM",
+        "ACTION:DISPLAY",
+        "TRIGGER:-PT5M",
+        "DESCRIPTION:soon",
+        "END:VALARM",
+    )
+    letter = imip.calendar(cal, "update", 1, ALICE, "bob@example.com", NOW).to_ical().decode()
+    assert "X-MOZ-LASTACK" not in letter and "X-MOZ-SNOOZE" not in letter
+    copy = itip.attendee_copy(cal, "update", 1, ALICE, "bob@example.com", mine, NOW)
+    ev = next(iter(copy.walk("VEVENT")))
+    assert ev["X-MOZ-LASTACK"].to_ical() == b"20300301T080000Z"  # bob's own
+    assert "X-MOZ-SNOOZE-TIME" not in ev
 
 
 def test_a_cancellation_marks_the_copy_the_attendee_has():
