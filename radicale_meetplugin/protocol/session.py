@@ -111,7 +111,8 @@ class EventStore(Protocol):
         commit: Callable[[Callable[[], object] | None], list[Job]],
     ) -> list[Job] | None:
         """Under the lock: if the event at `ref` still has `version` (None: it was gone),
-        `commit(write)` with `write` storing `text` (None: no write); its jobs.
+        `commit(write)` with `write` storing `text` (None: no write); its jobs. With version
+        None the event must still be absent (a job may run before its save stored it).
         None when the version changed. Only stores with `optimistic` have it."""
         ...
 

@@ -308,10 +308,14 @@ class RadicaleEventStore:
         col, href = self._split(ref) if ref else (None, "")
 
         def under_lock() -> list[Job] | None:
-            if col is not None and version is not None:
-                now = col._get(href, verify_href=False)
+            if version is not None:
+                now = col._get(href, verify_href=False) if col is not None else None
                 if now is None or now.etag != version:
                     return None  # edited or deleted meanwhile: settle again
+            elif self._find(key, href)[1]:
+                # Not there when read, there now: the save that queued the job was still
+                # storing it (a job can run before its save's write). Not a deleted event.
+                return None
             return commit(write)
 
         write = None

@@ -119,3 +119,47 @@ def test_an_edit_between_reading_and_writing_settles_again(app, monkeypatch):
     record = meet.engine.store.get(EventKey("alice", "alice/calendar", uid))
     assert record is not None and record.state is RecordState.ACTIVE
     assert record.conference is not None and record.conference.join_url in stored
+
+
+def test_a_job_run_before_its_event_is_stored_still_writes_the_link(app, monkeypatch):
+    """The loop may run a save's job between the commit and Radicale storing the event.
+
+    Its settle then reads no event; under the lock the event is there. That
+    is not a deleted event: it settles again, the link goes in, the room stays.
+    """
+    import threading
+
+    from radicale_meetplugin.protocol.outbox import JOBS
+    from radicale_meetplugin.radicale import storage as storage_module
+
+    meet = app._storage.meet
+    uid = f"{uuid.uuid4()}@test"
+    path = f"/alice/calendar/{uid}.ics"
+    read_nothing = threading.Event()
+    original_prepare = Engine.prepare_settle
+
+    def prepare(self, job, outcome, current_text):
+        if current_text is None:
+            read_nothing.set()
+        return original_prepare(self, job, outcome, current_text)
+
+    monkeypatch.setattr(Engine, "prepare_settle", prepare)
+    original_upload = storage_module._base_upload
+
+    def upload(col, href, item):
+        jobs = getattr(meet._request, "jobs", None) or []
+        if href == f"{uid}.ics" and jobs and not read_nothing.is_set():
+            # the loop's sweep takes the fresh job while this save still holds the lock
+            meet.outbox.worker.submit(JOBS, [j.id for j in jobs])
+            assert read_nothing.wait(10), "the job never read the event"
+        return original_upload(col, href, item)
+
+    monkeypatch.setattr(storage_module, "_base_upload", upload)
+    status, _ = request(app, "PUT", path, event(uid, location="телемост"))
+    assert status.startswith("201")
+    assert read_nothing.is_set()  # the race did happen
+    _, stored = request(app, "GET", path)
+    record = meet.engine.store.get(EventKey("alice", "alice/calendar", uid))
+    assert record is not None and record.state is RecordState.ACTIVE
+    assert record.conference is not None and record.conference.join_url in stored
+    assert "X-MEETPLUGIN-STATUS:pending" not in stored
