@@ -143,8 +143,9 @@ def _read_records(conn: Any, status: Status, tables: set[str] | None = None) -> 
         status.jobs, status.jobs_due = count, due or 0
         status.oldest_job_age = max(0.0, status.now - oldest) if oldest is not None else 0.0
         for provider, error, at in conn.execute(
-            "SELECT provider, last_error, MAX(next_at) FROM jobs WHERE last_error != '' "
-            "GROUP BY provider"
+            "SELECT provider, last_error, next_at FROM jobs j WHERE last_error != '' AND "
+            "next_at = (SELECT MAX(next_at) FROM jobs k WHERE k.provider = j.provider "
+            "AND k.last_error != '')"
         ):
             status.providers[provider] = ProviderError(error, at, True)
     if "suspects" in tables:
@@ -160,8 +161,9 @@ def _read_records(conn: Any, status: Status, tables: set[str] | None = None) -> 
             conn.execute("SELECT state, COUNT(*) FROM conferences GROUP BY state").fetchall()
         )
         for provider, code, at in conn.execute(
-            "SELECT provider, error_code, MAX(updated_at) FROM conferences "
-            "WHERE error_code != '' GROUP BY provider"
+            "SELECT provider, error_code, updated_at FROM conferences c WHERE error_code != '' "
+            "AND updated_at = (SELECT MAX(updated_at) FROM conferences d "
+            "WHERE d.provider = c.provider AND d.error_code != '')"
         ):
             if provider not in status.providers:
                 status.providers[provider] = ProviderError(code, at, False)

@@ -80,8 +80,12 @@ def is_url(target: str) -> bool:
 
 
 def mask_url(target: str) -> str:
-    """`target` with any password in it replaced by ***: safe for logs, errors and output."""
-    if not is_url(target):
+    """`target` with any password in it replaced by ***: safe for logs, errors and output.
+
+    Any `scheme://user:password@host` form is masked (a mistyped scheme too), and a
+    `password=` query parameter.
+    """
+    if "://" not in target:
         return target
     parts = urllib.parse.urlsplit(target.strip())
     netloc = parts.netloc
@@ -94,7 +98,9 @@ def mask_url(target: str) -> str:
         f"{k}=***" if k.lower() == "password" else f"{k}={v}"
         for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if netloc == parts.netloc and query == parts.query:
+        return target  # nothing to hide
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class Connection(Protocol):

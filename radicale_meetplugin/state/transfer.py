@@ -23,6 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 
 from radicale_meetplugin.state.db import (
+    _META,
     Connection,
     Schema,
     Unavailable,
@@ -117,6 +118,8 @@ def migrate_state(source: str, target: str, *, check: bool = False) -> Transfer:
             "stop it, then copy; start it again with state_url pointing at the new database"
         )
     kind, version, ddl_steps, tables = _read_source(path)
+    import psycopg
+
     from radicale_meetplugin.state.postgres import PostgresDatabase, ddl
 
     db = PostgresDatabase(target, Schema((), name=kind), pool=1, migrate=False, timeout=30)
@@ -135,6 +138,7 @@ def migrate_state(source: str, target: str, *, check: bool = False) -> Transfer:
                     for table in tables:
                         table.copied = len(table.rows)
                     return transfer
+                conn.execute(_META)
                 for statement in ddl_steps:
                     conn.execute(ddl(_CREATE.sub(r"CREATE \1 IF NOT EXISTS ", statement)))
                 conn.execute(
@@ -157,6 +161,8 @@ def migrate_state(source: str, target: str, *, check: bool = False) -> Transfer:
         return done.transfer
     except Unavailable as e:
         raise TransferError(str(e)) from None
+    except psycopg.Error as e:  # a statement the target refused: nothing was written
+        raise TransferError(f"{db.shown}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     finally:
         db.close()
 
