@@ -84,6 +84,21 @@ def test_a_row_is_leased_to_one_worker_until_it_is_done(chores):
     assert chores.items() == [] and chores.next_at() is None
 
 
+def test_a_row_is_its_makers_until_it_runs_it_or_dies(chores):
+    """A process that serves the queue leases what it adds to itself: another process must
+    not run a save's job before that save has stored its event."""
+    chores.hold_new_rows("h:1:maker", 60)
+    i = chores.add({"what": "new"})
+    now = time.time()
+    assert chores.due(now, owner="h:2:other") == [] and chores.due(now, owner="h:1:maker") == [i]
+    assert chores.claim(i, "h:2:other", 60, ALIVE) is None
+    assert chores.claim(i, "h:2:other", 60, DEAD) is not None  # its maker is gone: taken over
+    chores.finish(i)
+    chores.hold_new_rows("", 0)
+    j = chores.add({"what": "anyone's"})
+    assert chores.due(time.time() + 1, owner="h:2:other") == [j]
+
+
 def test_a_claim_passes_over_a_row_another_worker_is_claiming(chores, db):
     """Two workers claiming one row at once: one gets it, the other neither waits nor gets it
     (PostgreSQL: FOR UPDATE SKIP LOCKED; sqlite: the first claim's transaction)."""
