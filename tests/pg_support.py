@@ -166,6 +166,16 @@ class PgCluster:
         self.psql(f"CREATE DATABASE {name} OWNER {ROLE}")
         return self.url(name)
 
+    def restart(self) -> None:
+        """Stop the server (fast: sessions are cut) and start it again, same port and data."""
+        run(
+            as_postgres(
+                [pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "restart"]
+                + ["-l", str(self.data / "server.log")]  # else it keeps our pipe open
+            ),
+            "pg_ctl restart",
+        )
+
     def log(self) -> str:
         path = self.data / "server.log"
         try:

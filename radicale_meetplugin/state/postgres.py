@@ -253,7 +253,13 @@ class PostgresDatabase:
                 conn.raw.execute("SET statement_timeout = 0")
             except psycopg.Error:
                 conn.raw.close()  # the pool drops a closed connection
+        lost = conn.raw.broken
         self._pool.putconn(conn.raw)
+        if lost:  # the server went away (a restart?): its other idle connections are dead too
+            try:
+                self._pool.check()
+            except psycopg.Error:
+                pass  # still away: the next checkout says so
 
     @contextmanager
     def connection(self) -> Iterator[_Connection]:

@@ -481,3 +481,40 @@ def test_postgresql_waits_are_bounded_and_its_errors_hide_the_password(pg_cluste
     with pytest.raises(Unavailable) as refused:
         RecordStore(wrong)
     assert "not-it-31337" not in str(refused.value)
+
+
+def test_after_a_server_restart_one_statement_fails_and_the_pool_recovers(tmp_path):
+    """Idle pooled connections die with the server: the first statement after a restart is
+    refused (Unavailable: a request gets 503), the pool drops the other dead ones at once."""
+    from pg_support import PgCluster, SetupFailed
+    from pg_support import Unavailable as NoPostgres
+
+    try:
+        cluster = PgCluster().start()
+    except NoPostgres as e:
+        pytest.skip(str(e))
+    except SetupFailed as e:
+        pytest.fail(str(e))
+    try:
+        store = RecordStore(cluster.database())
+        barrier = threading.Barrier(4)
+
+        def busy():
+            with store.transaction():
+                barrier.wait(10)  # four connections open at once: four idle ones after
+                store.put(active(1))
+
+        threads = [threading.Thread(target=busy) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store.db.connections >= 4
+        cluster.restart()
+        with pytest.raises(Unavailable):
+            store.get(key(1))
+        for _ in range(8):  # every later statement works: no other dead connection is handed out
+            assert store.get(key(1)) is not None
+        store.close()
+    finally:
+        cluster.stop()
