@@ -27,6 +27,7 @@ from radicale_meetplugin.config import (
     positive_float,
     read_secret,
     read_section,
+    state_url,
 )
 
 logger = logging.getLogger("meetplugin.bridge")
@@ -60,6 +61,13 @@ BRIDGE_SCHEMA: Schema = {
         "Folder for records.sqlite (conferences, outbox) and bridge.sqlite (sync "
         "tokens, ETags). Empty: $STATE_DIRECTORY (systemd), else "
         "~/.local/state/meetplugin-bridge. The plugin config's state_dir wins.",
+    ),
+    "state_url": (
+        "",
+        state_url,
+        "Empty: the state lives in sqlite under state_dir. postgresql://USER@HOST:PORT/DB: "
+        "in that PostgreSQL database (conferences, outbox and the bridge's own tables), "
+        "which several bridge workers may share. The plugin config's state_url wins.",
     ),
     "interval": ("60", positive_float, "Seconds between two cycles when running as a daemon."),
     "http_timeout": ("30", positive_float, "Seconds one CalDAV request may take."),
@@ -132,6 +140,7 @@ class BridgeConfig:
     interval: float
     http_timeout: float
     accounts: tuple[Account, ...]
+    state_url: str = ""  # PostgreSQL instead of sqlite under state_dir ("" = sqlite)
 
 
 _section = read_section  # the plugin's schema reader: one place for both configs
@@ -247,4 +256,5 @@ def load(path: str, env: Mapping[str, str] | None = None) -> BridgeConfig:
         main["interval"],
         main["http_timeout"],
         tuple(accounts),
+        main["state_url"],
     )

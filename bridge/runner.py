@@ -114,9 +114,12 @@ class Bridge:
                 f"another meetplugin-bridge is running on {config.state_dir}"
             ) from None
         self.engine = bootstrap.build_engine(
-            config.meetplugin_config, config.state_dir, service_folder=""
+            config.meetplugin_config,
+            config.state_dir,
+            service_folder="",
+            default_state_url=config.state_url,
         )
-        state_folder = os.path.dirname(self.engine.store.path)
+        state_folder = self.engine.state_dir
         self.instance = ownership.instance_id(state_folder)
         self._account_locks: list[ownership.AccountLock] = []
         try:
@@ -126,7 +129,9 @@ class Bridge:
             self._lockfile.close()
             raise
         self._extend_addresses(config.accounts)
-        self.state = BridgeState(os.path.join(state_folder, "bridge.sqlite"))
+        # The plugin config's state_url wins, as its state_dir does.
+        state_url = self.engine.settings.main["state_url"] or config.state_url
+        self.state = BridgeState(state_url or os.path.join(state_folder, "bridge.sqlite"))
         if adopt:  # the events left alone before are judged again, to be taken over
             for account in config.accounts:
                 self.state.adopt_again(account.name)

@@ -1,7 +1,8 @@
-"""What the bridge remembers between cycles and restarts: one sqlite file.
+"""What the bridge remembers between cycles and restarts: one sqlite file, or PostgreSQL.
 
 It lives beside the engine's ``records.sqlite`` (conferences and outbox) as
-``bridge.sqlite``:
+``bridge.sqlite``, or in the PostgreSQL database of ``state_url`` beside the
+engine's tables:
 
 - ``homes``: each account's calendar home, so a restart skips discovery;
 - ``logins``: the login scheme each account's server accepted (Basic is then sent
@@ -24,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.follow import Known
-from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.db import Schema, open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS homes (
@@ -74,7 +75,7 @@ CREATE TABLE IF NOT EXISTS logins (
 );
 """
 # 1: homes, calendars, items; 2: the cycles' outcome per account; 3: the accepted logins.
-SCHEMA = Schema((_SCHEMA, _CYCLES, _LOGINS))
+SCHEMA = Schema((_SCHEMA, _CYCLES, _LOGINS), name="bridge")
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,9 @@ _ITEM = "calendar, href, uid, etag, written_etag, written_hash, written_text, re
 
 class BridgeState:
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.db = Database(path, SCHEMA, timeout=30.0, pool=4)
+        """The state in the sqlite file at `path`, or in the PostgreSQL database it names."""
+        self.db = open_database(path, SCHEMA, timeout=30.0, pool=4)
+        self.path = self.db.shown  # never the URL's password
 
     def close(self) -> None:
         self.db.close()
@@ -122,7 +124,9 @@ class BridgeState:
 
     def set_home(self, account: str, url: str, home: str, principal: str) -> None:
         self.db.run(
-            "INSERT OR REPLACE INTO homes VALUES (?,?,?,?)", (account, url, home, principal)
+            "INSERT INTO homes VALUES (?,?,?,?) ON CONFLICT (account) DO UPDATE "
+            "SET url=excluded.url, home=excluded.home, principal=excluded.principal",
+            (account, url, home, principal),
         )
 
     def login_scheme(self, account: str, url: str) -> str:
@@ -133,7 +137,11 @@ class BridgeState:
         return row[0] if row else ""
 
     def set_login_scheme(self, account: str, url: str, scheme: str) -> None:
-        self.db.run("INSERT OR REPLACE INTO logins VALUES (?,?,?)", (account, url, scheme))
+        self.db.run(
+            "INSERT INTO logins VALUES (?,?,?) "
+            "ON CONFLICT (account, url) DO UPDATE SET scheme=excluded.scheme",
+            (account, url, scheme),
+        )
 
     def calendar(self, account: str, href: str) -> CalendarState | None:
         row = self.db.query_one(
@@ -144,7 +152,8 @@ class BridgeState:
 
     def save_calendar(self, account: str, href: str, state: CalendarState) -> None:
         self.db.run(
-            "INSERT OR REPLACE INTO calendars VALUES (?,?,?,?,?)",
+            "INSERT INTO calendars VALUES (?,?,?,?,?) ON CONFLICT (account, href) DO UPDATE "
+            "SET version=excluded.version, token=excluded.token, mode=excluded.mode",
             (account, href, state.version, state.token, state.mode),
         )
 

@@ -32,6 +32,39 @@ def stop_process(process: subprocess.Popen | None) -> None:
             process.wait()
 
 
+class _PgState:
+    """A PostgreSQL state read by a test as a sqlite connection is: `execute` with `?`."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._raw = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, params: tuple = ()):
+        from radicale_meetplugin.state.postgres import translate
+
+        return self._raw.execute(translate(sql), params)
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _PgState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:  # as sqlite's: commits (autocommit here)
+        pass
+
+
+def state_db(storage: Path, state_url: str = ""):
+    """The plugin's state for a test to read or change: the sqlite file under `storage`
+    (Radicale's collections folder), or the PostgreSQL database of `state_url`."""
+    if state_url:
+        return _PgState(state_url)
+    import sqlite3
+
+    return sqlite3.connect(storage / ".meetplugin" / "records.sqlite")
+
+
 TOKEN = "test-token-123"  # the Telemost emulator's token
 TRUECONF_CLIENT, TRUECONF_SECRET = "meetplugin", "tc-secret-456"  # the TrueConf emulator's
 VIDEOMOST_TOKEN = "vm-token-789"  # the Videomost emulator's
@@ -79,6 +112,9 @@ class RadicaleServer:
         self.python = python  # the interpreter (and its flags) that runs Radicale
         self.folder = folder
         self.storage = storage or folder / "collections"  # another server's, to share it
+        # The plugin's state: "" = sqlite under the storage folder, else PostgreSQL's URL.
+        found = re.search(r"^state_url *= *(\S+)", textwrap.dedent(plugin_config), re.M)
+        self.state_url = found.group(1) if found else ""
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
         storage_type = (
@@ -191,6 +227,10 @@ class RadicaleServer:
     def _notify(self) -> None:
         with self._logged:
             self._logged.notify_all()
+
+    def state(self):
+        """The plugin's state database (sqlite or PostgreSQL), for a test to read."""
+        return state_db(self.storage, self.state_url)
 
     def mark(self) -> int:
         """A position in the log, to wait only for what comes after it."""

@@ -20,9 +20,9 @@ from radicale_meetplugin.core.model import (
     Record,
     RecordState,
 )
-from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.db import Database, Schema, Unavailable, open_database
 from radicale_meetplugin.state.letters import Outgoing, Round, Sent, Told
-from radicale_meetplugin.state.records import RecordStore
+from radicale_meetplugin.state.records import SCHEMA, RecordStore
 
 CAL = "alice/calendar"
 
@@ -54,6 +54,19 @@ def key(n: int | str) -> EventKey:
 def active(n: int | str) -> Record:
     conf = Conference("telemost", f"c{n}", f"https://telemost.yandex.ru/j/{n}")
     return Record(key(n), "telemost", RecordState.ACTIVE, conf, "fp")
+
+
+@pytest.fixture
+def place(tmp_path, state_url, request):
+    """Where a store lives: `place(name)` is a file under tmp_path (sqlite) or a fresh
+    database (PostgreSQL), by the engine of `state_url`."""
+
+    def new(name: str) -> str:
+        if not state_url:
+            return str(tmp_path / name)
+        return request.getfixturevalue("pg_cluster").database()
+
+    return new
 
 
 def in_fresh_thread(work) -> None:
@@ -209,8 +222,8 @@ def snapshot(store: RecordStore) -> tuple:
     )
 
 
-def test_every_write_works_alone(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_every_write_works_alone(place):
+    store = RecordStore(place("records.sqlite"))
     write_everything(store)
     records, jobs, suspects, mails, told = elsewhere(lambda: snapshot(store))
     assert records == [
@@ -230,13 +243,13 @@ def test_every_write_works_alone(tmp_path):
     store.close()
 
 
-def test_every_write_joins_an_outer_transaction_and_commits_with_it(tmp_path):
-    alone = RecordStore(str(tmp_path / "alone.sqlite"))
+def test_every_write_joins_an_outer_transaction_and_commits_with_it(place):
+    alone = RecordStore(place("alone.sqlite"))
     write_everything(alone)
     expected = snapshot(alone)
     alone.close()
 
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+    store = RecordStore(place("records.sqlite"))
     empty = snapshot(store)
     with store.transaction():
         write_everything(store)  # no nested BEGIN: each write joins
@@ -246,8 +259,8 @@ def test_every_write_joins_an_outer_transaction_and_commits_with_it(tmp_path):
     store.close()
 
 
-def test_an_outer_failure_undoes_every_write(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_an_outer_failure_undoes_every_write(place):
+    store = RecordStore(place("records.sqlite"))
     empty = snapshot(store)
     with pytest.raises(RuntimeError), store.transaction():
         write_everything(store)
@@ -258,8 +271,8 @@ def test_an_outer_failure_undoes_every_write(tmp_path):
     store.close()
 
 
-def test_an_inner_failure_undoes_only_its_own_part(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_an_inner_failure_undoes_only_its_own_part(place):
+    store = RecordStore(place("records.sqlite"))
     with store.transaction():
         store.put(active(1))
         with pytest.raises(RuntimeError):
@@ -302,8 +315,8 @@ def test_a_transaction_keeps_other_writers_out_until_it_ends(tmp_path):
 # --- schema versions --------------------------------------------------------------------
 
 
-def test_a_fresh_file_gets_the_current_schema(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_a_fresh_file_gets_the_current_schema(place):
+    store = RecordStore(place("records.sqlite"))
     assert store.db.version == 3
     store.close()
 
@@ -331,6 +344,26 @@ def test_a_file_of_an_older_version_is_brought_up_to_date(tmp_path):
     assert store.get(key(1)) is not None  # kept
     store.enqueue(job_for(1, ActionKind.DELETE))  # the outbox's table is there now
     assert store.mails() == []  # and the letters'
+    store.close()
+
+
+def test_the_previous_version_is_brought_up_to_date_on_either_engine(place):
+    """What a start-up (or `meetplugin migrate`) does to a state one version behind."""
+    target = place("records.sqlite")
+    previous = open_database(target, SCHEMA.upto(SCHEMA.version - 1))
+    assert previous.version == SCHEMA.version - 1
+    previous.run(
+        "INSERT INTO conferences VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        ("alice", CAL, "1@state", "jitsi", "active", "r", "https://meet.jit.si/r", "{}", "fp", "",
+         "", 0.5),
+    )  # fmt: skip
+    previous.close()
+    store = RecordStore(target)
+    assert store.db.version == SCHEMA.version
+    assert store.get(key(1)) is not None  # kept
+    assert store.mail_round(key(1), lambda _: Round([Outgoing(0, "i@example.com", "REQUEST",
+        "invite")], Told(Sent(0, frozenset({"i@example.com"}), "c"), "t"), "t")) != []  # fmt: skip
+    assert store.db.migrate() == (SCHEMA.version, SCHEMA.version)  # again: nothing to do
     store.close()
 
 
@@ -397,3 +430,91 @@ def test_waiting_at_most_fails_fast_and_leaves_the_pool_as_it_was(tmp_path):
         conn.execute("INSERT INTO t VALUES (1)")
     assert db.query_one("SELECT COUNT(*) FROM t") == (1,)
     db.close()
+
+
+def test_postgresql_waits_are_bounded_and_its_errors_hide_the_password(pg_cluster):
+    """A row lock, a full pool, a server that is not there: Unavailable, soon, no password."""
+    import psycopg
+    from bridge_support import free_port
+    from pg_support import PASSWORD
+
+    url = pg_cluster.database()
+    db = open_database(url, Schema(("CREATE TABLE t (x INTEGER PRIMARY KEY);",), "t"), pool=1)
+    db.run("INSERT INTO t VALUES (1)")
+    other = psycopg.connect(url, autocommit=True)
+    other.execute("BEGIN")
+    other.execute("SELECT x FROM t FOR UPDATE")
+    try:
+        started = time.monotonic()
+        with db.waiting_at_most(0.2), pytest.raises(Unavailable, match="timeout"):
+            with db.transaction() as conn:
+                conn.execute("UPDATE t SET x=2 WHERE x=1")
+        assert time.monotonic() - started < 3
+        assert db.query_one("SHOW lock_timeout") == ("5s",)  # the pool's wait is back
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with db.transaction():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(10)
+    try:
+        with db.waiting_at_most(0.2), pytest.raises(Unavailable) as busy:
+            db.query("SELECT COUNT(*) FROM t")
+        assert PASSWORD not in str(busy.value)
+    finally:
+        release.set()
+        thread.join()
+    assert db.query("SELECT x FROM t") == [(1,)]
+    db.close()
+    nowhere = url.replace(f":{pg_cluster.port}/", f":{free_port()}/")
+    with pytest.raises(Unavailable) as gone:
+        RecordStore(nowhere)
+    assert PASSWORD not in str(gone.value) and "meetplugin:***@" in str(gone.value)
+    wrong = url.replace(PASSWORD, "not-it-31337")
+    with pytest.raises(Unavailable) as refused:
+        RecordStore(wrong)
+    assert "not-it-31337" not in str(refused.value)
+
+
+def test_after_a_server_restart_one_statement_fails_and_the_pool_recovers(tmp_path):
+    """Idle pooled connections die with the server: the first statement after a restart is
+    refused (Unavailable: a request gets 503), the pool drops the other dead ones at once."""
+    from pg_support import PgCluster, SetupFailed
+    from pg_support import Unavailable as NoPostgres
+
+    try:
+        cluster = PgCluster().start()
+    except NoPostgres as e:
+        pytest.skip(str(e))
+    except SetupFailed as e:
+        pytest.fail(str(e))
+    try:
+        store = RecordStore(cluster.database())
+        barrier = threading.Barrier(4)
+
+        def busy():
+            with store.transaction():
+                barrier.wait(10)  # four connections open at once: four idle ones after
+                store.put(active(1))
+
+        threads = [threading.Thread(target=busy) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store.db.connections >= 4
+        cluster.restart()
+        with pytest.raises(Unavailable):
+            store.get(key(1))
+        for _ in range(8):  # every later statement works: no other dead connection is handed out
+            assert store.get(key(1)) is not None
+        store.close()
+    finally:
+        cluster.stop()
