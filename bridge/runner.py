@@ -136,7 +136,8 @@ class Bridge:
         if self.shared:  # the workers on one state are one instance, whatever their folders
             self.instance = self.state.shared_value(leases.INSTANCE, self.instance)
         self._account_locks: list[ownership.AccountLock] = []
-        self._local_locks: dict[str, ownership.AccountLock] = {}
+        self._local_locks: dict[str, ownership.AccountLock] = {}  # lock file -> lock
+        self._local_users: dict[str, set[str]] = {}  # lock file -> accounts leased under it
         self._busy_noted: set[str] = set()
         if not self.shared:
             try:
@@ -220,9 +221,17 @@ class Bridge:
     # --- shared workers -------------------------------------------------------
 
     def _lock_local(self, account_name: str) -> bool:
-        """Lock a leased account on this host too (a hung worker or a single bridge keeps it)."""
+        """Lock a leased account on this host too (a hung worker or a single bridge keeps it).
+
+        Accounts with one URL and login share one lock file: this process holds it once
+        for all of them.
+        """
         account = next(a for a in self.config.accounts if a.name == account_name)
         lock = ownership.AccountLock(account.url, account.username)
+        users = self._local_users.get(lock.path)
+        if users:
+            users.add(account_name)
+            return True
         holder = f"pid {os.getpid()}, instance {self.instance}, state {self.state_folder}, shared"
         try:
             lock.acquire(holder)
@@ -237,13 +246,17 @@ class Bridge:
             )
             return False
         self._busy_noted.discard(account_name)
-        self._local_locks[account_name] = lock
+        self._local_locks[lock.path] = lock
+        self._local_users[lock.path] = {account_name}
         return True
 
     def _unlock_local(self, account_name: str) -> None:
-        lock = self._local_locks.pop(account_name, None)
-        if lock is not None:
-            lock.release()
+        for path, users in list(self._local_users.items()):
+            if account_name in users:
+                users.discard(account_name)
+                if not users:
+                    del self._local_users[path]
+                    self._local_locks.pop(path).release()
 
     def _calls_under_way(self, account_name: str) -> bool:
         """Provider calls this worker runs for the account (it keeps the account for them)."""
@@ -267,6 +280,8 @@ class Bridge:
         holder = f"pid {os.getpid()}, instance {self.instance}, state {state_folder}"
         for account in accounts:
             lock = ownership.AccountLock(account.url, account.username)
+            if any(held.path == lock.path for held in self._account_locks):
+                continue  # another account with the same URL and login: locked already
             try:
                 lock.acquire(holder)
             except ownership.AccountBusy as e:
@@ -353,8 +368,9 @@ class Bridge:
             self.leases.stop()
         for link in self.links:
             link.client.close()
-        for name in list(self._local_locks):
-            self._unlock_local(name)
+        for lock in self._local_locks.values():
+            lock.release()
+        self._local_locks, self._local_users = {}, {}
         self.state.close()
         self.engine.store.close()
         self._unlock_accounts()
