@@ -27,6 +27,7 @@ from radicale_meetplugin.config import (
     positive_float,
     read_secret,
     read_section,
+    state_url,
 )
 
 logger = logging.getLogger("meetplugin.bridge")
@@ -67,6 +68,13 @@ BRIDGE_SCHEMA: Schema = {
         "Folder for records.sqlite (conferences, outbox) and bridge.sqlite (sync "
         "tokens, ETags). Empty: $STATE_DIRECTORY (systemd), else "
         "~/.local/state/meetplugin-bridge. The plugin config's state_dir wins.",
+    ),
+    "state_url": (
+        "",
+        state_url,
+        "Empty: the state lives in sqlite under state_dir. postgresql://USER@HOST:PORT/DB: "
+        "in that PostgreSQL database (conferences, outbox and the bridge's own tables), "
+        "which several bridge workers may share. The plugin config's state_url wins.",
     ),
     "interval": ("60", positive_float, "Seconds between two cycles when running as a daemon."),
     "http_timeout": ("30", positive_float, "Seconds one CalDAV request may take."),
@@ -156,6 +164,7 @@ class BridgeConfig:
     accounts: tuple[Account, ...]
     workers: str = "single"  # "shared": several processes lease the accounts (bridge/leases.py)
     lease_timeout: float = 60.0
+    state_url: str = ""  # PostgreSQL instead of sqlite under state_dir ("" = sqlite)
 
 
 _section = read_section  # the plugin's schema reader: one place for both configs
@@ -273,4 +282,5 @@ def load(path: str, env: Mapping[str, str] | None = None) -> BridgeConfig:
         tuple(accounts),
         main["workers"],
         main["lease_timeout"],
+        main["state_url"],
     )

@@ -127,11 +127,16 @@ class Bridge:
                 )
             ) from None
         self.engine = bootstrap.build_engine(
-            config.meetplugin_config, config.state_dir, service_folder=""
+            config.meetplugin_config,
+            config.state_dir,
+            service_folder="",
+            default_state_url=config.state_url,
         )
-        state_folder = os.path.dirname(self.engine.store.path)
+        state_folder = self.engine.state_dir
         self.state_folder = state_folder
-        self.state = BridgeState(os.path.join(state_folder, "bridge.sqlite"))
+        # The plugin config's state_url wins, as its state_dir does.
+        state_url = self.engine.settings.main["state_url"] or config.state_url
+        self.state = BridgeState(state_url or os.path.join(state_folder, "bridge.sqlite"))
         self.instance = ownership.instance_id(state_folder)
         if self.shared:  # the workers on one state are one instance, whatever their folders
             self.instance = self.state.shared_value(leases.INSTANCE, self.instance)

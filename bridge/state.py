@@ -1,7 +1,8 @@
-"""What the bridge remembers between cycles and restarts: one sqlite file.
+"""What the bridge remembers between cycles and restarts: one sqlite file, or PostgreSQL.
 
 It lives beside the engine's ``records.sqlite`` (conferences and outbox) as
-``bridge.sqlite``:
+``bridge.sqlite``, or in the PostgreSQL database of ``state_url`` beside the
+engine's tables:
 
 - ``homes``: each account's calendar home, so a restart skips discovery;
 - ``logins``: the login scheme each account's server accepted (Basic is then sent
@@ -28,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.follow import Known
-from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.db import Schema, open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS homes (
@@ -99,7 +100,7 @@ CREATE TABLE IF NOT EXISTS shared (
 """
 # 1: homes, calendars, items; 2: the cycles' outcome per account; 3: the accepted logins;
 # 4: account leases, live workers, the shared instance id.
-SCHEMA = Schema((_SCHEMA, _CYCLES, _LOGINS, _LEASES))
+SCHEMA = Schema((_SCHEMA, _CYCLES, _LOGINS, _LEASES), name="bridge")
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,9 @@ _ITEM = "calendar, href, uid, etag, written_etag, written_hash, written_text, re
 
 class BridgeState:
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.db = Database(path, SCHEMA, timeout=30.0, pool=4)
+        """The state in the sqlite file at `path`, or in the PostgreSQL database it names."""
+        self.db = open_database(path, SCHEMA, timeout=30.0, pool=4)
+        self.path = self.db.shown  # never the URL's password
 
     def close(self) -> None:
         self.db.close()
@@ -147,8 +149,8 @@ class BridgeState:
 
     def set_home(self, account: str, url: str, home: str, principal: str) -> None:
         self.db.run(
-            "INSERT INTO homes VALUES (?,?,?,?) ON CONFLICT (account) DO UPDATE SET "
-            "url=excluded.url, home=excluded.home, principal=excluded.principal",
+            "INSERT INTO homes VALUES (?,?,?,?) ON CONFLICT (account) DO UPDATE "
+            "SET url=excluded.url, home=excluded.home, principal=excluded.principal",
             (account, url, home, principal),
         )
 

@@ -100,8 +100,10 @@ def build_engine(
     default_state_dir: str,
     service_folder: str | None = None,
     radicale_groups_file: str = "",
+    default_state_url: str = "",
 ) -> Engine[RecordStore]:
-    """The engine over the state in `state_dir` (default: `default_state_dir`).
+    """The engine over the state in `state_dir` (default: `default_state_dir`), or in the
+    PostgreSQL database of `state_url` (default: `default_state_url`; "" = sqlite).
 
     `service_folder`: the folder whose owner the state's files must belong to
     (default: the one holding `default_state_dir`, Radicale's storage folder).
@@ -122,13 +124,15 @@ def build_engine(
         settings.main["default_provider"],
         state_dir,
     )
+    state_url = settings.main["state_url"] or default_state_url
     database = os.path.join(state_dir, "records.sqlite")
-    store = RecordStore(database)
-    _owned_like(
-        [database, f"{database}-wal", f"{database}-shm", os.path.join(state_dir, "jitsi.secret")],
-        service_folder,
-    )
+    store = RecordStore(state_url or database)
+    if state_url:
+        logger.info("meetplugin: records in %s", store.path)  # the password masked
+    sqlite_files = [] if state_url else [database, f"{database}-wal", f"{database}-shm"]
+    _owned_like([*sqlite_files, os.path.join(state_dir, "jitsi.secret")], service_folder)
     engine = Engine(settings, ready, plugins, store, per_user)
+    engine.state_dir = state_dir  # where the local files stay (secrets, the bridge's id)
     engine.groups = build_groups(settings, radicale_groups_file)
     engine.mailer = build_mailer(settings)
     return engine

@@ -109,7 +109,40 @@ def check_plugin(plugin: str, state: str) -> int:
     if default not in enabled:
         failures += 1
         print(f"default_provider {default}: NOT OK: it is not enabled")
+    if settings.main["state_url"]:
+        failures += not _check_state_url(settings.main["state_url"])
     return 1 if failures else 0
+
+
+def _check_state_url(url: str) -> bool:
+    """Can the state database be reached, and is its schema current? (Reads only.)"""
+    import sqlite3
+
+    from radicale_meetplugin.state.db import mask_url
+    from radicale_meetplugin.state.records import SCHEMA, RecordStore
+
+    try:
+        store = RecordStore(url, pool=1, read_only=True, migrate=False)
+    except ImportError:
+        print(f"state {mask_url(url)}: NOT OK: install the [postgresql] extra (psycopg)")
+        return False
+    except sqlite3.Error as e:  # db.Unavailable: the password is masked in it
+        print(f"state: NOT OK: {clitools.one_line(e)}")
+        return False
+    try:
+        version = store.db.version
+    finally:
+        store.close()
+    if version > SCHEMA.version:
+        print(f"state {store.path}: OK (schema version {version}, newer than this program's)")
+    elif version < SCHEMA.version:
+        print(
+            f"state {store.path}: OK (schema version {version} of {SCHEMA.version}: "
+            "`meetplugin migrate` or the next start brings it up to date)"
+        )
+    else:
+        print(f"state {store.path}: OK (schema version {version})")
+    return True
 
 
 def token_command(args: argparse.Namespace) -> int:
@@ -193,24 +226,25 @@ def _storage(config_path: str):
     return ToolStorage(_radicale_configuration(config_path))
 
 
-def _state_dir(args: argparse.Namespace) -> str:
-    """The state folder: --state-dir, else the one Radicale's config leads to."""
+def _state(args: argparse.Namespace) -> tuple[str, str]:
+    """(state folder, state URL): --state-dir, else what Radicale's config leads to."""
     import os
 
     from radicale_meetplugin import providers
 
-    if args.state_dir:
-        return args.state_dir
+    if getattr(args, "state_dir", None):
+        return args.state_dir, ""
     plugin, state = _plugin_config(args.config)
     settings, _plugins = providers.load_settings(plugin)
-    return os.path.expanduser(settings.main["state_dir"] or state)
+    return os.path.expanduser(settings.main["state_dir"] or state), settings.main["state_url"]
 
 
 def status_command(args: argparse.Namespace) -> int:
     """Print what the state says; read-only (nothing is created or changed)."""
     from radicale_meetplugin import status
 
-    current = status.read(_state_dir(args))
+    state_dir, state_url = _state(args)
+    current = status.read(state_dir, state_url=state_url)
     if args.json:
         sys.stdout.write(status.as_json(current))
     elif args.prometheus:
@@ -276,6 +310,52 @@ def explain_command(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return 0 if lines and "not stored" not in lines[0] else 1
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    """Bring the configured state's schema up to date (what a start does); --check reads only.
+
+    0: up to date (now, or already); 1: --check found steps to run; 2: could not run.
+    """
+    import os
+
+    from radicale_meetplugin.state.records import SCHEMA, RecordStore
+
+    state_dir, state_url = _state(args)
+    target = state_url or os.path.join(state_dir, "records.sqlite")
+    if not state_url and not os.path.isfile(target):
+        raise clitools.CommandError(f"no plugin state at {target}: nothing to migrate")
+    store = RecordStore(target, pool=1, read_only=args.check, migrate=False)
+    try:
+        before = store.db.version
+        if before >= SCHEMA.version:
+            print(f"{store.path}: schema version {before}: up to date, nothing to do")
+            return clitools.OK
+        if args.check:
+            print(
+                f"{store.path}: schema version {before}: {SCHEMA.version - before} step(s) to run"
+            )
+            return clitools.FINDINGS
+        _, after = store.db.migrate()
+    finally:
+        store.close()
+    print(f"{store.path}: schema version {before} -> {after}")
+    return clitools.OK
+
+
+def migrate_state_command(args: argparse.Namespace) -> int:
+    """Copy a sqlite state file into PostgreSQL (see state/transfer.py); --check reads only."""
+    from radicale_meetplugin.state.transfer import TransferError, migrate_state
+
+    try:
+        transfer = migrate_state(args.source, args.target, check=args.check)
+    except TransferError as e:
+        raise clitools.CommandError(str(e)) from None
+    for line in transfer.lines(args.check):
+        print(line)
+    if args.check and (transfer.copied or transfer.created):
+        return clitools.FINDINGS
+    return clitools.OK
 
 
 def _token_arguments(parser: argparse.ArgumentParser) -> None:
@@ -377,6 +457,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="print metrics in Prometheus' text format (for node_exporter's textfile collector)",
     )
     sta.set_defaults(run=status_command)
+    mig = sub.add_parser(
+        "migrate",
+        help="bring the state's schema up to date (each start does it too)",
+        description="Runs the schema steps the state (sqlite file or PostgreSQL database) "
+        "has not seen yet. With --check it only says whether there are any (exit 1).",
+    )
+    clitools.add_config(mig)
+    mig.add_argument("--check", action="store_true", help="report only; change nothing")
+    mig.set_defaults(run=migrate_command)
+    mst = sub.add_parser(
+        "migrate-state",
+        help="copy a sqlite state file into a PostgreSQL database",
+        description="Copies conference records, pending jobs, suspects and letters (or, "
+        "from a bridge.sqlite, the bridge's state) into PostgreSQL without loss. Refuses "
+        "while Radicale or the bridge has the file open. A second run changes nothing.",
+    )
+    mst.add_argument(
+        "--from", dest="source", required=True, metavar="sqlite:PATH", help="the state file"
+    )
+    mst.add_argument(
+        "--to", dest="target", required=True, metavar="postgresql://…", help="the database"
+    )
+    mst.add_argument("--check", action="store_true", help="say what would be copied; write nothing")
+    mst.set_defaults(run=migrate_state_command)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     return clitools.run(parser.prog, lambda: args.run(args))

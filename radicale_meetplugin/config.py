@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from radicale_meetplugin.core import address, i18n
+from radicale_meetplugin.state.db import is_url, mask_url
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -34,6 +35,13 @@ def boolean(value: str) -> bool:
     if folded in ("0", "no", "false", "off"):
         return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+def state_url(value: str) -> str:
+    value = value.strip()
+    if value and not is_url(value):
+        raise ValueError("empty (sqlite under state_dir) or postgresql://USER@HOST:PORT/DATABASE")
+    return value
 
 
 def positive_float(value: str) -> float:
@@ -126,6 +134,14 @@ MAIN_SCHEMA: Schema = {
         str,
         "Where the conference records (sqlite) and generated secrets live. "
         "Default: <Radicale filesystem_folder>/.meetplugin",
+    ),
+    "state_url": (
+        "",
+        state_url,
+        "Empty: the records live in sqlite under state_dir. postgresql://USER@HOST:PORT/DB: "
+        "in that PostgreSQL database, which several Radicale processes and bridge workers "
+        "may share (needs the [postgresql] extra). Keep the password out of it: libpq's "
+        "PGPASSWORD or PGPASSFILE (~/.pgpass) are read. Logs and output show it masked.",
     ),
     "provider_timeout": (
         "8",
@@ -322,7 +338,8 @@ def read_section(
         try:
             values[option] = convert(text)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{source}: [{name}] {option} = {text!r}: {e}") from None
+            shown = mask_url(text)  # a state URL may hold a password
+            raise ConfigError(f"{source}: [{name}] {option} = {shown!r}: {e}") from None
     return values
 
 

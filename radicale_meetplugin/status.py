@@ -2,7 +2,9 @@
 
 Reads ``records.sqlite`` (the outbox, suspects, letters, conference records) and, when a
 bridge shares the folder, ``bridge.sqlite`` (its ``cycles`` table, bridge/state.py). Files
-are opened with sqlite's read-only mode: nothing is created, migrated or written.
+are opened with sqlite's read-only mode: nothing is created, migrated or written. With a
+``state_url``, the same tables are read from PostgreSQL in read-only transactions, and
+the URL is shown with its password masked.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from radicale_meetplugin.clitools import CommandError
+from radicale_meetplugin.state.db import Schema, open_database
 
 RECORDS, BRIDGE = "records.sqlite", "bridge.sqlite"
 LETTER_STATES = ("queued", "sent", "failed", "unknown")
@@ -81,8 +85,11 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
-def read(state_dir: str, now: float | None = None) -> Status:
-    """The status of `state_dir`; CommandError if it holds no plugin state."""
+def read(state_dir: str, now: float | None = None, state_url: str = "") -> Status:
+    """The status of `state_dir` (or of the database of `state_url`); CommandError if it
+    holds no plugin state."""
+    if state_url:
+        return _read_database(state_url, time.time() if now is None else now)
     records = os.path.join(state_dir, RECORDS)
     if not os.path.isfile(records):
         raise CommandError(
@@ -102,40 +109,71 @@ def read(state_dir: str, now: float | None = None) -> Status:
     return status
 
 
-def _read_records(conn: sqlite3.Connection, status: Status) -> None:
-    tables = _tables(conn)
+def _read_database(url: str, now: float) -> Status:
+    try:
+        db = open_database(url, Schema((), name="records"), read_only=True, migrate=False, pool=1)
+    except sqlite3.Error as e:  # db.Unavailable: the URL's password is masked in it
+        raise CommandError(f"cannot read the state: {e}") from None
+    status = Status(state_dir=db.shown, now=now)
+    try:
+        tables = set(db.tables())
+        if "conferences" not in tables:
+            raise CommandError(
+                f"no plugin state in {db.shown}: the plugin has not run with this config yet"
+            )
+        with db.transaction() as conn:
+            _read_records(conn, status, tables)
+            if "homes" in tables:
+                _read_bridge(conn, status, tables)
+    except sqlite3.Error as e:
+        raise CommandError(f"cannot read the state in {db.shown}: {e}") from None
+    finally:
+        db.close()
+    return status
+
+
+def _read_records(conn: Any, status: Status, tables: set[str] | None = None) -> None:
+    tables = _tables(conn) if tables is None else tables
     if "jobs" in tables:
         count, oldest, due = conn.execute(
-            "SELECT COUNT(*), MIN(created_at), SUM(next_at <= ?) FROM jobs", (status.now,)
+            "SELECT COUNT(*), MIN(created_at), SUM(CASE WHEN next_at <= ? THEN 1 ELSE 0 END) "
+            "FROM jobs",
+            (status.now,),
         ).fetchone()
         status.jobs, status.jobs_due = count, due or 0
         status.oldest_job_age = max(0.0, status.now - oldest) if oldest is not None else 0.0
         for provider, error, at in conn.execute(
-            "SELECT provider, last_error, MAX(next_at) FROM jobs WHERE last_error != '' "
-            "GROUP BY provider"
+            "SELECT provider, last_error, next_at FROM jobs j WHERE last_error != '' AND "
+            "next_at = (SELECT MAX(next_at) FROM jobs k WHERE k.provider = j.provider "
+            "AND k.last_error != '')"
         ):
             status.providers[provider] = ProviderError(error, at, True)
     if "suspects" in tables:
         status.suspects = conn.execute("SELECT COUNT(*) FROM suspects").fetchone()[0]
     if "mails" in tables:
         status.letters = dict.fromkeys(LETTER_STATES, 0)
-        for state, count in conn.execute("SELECT state, COUNT(*) FROM mails GROUP BY state"):
+        for state, count in conn.execute(
+            "SELECT state, COUNT(*) FROM mails GROUP BY state"
+        ).fetchall():
             status.letters[state] = count
     if "conferences" in tables:
         status.conferences = dict(
             conn.execute("SELECT state, COUNT(*) FROM conferences GROUP BY state").fetchall()
         )
         for provider, code, at in conn.execute(
-            "SELECT provider, error_code, MAX(updated_at) FROM conferences "
-            "WHERE error_code != '' GROUP BY provider"
+            "SELECT provider, error_code, updated_at FROM conferences c WHERE error_code != '' "
+            "AND updated_at = (SELECT MAX(updated_at) FROM conferences d "
+            "WHERE d.provider = c.provider AND d.error_code != '')"
         ):
             if provider not in status.providers:
                 status.providers[provider] = ProviderError(code, at, False)
 
 
-def _read_bridge(conn: sqlite3.Connection, status: Status) -> None:
+def _read_bridge(conn: Any, status: Status, tables: set[str] | None = None) -> None:
     status.bridge = {}
-    if "cycles" not in _tables(conn):  # a bridge from before the cycles were recorded
+    if "cycles" not in (
+        _tables(conn) if tables is None else tables
+    ):  # a bridge from before the cycles were recorded
         return
     for account, ok_at, failed_at, error in conn.execute(
         "SELECT account, ok_at, failed_at, error FROM cycles ORDER BY account"

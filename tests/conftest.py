@@ -28,6 +28,7 @@ from emulators.trueconf import TrueConfEmulator  # noqa: E402
 from emulators.videomost import VideomostEmulator  # noqa: E402
 from emulators.zoom import ZoomEmulator  # noqa: E402
 from harness import TOKEN, RadicaleServer, plugin_config  # noqa: E402
+from pg_support import PgCluster, SetupFailed, Unavailable  # noqa: E402
 from smtp_inbox import Inbox  # noqa: E402
 
 UNIT = Path(__file__).parent / "unit"
@@ -137,6 +138,38 @@ def fresh_counts(request):
 
 
 # --- CalDAV servers ----------------------------------------------------------------------
+
+
+# --- the state's two engines -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory):
+    """A throwaway PostgreSQL server for the whole run (skipped where it cannot be had)."""
+    try:
+        cluster = PgCluster().start()
+    except Unavailable as e:
+        pytest.skip(f"PostgreSQL unavailable: {e}")
+    except SetupFailed as e:
+        pytest.fail(f"PostgreSQL did not start: {e}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request) -> str:
+    """Each engine in turn: "" (sqlite under state_dir) or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("pg_cluster").database()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_state_url(request) -> str:
+    """`state_url` for a module's servers: one fresh database per module and engine."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("pg_cluster").database()
 
 
 @pytest.fixture(scope="module")

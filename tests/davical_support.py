@@ -15,7 +15,6 @@ import glob
 import os
 import shutil
 import subprocess
-import tempfile
 import textwrap
 import uuid
 from pathlib import Path
@@ -23,58 +22,30 @@ from pathlib import Path
 import requests
 from bridge_support import free_port, wait_listening
 from harness import stop_process
+from pg_support import (
+    PgCluster,
+    SetupFailed,
+    Unavailable,
+    as_postgres,
+    ensure_packages,
+    postgresql_installed,
+    run,
+)
 
-PACKAGES = ("davical", "postgresql", "apache2", "libapache2-mod-php")
+__all__ = ["DavicalServer", "SetupFailed", "Unavailable"]
+
 DAVICAL = Path("/usr/share/davical")
 APACHE = "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
 CONFIG_DIR = Path("/etc/davical")  # DAViCal reads /etc/davical/<ServerName>-conf.php
 
-
-class Unavailable(RuntimeError):
-    """The Debian packages are missing and cannot be installed here (the reason is the message)."""
-
-
-class SetupFailed(RuntimeError):
-    """The packages are there but DAViCal did not come up: a failure, not a skip."""
-
-
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        raise SetupFailed(f"PostgreSQL's {name} not found")
-    return found[-1]
-
-
-def _missing() -> list[str]:
-    checks = {
-        "davical": (DAVICAL / "htdocs" / "caldav.php").exists(),
-        "postgresql": bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")),
-        "apache2": os.path.exists(APACHE),
-        "libapache2-mod-php": bool(glob.glob(str(MODULES / "libphp*.so"))),
-    }
-    return [p for p, ok in checks.items() if not ok]
-
-
-def ensure_packages(log: Path) -> None:
-    """Install what is missing (root only); Unavailable when that cannot be done."""
-    missing = _missing()
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise Unavailable(f"Debian packages missing ({', '.join(missing)}) and not root")
-    if not shutil.which("apt-get"):
-        raise Unavailable(f"Debian packages missing ({', '.join(missing)}) and no apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with open(log, "ab") as out:
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", *PACKAGES]):
-            done = subprocess.run(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1800
-            )
-            if done.returncode != 0:
-                raise Unavailable(f"{' '.join(command[:2])} failed (see {log})")
-    if _missing():
-        raise Unavailable(f"still missing after apt-get: {', '.join(_missing())}")
+# Debian package -> is it there?
+PACKAGES = {
+    "davical": lambda: (DAVICAL / "htdocs" / "caldav.php").exists(),
+    "postgresql": postgresql_installed,
+    "apache2": lambda: os.path.exists(APACHE),
+    "libapache2-mod-php": lambda: bool(glob.glob(str(MODULES / "libphp*.so"))),
+}
 
 
 class DavicalServer:
@@ -85,14 +56,16 @@ class DavicalServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.name = f"meetplugin-test-{uuid.uuid4().hex[:10]}"
-        self.pg_port = 0
         self.port = 0
         self.apache: subprocess.Popen | None = None
-        # The cluster lives outside pytest's private temp folder: its user must reach it.
-        self._runtime = Path(tempfile.mkdtemp(prefix="meetplugin-davical-"))
-        self._pg_data = self._runtime / "pg"
+        # DAViCal's own scripts log in over TCP without a password.
+        self._pg = PgCluster(host_auth="trust")
+        self._runtime = self._pg.runtime
         self._config = CONFIG_DIR / f"{self.name}-conf.php"
-        self._pg_started = False
+
+    @property
+    def pg_port(self) -> int:
+        return self._pg.port
 
     @property
     def root(self) -> str:
@@ -102,42 +75,16 @@ class DavicalServer:
     def url(self) -> str:
         return f"{self.root}/caldav.php"
 
-    # --- running things as the database's own user --------------------------------
-
-    def _as_postgres(self, command: list[str]) -> list[str]:
-        if os.geteuid() == 0:
-            return ["runuser", "-u", "postgres", "--", *command]
-        return command
-
-    def _run(self, command: list[str], what: str, env: dict | None = None, **kw) -> str:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            timeout=300,
-            **kw,
-        )
-        if done.returncode != 0:
-            raise SetupFailed(f"{what} failed: {(done.stdout + done.stderr)[-1500:]}")
-        return done.stdout
-
     def psql(self, sql: str, database: str = "davical") -> str:
-        return self._run(
-            self._as_postgres(
-                ["psql", "-qXAt", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres"]
-                + ["-v", "ON_ERROR_STOP=1", "-c", sql, database]
-            ),
-            "psql",
-        )
+        return self._pg.psql(sql, database)
 
     # --- start and stop ------------------------------------------------------
 
     def start(self) -> DavicalServer:
         self.folder.mkdir(parents=True, exist_ok=True)
-        ensure_packages(self.folder / "apt.log")
+        ensure_packages(PACKAGES, self.folder / "apt.log")
         try:
-            self._start_database()
+            self._pg.start()
             self._create_davical_database()
             self._add_users()
             self._start_apache()
@@ -147,32 +94,6 @@ class DavicalServer:
             raise
         return self
 
-    def _start_database(self) -> None:
-        self._pg_data.mkdir()
-        sockets = self._runtime / "pg-sockets"
-        sockets.mkdir()
-        os.chmod(self._runtime, 0o755)
-        if os.geteuid() == 0:
-            shutil.chown(self._pg_data, "postgres", "postgres")
-            shutil.chown(sockets, "postgres", "postgres")
-        self._run(
-            self._as_postgres(
-                [_pg_bin("initdb"), "-D", str(self._pg_data), "-U", "postgres"]
-                + ["--auth=trust", "--encoding=UTF8", "--locale=C"]
-            ),
-            "initdb",
-        )
-        self.pg_port = free_port()
-        options = f"-p {self.pg_port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            self._as_postgres(
-                [_pg_bin("pg_ctl"), "-D", str(self._pg_data), "-o", options, "-w"]
-                + ["-l", str(self._pg_data / "server.log"), "start"]
-            ),
-            "pg_ctl start",
-        )
-        self._pg_started = True
-
     def _create_davical_database(self) -> None:
         env = {
             "PGHOST": "127.0.0.1",
@@ -181,8 +102,8 @@ class DavicalServer:
             "USER": "postgres",
         }
         script = DAVICAL / "dba" / "create-database.sh"
-        out = self._run(
-            self._as_postgres(["env", *(f"{k}={v}" for k, v in env.items()), "sh", str(script)])
+        out = run(
+            as_postgres(["env", *(f"{k}={v}" for k, v in env.items()), "sh", str(script)])
             + ["davical", "admin-password"],
             "DAViCal's create-database.sh",
             cwd=str(self._runtime),
@@ -302,14 +223,5 @@ class DavicalServer:
         if self.apache is not None:
             stop_process(self.apache)
             self.apache = None
-        if self._pg_started:
-            subprocess.run(
-                self._as_postgres(
-                    [_pg_bin("pg_ctl"), "-D", str(self._pg_data), "-m", "immediate", "-w", "stop"]
-                ),
-                capture_output=True,
-                timeout=120,
-            )
-            self._pg_started = False
+        self._pg.stop()
         self._config.unlink(missing_ok=True)
-        shutil.rmtree(self._runtime, ignore_errors=True)

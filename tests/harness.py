@@ -31,6 +31,39 @@ def stop_process(process: subprocess.Popen | None) -> None:
             process.wait()
 
 
+class _PgState:
+    """A PostgreSQL state read by a test as a sqlite connection is: `execute` with `?`."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._raw = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, params: tuple = ()):
+        from radicale_meetplugin.state.postgres import translate
+
+        return self._raw.execute(translate(sql), params)
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _PgState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:  # as sqlite's: commits (autocommit here)
+        pass
+
+
+def state_db(storage: Path, state_url: str = ""):
+    """The plugin's state for a test to read or change: the sqlite file under `storage`
+    (Radicale's collections folder), or the PostgreSQL database of `state_url`."""
+    if state_url:
+        return _PgState(state_url)
+    import sqlite3
+
+    return sqlite3.connect(storage / ".meetplugin" / "records.sqlite")
+
+
 TOKEN = "test-token-123"  # the Telemost emulator's token
 TRUECONF_CLIENT, TRUECONF_SECRET = "meetplugin", "tc-secret-456"  # the TrueConf emulator's
 VIDEOMOST_TOKEN = "vm-token-789"  # the Videomost emulator's

@@ -204,6 +204,7 @@ class Engine(Generic[S]):
             self.mailing = Mailing(settings, store)
         self.mailer: Mailer | None = None  # bootstrap puts the SMTP sender here for the outbox
         self.groups: Groups = no_groups  # bootstrap: users' groups for `users = @group`
+        self.state_dir = ""  # bootstrap: the folder of the local state files (secrets, ids)
 
     # --- facts -------------------------------------------------------------
 

@@ -1,4 +1,10 @@
-"""One sqlite file: a bounded pool of connections, joinable transactions, a versioned schema.
+"""The state database: one sqlite file (or PostgreSQL), pooled connections, joinable transactions.
+
+`open_database(target, schema)` picks the engine: a path is a sqlite file (this
+module), a `postgresql://` URL is a PostgreSQL database (postgres.py, the same
+API; its statements are written once, with `?` placeholders, and translated
+there). Both raise `Unavailable` (a `sqlite3.OperationalError`) when the state
+cannot be reached or locked in time.
 
 Used by the plugin's record store and by the bridge's own state. A connection is
 checked out for one statement or one transaction and returned at once, so every
@@ -18,32 +24,136 @@ transaction's own writes.
 
 The schema is a list of steps: step N brings the file from version N-1 to N.
 At open, the steps the file has not seen run in one transaction and
-`meta.schema_version` records the result.
+`meta.schema_version` records the result (in a shared PostgreSQL database, where
+several schemas live side by side, `schema_version:<name>`).
+
+The few statements that differ between the engines go through the database:
+`db.for_update` (the row lock a claim takes: nothing on sqlite, whose
+`BEGIN IMMEDIATE` already serialises writers) and `db.lock(conn, ...)` (a lock
+on a name for the rest of the transaction, for a read that decides a write).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import struct
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+class Unavailable(sqlite3.OperationalError):
+    """The state could not be reached, or a lock or connection not had in time (any engine)."""
 
 
 @dataclass(frozen=True)
 class Schema:
-    """The ordered steps of a file's schema; its version is the number of steps."""
+    """The ordered steps of a file's schema; its version is the number of steps.
+
+    `name` tells the schemas apart where several share one database (PostgreSQL).
+    """
 
     steps: Sequence[str]
+    name: str = "state"
 
     @property
     def version(self) -> int:
         return len(self.steps)
+
+    def upto(self, version: int) -> Schema:
+        """The schema as it was at `version` (its first steps)."""
+        return Schema(tuple(self.steps[:version]), self.name)
+
+
+def is_url(target: str) -> bool:
+    """Does `target` name a PostgreSQL database rather than a sqlite file?"""
+    return target.strip().lower().startswith(URL_SCHEMES)
+
+
+def mask_url(target: str) -> str:
+    """`target` with any password in it replaced by ***: safe for logs, errors and output.
+
+    Any `scheme://user:password@host` form is masked (a mistyped scheme too), and a
+    `password=` query parameter.
+    """
+    if "://" not in target:
+        return target
+    parts = urllib.parse.urlsplit(target.strip())
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            user = user.partition(":")[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else f"{k}={v}"
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return target  # nothing to hide
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+class Connection(Protocol):
+    """What callers do with a connection inside `connection()` or `transaction()`."""
+
+    def execute(self, sql: str, params: Iterable = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Iterable[Iterable], /) -> Any: ...
+
+
+def open_database(
+    target: str,
+    schema: Schema,
+    *,
+    timeout: float = 5.0,
+    pool: int = 8,
+    read_only: bool = False,
+    migrate: bool = True,
+) -> Any:
+    """The database at `target`: a sqlite file path, or a `postgresql://` URL.
+
+    `migrate` False opens it as it is (for `meetplugin migrate --check` and copies).
+    """
+    if is_url(target):
+        from radicale_meetplugin.state.postgres import PostgresDatabase
+
+        return PostgresDatabase(
+            target, schema, timeout=timeout, pool=pool, read_only=read_only, migrate=migrate
+        )
+    return Database(
+        target, schema, timeout=timeout, pool=pool, read_only=read_only, migrate=migrate
+    )
+
+
+def sqlite_held(path: str) -> bool:
+    """Has another process this sqlite file open (in WAL mode: it holds the shared-memory file)?
+
+    Every connection to a WAL database holds a read lock on one byte of the
+    `-shm` file for as long as it is open; taking a write lock on it fails while
+    any other process has the file open. Call it before this process opens the
+    file: closing the descriptor drops this process's own locks on it.
+    """
+    try:
+        fd = os.open(f"{path}-shm", os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # no connection has it open in WAL mode
+    try:
+        # struct flock: l_type, l_whence, l_start, l_len, l_pid; F_GETLK only asks.
+        probe = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, probe)
+        return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
+    finally:
+        os.close(fd)
 
 
 def statements(script: str) -> Iterator[str]:
@@ -141,6 +251,11 @@ class _Open:
 
 
 class Database:
+    """One sqlite file."""
+
+    dialect = "sqlite"
+    for_update = ""  # BEGIN IMMEDIATE already keeps every other writer out
+
     def __init__(
         self,
         path: str,
@@ -149,18 +264,24 @@ class Database:
         timeout: float = 5.0,
         pool: int = 8,
         read_only: bool = False,
+        migrate: bool = True,
     ) -> None:
         self.path = path
+        self.shown = path  # how logs and output name it
         self.schema = schema
         self.timeout = timeout
         self.read_only = read_only  # admin views: open an existing file, change nothing
         self._pool = _Pool(self._connect, pool, timeout)
         self._local = threading.local()  # only the open transaction, never a connection
         try:
-            self._migrate()
+            if migrate:
+                self._migrate()
         except BaseException:
             self._pool.close()
             raise
+
+    def lock(self, conn: Any, *name: object) -> None:
+        """Hold a lock on `name` until the transaction ends (sqlite: the transaction is one)."""
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
@@ -208,8 +329,34 @@ class Database:
 
     @property
     def version(self) -> int:
+        """The schema version the file is at (0: empty or not ours)."""
+        exists = self.query_one("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'")
+        if exists is None:
+            return 0
         row = self.query_one("SELECT value FROM meta WHERE key='schema_version'")
-        return int(row[0]) if row else 0
+        return int(row[0]) if row and str(row[0]).isdigit() else 0
+
+    def migrate(self) -> tuple[int, int]:
+        """Run the steps the file has not seen; (version before, version after)."""
+        before = self.version
+        self._migrate()
+        return before, self.version
+
+    def tables(self) -> list[str]:
+        """The tables of the file (but `meta`), in the order they were made."""
+        return [
+            r[0]
+            for r in self.query(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite%' "
+                "AND name <> 'meta' ORDER BY rowid"
+            )
+        ]
+
+    def columns(self, table: str) -> tuple[list[str], list[str]]:
+        """(every column, the primary key's columns) of `table`, in order."""
+        rows = self.query(f"PRAGMA table_info({table})")
+        key = [r[1] for r in sorted(rows, key=lambda r: r[5]) if r[5]]
+        return [r[1] for r in rows], key
 
     # --- connections and transactions -------------------------------------------
 

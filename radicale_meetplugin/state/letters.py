@@ -1,12 +1,12 @@
-"""Invitation letters in the state file: what each event's people were told, and the queue.
+"""Invitation letters in the state database: what each event's people were told, and the queue.
 
 `mail_state`: per (owner, calendar, UID), the SEQUENCE last sent, who holds an
 invitation, a digest of what they were shown, and the event text they got (to
 build the cancellation when the event is deleted). `mail_rounds`: the event
 text one round of letters shows (kept until its last letter is done). `mails`:
 one row per letter, UNIQUE per (owner, calendar, UID, SEQUENCE, recipient,
-method) — the "never twice" rule is that constraint: queuing is INSERT OR
-IGNORE, and the state, the round and its letters are written in one
+method) — the "never twice" rule is that constraint: queuing is INSERT … ON
+CONFLICT DO NOTHING, and the state, the round and its letters are written in one
 transaction. The letters themselves are built by the sender, outside any lock.
 
 `mails` is a leased queue (queue.py) whose marker is `in_data`: just before the
@@ -19,14 +19,13 @@ again: at most once, never twice. A finished letter keeps its final state.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from radicale_meetplugin.core.model import EventKey
-from radicale_meetplugin.state.db import Database
+from radicale_meetplugin.state.db import Connection
 from radicale_meetplugin.state.queue import QUEUED, LeasedQueue
 
 MAIL_SCHEMA = """
@@ -138,7 +137,7 @@ Decide = Callable[[Told | None], Round]
 class LetterQueue(LeasedQueue[Mail]):
     """The `mails` queue; the round's event text goes with its last letter."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Any) -> None:
         super().__init__(
             db,
             "mails",
@@ -151,6 +150,9 @@ class LetterQueue(LeasedQueue[Mail]):
     def finish(self, item_id: int, state: str = SENT, error: str = "") -> None:
         """Sent, failed for good, or unknown."""
         with self.db.transaction() as conn:
+            row = conn.execute("SELECT round_id FROM mails WHERE id=?", (item_id,)).fetchone()
+            if row is not None:
+                self.db.lock(conn, "round", row[0])  # its last two letters may end together
             super().finish(item_id, state, error)
             conn.execute(
                 "DELETE FROM mail_rounds WHERE id = (SELECT round_id FROM mails "
@@ -160,7 +162,7 @@ class LetterQueue(LeasedQueue[Mail]):
             )
 
 
-def _mail(conn: sqlite3.Connection, row: Mapping[str, Any]) -> Mail:
+def _mail(conn: Connection, row: Mapping[str, Any]) -> Mail:
     shown = conn.execute(
         "SELECT snapshot, join_url FROM mail_rounds WHERE id=?", (row["round_id"],)
     ).fetchone()
@@ -183,7 +185,7 @@ def _mail(conn: sqlite3.Connection, row: Mapping[str, Any]) -> Mail:
 class Letters:
     """What each event's people were told, and the letters' queue."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Any) -> None:
         self.db = db
         self.queue = LetterQueue(db)
 
@@ -202,6 +204,7 @@ class Letters:
         same event, SEQUENCE, recipient and method is not queued again).
         """
         with self.db.transaction() as conn:
+            self.db.lock(conn, "letters", key.owner, key.calendar, key.uid)
             row = conn.execute(
                 "SELECT sequence, recipients, content, cancelled, snapshot FROM mail_state "
                 "WHERE owner=? AND calendar=? AND uid=?",
@@ -212,9 +215,12 @@ class Letters:
             if decided.told is not None:
                 sent = decided.told.sent
                 conn.execute(
-                    "INSERT OR REPLACE INTO mail_state (owner, calendar, uid, sequence, "
+                    "INSERT INTO mail_state (owner, calendar, uid, sequence, "
                     "recipients, content, cancelled, snapshot, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (owner, calendar, uid) DO UPDATE "
+                    "SET sequence=excluded.sequence, recipients=excluded.recipients, "
+                    "content=excluded.content, cancelled=excluded.cancelled, "
+                    "snapshot=excluded.snapshot, updated_at=excluded.updated_at",
                     (
                         key.owner,
                         key.calendar,
@@ -230,9 +236,10 @@ class Letters:
             if not decided.letters:
                 return []
             round_id = conn.execute(
-                "INSERT INTO mail_rounds (snapshot, join_url, created_at) VALUES (?,?,?)",
+                "INSERT INTO mail_rounds (snapshot, join_url, created_at) VALUES (?,?,?) "
+                "RETURNING id",
                 (decided.snapshot, decided.join_url, now),
-            ).lastrowid
+            ).fetchone()[0]
             ids = []
             for letter in decided.letters:
                 mail_id = self.queue.insert(

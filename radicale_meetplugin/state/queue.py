@@ -11,17 +11,20 @@ is deleted.
 
 A row is claimed with a lease. A worker whose lease ran out, or whose process
 is gone (`alive(holder)` is False), loses it to the next claim; if it had set
-the marker, the new holder learns that the row was interrupted mid-step.
+the marker, the new holder learns that the row was interrupted mid-step. On
+PostgreSQL the claim reads the row with FOR UPDATE SKIP LOCKED: of several
+workers (processes, hosts) claiming one row at once, one gets it and the others
+pass on at once instead of waiting; on sqlite the claim's transaction already
+keeps the others out. Either way a row is run only by the worker that leased it.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from radicale_meetplugin.state.db import Database
+from radicale_meetplugin.state.db import Connection
 
 T = TypeVar("T")
 
@@ -30,13 +33,13 @@ _COMMON = ("id", "tries", "next_at", "last_error", "created_at")
 
 # Builds the item a worker gets from its row (payload columns, the common ones and
 # the marker, by name), with the claim's connection for anything else it needs.
-Load = Callable[[sqlite3.Connection, Mapping[str, Any]], T]
+Load = Callable[[Connection, Mapping[str, Any]], T]
 
 
 class LeasedQueue(Generic[T]):
     def __init__(
         self,
-        db: Database,
+        db: Any,  # db.Database or postgres.PostgresDatabase
         table: str,
         columns: Sequence[str],
         load: Load[T],
@@ -56,12 +59,12 @@ class LeasedQueue(Generic[T]):
         self._names = (*_COMMON, marker, *self.columns)
         self._select = f"SELECT {', '.join(self._names)} FROM {table}"
         # Pending rows: all of them, or those still 'queued' in a queue that keeps its done rows.
-        self._pending = f"state='{QUEUED}'" if keep_done else "1"
+        self._pending = f"state='{QUEUED}'" if keep_done else "1=1"
 
     # --- adding ----------------------------------------------------------------------
 
     def insert(
-        self, conn: sqlite3.Connection, values: Mapping[str, Any], *, unique: bool = False
+        self, conn: Connection, values: Mapping[str, Any], *, unique: bool = False
     ) -> int | None:
         """Queue one row, due now, on `conn` (the caller's transaction).
 
@@ -73,14 +76,13 @@ class LeasedQueue(Generic[T]):
             raise ValueError(f"not a payload column of {self.table}: {sorted(unknown)}")
         now = time.time()
         names = (*values, "next_at", "created_at")
-        cursor = conn.execute(
-            f"INSERT {'OR IGNORE ' if unique else ''}INTO {self.table} ({', '.join(names)}) "
-            f"VALUES ({', '.join('?' * len(names))})",
+        row = conn.execute(
+            f"INSERT INTO {self.table} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' * len(names))})"
+            f"{' ON CONFLICT DO NOTHING' if unique else ''} RETURNING id",
             (*values.values(), now, now),
-        )
-        if unique and not cursor.rowcount:
-            return None
-        return int(cursor.lastrowid or 0)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def add(self, values: Mapping[str, Any], *, unique: bool = False) -> int | None:
         """`insert` in its own transaction (or the thread's open one)."""
@@ -97,7 +99,7 @@ class LeasedQueue(Generic[T]):
         with self.db.transaction() as conn:
             row = conn.execute(
                 f"SELECT lease_owner, lease_until, next_at FROM {self.table} "
-                f"WHERE id=? AND {self._pending}",
+                f"WHERE id=? AND {self._pending}{self.db.for_update}",
                 (item_id,),
             ).fetchone()
             if row is None:
@@ -172,7 +174,8 @@ class LeasedQueue(Generic[T]):
     def next_at(self) -> float | None:
         """When the next pending row is due or its lease runs out; None when there is none."""
         row = self.db.query_one(
-            f"SELECT MIN(MAX(next_at, lease_until)) FROM {self.table} WHERE {self._pending}"
+            "SELECT MIN(CASE WHEN next_at > lease_until THEN next_at ELSE lease_until END) "
+            f"FROM {self.table} WHERE {self._pending}"
         )
         return row[0] if row else None
 
@@ -186,6 +189,6 @@ class LeasedQueue(Generic[T]):
             ).fetchall()
             return [self.load(conn, dict(zip(self._names, row, strict=True))) for row in rows]
 
-    def _fetch(self, conn: sqlite3.Connection, item_id: int) -> T | None:
+    def _fetch(self, conn: Connection, item_id: int) -> T | None:
         row = conn.execute(f"{self._select} WHERE id=?", (item_id,)).fetchone()
         return self.load(conn, dict(zip(self._names, row, strict=True))) if row else None

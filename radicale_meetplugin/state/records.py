@@ -1,4 +1,4 @@
-"""The conference records, the provider jobs and the suspects, in one sqlite file.
+"""The conference records, the provider jobs and the suspects, in the state database.
 
 `conferences`: which conference belongs to which (owner, calendar, UID) — the
 source of truth. `jobs`: provider calls still to make (the outbox), a leased
@@ -8,14 +8,13 @@ tables are in letters.py, in the same file. A record and the job that serves it
 are written in one transaction, so a crash never leaves one without the other;
 every write method also joins the caller's `transaction()`, so the effects of
 one save can be committed together. Safe for several Radicale processes
-sharing one storage folder (db.py).
+sharing one storage folder, or one PostgreSQL database (db.py, postgres.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -31,7 +30,7 @@ from radicale_meetplugin.core.model import (
     Record,
     RecordState,
 )
-from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.db import Connection, Schema, open_database
 from radicale_meetplugin.state.letters import MAIL_SCHEMA, Decide, LetterQueue, Letters, Told
 from radicale_meetplugin.state.queue import LeasedQueue
 
@@ -86,7 +85,7 @@ CREATE TABLE IF NOT EXISTS suspects (
 );
 """
 # 1: the records; 2: the outbox and the suspects; 3: the invitation letters.
-SCHEMA = Schema((_CONFERENCES, _JOBS, MAIL_SCHEMA))
+SCHEMA = Schema((_CONFERENCES, _JOBS, MAIL_SCHEMA), name="records")
 SCHEMA_VERSION = SCHEMA.version
 _JOB_PAYLOAD = (
     "kind",
@@ -120,7 +119,7 @@ def _meeting(text: str) -> Meeting | None:
     return Meeting(**data)
 
 
-def _job(_conn: sqlite3.Connection, row: Mapping[str, Any]) -> Job:
+def _job(_conn: Connection, row: Mapping[str, Any]) -> Job:
     return Job(
         row["id"],
         ActionKind(row["kind"]),
@@ -187,19 +186,31 @@ def _record(row: tuple) -> Record:
     )
 
 
+_UPSERT = (
+    f"INSERT INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (owner, calendar, uid) DO UPDATE SET "
+    + ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS.split(", ")[3:])
+)
+
+
 class RecordStore:
-    def __init__(self, path: str, *, pool: int = 8, read_only: bool = False) -> None:
-        self.path = path
+    def __init__(
+        self, path: str, *, pool: int = 8, read_only: bool = False, migrate: bool = True
+    ) -> None:
+        """The records in the sqlite file at `path`, or in the PostgreSQL database it names."""
         # Short waits: callers may hold Radicale's global lock; past this the
         # event is stored as sent rather than freezing every user.
-        self.db = Database(path, SCHEMA, timeout=5.0, pool=pool, read_only=read_only)
+        self.db = open_database(
+            path, SCHEMA, timeout=5.0, pool=pool, read_only=read_only, migrate=migrate
+        )
+        self.path = self.db.shown  # never the URL's password
         self.jobs_queue: LeasedQueue[Job] = LeasedQueue(
             self.db, "jobs", _JOB_PAYLOAD, _job, marker="interrupted"
         )
         self.letters = Letters(self.db)
         self.letters_queue: LetterQueue = self.letters.queue
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[Connection]:
         """One transaction for several writes on this thread (each write method joins it)."""
         return self.db.transaction()
 
@@ -220,7 +231,7 @@ class RecordStore:
         conf = record.conference
         with self.db.transaction() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                _UPSERT,
                 (
                     record.key.owner,
                     record.key.calendar,
@@ -243,7 +254,7 @@ class RecordStore:
         job = dataclasses.replace(job, attempt=attempt)
         with self.db.transaction() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO conferences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                _UPSERT,
                 (
                     key.owner,
                     key.calendar,
@@ -261,7 +272,7 @@ class RecordStore:
             )
             return self._insert_job(db, job)
 
-    def _insert_job(self, db: sqlite3.Connection, job: Job) -> Job:
+    def _insert_job(self, db: Connection, job: Job) -> Job:
         job_id = self.jobs_queue.insert(db, _job_values(job))
         return dataclasses.replace(job, id=job_id or 0, created_at=time.time())
 
@@ -285,6 +296,7 @@ class RecordStore:
         (deleted, or another attempt): the caller owns what the provider made.
         """
         with self.db.transaction() as db:
+            self.db.lock(db, "conference", key.owner, key.calendar, key.uid)
             row = db.execute(
                 "SELECT attempt, state FROM conferences WHERE owner=? AND calendar=? AND uid=?",
                 (key.owner, key.calendar, key.uid),
@@ -378,6 +390,7 @@ class RecordStore:
         queued in the same transaction and returned.
         """
         with self.db.transaction() as db:
+            self.db.lock(db, "conference", new.owner, new.calendar, new.uid)
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM conferences WHERE owner=? AND calendar=? AND uid=?",
                 (new.owner, new.calendar, new.uid),
@@ -399,7 +412,12 @@ class RecordStore:
             )
             # What the attendees were told follows the event too (the moved one wins).
             db.execute(
-                "UPDATE OR REPLACE mail_state SET owner=?, calendar=?, uid=? "
+                "DELETE FROM mail_state WHERE owner=? AND calendar=? AND uid=? AND EXISTS "
+                "(SELECT 1 FROM mail_state WHERE owner=? AND calendar=? AND uid=?)",
+                (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid),
+            )
+            db.execute(
+                "UPDATE mail_state SET owner=?, calendar=?, uid=? "
                 "WHERE owner=? AND calendar=? AND uid=?",
                 (new.owner, new.calendar, new.uid, old.owner, old.calendar, old.uid),
             )
@@ -441,10 +459,10 @@ class RecordStore:
         """A copy of the event knows what its people were told (so it tells them nothing twice)."""
         with self.db.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO mail_state (owner, calendar, uid, sequence, recipients, "
+                "INSERT INTO mail_state (owner, calendar, uid, sequence, recipients, "
                 "content, cancelled, snapshot, updated_at) SELECT ?, ?, ?, sequence, recipients, "
                 "content, cancelled, snapshot, ? FROM mail_state "
-                "WHERE owner=? AND calendar=? AND uid=?",
+                "WHERE owner=? AND calendar=? AND uid=? ON CONFLICT DO NOTHING",
                 (new.owner, new.calendar, new.uid, time.time(), old.owner, old.calendar, old.uid),
             )
 

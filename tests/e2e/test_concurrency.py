@@ -2,13 +2,13 @@
 
 After each workload the outbox is drained and the provider's conferences are
 counted against the live events: no duplicates, no orphans (beyond attempts the
-plugin itself lists as suspects), no event stuck pending, no event lost.
+plugin itself lists as suspects), no event stuck pending, no event lost. Each test runs
+on both state engines: sqlite under the storage folder, and one PostgreSQL database.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
 import time
 import uuid
@@ -18,7 +18,7 @@ import icalendar
 import pytest
 import requests
 from emulators.telemost import TelemostEmulator
-from harness import TOKEN, RadicaleServer, event, plugin_config
+from harness import TOKEN, RadicaleServer, event, plugin_config, state_db
 
 CAL = "alice/calendar"
 
@@ -30,9 +30,16 @@ def telemost():
     emu.stop()
 
 
-def config(telemost) -> str:
+@pytest.fixture
+def url(state_url) -> str:
+    """The state engine of this run ("" = sqlite); `state_db` reads it."""
+    return state_url
+
+
+def config(telemost, state_url: str = "") -> str:
     return plugin_config(
         telemost.url,
+        state_url=state_url,
         provider_timeout="2",
         call_timeout="2",
         retry_initial="0.1",
@@ -40,23 +47,22 @@ def config(telemost) -> str:
     )
 
 
-def start(folder: Path, telemost, storage: Path | None = None) -> RadicaleServer:
+def start(
+    folder: Path, telemost, storage: Path | None = None, state_url: str = ""
+) -> RadicaleServer:
     server = RadicaleServer(
-        folder, config(telemost), env={"TELEMOST_TOKEN": TOKEN}, storage=storage
+        folder, config(telemost, state_url), env={"TELEMOST_TOKEN": TOKEN}, storage=storage
     ).start()
+    server.state_url = state_url  # type: ignore[attr-defined]
     server.ensure_user("alice")
     return server
 
 
-def state_db(storage: Path) -> sqlite3.Connection:
-    return sqlite3.connect(storage / ".meetplugin" / "records.sqlite")
-
-
-def drain(storage: Path, timeout: float = 60) -> None:
+def drain(storage: Path, timeout: float = 60, state_url: str = "") -> None:
     """Wait until the outbox has no job left (checks a condition, not a fixed delay)."""
     deadline = time.monotonic() + timeout
     while True:
-        db = state_db(storage)
+        db = state_db(storage, state_url)
         try:
             left = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
         finally:
@@ -75,7 +81,8 @@ def live_events(server: RadicaleServer) -> dict[str, icalendar.Event]:
 
 
 def check(server: RadicaleServer, telemost, storage: Path) -> dict[str, int]:
-    drain(storage)
+    state_url = getattr(server, "state_url", "")
+    drain(storage, state_url=state_url)
     events = live_events(server)
     shown = {
         str(e["X-MEETPLUGIN-CONFERENCE-ID"])
@@ -85,7 +92,7 @@ def check(server: RadicaleServer, telemost, storage: Path) -> dict[str, int]:
     }
     at_provider = set(telemost.conferences)
     pending = [u for u, e in events.items() if str(e.get("X-MEETPLUGIN-STATUS", "")) == "pending"]
-    db = state_db(storage)
+    db = state_db(storage, state_url)
     try:
         suspects = db.execute("SELECT COUNT(*) FROM suspects").fetchone()[0]
         recorded = {
@@ -112,8 +119,8 @@ def check(server: RadicaleServer, telemost, storage: Path) -> dict[str, int]:
     return figures
 
 
-def test_concurrent_puts_of_one_new_event_make_one_conference(tmp_path, telemost):
-    server = start(tmp_path / "a", telemost)
+def test_concurrent_puts_of_one_new_event_make_one_conference(tmp_path, telemost, url):
+    server = start(tmp_path / "a", telemost, state_url=url)
     try:
         uid = f"{uuid.uuid4()}@race"
         text = event(uid, location="telemost")
@@ -137,9 +144,9 @@ def test_concurrent_puts_of_one_new_event_make_one_conference(tmp_path, telemost
         server.stop()
 
 
-def test_two_processes_sharing_one_storage_make_one_conference(tmp_path, telemost):
-    first = start(tmp_path / "a", telemost)
-    second = start(tmp_path / "b", telemost, storage=first.storage)
+def test_two_processes_sharing_one_storage_make_one_conference(tmp_path, telemost, url):
+    first = start(tmp_path / "a", telemost, state_url=url)
+    second = start(tmp_path / "b", telemost, storage=first.storage, state_url=url)
     try:
         uids = [f"{uuid.uuid4()}@shared" for _ in range(6)]
         barrier = threading.Barrier(12)
@@ -159,6 +166,27 @@ def test_two_processes_sharing_one_storage_make_one_conference(tmp_path, telemos
         figures = check(first, telemost, first.storage)
         assert figures["conferences"] == len(uids) and figures["orphans"] == 0
         assert len(telemost.calls_of("POST")) == len(uids)
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_two_processes_job_runners_each_run_only_what_they_leased(tmp_path, telemost, url):
+    """Every create fails at first, so each event's conference is made by a job runner; the
+    runners of both processes poll the one queue, and each job is run by one of them once."""
+    first = start(tmp_path / "a", telemost, state_url=url)
+    second = start(tmp_path / "b", telemost, storage=first.storage, state_url=url)
+    try:
+        uids = [f"{uuid.uuid4()}@outbox" for _ in range(8)]
+        telemost.fail_next("POST", 503, {"error": "busy"}, times=len(uids))
+        for n, uid in enumerate(uids):
+            server = (first, second)[n % 2]
+            r = server.put("alice", f"{CAL}/{uid}.ics", event(uid, location="telemost"))
+            assert r.status_code in (201, 204)
+        figures = check(first, telemost, first.storage)
+        assert figures["conferences"] == len(uids) and figures["orphans"] == 0, figures
+        # the failed tries plus one successful create per event: no job ran twice
+        assert len(telemost.calls_of("POST")) == 2 * len(uids)
     finally:
         second.stop()
         first.stop()
@@ -238,8 +266,8 @@ class Workload:
         return lost
 
 
-def test_many_clients_random_edits_no_duplicates_no_orphans(tmp_path, telemost):
-    server = start(tmp_path / "a", telemost)
+def test_many_clients_random_edits_no_duplicates_no_orphans(tmp_path, telemost, url):
+    server = start(tmp_path / "a", telemost, state_url=url)
     try:
         uids = [f"{uuid.uuid4()}@load" for _ in range(12)]
         workers = [Workload(server, uids, seed) for seed in range(6)]
@@ -259,8 +287,8 @@ def test_many_clients_random_edits_no_duplicates_no_orphans(tmp_path, telemost):
     assert "Traceback" not in server.log
 
 
-def test_sigkill_at_random_moments_loses_nothing(tmp_path, telemost):
-    server = start(tmp_path / "a", telemost)
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, telemost, url):
+    server = start(tmp_path / "a", telemost, state_url=url)
     rng = random.Random(1234)
     uids = [f"{uuid.uuid4()}@crash" for _ in range(10)]
     work = Workload(server, uids, seed=99)

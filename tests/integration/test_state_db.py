@@ -20,9 +20,9 @@ from radicale_meetplugin.core.model import (
     Record,
     RecordState,
 )
-from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.db import Database, Schema, open_database
 from radicale_meetplugin.state.letters import Outgoing, Round, Sent, Told
-from radicale_meetplugin.state.records import RecordStore
+from radicale_meetplugin.state.records import SCHEMA, RecordStore
 
 CAL = "alice/calendar"
 
@@ -54,6 +54,19 @@ def key(n: int | str) -> EventKey:
 def active(n: int | str) -> Record:
     conf = Conference("telemost", f"c{n}", f"https://telemost.yandex.ru/j/{n}")
     return Record(key(n), "telemost", RecordState.ACTIVE, conf, "fp")
+
+
+@pytest.fixture
+def place(tmp_path, state_url, request):
+    """Where a store lives: `place(name)` is a file under tmp_path (sqlite) or a fresh
+    database (PostgreSQL), by the engine of `state_url`."""
+
+    def new(name: str) -> str:
+        if not state_url:
+            return str(tmp_path / name)
+        return request.getfixturevalue("pg_cluster").database()
+
+    return new
 
 
 def in_fresh_thread(work) -> None:
@@ -209,8 +222,8 @@ def snapshot(store: RecordStore) -> tuple:
     )
 
 
-def test_every_write_works_alone(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_every_write_works_alone(place):
+    store = RecordStore(place("records.sqlite"))
     write_everything(store)
     records, jobs, suspects, mails, told = elsewhere(lambda: snapshot(store))
     assert records == [
@@ -230,13 +243,13 @@ def test_every_write_works_alone(tmp_path):
     store.close()
 
 
-def test_every_write_joins_an_outer_transaction_and_commits_with_it(tmp_path):
-    alone = RecordStore(str(tmp_path / "alone.sqlite"))
+def test_every_write_joins_an_outer_transaction_and_commits_with_it(place):
+    alone = RecordStore(place("alone.sqlite"))
     write_everything(alone)
     expected = snapshot(alone)
     alone.close()
 
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+    store = RecordStore(place("records.sqlite"))
     empty = snapshot(store)
     with store.transaction():
         write_everything(store)  # no nested BEGIN: each write joins
@@ -246,8 +259,8 @@ def test_every_write_joins_an_outer_transaction_and_commits_with_it(tmp_path):
     store.close()
 
 
-def test_an_outer_failure_undoes_every_write(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_an_outer_failure_undoes_every_write(place):
+    store = RecordStore(place("records.sqlite"))
     empty = snapshot(store)
     with pytest.raises(RuntimeError), store.transaction():
         write_everything(store)
@@ -258,8 +271,8 @@ def test_an_outer_failure_undoes_every_write(tmp_path):
     store.close()
 
 
-def test_an_inner_failure_undoes_only_its_own_part(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_an_inner_failure_undoes_only_its_own_part(place):
+    store = RecordStore(place("records.sqlite"))
     with store.transaction():
         store.put(active(1))
         with pytest.raises(RuntimeError):
@@ -302,8 +315,8 @@ def test_a_transaction_keeps_other_writers_out_until_it_ends(tmp_path):
 # --- schema versions --------------------------------------------------------------------
 
 
-def test_a_fresh_file_gets_the_current_schema(tmp_path):
-    store = RecordStore(str(tmp_path / "records.sqlite"))
+def test_a_fresh_file_gets_the_current_schema(place):
+    store = RecordStore(place("records.sqlite"))
     assert store.db.version == 3
     store.close()
 
@@ -331,6 +344,26 @@ def test_a_file_of_an_older_version_is_brought_up_to_date(tmp_path):
     assert store.get(key(1)) is not None  # kept
     store.enqueue(job_for(1, ActionKind.DELETE))  # the outbox's table is there now
     assert store.mails() == []  # and the letters'
+    store.close()
+
+
+def test_the_previous_version_is_brought_up_to_date_on_either_engine(place):
+    """What a start-up (or `meetplugin migrate`) does to a state one version behind."""
+    target = place("records.sqlite")
+    previous = open_database(target, SCHEMA.upto(SCHEMA.version - 1))
+    assert previous.version == SCHEMA.version - 1
+    previous.run(
+        "INSERT INTO conferences VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        ("alice", CAL, "1@state", "jitsi", "active", "r", "https://meet.jit.si/r", "{}", "fp", "",
+         "", 0.5),
+    )  # fmt: skip
+    previous.close()
+    store = RecordStore(target)
+    assert store.db.version == SCHEMA.version
+    assert store.get(key(1)) is not None  # kept
+    assert store.mail_round(key(1), lambda _: Round([Outgoing(0, "i@example.com", "REQUEST",
+        "invite")], Told(Sent(0, frozenset({"i@example.com"}), "c"), "t"), "t")) != []  # fmt: skip
+    assert store.db.migrate() == (SCHEMA.version, SCHEMA.version)  # again: nothing to do
     store.close()
 
 

@@ -1,4 +1,4 @@
-"""The generic leased queue and the worker that serves several of them, on a real sqlite file."""
+"""The generic leased queue and the worker that serves several of them, on both engines."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from radicale_meetplugin import bootstrap
-from radicale_meetplugin.state.db import Database, Schema
+from radicale_meetplugin.state.db import Schema, open_database
 from radicale_meetplugin.state.queue import LeasedQueue
 from radicale_meetplugin.state.worker import Held, Worker, backoff
 
@@ -48,8 +48,8 @@ def as_dict(_conn, row):
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(str(tmp_path / "q.sqlite"), Schema((TABLES,)))
+def db(tmp_path, state_url):
+    database = open_database(state_url or str(tmp_path / "q.sqlite"), Schema((TABLES,)))
     yield database
     database.close()
 
