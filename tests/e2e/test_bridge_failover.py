@@ -9,6 +9,7 @@ flight). Checked: every marked event has exactly one conference — the link the
 holds, one Telemost room per Telemost event, one decision to create per event —, no
 account was worked on by two workers at once (their logs' intervals, and the servers'
 requests), and the dead worker's accounts were taken over within the lease timeout.
+On both state engines: one sqlite state folder, and one PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def lines(process: BridgeProcess) -> list[tuple[float, str, str]]:
 
 
 def test_three_workers_one_killed_mid_cycle(
-    tmp_path: Path, many_radicale, xandikos, telemost, monkeypatch
+    tmp_path: Path, many_radicale, xandikos, telemost, monkeypatch, state_url
 ):
     monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
     rproxy = TapProxy(many_radicale.url).start()
@@ -116,6 +117,7 @@ def test_three_workers_one_killed_mid_cycle(
         "http_timeout = 10",
         "workers = shared",
         f"lease_timeout = {LEASE:g}",
+        f"state_url = {state_url}",
         "",
     ]
     for u in USERS:
@@ -153,7 +155,7 @@ def test_three_workers_one_killed_mid_cycle(
         wait_until(lambda: all(linked(u) for u in list(marked)), 120, "the initial scan")
 
         # The victim's accounts, as the shared state says.
-        state = BridgeState(str(folder / "state" / "bridge.sqlite"))
+        state = BridgeState(state_url or str(folder / "state" / "bridge.sqlite"))
         victim, victim_name = workers[1], names[1]
         victim_accounts = {a for a, (w, _g, _e) in state.leases().items() if w == victim_name}
         state.close()
@@ -201,7 +203,7 @@ def test_three_workers_one_killed_mid_cycle(
         assert not [m for _t, lvl, m in entries if lvl == "ERROR"], name
 
     # 1. Every marked event has exactly one conference: the record's.
-    store = RecordStore(str(folder / "state" / "records.sqlite"), read_only=True)
+    store = RecordStore(state_url or str(folder / "state" / "records.sqlite"), read_only=True)
     try:
         rooms = []
         for uid, (account, path, provider) in marked.items():

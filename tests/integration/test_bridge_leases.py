@@ -1,4 +1,4 @@
-"""Account leases of shared bridge workers on one sqlite state: take, renew, share, fence, die."""
+"""Account leases of shared bridge workers on one state (sqlite, PostgreSQL): share, fence, die."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ class Clock:
 
 
 @pytest.fixture
-def state(tmp_path):
-    st = BridgeState(str(tmp_path / "bridge.sqlite"))
+def state(tmp_path, state_url):
+    st = BridgeState(state_url or str(tmp_path / "bridge.sqlite"))
     yield st
     st.close()
 
@@ -190,10 +190,10 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_processes_on_one_state_never_work_on_one_account_at_once(tmp_path):
+def test_processes_on_one_state_never_work_on_one_account_at_once(tmp_path, state_url):
     """Three processes lease 12 accounts; one is SIGKILLed; its accounts move within the
     timeout; no two processes' work intervals on one account overlap."""
-    path = str(tmp_path / "bridge.sqlite")
+    path = state_url or str(tmp_path / "bridge.sqlite")
     BridgeState(path).close()
     accounts = [f"acc{i}" for i in range(12)]
     until = time.time() + 9
