@@ -91,7 +91,7 @@ BRIDGE_SCHEMA: Schema = {
         positive_float,
         "workers = shared: seconds after which a worker that stopped renewing its leases "
         "(crashed, hung, cut off from the state) loses its accounts to the others. "
-        "Renewed every third of it.",
+        "Renewed every third of it (at most every 5 s).",
     ),
 }
 

@@ -8,7 +8,7 @@ CalDAV server, and before settling a provider's result, the worker checks that
 it still holds that generation with a margin left (`check`). A lease that ran
 out, or went to another worker, stops the work on that account (`LeaseLost`).
 
-A heartbeat thread, every third of the lease timeout, marks the worker alive,
+A heartbeat thread, every third of the lease timeout (at most 5 s), marks the worker alive,
 renews its leases and balances: with L live workers and A accounts each
 worker aims at ceil(A / L) accounts — it gives back what it has above that
 (never an account it is working on or has provider calls under way for) and
@@ -35,6 +35,7 @@ from radicale_meetplugin.state.worker import new_owner
 
 logger = logging.getLogger("meetplugin.bridge")
 
+PERIOD = 5.0  # the longest time between two heartbeats: a new worker gets its share this soon
 INSTANCE = "instance"  # the `shared` row holding the workers' common instance id
 
 
@@ -73,7 +74,7 @@ class Leases:
         self.accounts = tuple(dict.fromkeys(accounts))
         self.timeout = timeout
         self.margin = timeout / 4  # a write starts only with this much of the lease left
-        self.period = timeout / 3  # heartbeat, renewal and balance
+        self.period = min(timeout / 3, PERIOD)  # heartbeat, renewal and balance
         self.worker = worker or new_owner()
         self.clock = clock
         self._lock_local = lock_local or (lambda account: True)
