@@ -82,6 +82,7 @@ class Leases:
         self._held: dict[str, Held] = {}
         self._busy: dict[str, int] = {}  # accounts being worked on (cycle, settle)
         self.keep: Callable[[str], bool] = lambda account: False  # e.g. provider calls under way
+        self.taken: Callable[[], None] = lambda: None  # called after accounts were taken
         self._mutex = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,10 +143,25 @@ class Leases:
 
     # --- the heartbeat -------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Beat once and take a first share now, then keep beating in a thread."""
-        self.tick()
-        self._thread = threading.Thread(target=self._loop, name="meetplugin-leases", daemon=True)
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def register(self) -> None:
+        """Say this worker is alive (the others leave it its share from now on)."""
+        self.state.beat(self.worker, self.clock())
+
+    def start(self, delay: float = 0.0) -> None:
+        """Take a first share (now, or after `delay` seconds, so that workers started
+        together see each other first), then keep beating in a thread."""
+        if self._thread is not None:
+            return
+        self.register()
+        if delay <= 0:
+            self.tick()
+        self._thread = threading.Thread(
+            target=self._loop, args=(delay,), name="meetplugin-leases", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -175,8 +191,9 @@ class Leases:
         except Exception as e:
             logger.warning("bridge: cannot unregister worker %s: %s", self.worker, e)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
+    def _loop(self, delay: float) -> None:
+        while not self._stop.wait(delay if delay > 0 else self.period):
+            delay = 0
             try:
                 self.tick()
             except Exception as e:  # the state is away: the leases run out, work stops
@@ -218,11 +235,15 @@ class Leases:
                 and (a not in leases or not leases[a][0] or leases[a][2] <= now)
             ]
             free.sort(key=lambda a: hashlib.sha256(f"{self.worker}\n{a}".encode()).digest())
+            took = 0
             for account in free:
                 if missing <= 0:
                     break
                 if self._take(account, now):
                     missing -= 1
+                    took += 1
+            if took:
+                self.taken()
         self._report()
 
     def _take(self, account: str, now: float) -> bool:

@@ -167,6 +167,7 @@ class Bridge:
             for a in config.accounts
         ]
         self.leases: leases.Leases | None = None
+        self._woken = threading.Event()  # cut the wait between two cycles short
         if self.shared:
             self.leases = leases.Leases(
                 self.state,
@@ -176,6 +177,7 @@ class Bridge:
                 unlock_local=self._unlock_local,
             )
             self.leases.keep = self._calls_under_way
+            self.leases.taken = self._woken.set  # a new account: cycle now, not at the interval
         for link in self.links:
             self._prepare_login(link)
             if self.leases is not None:  # the servers' logs tell the workers apart
@@ -218,7 +220,7 @@ class Bridge:
                 config.lease_timeout,
             )
             try:
-                self.leases.start()
+                self.leases.register()
             except BaseException:
                 self.close()
                 raise
@@ -329,24 +331,29 @@ class Bridge:
         notifier = notifier or Notifier()
         self.beat = notifier.beat
         self.outbox.start()
+        if self.leases is not None:  # workers started together see each other first
+            self.leases.start(delay=min(1.0, self.leases.period))
         logger.info("bridge: running, a cycle every %g s", self.config.interval)
         notifier.ready(f"a cycle every {self.config.interval:g} s")
         while not self.stop_event.is_set():
             notifier.beat()
+            self._woken.clear()
             report = self.cycle()
             notifier.status(f"last cycle: {report.line()}")
             deadline = time.monotonic() + self.config.interval
-            while not self.stop_event.is_set():
+            while not self.stop_event.is_set() and not self._woken.is_set():
                 notifier.beat()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self.stop_event.wait(notifier.wait_slice(left))
+                self._woken.wait(notifier.wait_slice(left))
         notifier.stopping()
         logger.info("bridge: stopped")
 
     def run_once(self) -> Report:
         """One cycle, plus the outbox's due jobs (for cron); waits up to the budget."""
+        if self.leases is not None:
+            self.leases.start()  # its share first: the due jobs run where their account is
         futures = self.outbox.submit_due()
         self._futures.extend(futures)
         self._inflight.update(futures)
@@ -355,6 +362,7 @@ class Bridge:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._woken.set()
 
     def close(self) -> None:
         """Let provider calls already under way finish and land, then let go."""
@@ -382,6 +390,8 @@ class Bridge:
         self._lockfile.close()  # releases the lock
 
     def cycle(self) -> Report:
+        if self.leases is not None and not self.leases.started:
+            self.leases.start()  # a --once run, or a caller cycling by hand: take a share now
         started = time.monotonic()
         requests0, bytes0 = self.meter.snapshot()
         report = Report()
