@@ -275,7 +275,9 @@ class Leases:
         return True
 
     def _give_back(self, account: str) -> None:
-        with self._mutex:
+        with self._mutex:  # `begin` marks an account busy under the same mutex
+            if account in self._busy or self.keep(account):
+                return
             held = self._held.pop(account, None)
         if held is None:
             return

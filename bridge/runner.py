@@ -659,6 +659,7 @@ class Bridge:
             return
         if link.client.calendar(href) is not None:
             return  # still there, only no longer listed as ours: stop following it
+        self._fence(link)
         logger.info("bridge: %s: calendar %s was deleted", link.name, href)
         tally.jobs.extend(self.engine.on_delete_calendar(calendar_key(href)))
         self.state.forget_calendar(link.name, href)
