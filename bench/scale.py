@@ -227,7 +227,10 @@ def one_run(work: Path, accounts: int, n_workers: int, state_url: str, deadline:
             if done >= accounts:
                 break
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise TimeoutError(f"{done} of {accounts} accounts drained")
+                raise TimeoutError(
+                    f"{done} of {accounts} accounts drained after "
+                    f"{time.monotonic() - started:.0f} s"
+                )
             time.sleep(0.2)  # polling the shared state: the workers are other processes
         result.drain = time.monotonic() - started
         result.load = f"{load_before:.2f} → {os.getloadavg()[0]:.2f}"
