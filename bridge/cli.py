@@ -87,7 +87,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"config: NOT OK: {e}")
         return 1
     print(f"config: OK ({settings.source})")
-    failures = check_plugin(settings.meetplugin_config, settings.state_dir)
+    failures = check_plugin(settings.meetplugin_config, settings.state_dir, settings.state_url)
     for account in settings.accounts:
         client = CalDAVClient(
             account.url, account.username, account.password.value, settings.http_timeout

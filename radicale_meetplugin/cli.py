@@ -62,8 +62,11 @@ def check_command(args: argparse.Namespace) -> int:
     return check_plugin(plugin, state)
 
 
-def check_plugin(plugin: str, state: str) -> int:
-    """The plugin config at `plugin` and its providers' credentials; 0 OK, 1 findings."""
+def check_plugin(plugin: str, state: str, state_url: str = "") -> int:
+    """The plugin config at `plugin` and its providers' credentials; 0 OK, 1 findings.
+
+    `state_url`: the state database when the plugin config names none (the bridge's).
+    """
     import os
 
     from radicale_meetplugin import config, providers
@@ -109,8 +112,8 @@ def check_plugin(plugin: str, state: str) -> int:
     if default not in enabled:
         failures += 1
         print(f"default_provider {default}: NOT OK: it is not enabled")
-    if settings.main["state_url"]:
-        failures += not _check_state_url(settings.main["state_url"])
+    if settings.main["state_url"] or state_url:
+        failures += not _check_state_url(settings.main["state_url"] or state_url)
     return 1 if failures else 0
 
 

@@ -129,9 +129,16 @@ class Dav:
 
 
 def bridge_config(
-    folder: Path, dav: Dav, plugin_conf: str, calendars: str = "", **account: str
+    folder: Path,
+    dav: Dav,
+    plugin_conf: str,
+    calendars: str = "",
+    state_url: str = "",
+    **account: str,
 ) -> Path:
-    """Write the bridge's config (and the plugin's) into `folder`; returns its path."""
+    """Write the bridge's config (and the plugin's) into `folder`; returns its path.
+
+    `state_url`: the [bridge] section's PostgreSQL state ("" = sqlite in `state`)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meetplugin.conf").write_text(plugin_conf)
     lines = [
@@ -140,6 +147,7 @@ def bridge_config(
         "state_dir = state",
         "interval = 0.2",
         "http_timeout = 10",
+        f"state_url = {state_url}",
         "",
         "[account:alice]",
         f"url = {dav.url}/",

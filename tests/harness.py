@@ -111,6 +111,9 @@ class RadicaleServer:
         self.python = python  # the interpreter (and its flags) that runs Radicale
         self.folder = folder
         self.storage = storage or folder / "collections"  # another server's, to share it
+        # The plugin's state: "" = sqlite under the storage folder, else PostgreSQL's URL.
+        found = re.search(r"^state_url *= *(\S+)", textwrap.dedent(plugin_config), re.M)
+        self.state_url = found.group(1) if found else ""
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
         storage_type = (
@@ -223,6 +226,10 @@ class RadicaleServer:
     def _notify(self) -> None:
         with self._logged:
             self._logged.notify_all()
+
+    def state(self):
+        """The plugin's state database (sqlite or PostgreSQL), for a test to read."""
+        return state_db(self.storage, self.state_url)
 
     def mark(self) -> int:
         """A position in the log, to wait only for what comes after it."""

@@ -144,6 +144,9 @@ class Outbox:
             self.worker.submit_due(LETTERS)
 
     def start(self) -> None:
+        """Run the loop; the jobs this process adds are leased to it from the start (another
+        process sharing the state would otherwise take a job before its event is stored)."""
+        self.store.jobs_queue.hold_new_rows(self.owner, self.worker.lane(JOBS).lease)
         self.worker.start()
 
     def stop(self) -> None:

@@ -70,7 +70,10 @@ def explain(
     ready, per_user = build_providers(settings, plugins, ctx)
     text = _stored(configuration, calendar, uid)
     yield f"event: {calendar}/{uid}: " + ("stored" if text is not None else "not stored")
-    if not os.path.exists(database):
+    state_url = settings.main["state_url"]
+    if state_url:  # the database is read in read-only transactions, never migrated
+        store: RecordStore | None = RecordStore(state_url, pool=1, read_only=True, migrate=False)
+    elif not os.path.exists(database):
         yield f"state: {database} does not exist yet: no conference was ever recorded"
         store = None
     else:

@@ -266,6 +266,8 @@ class Database:
         read_only: bool = False,
         migrate: bool = True,
     ) -> None:
+        if sqlite3.sqlite_version_info < (3, 35):  # RETURNING, used by every queue
+            raise Unavailable(f"sqlite {sqlite3.sqlite_version} is too old: 3.35 or later needed")
         self.path = path
         self.shown = path  # how logs and output name it
         self.schema = schema

@@ -68,7 +68,7 @@ def ddl(sql: str) -> str:
 
 
 def _unavailable(error: BaseException, url: str) -> Unavailable:
-    text = str(error).strip() or type(error).__name__
+    text = (str(error).strip() or type(error).__name__).splitlines()[0]
     password = psycopg.conninfo.conninfo_to_dict(url).get("password")
     if password:
         text = text.replace(str(password), "***")

@@ -9,7 +9,11 @@ call, the SMTP DATA command). A queue whose finished rows stay (letters) also
 has `state` ('queued' while pending) and `done_at`; otherwise a finished row
 is deleted.
 
-A row is claimed with a lease. A worker whose lease ran out, or whose process
+A row is claimed with a lease. A process whose worker runs its queue
+(`hold_new_rows`) leases each row it adds to that worker from the start: it
+runs the row itself right away (a save waits for its provider call), and
+another process sharing the state must not take it first — it would look for
+an event its maker has not stored yet. A worker whose lease ran out, or whose process
 is gone (`alive(holder)` is False), loses it to the next claim; if it had set
 the marker, the new holder learns that the row was interrupted mid-step. On
 PostgreSQL the claim reads the row with FOR UPDATE SKIP LOCKED: of several
@@ -57,11 +61,17 @@ class LeasedQueue(Generic[T]):
         self.marker = marker
         self.keep_done = keep_done
         self._names = (*_COMMON, marker, *self.columns)
+        self._maker = ""  # the worker new rows are leased to (hold_new_rows); "" = nobody
+        self._hold = 0.0
         self._select = f"SELECT {', '.join(self._names)} FROM {table}"
         # Pending rows: all of them, or those still 'queued' in a queue that keeps its done rows.
         self._pending = f"state='{QUEUED}'" if keep_done else "1=1"
 
     # --- adding ----------------------------------------------------------------------
+
+    def hold_new_rows(self, owner: str, seconds: float) -> None:
+        """Lease every row added from now on to the worker `owner`, for `seconds`."""
+        self._maker, self._hold = owner, seconds
 
     def insert(
         self, conn: Connection, values: Mapping[str, Any], *, unique: bool = False
@@ -75,12 +85,13 @@ class LeasedQueue(Generic[T]):
         if unknown:
             raise ValueError(f"not a payload column of {self.table}: {sorted(unknown)}")
         now = time.time()
-        names = (*values, "next_at", "created_at")
+        names = (*values, "next_at", "created_at", "lease_owner", "lease_until")
+        held = (self._maker, now + self._hold) if self._maker else ("", 0.0)
         row = conn.execute(
             f"INSERT INTO {self.table} ({', '.join(names)}) "
             f"VALUES ({', '.join('?' * len(names))})"
             f"{' ON CONFLICT DO NOTHING' if unique else ''} RETURNING id",
-            (*values.values(), now, now),
+            (*values.values(), now, now, *held),
         ).fetchone()
         return None if row is None else int(row[0])
 
@@ -151,12 +162,13 @@ class LeasedQueue(Generic[T]):
 
     # --- the worker's loop ----------------------------------------------------------------
 
-    def due(self, now: float, limit: int = 100) -> list[int]:
-        """Pending rows whose time has come and that nobody holds (or whose lease ran out)."""
+    def due(self, now: float, limit: int = 100, owner: str = "") -> list[int]:
+        """Pending rows whose time has come and that nobody holds (or whose lease ran out),
+        and those `owner` holds itself (rows it added and has not run yet)."""
         rows = self.db.query(
             f"SELECT id FROM {self.table} WHERE {self._pending} AND next_at <= ? "
-            "AND (lease_owner = '' OR lease_until <= ?) ORDER BY next_at LIMIT ?",
-            (now, now, limit),
+            "AND (lease_owner IN ('', ?) OR lease_until <= ?) ORDER BY next_at LIMIT ?",
+            (now, owner, now, limit),
         )
         return [r[0] for r in rows]
 

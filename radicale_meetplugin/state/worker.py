@@ -198,7 +198,7 @@ class Worker:
         queue = self._lanes[name].queue
         now = time.time() if now is None else now
         orphaned = [i for i, holder in queue.held_by_others(self.owner) if not self.alive(holder)]
-        return self.submit(name, [*queue.due(now), *orphaned])
+        return self.submit(name, [*queue.due(now, owner=self.owner), *orphaned])
 
     def sweep(self) -> float | None:
         """One pass of the loop over every lane; when the next row is due (None: none is)."""

@@ -12,6 +12,7 @@ import icalendar
 import pytest
 from bridge_support import BridgeProcess, Dav, XandikosServer, bridge_config, run_once
 from harness import TOKEN, RadicaleServer, event, plugin_config
+from pg_support import PASSWORD
 
 ENV = {"TELEMOST_TOKEN": TOKEN}
 CYCLE = re.compile(
@@ -53,10 +54,13 @@ def location(dav: Dav, path: str) -> str:
 
 
 def test_once_from_cron_resumes_from_stored_tokens_without_repeating_work(
-    tmp_path, xandikos, telemost
+    tmp_path, xandikos, telemost, state_url
 ):
+    """On either engine: sqlite files in the state folder, or the [bridge]'s state_url."""
     dav = Dav("xandikos", xandikos.url, "/alice/calendars/")
-    conf = bridge_config(tmp_path / "bridge", dav, plugin_config(telemost.url))  # all calendars
+    conf = bridge_config(  # all calendars
+        tmp_path / "bridge", dav, plugin_config(telemost.url), state_url=state_url
+    )
     cal = "/alice/calendars/calendar/"
     # Events from before the bridge ever ran: the first run processes them once.
     marked, plain = f"{cal}{uuid.uuid4()}.ics", f"{cal}{uuid.uuid4()}.ics"
@@ -94,6 +98,9 @@ def test_once_from_cron_resumes_from_stored_tokens_without_repeating_work(
     assert len(telemost.calls_of("POST")) == 1
     for process in (first, second, third, fourth):
         assert "Traceback" not in process.log
+        assert PASSWORD not in process.log
+    sqlite_files = {p.name for p in (tmp_path / "bridge" / "state").glob("*.sqlite")}
+    assert sqlite_files == (set() if state_url else {"records.sqlite", "bridge.sqlite"})
 
 
 def test_daemon_follows_changes_and_stops_cleanly_on_sigterm(tmp_path, xandikos, telemost):

@@ -53,7 +53,6 @@ def start(
     server = RadicaleServer(
         folder, config(telemost, state_url), env={"TELEMOST_TOKEN": TOKEN}, storage=storage
     ).start()
-    server.state_url = state_url  # type: ignore[attr-defined]
     server.ensure_user("alice")
     return server
 
@@ -81,7 +80,7 @@ def live_events(server: RadicaleServer) -> dict[str, icalendar.Event]:
 
 
 def check(server: RadicaleServer, telemost, storage: Path) -> dict[str, int]:
-    state_url = getattr(server, "state_url", "")
+    state_url = server.state_url
     drain(storage, state_url=state_url)
     events = live_events(server)
     shown = {

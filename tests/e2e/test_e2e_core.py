@@ -1,4 +1,8 @@
-"""End to end: a real Radicale with the plugin, driven over CalDAV, Telemost emulated."""
+"""End to end: a real Radicale with the plugin, driven over CalDAV, Telemost emulated.
+
+The lifecycle runs on both state engines: the module's `radicale` keeps its records in
+sqlite, then in PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,14 @@ import uuid
 import caldav
 import icalendar
 import pytest
-from harness import TOKEN, RadicaleServer, event, read, vevent
+from harness import TOKEN, RadicaleServer, event, plugin_config, read, vevent
 
 CAL = "alice/calendar"
+
+
+@pytest.fixture(scope="module")
+def radicale_config(telemost, module_state_url) -> str:
+    return plugin_config(telemost.url, state_url=module_state_url)
 
 
 def new_path() -> tuple[str, str]:
@@ -501,8 +510,6 @@ def test_other_users_are_served_while_telemost_is_slow(radicale, telemost):
 
 @pytest.fixture(scope="module")
 def impatient(tmp_path_factory, telemost):
-    from harness import plugin_config
-
     server = RadicaleServer(
         tmp_path_factory.mktemp("impatient"),
         plugin_config(telemost.url, provider_timeout="0.5", call_timeout="10"),
@@ -641,8 +648,6 @@ def ical_values(ev, name):
 
 def test_a_slow_provider_never_takes_every_connection(tmp_path, telemost):
     """With 4 connection slots, at most 2 saves wait for the provider; the rest return at once."""
-    from harness import plugin_config
-
     server = RadicaleServer(
         tmp_path / "slots",
         plugin_config(telemost.url, provider_timeout="30"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import email.utils
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -44,13 +43,14 @@ CHANGES = ["create", "options", "schedule", "delete", "cancel", "unlink"]
 
 
 @pytest.fixture(scope="module")
-def radicale_config(telemost, tc) -> str:
+def radicale_config(telemost, tc, module_state_url) -> str:
     conf = plugin_config(
         telemost.url,
         provider_timeout="1.5",
         call_timeout="1",
         retry_initial="0.2",
         retry_max_delay="0.5",
+        state_url=module_state_url,  # the module runs on both engines
     )
     return conf + "\n".join(
         [
@@ -115,8 +115,9 @@ class Armed:
             assert second.at - first.at >= 0.9, "Retry-After not honoured"
 
 
-def state(radicale) -> sqlite3.Connection:
-    return sqlite3.connect(radicale.folder / "collections" / ".meetplugin" / "records.sqlite")
+def state(radicale):
+    """The plugin's state (sqlite or PostgreSQL: the module runs on both)."""
+    return radicale.state()
 
 
 def drained(radicale, timeout: float = 40) -> None:

@@ -3,12 +3,12 @@
 Each case asserts: the event is stored at once (nothing lost), the link arrives
 later (temporary faults) or an explanation stays (permanent ones), the provider
 holds exactly the right number of conferences, and no secret reaches the log.
-Telemost rooms are timeless, so it has no update call to break.
+Telemost rooms are timeless, so it has no update call to break. The module runs on both
+state engines (sqlite, PostgreSQL).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 
@@ -19,7 +19,7 @@ CAL = "alice/calendar"
 
 
 @pytest.fixture(scope="module")
-def radicale_config(telemost) -> str:
+def radicale_config(telemost, module_state_url) -> str:
     # The shared `radicale` checks at the end: no secret in the log, at any level, in any
     # case below; no Traceback; one engine, one outbox per process.
     return plugin_config(
@@ -28,11 +28,12 @@ def radicale_config(telemost) -> str:
         call_timeout="1",
         retry_initial="0.1",
         retry_max_delay="0.5",
+        state_url=module_state_url,
     )
 
 
 def jobs_left(radicale) -> int:
-    db = sqlite3.connect(radicale.folder / "collections" / ".meetplugin" / "records.sqlite")
+    db = radicale.state()
     try:
         return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
     finally:
@@ -40,7 +41,7 @@ def jobs_left(radicale) -> int:
 
 
 def suspects_of(radicale, uid: str) -> int:
-    db = sqlite3.connect(radicale.folder / "collections" / ".meetplugin" / "records.sqlite")
+    db = radicale.state()
     try:
         return db.execute("SELECT COUNT(*) FROM suspects WHERE uid=?", (uid,)).fetchone()[0]
     finally:

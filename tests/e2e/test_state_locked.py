@@ -5,7 +5,8 @@ A backup or an admin's sqlite shell may hold `records.sqlite` with
 must then not be stored without its bookkeeping (the room would be left, or
 the event would keep its keyword with no note): Radicale answers 503 with
 Retry-After and stores nothing. Meanwhile another user's unmarked PUT, which
-needs no bookkeeping, is not held up behind the refused request.
+needs no bookkeeping, is not held up behind the refused request. The same on
+PostgreSQL, where the holder locks the plugin's tables against writers.
 """
 
 from __future__ import annotations
@@ -28,11 +29,23 @@ print("locked", flush=True)
 sys.stdin.read()
 db.execute("ROLLBACK")
 """
+HOLD_PG = """
+import psycopg, sys
+db = psycopg.connect(sys.argv[1], autocommit=True)
+db.execute("BEGIN")
+db.execute("LOCK TABLE conferences, jobs, suspects, mail_state, mail_rounds, mails "
+           "IN EXCLUSIVE MODE")
+print("locked", flush=True)
+sys.stdin.read()
+db.execute("ROLLBACK")
+"""
 
 
 @pytest.fixture(scope="module")
-def radicale_config(telemost) -> str:
-    return plugin_config(telemost.url, provider_timeout="3", call_timeout="2")
+def radicale_config(telemost, module_state_url) -> str:
+    return plugin_config(
+        telemost.url, provider_timeout="3", call_timeout="2", state_url=module_state_url
+    )
 
 
 class Holder:
@@ -40,8 +53,9 @@ class Holder:
 
     def __init__(self, radicale) -> None:
         path = radicale.folder / "collections" / ".meetplugin" / "records.sqlite"
+        script, target = (HOLD_PG, radicale.state_url) if radicale.state_url else (HOLD, path)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", HOLD, str(path)],
+            [sys.executable, "-c", script, str(target)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

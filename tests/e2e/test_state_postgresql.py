@@ -117,6 +117,9 @@ def test_a_radicale_state_moves_to_postgresql_without_loss(tmp_path, telemost, p
         assert "https://telemost" in text  # the job moved over and ran there
         assert count(url, None, "SELECT COUNT(*) FROM conferences WHERE state='active'") == 2
         assert len(telemost.calls_of("POST")) == 1  # the done one was not made again
+        why = meetplugin("explain", "-C", conf, f"{CAL}/{pending}")
+        assert why.returncode == 0 and "https://telemost" in why.stdout, why
+        assert PASSWORD not in why.stdout + why.stderr
     finally:
         moved_server.stop()
     assert PASSWORD not in moved_server.log

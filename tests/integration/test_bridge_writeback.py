@@ -65,9 +65,10 @@ class MemoryServer:
 
 
 @pytest.fixture
-def writer(tmp_path):
-    engine = bootstrap.build_engine("", str(tmp_path))  # defaults: Jitsi, no network
-    state = BridgeState(str(tmp_path / "bridge.sqlite"))
+def writer(tmp_path, state_url):
+    """On both engines: the records and the bridge's state in sqlite files or one database."""
+    engine = bootstrap.build_engine("", str(tmp_path), default_state_url=state_url)
+    state = BridgeState(state_url or str(tmp_path / "bridge.sqlite"))
     server = MemoryServer()
     account = config.Account("a", "http://dav.invalid/", owner="alice")
     link = Link(account, server)  # type: ignore[arg-type]

@@ -1,4 +1,6 @@
-"""The letters' queue and the engine's hook, without a network: dedup, leases, cost."""
+"""The letters' queue and the engine's hook, without a network: dedup, leases, cost.
+
+On both state engines (sqlite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ ORGANIZER = "ORGANIZER;CN=Alice:mailto:alice@example.com"
 
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(tmp_path, state_url):
     conf = tmp_path / "meetplugin.conf"
     conf.write_text(
-        "[meetplugin]\nowner_addresses = {user}@example.com\n"
+        f"[meetplugin]\nowner_addresses = {{user}}@example.com\nstate_url = {state_url}\n"
         "[mail]\nenabled = true\nhost = 127.0.0.1\nsecurity = none\n"
         "sender = calendar@example.com\n"
     )

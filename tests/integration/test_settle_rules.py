@@ -22,8 +22,8 @@ C2 = Conference("telemost", "222", "https://telemost.yandex.ru/j/222")
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = build_engine("", str(tmp_path / "state"))
+def engine(tmp_path, state_url):
+    engine = build_engine("", str(tmp_path / "state"), default_state_url=state_url)
     yield engine
     engine.store.close()
 

@@ -20,7 +20,7 @@ from radicale_meetplugin.core.model import (
     Record,
     RecordState,
 )
-from radicale_meetplugin.state.db import Database, Schema, open_database
+from radicale_meetplugin.state.db import Database, Schema, Unavailable, open_database
 from radicale_meetplugin.state.letters import Outgoing, Round, Sent, Told
 from radicale_meetplugin.state.records import SCHEMA, RecordStore
 
@@ -430,3 +430,54 @@ def test_waiting_at_most_fails_fast_and_leaves_the_pool_as_it_was(tmp_path):
         conn.execute("INSERT INTO t VALUES (1)")
     assert db.query_one("SELECT COUNT(*) FROM t") == (1,)
     db.close()
+
+
+def test_postgresql_waits_are_bounded_and_its_errors_hide_the_password(pg_cluster):
+    """A row lock, a full pool, a server that is not there: Unavailable, soon, no password."""
+    import psycopg
+    from bridge_support import free_port
+    from pg_support import PASSWORD
+
+    url = pg_cluster.database()
+    db = open_database(url, Schema(("CREATE TABLE t (x INTEGER PRIMARY KEY);",), "t"), pool=1)
+    db.run("INSERT INTO t VALUES (1)")
+    other = psycopg.connect(url, autocommit=True)
+    other.execute("BEGIN")
+    other.execute("SELECT x FROM t FOR UPDATE")
+    try:
+        started = time.monotonic()
+        with db.waiting_at_most(0.2), pytest.raises(Unavailable, match="timeout"):
+            with db.transaction() as conn:
+                conn.execute("UPDATE t SET x=2 WHERE x=1")
+        assert time.monotonic() - started < 3
+        assert db.query_one("SHOW lock_timeout") == ("5s",)  # the pool's wait is back
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with db.transaction():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(10)
+    try:
+        with db.waiting_at_most(0.2), pytest.raises(Unavailable) as busy:
+            db.query("SELECT COUNT(*) FROM t")
+        assert PASSWORD not in str(busy.value)
+    finally:
+        release.set()
+        thread.join()
+    assert db.query("SELECT x FROM t") == [(1,)]
+    db.close()
+    nowhere = url.replace(f":{pg_cluster.port}/", f":{free_port()}/")
+    with pytest.raises(Unavailable) as gone:
+        RecordStore(nowhere)
+    assert PASSWORD not in str(gone.value) and "meetplugin:***@" in str(gone.value)
+    wrong = url.replace(PASSWORD, "not-it-31337")
+    with pytest.raises(Unavailable) as refused:
+        RecordStore(wrong)
+    assert "not-it-31337" not in str(refused.value)

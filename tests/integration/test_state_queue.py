@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import os
+import sqlite3
 import threading
 import time
 
@@ -81,6 +82,54 @@ def test_a_row_is_leased_to_one_worker_until_it_is_done(chores):
     chores.finish(i)
     assert chores.claim(i, "h:2:b", 60, ALIVE) is None  # gone
     assert chores.items() == [] and chores.next_at() is None
+
+
+def test_a_row_is_its_makers_until_it_runs_it_or_dies(chores):
+    """A process that serves the queue leases what it adds to itself: another process must
+    not run a save's job before that save has stored its event."""
+    chores.hold_new_rows("h:1:maker", 60)
+    i = chores.add({"what": "new"})
+    now = time.time()
+    assert chores.due(now, owner="h:2:other") == [] and chores.due(now, owner="h:1:maker") == [i]
+    assert chores.claim(i, "h:2:other", 60, ALIVE) is None
+    assert chores.claim(i, "h:2:other", 60, DEAD) is not None  # its maker is gone: taken over
+    chores.finish(i)
+    chores.hold_new_rows("", 0)
+    j = chores.add({"what": "anyone's"})
+    assert chores.due(time.time() + 1, owner="h:2:other") == [j]
+
+
+def test_a_claim_passes_over_a_row_another_worker_is_claiming(chores, db):
+    """Two workers claiming one row at once: one gets it, the other neither waits nor gets it
+    (PostgreSQL: FOR UPDATE SKIP LOCKED; sqlite: the first claim's transaction)."""
+    i, j = chores.add({"what": "one"}), chores.add({"what": "two"})
+    inside, release = threading.Event(), threading.Event()
+
+    def first_worker():
+        with db.transaction() as conn:  # as a claim: the row read for update, not let go yet
+            conn.execute(f"SELECT id FROM chores WHERE id=?{db.for_update}", (i,)).fetchall()
+            if db.dialect == "sqlite":
+                conn.execute("UPDATE chores SET tries = tries WHERE id=?", (i,))
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=first_worker)
+    thread.start()
+    assert inside.wait(10)
+    try:
+        started = time.monotonic()
+        with db.waiting_at_most(0.5):
+            if db.dialect == "sqlite":  # the whole file is the first worker's: fail fast
+                with pytest.raises(sqlite3.OperationalError):
+                    chores.claim(i, "h:2:b", 60, ALIVE)
+            else:  # only the row: passed over at once, and another row is free
+                assert chores.claim(i, "h:2:b", 60, ALIVE) is None
+                assert chores.claim(j, "h:2:b", 60, ALIVE) is not None
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        thread.join()
+    assert chores.claim(i, "h:2:b", 60, ALIVE) is not None  # free again: taken
 
 
 def test_a_dead_holder_loses_its_lease_and_its_marker_tells_the_next_one(chores):
