@@ -718,7 +718,7 @@ class _LeasedJobs(Worker):
         queue = self.lane(name).queue
         now = time.time() if now is None else now
         orphaned = [i for i, holder in queue.held_by_others(self.owner) if not self.alive(holder)]
-        ids = list(dict.fromkeys([*queue.due(now), *orphaned]))
+        ids = list(dict.fromkeys([*queue.due(now, owner=self.owner), *orphaned]))
         if not ids:
             return []
         jobs = queue.items(f"id IN ({','.join('?' * len(ids))})", ids)
