@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-unit gates bench venv clean docs
+.PHONY: run test test-unit gates bench bench-scale venv clean docs
 
 venv: $(VENV)/.installed
 
@@ -55,6 +55,15 @@ $(BENCH_VENV)/.installed: pyproject.toml
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# The bridge over many accounts with 1, 2 and 4 shared workers (bench/scale.py): on one
+# PostgreSQL database when initdb is there (psycopg in the bench venv), else on sqlite.
+$(BENCH_VENV)/.postgresql: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[postgresql]'
+	@touch $@
+
+bench-scale: $(BENCH_VENV)/.postgresql
+	$(BENCH_VENV)/bin/python bench/scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -40,6 +40,13 @@ def sync_mode(value: str) -> str:
     return value
 
 
+def worker_mode(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("single", "shared"):
+        raise ValueError("single or shared")
+    return value
+
+
 def auth_mode(value: str) -> str:
     value = value.strip().lower()
     if value not in ("auto", "basic", "digest"):
@@ -71,6 +78,21 @@ BRIDGE_SCHEMA: Schema = {
     ),
     "interval": ("60", positive_float, "Seconds between two cycles when running as a daemon."),
     "http_timeout": ("30", positive_float, "Seconds one CalDAV request may take."),
+    "workers": (
+        "single",
+        worker_mode,
+        "single: one bridge process follows these accounts (a lock file in state_dir "
+        "enforces it). shared: several bridge processes with this config and one state "
+        "(on one host with the sqlite state, on several hosts with a PostgreSQL state_url) "
+        "share the accounts, each account leased to one worker at a time.",
+    ),
+    "lease_timeout": (
+        "60",
+        positive_float,
+        "workers = shared: seconds after which a worker that stopped renewing its leases "
+        "(crashed, hung, cut off from the state) loses its accounts to the others. "
+        "Renewed every third of it (at most every 5 s).",
+    ),
 }
 
 ACCOUNT_SCHEMA: Schema = {
@@ -140,6 +162,8 @@ class BridgeConfig:
     interval: float
     http_timeout: float
     accounts: tuple[Account, ...]
+    workers: str = "single"  # "shared": several processes lease the accounts (bridge/leases.py)
+    lease_timeout: float = 60.0
     state_url: str = ""  # PostgreSQL instead of sqlite under state_dir ("" = sqlite)
 
 
@@ -256,5 +280,7 @@ def load(path: str, env: Mapping[str, str] | None = None) -> BridgeConfig:
         main["interval"],
         main["http_timeout"],
         tuple(accounts),
+        main["workers"],
+        main["lease_timeout"],
         main["state_url"],
     )

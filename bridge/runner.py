@@ -33,7 +33,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge import follow, ownership
+from bridge import follow, leases, ownership
 from bridge.caldav_client import (
     MULTIGET_BATCH,
     CalDAVClient,
@@ -46,12 +46,15 @@ from bridge.caldav_client import (
     path_of,
 )
 from bridge.config import Account, BridgeConfig
+from bridge.leases import LeaseLost
 from bridge.notify import Notifier
 from bridge.state import BridgeState, CalendarState
 from bridge.writeback import Link, Tally, Writer, calendar_key
 from radicale_meetplugin import bootstrap
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job
 from radicale_meetplugin.protocol.engine import Outcome
+from radicale_meetplugin.protocol.outbox import JOBS
+from radicale_meetplugin.state.worker import Worker
 
 logger = logging.getLogger("meetplugin.bridge")
 
@@ -102,16 +105,26 @@ class Bridge:
     ) -> None:
         """`adopt`: take over events another bridge instance marked as its own."""
         self.config = config
+        self.shared = config.workers == "shared"
         os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
         # Two bridges judging the same events at once could race for one conference
-        # (a cron run overtaking a slow one): one process per state folder.
+        # (a cron run overtaking a slow one): one process per state folder — or, with
+        # workers = shared, any number of them, each account leased to one (leases.py).
         self._lockfile = open(os.path.join(config.state_dir, "bridge.lock"), "a")
         try:
-            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(
+                self._lockfile.fileno(),
+                (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB,
+            )
         except BlockingIOError:
             self._lockfile.close()
             raise BridgeBusy(
                 f"another meetplugin-bridge is running on {config.state_dir}"
+                + (
+                    " with workers = single"
+                    if self.shared
+                    else " (several need workers = shared in every config)"
+                )
             ) from None
         self.engine = bootstrap.build_engine(
             config.meetplugin_config,
@@ -120,18 +133,26 @@ class Bridge:
             default_state_url=config.state_url,
         )
         state_folder = self.engine.state_dir
-        self.instance = ownership.instance_id(state_folder)
-        self._account_locks: list[ownership.AccountLock] = []
-        try:
-            self._lock_accounts(config.accounts, state_folder)
-        except BridgeBusy:
-            self.engine.store.close()
-            self._lockfile.close()
-            raise
-        self._extend_addresses(config.accounts)
+        self.state_folder = state_folder
         # The plugin config's state_url wins, as its state_dir does.
         state_url = self.engine.settings.main["state_url"] or config.state_url
         self.state = BridgeState(state_url or os.path.join(state_folder, "bridge.sqlite"))
+        self.instance = ownership.instance_id(state_folder)
+        if self.shared:  # the workers on one state are one instance, whatever their folders
+            self.instance = self.state.shared_value(leases.INSTANCE, self.instance)
+        self._account_locks: list[ownership.AccountLock] = []
+        self._local_locks: dict[str, ownership.AccountLock] = {}  # lock file -> lock
+        self._local_users: dict[str, set[str]] = {}  # lock file -> accounts leased under it
+        self._busy_noted: set[str] = set()
+        if not self.shared:
+            try:
+                self._lock_accounts(config.accounts, state_folder)
+            except BridgeBusy:
+                self.state.close()
+                self.engine.store.close()
+                self._lockfile.close()
+                raise
+        self._extend_addresses(config.accounts)
         if adopt:  # the events left alone before are judged again, to be taken over
             for account in config.accounts:
                 self.state.adopt_again(account.name)
@@ -145,15 +166,41 @@ class Bridge:
             )
             for a in config.accounts
         ]
+        self.leases: leases.Leases | None = None
+        self._woken = threading.Event()  # cut the wait between two cycles short
+        if self.shared:
+            self.leases = leases.Leases(
+                self.state,
+                (a.name for a in config.accounts),
+                config.lease_timeout,
+                lock_local=self._lock_local,
+                unlock_local=self._unlock_local,
+            )
+            self.leases.keep = self._calls_under_way
+            self.leases.taken = self._woken.set  # a new account: cycle now, not at the interval
         for link in self.links:
             self._prepare_login(link)
+            if self.leases is not None:  # the servers' logs tell the workers apart
+                agent = link.client.session.headers.get("User-Agent", "")
+                link.client.session.headers["User-Agent"] = f"{agent} worker/{self.leases.worker}"
         self.by_owner = {link.owner: link for link in self.links}
         self.lock = threading.RLock()  # one judge at a time; CalDAV calls of one client serial
         self.writer = Writer(
-            self.engine, self.state, self.lock, instance=self.instance, adopt=adopt
+            self.engine,
+            self.state,
+            self.lock,
+            instance=self.instance,
+            adopt=adopt,
+            fence=self.leases.check if self.leases is not None else None,
         )
         self.budget = float(self.engine.settings.main["provider_timeout"])
-        self.outbox = bootstrap.build_outbox(self.engine, self.settle)
+        self._calls: dict[concurrent.futures.Future, str] = {}  # provider calls -> account
+        self._calls_lock = threading.Lock()
+        self.outbox = bootstrap.build_outbox(
+            self.engine,
+            self.settle,
+            worker=_LeasedJobs(self._wanted_jobs) if self.leases is not None else None,
+        )
         self.stop_event = threading.Event()
         self.beat: Callable[[], None] = _nothing  # the watchdog's heartbeat (run_forever)
         self._futures: list[concurrent.futures.Future] = []  # this cycle's jobs
@@ -166,12 +213,82 @@ class Bridge:
             state_folder,
             "; taking over events of other instances (--adopt)" if adopt else "",
         )
+        if self.leases is not None:
+            logger.info(
+                "bridge: worker %s; workers = shared, lease_timeout %g s",
+                self.leases.worker,
+                config.lease_timeout,
+            )
+            try:
+                self.leases.register()
+            except BaseException:
+                self.close()
+                raise
+
+    # --- shared workers -------------------------------------------------------
+
+    def _lock_local(self, account_name: str) -> bool:
+        """Lock a leased account on this host too (a hung worker or a single bridge keeps it).
+
+        Accounts with one URL and login share one lock file: this process holds it once
+        for all of them.
+        """
+        account = next(a for a in self.config.accounts if a.name == account_name)
+        lock = ownership.AccountLock(account.url, account.username)
+        users = self._local_users.get(lock.path)
+        if users:
+            users.add(account_name)
+            return True
+        holder = f"pid {os.getpid()}, instance {self.instance}, state {self.state_folder}, shared"
+        try:
+            lock.acquire(holder)
+        except (ownership.AccountBusy, OSError) as e:
+            level = logging.DEBUG if account_name in self._busy_noted else logging.WARNING
+            self._busy_noted.add(account_name)
+            logger.log(
+                level,
+                "bridge: %s: another process on this machine follows it (%s); not taken",
+                account_name,
+                e,
+            )
+            return False
+        self._busy_noted.discard(account_name)
+        self._local_locks[lock.path] = lock
+        self._local_users[lock.path] = {account_name}
+        return True
+
+    def _unlock_local(self, account_name: str) -> None:
+        for path, users in list(self._local_users.items()):
+            if account_name in users:
+                users.discard(account_name)
+                if not users:
+                    del self._local_users[path]
+                    self._local_locks.pop(path).release()
+
+    def _calls_under_way(self, account_name: str) -> bool:
+        """Provider calls this worker runs for the account (it keeps the account for them)."""
+        with self._calls_lock:
+            self._calls = {f: a for f, a in self._calls.items() if not f.done()}
+            return account_name in self._calls.values()
+
+    def _wanted_jobs(self, jobs: list[Job]) -> list[Job]:
+        """The due jobs this worker runs: its accounts', deletes, and those of no account."""
+        assert self.leases is not None
+        held = self.leases.held()
+        wanted = []
+        for job in jobs:
+            link = self.by_owner.get(job.key.owner)
+            if job.kind is ActionKind.DELETE or link is None or link.name in held:
+                wanted.append(job)
+        return wanted
 
     def _lock_accounts(self, accounts: tuple[Account, ...], state_folder: str) -> None:
         """One bridge process per account on this machine, whatever its state folder."""
         holder = f"pid {os.getpid()}, instance {self.instance}, state {state_folder}"
         for account in accounts:
             lock = ownership.AccountLock(account.url, account.username)
+            if any(held.path == lock.path for held in self._account_locks):
+                continue  # another account with the same URL and login: locked already
             try:
                 lock.acquire(holder)
             except ownership.AccountBusy as e:
@@ -214,24 +331,29 @@ class Bridge:
         notifier = notifier or Notifier()
         self.beat = notifier.beat
         self.outbox.start()
+        if self.leases is not None:  # workers started together see each other first
+            self.leases.start(delay=min(1.0, self.leases.period))
         logger.info("bridge: running, a cycle every %g s", self.config.interval)
         notifier.ready(f"a cycle every {self.config.interval:g} s")
         while not self.stop_event.is_set():
             notifier.beat()
+            self._woken.clear()
             report = self.cycle()
             notifier.status(f"last cycle: {report.line()}")
             deadline = time.monotonic() + self.config.interval
-            while not self.stop_event.is_set():
+            while not self.stop_event.is_set() and not self._woken.is_set():
                 notifier.beat()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self.stop_event.wait(notifier.wait_slice(left))
+                self._woken.wait(notifier.wait_slice(left))
         notifier.stopping()
         logger.info("bridge: stopped")
 
     def run_once(self) -> Report:
         """One cycle, plus the outbox's due jobs (for cron); waits up to the budget."""
+        if self.leases is not None:
+            self.leases.start()  # its share first: the due jobs run where their account is
         futures = self.outbox.submit_due()
         self._futures.extend(futures)
         self._inflight.update(futures)
@@ -240,6 +362,7 @@ class Bridge:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self._woken.set()
 
     def close(self) -> None:
         """Let provider calls already under way finish and land, then let go."""
@@ -254,14 +377,21 @@ class Bridge:
             logger.info("bridge: waiting for %d e-mail(s) being sent", len(letters))
             concurrent.futures.wait(letters, timeout=4 * self.engine.mailer.timeout + 5)
         self.outbox.stop()
+        if self.leases is not None:
+            self.leases.stop()
         for link in self.links:
             link.client.close()
+        for lock in self._local_locks.values():
+            lock.release()
+        self._local_locks, self._local_users = {}, {}
         self.state.close()
         self.engine.store.close()
         self._unlock_accounts()
         self._lockfile.close()  # releases the lock
 
     def cycle(self) -> Report:
+        if self.leases is not None and not self.leases.started:
+            self.leases.start()  # a --once run, or a caller cycling by hand: take a share now
         started = time.monotonic()
         requests0, bytes0 = self.meter.snapshot()
         report = Report()
@@ -270,11 +400,18 @@ class Bridge:
                 if self.stop_event.is_set():
                     break
                 self.beat()
+                generation = self.leases.begin(link.name) if self.leases is not None else 0
+                if self.leases is not None and not generation:
+                    continue  # another worker's account
+                logger.debug("bridge: %s: begin (lease generation %d)", link.name, generation)
                 tally = Tally()
                 errors = report.errors
                 failure = ""
+                lost = False
                 try:
                     self._cycle_account(link, tally, report)
+                except LeaseLost:
+                    lost = True  # logged where it was found: this worker leaves the account
                 except Exception as e:
                     report.errors += 1
                     failure = _reason(e)
@@ -285,9 +422,12 @@ class Bridge:
                     )
                     logger.debug("bridge: %s: failure details", link.name, exc_info=True)
                 finally:
-                    self._submit(tally)
+                    self._submit(tally, link.name)
                     self._remember_login(link)
-                if not self.stop_event.is_set() or failure:
+                    if self.leases is not None:
+                        self.leases.end(link.name)
+                    logger.debug("bridge: %s: end", link.name)
+                if not lost and (not self.stop_event.is_set() or failure):
                     if not failure and report.errors > errors:
                         failure = f"{report.errors - errors} calendar(s) skipped"
                     self._record_cycle(link.name, failure)
@@ -313,12 +453,15 @@ class Bridge:
         except Exception as e:
             logger.warning("bridge: %s: cannot record the cycle: %s", account, _reason(e))
 
-    def _submit(self, tally: Tally) -> None:
+    def _submit(self, tally: Tally, account: str = "") -> None:
         """Hand the queued provider jobs to the outbox now (they run outside the lock)."""
         if tally.jobs:
             futures = self.outbox.submit(j.id for j in tally.jobs)
             self._futures.extend(futures)
             self._inflight.update(futures)
+            if account and self.leases is not None:
+                with self._calls_lock:
+                    self._calls.update((f, account) for f in futures)
             tally.submitted += len(tally.jobs)
             tally.jobs = []
 
@@ -361,11 +504,13 @@ class Bridge:
                 tally.ours += len(changes.own)
             work.append((info.href, changes, new_state))
         for calendar, changes, _state in work:  # every change first, then deletions
+            self._fence(link)
             self.state.seen_many(link.name, calendar, dict(changes.seen))
             self._read_and_judge(link, calendar, changes.fetch, tally)
             if self.stop_event.is_set():
                 return  # tokens stay: the next start redoes this cheaply
         for calendar, changes, new_state in work:
+            self._fence(link)
             for href in changes.deleted:
                 item = self.state.item(link.name, href)
                 if item is not None and item.uid:
@@ -378,6 +523,7 @@ class Bridge:
                 tally.deleted += 1
             self.state.save_calendar(link.name, calendar, new_state)
         for calendar, href in self.state.dirty(link.name):
+            self._fence(link)
             res = link.client.get(href)
             if res is None:
                 item = self.state.item(link.name, href)
@@ -386,11 +532,17 @@ class Bridge:
             tally.read += 1
             self.writer.judge(link, calendar, res, tally)
 
+    def _fence(self, link: Link) -> None:
+        """With shared workers: still this worker's account? (LeaseLost stops the work.)"""
+        if self.leases is not None:
+            self.leases.check(link.name)
+
     def _read_and_judge(
         self, link: Link, calendar: str, hrefs: tuple[str, ...], tally: Tally
     ) -> None:
         for i in range(0, len(hrefs), MULTIGET_BATCH):
             batch = hrefs[i : i + MULTIGET_BATCH]
+            self._fence(link)
             known = self.state.known(link.name, calendar, batch)
             found = link.client.fetch(calendar, batch)
             for href in batch:
@@ -401,7 +553,7 @@ class Bridge:
                     continue  # the listing gave no ETag, and this version is handled
                 tally.read += 1
                 self.writer.judge(link, calendar, res, tally)
-            self._submit(tally)
+            self._submit(tally, link.name)
             self.beat()
             if self.stop_event.is_set():
                 return
@@ -507,6 +659,7 @@ class Bridge:
             return
         if link.client.calendar(href) is not None:
             return  # still there, only no longer listed as ours: stop following it
+        self._fence(link)
         logger.info("bridge: %s: calendar %s was deleted", link.name, href)
         tally.jobs.extend(self.engine.on_delete_calendar(calendar_key(href)))
         self.state.forget_calendar(link.name, href)
@@ -521,7 +674,63 @@ class Bridge:
         with self.lock:
             if link is None:  # the account left the config: the conference is not wanted
                 return self.engine.settle(job, outcome, None)[1]
-            return self.writer.settle(link, job, outcome)
+            if self.leases is None:
+                return self.writer.settle(link, job, outcome)
+            generation = self.leases.begin(link.name)
+            if not generation:
+                logger.info(
+                    "bridge: %s: %s/%s: the %s result came after this worker left the "
+                    "account; it is recorded and the worker holding the account writes it",
+                    link.name,
+                    job.key.calendar,
+                    job.key.uid,
+                    job.provider,
+                )
+            else:
+                logger.debug(
+                    "bridge: %s: begin settle (lease generation %d)", link.name, generation
+                )
+            try:
+                return self.writer.settle(link, job, outcome)
+            except LeaseLost:
+                return []  # recorded; the event is marked for the lease holder's next cycle
+            finally:
+                if generation:
+                    self.leases.end(link.name)
+                    logger.debug("bridge: %s: end settle", link.name)
+
+
+class _LeasedJobs(Worker):
+    """The outbox's worker of a shared bridge: due provider jobs of its own accounts only.
+
+    Jobs a cycle queues go to `submit` at once (its account is leased); a retry
+    or a job whose worker died waits for the worker that holds its account.
+    """
+
+    def __init__(self, wanted: Callable[[list[Job]], list[Job]]) -> None:
+        super().__init__()
+        self._wanted = wanted
+        self._skipped = False
+
+    def submit_due(self, name: str, now: float | None = None) -> list[concurrent.futures.Future]:
+        if name != JOBS:
+            return super().submit_due(name, now)
+        queue = self.lane(name).queue
+        now = time.time() if now is None else now
+        orphaned = [i for i, holder in queue.held_by_others(self.owner) if not self.alive(holder)]
+        ids = list(dict.fromkeys([*queue.due(now, owner=self.owner), *orphaned]))
+        if not ids:
+            return []
+        jobs = queue.items(f"id IN ({','.join('?' * len(ids))})", ids)
+        mine = [j.id for j in self._wanted(jobs)]
+        self._skipped = len(mine) < len(jobs)
+        return self.submit(name, mine)
+
+    def sweep(self) -> float | None:
+        next_at = super().sweep()
+        if self._skipped and next_at is not None:  # another worker's jobs: look again soon
+            next_at = max(next_at, time.time() + 1.0)
+        return next_at
 
 
 def _nothing() -> None:

@@ -10,6 +10,10 @@ engine's tables:
 - ``calendars``: per followed calendar, the version last seen (ctag and sync
   token property: unchanged means skip it), the RFC 6578 token to continue
   from, and how it is followed (``sync`` or ``etag``);
+- ``leases``, ``workers``, ``shared``: with ``workers = shared``, which worker
+  holds which account until when (and the lease's generation, the fencing
+  number), when each worker last beat, and the instance id all workers share
+  (bridge/leases.py);
 - ``items``: per event href, its UID, the ETag last handled, and the ETag,
   hash and text of our own last write-back (loop prevention, and the engine's
   "stored version" for a re-upload), and a ``dirty`` flag for an event whose
@@ -74,8 +78,29 @@ CREATE TABLE IF NOT EXISTS logins (
     PRIMARY KEY (account, url)
 );
 """
-# 1: homes, calendars, items; 2: the cycles' outcome per account; 3: the accepted logins.
-SCHEMA = Schema((_SCHEMA, _CYCLES, _LOGINS), name="bridge")
+# Several workers sharing the accounts (workers = shared): who holds which account until
+# when (`generation` grows with every take: the fencing number), who is alive, and the
+# instance id the workers share.
+_LEASES = """
+CREATE TABLE IF NOT EXISTS leases (
+    account TEXT PRIMARY KEY,
+    worker TEXT NOT NULL DEFAULT '',
+    generation INTEGER NOT NULL DEFAULT 0,
+    expires_at REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS workers (
+    worker TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    beat_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shared (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+# 1: homes, calendars, items; 2: the cycles' outcome per account; 3: the accepted logins;
+# 4: account leases, live workers, the shared instance id.
+SCHEMA = Schema((_SCHEMA, _CYCLES, _LOGINS, _LEASES), name="bridge")
 
 
 @dataclass(frozen=True)
@@ -299,3 +324,105 @@ class BridgeState:
 
     def drop_item(self, account: str, href: str) -> None:
         self.db.run("DELETE FROM items WHERE account=? AND href=?", (account, href))
+
+    # --- shared workers (bridge/leases.py) ------------------------------------------
+    # Times are the caller's clock, passed in: no engine-specific SQL functions.
+
+    def shared_value(self, name: str, proposed: str) -> str:
+        """The value every worker shares under `name`: the first proposal wins."""
+        with self.db.transaction() as db:
+            db.execute(
+                "INSERT INTO shared (name, value) VALUES (?,?) ON CONFLICT (name) DO NOTHING",
+                (name, proposed),
+            )
+            row = db.execute("SELECT value FROM shared WHERE name=?", (name,)).fetchone()
+        return str(row[0])
+
+    def beat(self, worker: str, now: float) -> None:
+        """The worker is alive (its row is made on the first beat)."""
+        self.db.run(
+            "INSERT INTO workers (worker, started_at, beat_at) VALUES (?,?,?) "
+            "ON CONFLICT (worker) DO UPDATE SET beat_at=excluded.beat_at",
+            (worker, now, now),
+        )
+
+    def live_workers(self, since: float) -> list[str]:
+        """Workers that beat after `since`."""
+        return [
+            r[0]
+            for r in self.db.query(
+                "SELECT worker FROM workers WHERE beat_at > ? ORDER BY worker", (since,)
+            )
+        ]
+
+    def drop_worker(self, worker: str, forget_before: float) -> None:
+        """The worker stopped; rows of workers silent since `forget_before` go too."""
+        with self.db.transaction() as db:
+            db.execute("DELETE FROM workers WHERE worker=? OR beat_at < ?", (worker, forget_before))
+
+    def leases(self) -> dict[str, tuple[str, int, float]]:
+        """account -> (worker, generation, expires_at) of every lease row."""
+        return {
+            r[0]: (r[1], int(r[2]), float(r[3]))
+            for r in self.db.query("SELECT account, worker, generation, expires_at FROM leases")
+        }
+
+    def take_lease(
+        self, account: str, worker: str, now: float, until: float
+    ) -> tuple[int, str, float]:
+        """Lease `account` to `worker` until `until` if nobody holds it at `now`.
+
+        (new generation, 0 when not taken; the previous holder; when its lease ran out).
+        """
+        with self.db.transaction() as db:
+            db.execute(
+                "INSERT INTO leases (account) VALUES (?) ON CONFLICT (account) DO NOTHING",
+                (account,),
+            )
+            before = db.execute(
+                "SELECT worker, expires_at FROM leases WHERE account=?", (account,)
+            ).fetchone()
+            taken = db.execute(
+                "UPDATE leases SET worker=?, generation=generation+1, expires_at=? "
+                "WHERE account=? AND (worker='' OR expires_at <= ?)",
+                (worker, until, account, now),
+            ).rowcount
+            if taken != 1:
+                return 0, str(before[0]), float(before[1])
+            row = db.execute("SELECT generation FROM leases WHERE account=?", (account,)).fetchone()
+        return int(row[0]), str(before[0]), float(before[1])
+
+    def renew_leases(self, worker: str, now: float, until: float) -> dict[str, int]:
+        """Extend the worker's leases that have not run out; account -> generation held."""
+        with self.db.transaction() as db:
+            db.execute(
+                "UPDATE leases SET expires_at=? WHERE worker=? AND expires_at > ?",
+                (until, worker, now),
+            )
+            rows = db.execute(
+                "SELECT account, generation FROM leases WHERE worker=? AND expires_at > ?",
+                (worker, now),
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def holds_lease(self, account: str, worker: str, generation: int, after: float) -> bool:
+        """Does `worker` still hold this generation of the lease beyond the time `after`?"""
+        return (
+            self.db.query_one(
+                "SELECT 1 FROM leases WHERE account=? AND worker=? AND generation=? "
+                "AND expires_at > ?",
+                (account, worker, generation, after),
+            )
+            is not None
+        )
+
+    def release_lease(self, account: str, worker: str, generation: int) -> bool:
+        """Give the lease up (only this worker's, of this generation)."""
+        return (
+            self.db.run(
+                "UPDATE leases SET worker='', expires_at=0 "
+                "WHERE account=? AND worker=? AND generation=?",
+                (account, worker, generation),
+            )
+            == 1
+        )

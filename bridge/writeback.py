@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -146,8 +147,11 @@ class CalDAVEventStore:
         grammar: Grammar | None = None,
         instance: str = "",
         adopt: bool = False,
+        fence: Callable[[str], object] | None = None,
     ):
+        """`fence(account)`: raises (LeaseLost) when this worker may no longer write."""
         self.link = link
+        self.fence = fence
         self.state = state
         self.grammar = grammar  # whose link properties a reduced write leaves out
         self.instance = instance  # this bridge's id, marked in every event it writes
@@ -198,6 +202,12 @@ class CalDAVEventStore:
                 self.state.seen(link.name, calendar, ref, key.uid, version)
                 return Write(ok=False)
             text = ownership.stamp(text, self.instance)
+        if self.fence is not None:
+            try:
+                self.fence(link.name)
+            except Exception:  # not ours any more: the lease holder judges it again
+                self.state.mark_dirty(link.name, calendar, ref, key.uid)
+                raise
         text_hash = digest(text)
         prev = self.state.item(link.name, ref)
         repeats = prev.repeats + 1 if prev and prev.written_hash == text_hash else 0
@@ -291,8 +301,10 @@ class Writer:
         lock: AbstractContextManager[object] | None = None,
         instance: str = "",
         adopt: bool = False,
+        fence: Callable[[str], object] | None = None,
     ) -> None:
         self.engine = engine
+        self.fence = fence  # shared workers: the lease check before every write
         self.state = state
         self.lock = lock if lock is not None else threading.RLock()
         self.instance = instance  # "" : no marks (tests of the write path alone)
@@ -303,7 +315,13 @@ class Writer:
         session = self._sessions.get(link.name)
         if session is None or session.store.link is not link:  # type: ignore[attr-defined]
             store = CalDAVEventStore(
-                link, self.state, self.lock, self.engine.grammar, self.instance, self.adopt
+                link,
+                self.state,
+                self.lock,
+                self.engine.grammar,
+                self.instance,
+                self.adopt,
+                self.fence,
             )
             session = self._sessions[link.name] = Session(self.engine, store)
         return session

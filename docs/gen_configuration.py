@@ -194,7 +194,9 @@ PROVIDER_NOTES = {
 BRIDGE_NOTES = """\
 Relative paths in the bridge file are relative to the file's folder. `state_dir` must be backed
 up: without it the bridge no longer knows its conferences. One bridge process per `state_dir`
-(a lock file enforces it).
+(a lock file enforces it), unless `workers = shared`: then several processes with the same
+bridge file share its accounts, on one host over the sqlite state, on several hosts over one
+PostgreSQL `state_url` ([bridge/README.md](bridge/README.md#several-workers-workers--shared)).
 """
 
 SCHEDULING_NOTES = """\

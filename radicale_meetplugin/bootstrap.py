@@ -13,6 +13,7 @@ from radicale_meetplugin.protocol.outbox import Outbox, Settle
 from radicale_meetplugin.providers import access
 from radicale_meetplugin.providers.users import UserProviders
 from radicale_meetplugin.state.records import RecordStore
+from radicale_meetplugin.state.worker import Worker
 
 if TYPE_CHECKING:
     from radicale_meetplugin.mail.mailer import Mailer
@@ -177,7 +178,11 @@ def build_mailer(settings: config.Settings) -> Mailer | None:
     return mailer
 
 
-def build_outbox(engine: Engine[RecordStore], settle: Settle) -> Outbox:
+def build_outbox(
+    engine: Engine[RecordStore], settle: Settle, worker: Worker | None = None
+) -> Outbox:
+    """The outbox over the engine's queues; `worker`: its own loop and pools (the bridge's
+    shared workers pass one that runs only their accounts' jobs)."""
     main = engine.settings.main
     outbox = Outbox(
         engine,
@@ -188,6 +193,7 @@ def build_outbox(engine: Engine[RecordStore], settle: Settle) -> Outbox:
         retry_max_delay=main["retry_max_delay"],
         retry_for=main["retry_for"],
         mailer=engine.mailer,
+        worker=worker,
     )
     if engine.mailing is not None:
         engine.mailing.wake = outbox.mail_queued

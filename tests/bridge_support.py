@@ -5,6 +5,7 @@ are awaited."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -365,3 +366,114 @@ def editing_client_factory(hook: EditHook):
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text)
+
+
+class TapProxy:
+    """A CalDAV server seen through a proxy that notes every request and can hold one.
+
+    `log` gets (began, ended, method, path, status, user agent, login) per request,
+    times from `time.time()`. `hold(match)` arms a gate: the first request for which
+    `match(method, path, user_agent)` is true waits (its `arrived` event is set) until
+    `release` is set, and is then sent on to the server as it was.
+    """
+
+    class Gate:
+        def __init__(self, match: Callable[[str, str, str], bool]) -> None:
+            self.match = match
+            self.arrived = threading.Event()
+            self.release = threading.Event()
+            self.request: tuple[str, str, str] | None = None
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.log: list[tuple[float, float, str, str, int, str, str]] = []
+        self._gates: list[TapProxy.Gate] = []
+        self._lock = threading.Lock()
+        self._http = threading.local()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _any(self) -> None:
+                began = time.time()
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                agent = self.headers.get("User-Agent", "")
+                gate = proxy._gate_for(self.command, self.path, agent)
+                if gate is not None:
+                    gate.request = (self.command, self.path, agent)
+                    gate.arrived.set()
+                    gate.release.wait(120)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                r = proxy.session().request(
+                    self.command, proxy.upstream + self.path, data=body or None, headers=headers
+                )
+                login = ""
+                auth = self.headers.get("Authorization", "")
+                if auth.lower().startswith("basic "):
+                    login = base64.b64decode(auth[6:]).decode("utf-8", "replace").split(":")[0]
+                with proxy._lock:
+                    proxy.log.append(
+                        (began, time.time(), self.command, self.path, r.status_code, agent, login)
+                    )
+                out = {
+                    k: v
+                    for k, v in r.headers.items()
+                    if k.lower() in ("etag", "content-type", "www-authenticate", "dav")
+                }
+                try:
+                    self.send_response(r.status_code)
+                    for k, v in out.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(r.content)))
+                    self.end_headers()
+                    self.wfile.write(r.content)
+                except OSError:
+                    pass  # the client is gone (killed while its request was held)
+
+            do_GET = do_PUT = do_DELETE = do_PROPFIND = do_REPORT = do_OPTIONS = _any
+            do_MKCALENDAR = do_PROPPATCH = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _gate_for(self, method: str, path: str, agent: str) -> TapProxy.Gate | None:
+        with self._lock:
+            for gate in self._gates:
+                if gate.match(method, path, agent):
+                    self._gates.remove(gate)
+                    return gate
+        return None
+
+    def hold(self, match: Callable[[str, str, str], bool]) -> TapProxy.Gate:
+        gate = TapProxy.Gate(match)
+        with self._lock:
+            self._gates.append(gate)
+        return gate
+
+    def session(self) -> requests.Session:
+        s = getattr(self._http, "s", None)
+        if s is None:
+            s = self._http.s = requests.Session()
+        return s
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> TapProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
