@@ -12,23 +12,33 @@ otherwise it decides again there. Nothing is ever decided on stale facts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
 import posixpath
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import radicale.item as radicale_item
 from radicale import pathutils
 
+from radicale_meetplugin.core.ical import Change
 from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.protocol.effects import Decision
 from radicale_meetplugin.protocol.engine import Engine
 
 
 class _Events(Protocol):
-    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item: ...
+    def as_radicale_item(
+        self,
+        path: str,
+        text: str,
+        like: radicale_item.Item | None = None,
+        changes: Sequence[Change] | None = None,
+    ) -> radicale_item.Item: ...
 
 
 class RadicaleAdapter(Protocol):
@@ -41,6 +51,37 @@ class RadicaleAdapter(Protocol):
 logger = logging.getLogger("radicale.meetplugin")
 
 _request = threading.local()
+
+
+# A body this big builds hundreds of thousands of objects that all stay alive until the
+# decision is made: the cyclic collector would stop every thread to scan them again and
+# again for nothing (seconds for 10 000 overrides), so it waits while the decision is made.
+BIG = 256 * 1024
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def _collector_paused(size: int) -> Iterator[None]:
+    """No cyclic garbage collection meanwhile, if `size` is BIG (reference counting goes on)."""
+    global _gc_holders, _gc_was_enabled
+    if size < BIG:
+        yield
+        return
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 class NeedsLock(Exception):
@@ -127,8 +168,15 @@ def decide(
         raise NeedsLock
 
     href = posixpath.basename(pathutils.strip_path(path))
-    decision = engine.decide(key, text, stored, href, user)
-    rewritten = adapter.events.as_radicale_item(calendar, decision.text) if decision.text else None
+    with _collector_paused(len(text)):
+        decision = engine.decide(key, text, stored, href, user)
+        rewritten = (
+            adapter.events.as_radicale_item(
+                calendar, decision.text, like=item, changes=decision.changes
+            )
+            if decision.text
+            else None
+        )
     return Early(calendar, text, decision, rewritten)
 
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import radicale.item as radicale_item
 from radicale import config as radicale_config
@@ -34,11 +35,13 @@ from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
 from radicale_meetplugin.bootstrap import build_engine, build_outbox
+from radicale_meetplugin.core.ical import Change
 from radicale_meetplugin.core.model import EventKey, Job
 from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.session import Session, StateUnavailable, Stored, Write
 from radicale_meetplugin.radicale import early, put_etag, unavailable
 from radicale_meetplugin.radicale.batch import Batcher
+from radicale_meetplugin.radicale.splice import splice
 from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -65,6 +68,31 @@ class Collection(multifilesystem.Collection):
         if not self._storage.passive:
             self._storage.meet.before_delete(self, href)
         _base_delete(self, href)
+
+
+# The lines an item's identity and time range are worked out from (Radicale's
+# find_time_range and get_uid), with their folded continuations.
+_TIMING_LINE = re.compile(
+    r"^(?:BEGIN|END|UID|DTSTART|DTEND|DURATION|DUE|COMPLETED|CREATED|RRULE|RDATE|EXDATE|"
+    r"EXRULE|RECURRENCE-ID|TZID|TZOFFSETFROM|TZOFFSETTO)[;:][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+    re.MULTILINE | re.IGNORECASE,
+)
+
+
+_FOLD = re.compile(r"\r?\n[ \t]")
+
+
+def _timing(text: str) -> list[str]:
+    """Those lines, unfolded; a recurrence rule's parts in one order (the rewrite's
+    iCalendar library writes them in another than the client, the same rule)."""
+    lines = []
+    for line in _TIMING_LINE.findall(text):
+        line = _FOLD.sub("", line)
+        if line[:6].upper() in ("RRULE:", "RRULE;", "EXRULE"):
+            head, _, rule = line.partition(":")
+            line = head + ":" + ";".join(sorted(rule.upper().split(";")))
+        lines.append(line)
+    return lines
 
 
 _shared: dict[tuple, RadicaleAdapter] = {}
@@ -290,12 +318,29 @@ class RadicaleEventStore:
 
         return self.batch.run(under_lock)
 
-    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item:
+    def as_radicale_item(
+        self,
+        path: str,
+        text: str,
+        like: radicale_item.Item | None = None,
+        changes: Sequence[Change] | None = None,
+    ) -> radicale_item.Item:
         """The item exactly as Radicale would store `text` from a client's PUT.
 
         Same parse, sanitising and serialisation (vobject), so a client that
         sends the stored version back changes no byte and keeps its ETag.
+        `like`: the prepared item `text` was rewritten from; when the rewrite
+        left every line its time range and identity come from as they were,
+        those are taken from it instead of being worked out again (an RRULE
+        with thousands of overrides takes a second), and the item holds its
+        text only: a big parsed tree kept to the end of the request costs
+        memory and collector time, and nothing reads it again. `changes`: what
+        the rewrite of `like` into `text` changed; then `like`'s text is edited
+        in place (radicale/splice.py) instead of `text` being parsed again.
         """
+        spliced = splice(like.serialize(), changes) if like is not None and changes else None
+        if like is not None and spliced is not None:
+            return self._like(path, spliced, like)
         components = radicale_item.read_components(text)
         radicale_item.check_and_sanitize_items(
             components,
@@ -304,8 +349,24 @@ class RadicaleEventStore:
             max_vevent_rrule_occurrence=self.max_rrule_occurrence,
         )
         item = radicale_item.Item(collection_path=path, vobject_item=components[0])
+        serialized = item.serialize()
+        if like is not None and _timing(serialized) == _timing(like.serialize()):
+            return self._like(path, serialized, like)
         item.prepare()
         return item
+
+    @staticmethod
+    def _like(path: str, text: str, like: radicale_item.Item) -> radicale_item.Item:
+        """An item of `text`, whose identity and time range are `like`'s."""
+        return radicale_item.Item(
+            collection_path=path,
+            text=text,
+            etag=radicale_item.get_etag(text),
+            uid=like.uid,
+            name=like.name,
+            component_name=like.component_name,
+            time_range=like.time_range,
+        )
 
     def _collection(self, path: str) -> multifilesystem.Collection | None:
         col = next(iter(self.storage.discover(pathutils.unstrip_path(path, True))), None)
@@ -423,7 +484,9 @@ class RadicaleAdapter:
         if decision.text is None:
             return item
         put_etag.mark_rewritten()
-        return rewritten or self.events.as_radicale_item(path, decision.text)
+        return rewritten or self.events.as_radicale_item(
+            path, decision.text, like=item, changes=decision.changes
+        )
 
     def upload(
         self, col: Collection, href: str, item: radicale_item.Item
