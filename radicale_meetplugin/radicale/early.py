@@ -20,15 +20,20 @@ import posixpath
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import radicale.item as radicale_item
 from radicale import pathutils
 
 from radicale_meetplugin.core.ical import Change
-from radicale_meetplugin.core.model import EventKey
-from radicale_meetplugin.protocol.effects import Decision
+from radicale_meetplugin.core.model import ActionKind, EventKey, Job
+from radicale_meetplugin.protocol.effects import BeginCreate, Decision, Expect, Settlement
 from radicale_meetplugin.protocol.engine import Engine
+from radicale_meetplugin.protocol.handoff import Handoff
+
+if TYPE_CHECKING:
+    from radicale_meetplugin.protocol.outbox import Outbox
+    from radicale_meetplugin.protocol.session import Session
 
 
 class _Events(Protocol):
@@ -46,6 +51,8 @@ class RadicaleAdapter(Protocol):
 
     engine: Engine[Any]
     events: _Events
+    session: Session
+    outbox: Outbox
 
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -96,6 +103,11 @@ class Early:
     text: str  # the item as Radicale will prepare it
     decision: Decision
     item: radicale_item.Item | None  # the rewritten item, ready to store (None: as sent)
+    # A create committed before the lock (its job runs): the save stores what its
+    # outcome makes of `item` in its one write, if it came in time.
+    handoff: Handoff | None = None
+    settlement: Settlement | None = None  # the outcome, worked out on `item`
+    final: radicale_item.Item | None = None  # `item` with the settlement in it
 
 
 def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
@@ -105,9 +117,22 @@ def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
 
 
 def end() -> None:
+    held = getattr(_request, "handoff", None)
     _request.target = None
     _request.early = None
     _request.quiet = None
+    _request.handoff = None
+    if held is not None:  # the settle goes on by itself, if the save did not store it
+        session, handoff = held
+        session.handoffs.close(handoff)
+
+
+def settled(handoff: Handoff, jobs: list[Job]) -> None:
+    """The save stored its create's settlement (after the lock: the event is written)."""
+    held = getattr(_request, "handoff", None)
+    if held is not None and held[1] is handoff:
+        _request.handoff = None
+        held[0].handoffs.close(handoff, jobs)
 
 
 def cannot_ask(calendar: str) -> bool:
@@ -177,7 +202,76 @@ def decide(
             if decision.text
             else None
         )
-    return Early(calendar, text, decision, rewritten)
+    early = Early(calendar, text, decision, rewritten)
+    if rewritten is not None and _creates(adapter, decision):
+        _create_now(adapter, key, early)
+    return early
+
+
+def _creates(adapter: RadicaleAdapter, decision: Decision) -> bool:
+    """A new event's conference, made by a provider's API, and nothing else to commit."""
+    return (
+        decision.action.kind is ActionKind.CREATE
+        and decision.basis is None
+        and decision.reusable
+        and len(decision.effects) == 1
+        and isinstance(decision.effects[0], BeginCreate)
+        and adapter.session.submit is not None
+    )
+
+
+def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early) -> None:
+    """Commit the create, run its job and wait for it up to the budget, before the lock.
+
+    The job is leased to this process in the transaction that queues it, so
+    no other process runs it while the event is not stored yet. Should this
+    process die, the lease runs out and the job's settle finds no event: the
+    conference goes.
+    """
+    session, engine = adapter.session, adapter.engine
+    handoff = session.handoffs.open(key)
+    if handoff is None:
+        return
+    waiting = session.waiting
+    if waiting is not None and not waiting.acquire(blocking=False):
+        session.handoffs.close(handoff)  # enough saves wait already: the link follows
+        return
+    try:
+        with handoff.lock:
+            try:
+                with engine.store.transaction():
+                    jobs = engine.commit([Expect(key, None), *early.decision.effects])
+                    job = jobs[0]
+                    engine.store.jobs_queue.claim(
+                        job.id,
+                        adapter.outbox.owner,
+                        2 * engine.settings.main["call_timeout"] + 30,
+                        adapter.outbox.alive,
+                    )
+            except Exception:  # a record came meanwhile, or no state: the lock decides
+                logger.debug("meetplugin: %s: no create before the lock", key.uid, exc_info=True)
+                session.handoffs.close(handoff)
+                return
+            handoff.attempt = job.attempt
+        early.decision.jobs = jobs
+        early.handoff = handoff
+        _request.handoff = (session, handoff)
+        assert session.submit is not None and early.item is not None
+        for future in session.submit([job.id]):
+            future.add_done_callback(handoff.stop_waiting)
+        outcome = handoff.wait(session.budget)
+        if outcome is None:
+            return
+        pending = early.item
+        early.settlement = settlement = engine.prepare_settle(job, outcome, pending.serialize())
+        early.final = (
+            adapter.events.as_radicale_item(early.calendar, settlement.text, like=pending)
+            if settlement.text
+            else pending
+        )
+    finally:
+        if waiting is not None:
+            waiting.release()
 
 
 def install() -> None:

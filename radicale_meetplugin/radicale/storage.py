@@ -36,9 +36,16 @@ from radicale.storage.multifilesystem.lock import StoragePartLock
 
 from radicale_meetplugin.bootstrap import build_engine, build_outbox
 from radicale_meetplugin.core.ical import Change
-from radicale_meetplugin.core.model import EventKey, Job
+from radicale_meetplugin.core.model import EventKey, Job, RecordState
+from radicale_meetplugin.protocol.effects import Stale
 from radicale_meetplugin.protocol.engine import Engine
-from radicale_meetplugin.protocol.session import Session, StateUnavailable, Stored, Write
+from radicale_meetplugin.protocol.session import (
+    Session,
+    StateUnavailable,
+    Stored,
+    Write,
+    expecting,
+)
 from radicale_meetplugin.radicale import early, put_etag, unavailable
 from radicale_meetplugin.radicale.batch import Batcher
 from radicale_meetplugin.radicale.splice import splice
@@ -467,14 +474,33 @@ class RadicaleAdapter:
         key = EventKey(path.split("/", 1)[0], path, item.uid)
         text = item.serialize()
         ready = early.take(path, text)
+        if ready is not None and ready.handoff is not None:  # created before the lock
+            final = self._created_early(key, ready)
+            if final is not None:
+                put_etag.mark_rewritten()
+                return final
+            record = self.engine.store.get(key)
+            if (
+                ready.item is not None
+                and record is not None
+                and record.state is RecordState.CREATING
+                and record.attempt == ready.handoff.attempt
+            ):  # still waiting for that job: stored with the pending block, the link follows
+                put_etag.mark_rewritten()
+                return ready.item
+            ready = None  # decided again on the facts as they are now
+        decision = None
         if (
             ready is not None
             and ready.decision.reusable
             and (self.engine.store.get(key) == ready.decision.basis)
         ):  # decided before the lock, on facts that still hold: only commit here
-            decision = self.session.commit(key, lambda: ready.decision)
-            rewritten = ready.item
-        else:
+            try:
+                decision = self.session.commit(key, lambda: expecting(key, ready.decision))
+                rewritten = ready.item
+            except Stale:  # another save committed first (before its lock)
+                decision = None
+        if decision is None:
             asks = not early.cannot_ask(path)  # the body was tested before the lock
             decision = self.session.decide(
                 key, text, stored, href, getattr(self._request, "user", ""), asks=asks
@@ -488,6 +514,23 @@ class RadicaleAdapter:
             path, decision.text, like=item, changes=decision.changes
         )
 
+    def _created_early(self, key: EventKey, ready: early.Early) -> radicale_item.Item | None:
+        """The event with its create's outcome in it, if that came in time and still holds.
+
+        The record change is committed here (compare-and-set on the attempt);
+        the settle waiting for this save returns once the event is written.
+        """
+        if ready.settlement is None or ready.final is None or ready.handoff is None:
+            return None
+        try:
+            jobs = self.engine.finish_settle(ready.settlement)
+        except Stale:
+            return None
+        except sqlite3.OperationalError as e:
+            raise StateUnavailable(str(e)) from e
+        self._request.settling = (ready.handoff, jobs)
+        return ready.final
+
     def upload(
         self, col: Collection, href: str, item: radicale_item.Item
     ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
@@ -495,7 +538,10 @@ class RadicaleAdapter:
             old = col._get(href, verify_href=False)
             return old.serialize() if old is not None else None
 
-        return _base_upload(col, href, self._decide(col.path, col.tag, item, stored, href))
+        self._request.settling = None
+        result = _base_upload(col, href, self._decide(col.path, col.tag, item, stored, href))
+        self._request.settled, self._request.settling = self._request.settling, None
+        return result
 
     def before_delete(self, col: Collection, href: str | None) -> None:
         try:
@@ -579,6 +625,10 @@ class RadicaleAdapter:
 
     def after_write(self) -> None:
         """Run the jobs this request queued; wait for them up to the budget."""
+        settled = getattr(self._request, "settled", None)
+        self._request.settled = self._request.settling = None
+        if settled is not None:  # stored with its create's outcome: that settle is done
+            early.settled(*settled)
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
         no_wait = getattr(self._request, "no_wait", False)
         self._request.jobs, self._request.no_wait, self._request.user = [], False, ""

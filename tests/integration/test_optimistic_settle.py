@@ -9,16 +9,21 @@ record and write; an edit made meanwhile makes it settle again.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import io
+import time
 import uuid
 
 import pytest
 import radicale
 from harness import TOKEN, event, plugin_config
 from radicale import config as radicale_config
+from radicale.storage import multifilesystem
 
 from radicale_meetplugin.core.model import EventKey, RecordState
 from radicale_meetplugin.protocol.engine import Engine
+from radicale_meetplugin.protocol.outbox import JOBS
+from radicale_meetplugin.radicale import early, storage
 
 
 @pytest.fixture
@@ -72,7 +77,47 @@ def request(app, method: str, path: str, body: str = "") -> tuple[str, str]:
     return status[0], answer.decode()
 
 
-def test_the_write_back_is_worked_out_with_no_lock_held(app, monkeypatch):
+@pytest.fixture
+def write_back(monkeypatch):
+    """A new meeting's link written back after its first write (as when the provider is
+    slower than the save's budget), not stored in that write (radicale/early.py)."""
+    monkeypatch.setattr(early, "_creates", lambda adapter, decision: False)
+
+
+def test_a_new_meeting_gets_its_link_in_its_one_write(app, monkeypatch):
+    meet = app._storage.meet
+    seen: list[str] = []
+    writes: list[str] = []
+    original = Engine.prepare_settle
+    upload = multifilesystem.Collection.upload
+
+    def prepare(self, *args, **kwargs):
+        seen.append(meet.events.storage._lock.locked)
+        return original(self, *args, **kwargs)
+
+    def counted(col, href, item):
+        writes.append(item.serialize())
+        return upload(col, href, item)
+
+    monkeypatch.setattr(Engine, "prepare_settle", prepare)
+    monkeypatch.setattr(multifilesystem.Collection, "upload", counted)
+    monkeypatch.setattr(storage, "_base_upload", counted)
+    uid = f"{uuid.uuid4()}@test"
+    status, _ = request(app, "PUT", f"/alice/calendar/{uid}.ics", event(uid, location="телемост"))
+    assert status.startswith("201")
+    _, stored = request(app, "GET", f"/alice/calendar/{uid}.ics")
+    assert "telemost" in stored and "X-MEETPLUGIN-STATUS:pending" not in stored
+    assert seen == [""]  # worked out once, before the lock
+    assert len(writes) == 1 and "X-MEETPLUGIN-STATUS:active" in writes[0]  # one write
+    assert meet.events.batch.batches == 0  # no write-back
+    record = meet.engine.store.get(EventKey("alice", "alice/calendar", uid))
+    assert record is not None and record.state is RecordState.ACTIVE
+    assert record.conference is not None and record.conference.join_url in stored
+    concurrent.futures.wait(meet.outbox.worker.running(JOBS), timeout=30)
+    assert meet.engine.store.jobs_queue.due(time.time() + 3600) == []  # its job is done
+
+
+def test_the_write_back_is_worked_out_with_no_lock_held(app, monkeypatch, write_back):
     meet = app._storage.meet
     seen: list[str] = []
     original = Engine.prepare_settle
@@ -91,7 +136,7 @@ def test_the_write_back_is_worked_out_with_no_lock_held(app, monkeypatch):
     assert meet.events.batch.batches >= 1
 
 
-def test_an_edit_between_reading_and_writing_settles_again(app, monkeypatch):
+def test_an_edit_between_reading_and_writing_settles_again(app, monkeypatch, write_back):
     meet = app._storage.meet
     uid = f"{uuid.uuid4()}@test"
     path = f"/alice/calendar/{uid}.ics"
