@@ -8,16 +8,19 @@ record and write; an edit made meanwhile makes it settle again.
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import io
 import time
 import uuid
 
 import pytest
-import radicale
-from harness import TOKEN, event, plugin_config
-from radicale import config as radicale_config
+from harness import (
+    TOKEN,
+    event,
+    in_process_radicale,
+    plugin_config,
+    stop_in_process,
+    wsgi_request,
+)
 from radicale.storage import multifilesystem
 
 from radicale_meetplugin.core.model import EventKey, RecordState
@@ -29,52 +32,13 @@ from radicale_meetplugin.radicale import early, storage
 @pytest.fixture
 def app(tmp_path, telemost, monkeypatch):
     monkeypatch.setenv("TELEMOST_TOKEN", TOKEN)
-    (tmp_path / "users").write_text("alice:alice\n")
-    (tmp_path / "meetplugin.conf").write_text(plugin_config(telemost.url))
-    (tmp_path / "radicale.conf").write_text(
-        f"""[auth]
-type = htpasswd
-htpasswd_filename = {tmp_path / "users"}
-htpasswd_encryption = plain
-delay = 0
-[rights]
-type = owner_only
-[storage]
-type = radicale_meetplugin
-meetplugin_config = {tmp_path / "meetplugin.conf"}
-filesystem_folder = {tmp_path / "collections"}
-predefined_collections = {{"calendar": {{"tag": "VCALENDAR"}}}}
-"""
-    )
-    configuration = radicale_config.load([(str(tmp_path / "radicale.conf"), False)])
-    application = radicale.Application(configuration)
+    application = in_process_radicale(tmp_path, plugin_config(telemost.url))
     request(application, "PROPFIND", "/alice/")  # creates the predefined calendar
     yield application
-    application._storage.meet.outbox.stop()
-    application._storage.meet.engine.store.close()
+    stop_in_process(application)
 
 
-def request(app, method: str, path: str, body: str = "") -> tuple[str, str]:
-    data = body.encode()
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "5232",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "CONTENT_TYPE": "text/calendar",
-        "CONTENT_LENGTH": str(len(data)),
-        "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"alice:alice").decode(),
-        "wsgi.input": io.BytesIO(data),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.url_scheme": "http",
-    }
-    status: list[str] = []
-    answer = b"".join(app(environ, lambda s, headers: status.append(s)))
-    return status[0], answer.decode()
+request = wsgi_request
 
 
 @pytest.fixture
