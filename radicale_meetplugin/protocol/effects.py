@@ -143,6 +143,7 @@ class Settlement:
     text: str | None = None
     effects: list[Effect] = field(default_factory=list)
     note: str = ""  # what to log once it is committed
+    changes: tuple[Change, ...] | None = None  # what `text` changed (see Decision.changes)
 
 
 @dataclass

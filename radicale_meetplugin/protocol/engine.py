@@ -805,7 +805,7 @@ class Engine(Generic[S]):
                 assert cal is not None
                 record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
                 effects.append(FinishAttempt(key, job.attempt, record))
-                before = ical.to_text(cal)
+                shot = ical.Snapshot(cal)
                 self._attach(
                     cal,
                     conf,
@@ -836,8 +836,9 @@ class Engine(Generic[S]):
                     )
                 if self.mailing is not None:
                     effects.append(Letters(key, cal))  # after FinishAttempt: sees it ACTIVE
-                after = ical.to_text(cal)
-                done.text = after if after != before else None
+                changes = shot.changes()
+                done.text = ical.to_text(cal) if changes != [] else None
+                done.changes = tuple(changes) if changes else None
                 done.note = f"{job.provider} conference attached"
                 return done
             # Nobody wants it any more (deleted, unmarked, or another attempt won).

@@ -265,7 +265,9 @@ def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early) -> None:
         pending = early.item
         early.settlement = settlement = engine.prepare_settle(job, outcome, pending.serialize())
         early.final = (
-            adapter.events.as_radicale_item(early.calendar, settlement.text, like=pending)
+            adapter.events.as_radicale_item(
+                early.calendar, settlement.text, like=pending, changes=settlement.changes
+            )
             if settlement.text
             else pending
         )
