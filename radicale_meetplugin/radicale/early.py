@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 
 class _Events(Protocol):
+    def version(self, path: str, href: str) -> str | None: ...
+
     def as_radicale_item(
         self,
         path: str,
@@ -108,6 +110,7 @@ class Early:
     handoff: Handoff | None = None
     settlement: Settlement | None = None  # the outcome, worked out on `item`
     final: radicale_item.Item | None = None  # `item` with the settlement in it
+    seen: str | None = None  # the stored version (ETag) when the create was committed
 
 
 def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
@@ -204,7 +207,7 @@ def decide(
         )
     early = Early(calendar, text, decision, rewritten)
     if rewritten is not None and _creates(adapter, decision):
-        _create_now(adapter, key, early)
+        _create_now(adapter, key, early, href)
     return early
 
 
@@ -220,7 +223,7 @@ def _creates(adapter: RadicaleAdapter, decision: Decision) -> bool:
     )
 
 
-def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early) -> None:
+def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early, href: str) -> None:
     """Commit the create, run its job and wait for it up to the budget, before the lock.
 
     The job is leased to this process in the transaction that queues it, so
@@ -237,6 +240,7 @@ def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early) -> None:
         session.handoffs.close(handoff)  # enough saves wait already: the link follows
         return
     try:
+        early.seen = adapter.events.version(early.calendar, href)
         with handoff.lock:
             try:
                 with engine.store.transaction():

@@ -263,6 +263,14 @@ class RadicaleEventStore:
             with self.storage.meet.engine.store.db.waiting_at_most(LOCKED_STATE_WAIT):
                 yield held
 
+    def version(self, path: str, href: str) -> str | None:
+        """The ETag of the item at `href` in the calendar at `path` now (None: none)."""
+        col = self._collection(path)
+        if col is None or not pathutils.is_safe_filesystem_path_component(href):
+            return None
+        item = col._get(href, verify_href=False)
+        return item.etag if item is not None else None
+
     def locate(self, job: Job) -> str:
         col, href = self._find(job.key, job.href)
         return f"{col.path}/{href}" if col is not None and href else ""
@@ -467,6 +475,7 @@ class RadicaleAdapter:
         item: radicale_item.Item,
         stored: Callable[[], str | None] = lambda: None,
         href: str = "",
+        current: Callable[[], radicale_item.Item | None] = lambda: None,
     ) -> radicale_item.Item:
         """Run the session on one item of the calendar at `path`; returns the item to store."""
         if tag != "VCALENDAR" or item.component_name != "VEVENT":
@@ -475,6 +484,14 @@ class RadicaleAdapter:
         text = item.serialize()
         ready = early.take(path, text)
         if ready is not None and ready.handoff is not None:  # created before the lock
+            now = current()
+            if now is not None and now.etag != ready.seen:
+                # Saved meanwhile by a request sent after this one (this one waited for
+                # the provider before the lock): that version stays, as if this save had
+                # been stored first; the create's settle puts the link into it.
+                logger.info("meetplugin: %s/%s: saved meanwhile, kept", key.calendar, key.uid)
+                put_etag.mark_rewritten()
+                return now
             final = self._created_early(key, ready)
             if final is not None:
                 put_etag.mark_rewritten()
@@ -534,12 +551,17 @@ class RadicaleAdapter:
     def upload(
         self, col: Collection, href: str, item: radicale_item.Item
     ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
+        def current() -> radicale_item.Item | None:
+            return col._get(href, verify_href=False)
+
         def stored() -> str | None:
-            old = col._get(href, verify_href=False)
+            old = current()
             return old.serialize() if old is not None else None
 
         self._request.settling = None
-        result = _base_upload(col, href, self._decide(col.path, col.tag, item, stored, href))
+        result = _base_upload(
+            col, href, self._decide(col.path, col.tag, item, stored, href, current)
+        )
         self._request.settled, self._request.settling = self._request.settling, None
         return result
 
