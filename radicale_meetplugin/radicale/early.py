@@ -261,7 +261,10 @@ def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early, href: str
         early.handoff = handoff
         _request.handoff = (session, handoff)
         assert session.submit is not None and early.item is not None
-        for future in session.submit([job.id]):
+        futures = session.submit([job.id])
+        if not futures:  # the outbox is stopping: the job waits for the next start
+            handoff.stop_waiting()
+        for future in futures:
             future.add_done_callback(handoff.stop_waiting)
         outcome = handoff.wait(session.budget)
         if outcome is None:
