@@ -1,4 +1,4 @@
-"""A real Radicale process on 127.0.0.1, started for a test, and small CalDAV helpers."""
+"""A real Radicale process on 127.0.0.1 (or one in this process), started for a test, and small CalDAV helpers."""
 
 from __future__ import annotations
 
@@ -364,3 +364,65 @@ def edit(radicale: RadicaleServer, path: str, change: Callable[[icalendar.Event]
 def utc(*args) -> int:
     """A UTC date and time as a Unix timestamp: utc(2026, 11, 25, 7)."""
     return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp())
+
+
+def in_process_radicale(folder: Path, meetplugin_conf: str):
+    """Radicale with the plugin in this process (no server): alice, her calendar's folder.
+
+    For tests that watch the storage lock or patch the plugin's code in place.
+    Stop it with `stop_in_process`.
+    """
+    import radicale
+    from radicale import config as radicale_config
+
+    (folder / "users").write_text("alice:alice\n")
+    (folder / "meetplugin.conf").write_text(meetplugin_conf)
+    (folder / "radicale.conf").write_text(
+        f"""[auth]
+type = htpasswd
+htpasswd_filename = {folder / "users"}
+htpasswd_encryption = plain
+delay = 0
+[rights]
+type = owner_only
+[storage]
+type = radicale_meetplugin
+meetplugin_config = {folder / "meetplugin.conf"}
+filesystem_folder = {folder / "collections"}
+predefined_collections = {{"calendar": {{"tag": "VCALENDAR"}}}}
+"""
+    )
+    configuration = radicale_config.load([(str(folder / "radicale.conf"), False)])
+    return radicale.Application(configuration)
+
+
+def stop_in_process(app) -> None:
+    app._storage.meet.outbox.stop()
+    app._storage.meet.engine.store.close()
+
+
+def wsgi_request(app, method: str, path: str, body: str = "") -> tuple[str, str]:
+    """One request as alice to an in-process Radicale: (status line, body)."""
+    import base64
+    import io
+
+    data = body.encode()
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5232",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "text/calendar",
+        "CONTENT_LENGTH": str(len(data)),
+        "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"alice:alice").decode(),
+        "wsgi.input": io.BytesIO(data),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http",
+    }
+    status: list[str] = []
+    answer = b"".join(app(environ, lambda s, headers: status.append(s)))
+    return status[0], answer.decode()

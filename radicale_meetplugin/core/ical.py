@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import icalendar
@@ -43,6 +44,76 @@ def unfold(text: str) -> list[str]:
 def to_text(cal: icalendar.Calendar) -> str:
     text: str = cal.to_ical().decode("utf-8")
     return text
+
+
+class Snapshot:
+    """What `to_text(cal)` is made of, kept by reference: tells whether an edit changed it.
+
+    Serialising a big event twice (before and after a rewrite) only to compare
+    costs seconds; this keeps each component's property values and
+    subcomponents as they were, and serialises only the properties whose
+    value was replaced. The rewrite replaces values (`set_text`, `add`,
+    `pop`); a value changed in place would not be seen, so none is.
+    """
+
+    def __init__(self, cal: icalendar.cal.Component) -> None:
+        self._parts: list[tuple[icalendar.cal.Component, dict[str, Any], list[Any]]] = []
+        stack = [cal]
+        while stack:  # iterative: a deeply nested input must not overflow the stack
+            comp = stack.pop()
+            props = {k: _held(v) for k, v in comp.items()}
+            self._parts.append((comp, props, list(comp.subcomponents)))
+            stack.extend(reversed(comp.subcomponents))
+
+    def changed(self) -> bool:
+        """Would `to_text` of the calendar give other text than when it was taken?"""
+        return self.changes() != []
+
+    def changes(self) -> list[Change] | None:
+        """The properties whose lines changed since, in walk order; None when components
+        were added, removed or reordered (then only the whole text says what changed)."""
+        out: list[Change] = []
+        for index, (comp, props, subs) in enumerate(self._parts):
+            if len(subs) != len(comp.subcomponents) or any(
+                a is not b for a, b in zip(subs, comp.subcomponents, strict=True)
+            ):
+                return None
+            for name in sorted({*props.keys(), *comp.keys()}):
+                old = props.get(name)
+                new = _held(comp[name]) if name in comp else None
+                if old is not None and new is not None and _same_values(new, old):
+                    continue
+                lines = _lines(comp, name, new) if new is not None else []
+                if old is None or lines != _lines(comp, name, old):
+                    out.append(Change(index, str(comp.name), name, tuple(lines)))
+        return out
+
+
+@dataclass(frozen=True)
+class Change:
+    """One property of one component, rewritten: its content lines now (none: removed)."""
+
+    component: int  # the component's position in a depth-first walk (the calendar is 0)
+    kind: str  # the component's name (VEVENT)
+    name: str  # the property's name
+    lines: tuple[str, ...]  # as `to_text` writes them, unfolded
+
+
+def _held(value: Any) -> Any:
+    """A property's value as kept: a list by a copy of it (`add` appends in place)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _same_values(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+    return a is b
+
+
+def _lines(comp: icalendar.cal.Component, name: str, value: Any) -> list[str]:
+    """The content lines of one property as `to_ical` writes them."""
+    values = value if isinstance(value, tuple) else [value]
+    return [str(comp.content_line(name, v, sorted=True)) for v in values]
 
 
 def vevents(cal: icalendar.Calendar) -> list[icalendar.Event]:

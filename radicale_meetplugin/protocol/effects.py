@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from radicale_meetplugin.core.ical import Change
 from radicale_meetplugin.core.model import Action, ActionKind, EventKey, Job, Record
 
 
@@ -142,6 +143,7 @@ class Settlement:
     text: str | None = None
     effects: list[Effect] = field(default_factory=list)
     note: str = ""  # what to log once it is committed
+    changes: tuple[Change, ...] | None = None  # what `text` changed (see Decision.changes)
 
 
 @dataclass
@@ -155,6 +157,9 @@ class Decision:
     # What the decision read of the state: it holds as long as the record is still this one.
     basis: Record | None = None
     reusable: bool = True  # False: it also read what a record alone does not show
+    # The properties `text` changed, for a shell that edits its own serialisation in
+    # place (None: not known, the whole text counts).
+    changes: tuple[Change, ...] | None = None
 
 
 __all__ = [

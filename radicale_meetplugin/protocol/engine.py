@@ -346,7 +346,7 @@ class Engine(Generic[S]):
                 "meetplugin: %s: cannot read the event, stored as sent: %s", self._where(key), e
             )
             return Decision(basis=basis)
-        before = ical.to_text(cal)
+        shot = ical.Snapshot(cal)  # whether the text changes, without serialising it twice
         effects: list[Effect] = []
         if record is None:
             record = self._adoptable(key, cal, effects)
@@ -376,7 +376,7 @@ class Engine(Generic[S]):
                         and record.fingerprint != meeting.fingerprint()
                     )
                 )
-                and self._same(stored_text(), before)
+                and self._same(stored_text(), ical.to_text(cal))  # (not rewritten yet)
             ),
             cancelled=ical.is_cancelled(cal),
             invalid_times=ical.ends_before_start(cal),
@@ -419,7 +419,8 @@ class Engine(Generic[S]):
             if self.scheduling and not facts.cancelled:
                 self._statuses(key, cal)
             effects.append(Letters(key, cal))
-        after = ical.to_text(cal)
+        changes = shot.changes()  # None: components added or removed
+        after = ical.to_text(cal) if changes != [] else None
         if detection.note and facts.organizer and action.kind is ActionKind.IGNORE:
             # LOCATION names a service but does not ask for it: say why, once per save.
             logger.info("meetplugin: %s: no conference: %s", self._where(key), detection.note)
@@ -432,11 +433,12 @@ class Engine(Generic[S]):
                 _why(action, facts),
             )
         return Decision(
-            after if after != before else None,
+            after,
             effects,
             action,
             basis=basis,
             reusable=record is basis,  # an adopted record: read from another calendar
+            changes=tuple(changes) if changes else None,
         )
 
     def may_ask(self, text: str) -> bool:
@@ -845,7 +847,7 @@ class Engine(Generic[S]):
                 assert cal is not None
                 record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
                 effects.append(FinishAttempt(key, job.attempt, record))
-                before = ical.to_text(cal)
+                shot = ical.Snapshot(cal)
                 self._attach(
                     cal,
                     conf,
@@ -876,8 +878,9 @@ class Engine(Generic[S]):
                     )
                 if self.mailing is not None:
                     effects.append(Letters(key, cal))  # after FinishAttempt: sees it ACTIVE
-                after = ical.to_text(cal)
-                done.text = after if after != before else None
+                changes = shot.changes()
+                done.text = ical.to_text(cal) if changes != [] else None
+                done.changes = tuple(changes) if changes else None
                 done.note = f"{job.provider} conference attached"
                 return done
             # Nobody wants it any more (deleted, unmarked, or another attempt won).

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job
-from radicale_meetplugin.protocol.effects import Decision, Stale
+from radicale_meetplugin.protocol.effects import Decision, Expect, Stale
 from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.protocol.handoff import Handoffs
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -117,6 +118,13 @@ class EventStore(Protocol):
         ...
 
 
+def expecting(key: EventKey, decision: Decision) -> Decision:
+    """The decision, committed only while the record is still the one it read."""
+    if decision.effects:
+        decision.effects = [Expect(key, decision.basis), *decision.effects]
+    return decision
+
+
 class Session:
     """The protocol for one event store, with the engine and outbox it shares."""
 
@@ -136,6 +144,8 @@ class Session:
         # When the state file is unavailable: refuse the save (raise StateUnavailable, the
         # shell answers 503) instead of storing it as sent with its bookkeeping lost.
         self.refuse_unavailable = False
+        # Saves waiting for their own create job to store its link in their one write.
+        self.handoffs = Handoffs()
 
     # --- decide ------------------------------------------------------------------
 
@@ -156,6 +166,19 @@ class Session:
         authenticated user, if known. `asks` False: the shell already found the
         text unable to ask for anything (see `Engine.decide`).
         """
+        for _try in range(MAX_CONFLICTS):
+            try:  # committed only on the record it was decided on (a save decided
+                # before a lock, radicale/early.py, may commit meanwhile)
+                return self.commit(
+                    key,
+                    lambda: expecting(
+                        key, self.engine.decide(key, text, stored_text, href, writer, asks)
+                    ),
+                )
+            except Stale:
+                logger.info(
+                    "meetplugin: %s/%s: its record changed, deciding again", key.calendar, key.uid
+                )
         return self.commit(
             key, lambda: self.engine.decide(key, text, stored_text, href, writer, asks)
         )
@@ -166,6 +189,8 @@ class Session:
             decision = decide()
             decision.jobs = self.engine.commit(decision.effects)
             return decision
+        except Stale:  # an `Expect` of the decision found the record changed: decide again
+            raise
         except sqlite3.OperationalError as e:  # the state file is busy or unwritable
             if self.refuse_unavailable:
                 logger.warning(
@@ -245,6 +270,10 @@ class Session:
         """Write a job's final outcome into the event as it is now (the outbox calls this)."""
         if job.kind is ActionKind.DELETE:
             return self.engine.settle(job, outcome, None)[1]
+        if job.kind is ActionKind.CREATE:
+            settled = self.handoffs.offer(job, outcome)  # its save stored it: nothing to write
+            if settled is not None:
+                return settled
         if self.store.optimistic and job.kind in (ActionKind.CREATE, ActionKind.REPLACE):
             for _try in range(MAX_CONFLICTS):
                 with self.store.settling():

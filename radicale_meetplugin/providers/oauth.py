@@ -23,6 +23,8 @@ class TokenCache:
 
     `request(client)` asks the token endpoint and returns its response (the
     provider decides the grant, the form and the auth of that request).
+    A subclass may read more of a good answer (`accepted`), read its lifetime
+    its own way (`lifetime`) and start with a token got elsewhere (`seed`).
     """
 
     def __init__(
@@ -54,6 +56,24 @@ class TokenCache:
             if self._value == used:
                 self._value = ""
 
+    def seed(self, token: str, lifetime: float) -> None:
+        """Start with a token got elsewhere (a user's sign-in), valid for `lifetime` s."""
+        with self._lock:
+            self._value = token
+            self._renew_at = self.clock() + lifetime - min(60.0, lifetime / 10)
+
+    def accepted(self, body: dict) -> None:
+        """A good token answer arrived (a subclass may keep more of it)."""
+
+    def lifetime(self, body: dict) -> float:
+        """Seconds the token in `body` is valid (3600 when it does not say)."""
+        lifetime = body.get("expires_in", 3600)
+        if isinstance(lifetime, str) and lifetime.isdigit():
+            lifetime = int(lifetime)  # Microsoft's v1 endpoints send it as text
+        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
+            lifetime = 3600
+        return float(lifetime)
+
     def _fetch(self) -> tuple[str, float]:
         try:
             response = self.request(self.client)
@@ -72,16 +92,13 @@ class TokenCache:
         token = body.get("access_token")
         if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise ProviderError("auth", status=response.status_code, provider_code="BadToken")
-        lifetime = body.get("expires_in", 3600)
-        if isinstance(lifetime, str) and lifetime.isdigit():
-            lifetime = int(lifetime)  # Microsoft's v1 endpoints send it as text
-        if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
-            lifetime = 3600
+        lifetime = self.lifetime(body)
         self.fetched += 1
+        self.accepted(body)
         logger.info(
             "meetplugin: %s: access token obtained (valid %d s)", self.provider, int(lifetime)
         )
-        return token, float(lifetime)
+        return token, lifetime
 
 
 def bearer_call(

@@ -44,6 +44,7 @@ from radicale_meetplugin.providers.base import (
     UserCredentials,
 )
 from radicale_meetplugin.providers.http import ApiClient
+from radicale_meetplugin.providers.oauth import TokenCache
 from radicale_meetplugin.providers.users import CredentialError, write_private
 
 if TYPE_CHECKING:
@@ -213,33 +214,15 @@ OPTIONS: Schema = {
 }
 
 
-class _TokenCache:
-    """One access token shared by all threads; fetched again shortly before it expires."""
+class _TokenCache(TokenCache):
+    """The server's access token (client credentials); users' caches change the grant."""
 
     def __init__(
         self, client: ApiClient, client_id: str, secret: Secret, clock: Callable[[], float]
     ) -> None:
-        self.client = client
+        super().__init__(client, self._ask, clock, "trueconf")
         self.client_id = client_id
         self.secret = secret
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._value = ""
-        self._renew_at = 0.0
-        self.fetched = 0  # tokens fetched so far (for tests and logs)
-
-    def get(self) -> str:
-        with self._lock:  # one fetch at a time: the others wait and reuse it
-            if not self._value or self.clock() >= self._renew_at:
-                self._value, lifetime = self._fetch()
-                self._renew_at = self.clock() + lifetime - min(60.0, lifetime / 10)
-            return self._value
-
-    def invalidate(self, used: str) -> None:
-        """The API refused `used`: the next get() fetches a new token (once for all threads)."""
-        with self._lock:
-            if self._value == used:
-                self._value = ""
 
     def grant(self) -> tuple[dict[str, str], bool]:
         """The token request's fields, and whether they go as JSON (else a form)."""
@@ -250,45 +233,14 @@ class _TokenCache:
         }
         return fields, False
 
-    def accepted(self, body: dict) -> None:
-        """A good token answer arrived (users' tokens keep a renewed refresh token)."""
-
-    def seed(self, token: str, lifetime: float) -> None:
-        """Start with a token got elsewhere (a user's sign-in), valid for `lifetime` s."""
-        with self._lock:
-            self._value = token
-            self._renew_at = self.clock() + lifetime - min(60.0, lifetime / 10)
-
-    def _fetch(self) -> tuple[str, float]:
+    def _ask(self, client: ApiClient) -> requests.Response:
         fields, as_json = self.grant()
-        try:
-            response = self.client.call(
-                "POST",
-                "",
-                fields if as_json else None,
-                form=None if as_json else fields,
-                ok=(200,),
-            )
-            body = self.client.json_object(response)
-        except ProviderError as e:
-            if e.temporary:  # nothing was created: a retry is always safe
-                raise ProviderError(
-                    e.code,
-                    status=e.status,
-                    provider_code=e.provider_code,
-                    temporary=True,
-                    retry_after=e.retry_after,
-                ) from None
-            # 400/401 invalid_client and the like: the server's credentials are wrong.
-            raise ProviderError("auth", status=e.status, provider_code=e.provider_code) from None
-        token = body.get("access_token")
-        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
-            raise ProviderError("auth", status=response.status_code, provider_code="BadToken")
-        lifetime = _lifetime(body)
-        self.fetched += 1
-        self.accepted(body)
-        logger.info("meetplugin: trueconf: access token obtained (valid %d s)", int(lifetime))
-        return token, lifetime
+        return client.call(
+            "POST", "", fields if as_json else None, form=None if as_json else fields, ok=(200,)
+        )
+
+    def lifetime(self, body: dict) -> float:
+        return _lifetime(body)
 
 
 def _lifetime(body: dict) -> float:

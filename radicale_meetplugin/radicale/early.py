@@ -12,23 +12,40 @@ otherwise it decides again there. Nothing is ever decided on stale facts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
 import posixpath
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import radicale.item as radicale_item
 from radicale import pathutils
 
-from radicale_meetplugin.core.model import EventKey
-from radicale_meetplugin.protocol.effects import Decision
+from radicale_meetplugin.core.ical import Change
+from radicale_meetplugin.core.model import ActionKind, EventKey, Job
+from radicale_meetplugin.protocol.effects import BeginCreate, Decision, Expect, Settlement
 from radicale_meetplugin.protocol.engine import Engine
+from radicale_meetplugin.protocol.handoff import Handoff
+
+if TYPE_CHECKING:
+    from radicale_meetplugin.protocol.outbox import Outbox
+    from radicale_meetplugin.protocol.session import Session
 
 
 class _Events(Protocol):
-    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item: ...
+    def version(self, path: str, href: str) -> str | None: ...
+
+    def as_radicale_item(
+        self,
+        path: str,
+        text: str,
+        like: radicale_item.Item | None = None,
+        changes: Sequence[Change] | None = None,
+    ) -> radicale_item.Item: ...
 
 
 class RadicaleAdapter(Protocol):
@@ -36,11 +53,44 @@ class RadicaleAdapter(Protocol):
 
     engine: Engine[Any]
     events: _Events
+    session: Session
+    outbox: Outbox
 
 
 logger = logging.getLogger("radicale.meetplugin")
 
 _request = threading.local()
+
+
+# A body this big builds hundreds of thousands of objects that all stay alive until the
+# decision is made: the cyclic collector would stop every thread to scan them again and
+# again for nothing (seconds for 10 000 overrides), so it waits while the decision is made.
+BIG = 256 * 1024
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def _collector_paused(size: int) -> Iterator[None]:
+    """No cyclic garbage collection meanwhile, if `size` is BIG (reference counting goes on)."""
+    global _gc_holders, _gc_was_enabled
+    if size < BIG:
+        yield
+        return
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 class NeedsLock(Exception):
@@ -55,6 +105,12 @@ class Early:
     text: str  # the item as Radicale will prepare it
     decision: Decision
     item: radicale_item.Item | None  # the rewritten item, ready to store (None: as sent)
+    # A create committed before the lock (its job runs): the save stores what its
+    # outcome makes of `item` in its one write, if it came in time.
+    handoff: Handoff | None = None
+    settlement: Settlement | None = None  # the outcome, worked out on `item`
+    final: radicale_item.Item | None = None  # `item` with the settlement in it
+    seen: str | None = None  # the stored version (ETag) when the create was committed
 
 
 def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
@@ -64,9 +120,22 @@ def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
 
 
 def end() -> None:
+    held = getattr(_request, "handoff", None)
     _request.target = None
     _request.early = None
     _request.quiet = None
+    _request.handoff = None
+    if held is not None:  # the settle goes on by itself, if the save did not store it
+        session, handoff = held
+        session.handoffs.close(handoff)
+
+
+def settled(handoff: Handoff, jobs: list[Job]) -> None:
+    """The save stored its create's settlement (after the lock: the event is written)."""
+    held = getattr(_request, "handoff", None)
+    if held is not None and held[1] is handoff:
+        _request.handoff = None
+        held[0].handoffs.close(handoff, jobs)
 
 
 def cannot_ask(calendar: str) -> bool:
@@ -129,9 +198,91 @@ def decide(
         raise NeedsLock
 
     href = posixpath.basename(pathutils.strip_path(path))
-    decision = engine.decide(key, text, stored, href, user)
-    rewritten = adapter.events.as_radicale_item(calendar, decision.text) if decision.text else None
-    return Early(calendar, text, decision, rewritten)
+    with _collector_paused(len(text)):
+        decision = engine.decide(key, text, stored, href, user)
+        rewritten = (
+            adapter.events.as_radicale_item(
+                calendar, decision.text, like=item, changes=decision.changes
+            )
+            if decision.text
+            else None
+        )
+    early = Early(calendar, text, decision, rewritten)
+    if rewritten is not None and _creates(adapter, decision):
+        _create_now(adapter, key, early, href)
+    return early
+
+
+def _creates(adapter: RadicaleAdapter, decision: Decision) -> bool:
+    """A new event's conference, made by a provider's API, and nothing else to commit."""
+    return (
+        decision.action.kind is ActionKind.CREATE
+        and decision.basis is None
+        and decision.reusable
+        and len(decision.effects) == 1
+        and isinstance(decision.effects[0], BeginCreate)
+        and adapter.session.submit is not None
+    )
+
+
+def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early, href: str) -> None:
+    """Commit the create, run its job and wait for it up to the budget, before the lock.
+
+    The job is leased to this process in the transaction that queues it, so
+    no other process runs it while the event is not stored yet. Should this
+    process die, the lease runs out and the job's settle finds no event: the
+    conference goes.
+    """
+    session, engine = adapter.session, adapter.engine
+    handoff = session.handoffs.open(key)
+    if handoff is None:
+        return
+    waiting = session.waiting
+    if waiting is not None and not waiting.acquire(blocking=False):
+        session.handoffs.close(handoff)  # enough saves wait already: the link follows
+        return
+    try:
+        early.seen = adapter.events.version(early.calendar, href)
+        with handoff.lock:
+            try:
+                with engine.store.transaction():
+                    jobs = engine.commit([Expect(key, None), *early.decision.effects])
+                    job = jobs[0]
+                    engine.store.jobs_queue.claim(
+                        job.id,
+                        adapter.outbox.owner,
+                        2 * engine.settings.main["call_timeout"] + 30,
+                        adapter.outbox.alive,
+                    )
+            except Exception:  # a record came meanwhile, or no state: the lock decides
+                logger.debug("meetplugin: %s: no create before the lock", key.uid, exc_info=True)
+                session.handoffs.close(handoff)
+                return
+            handoff.attempt = job.attempt
+        early.decision.jobs = jobs
+        early.handoff = handoff
+        _request.handoff = (session, handoff)
+        assert session.submit is not None and early.item is not None
+        futures = session.submit([job.id])
+        if not futures:  # the outbox is stopping: the job waits for the next start
+            handoff.stop_waiting()
+        for future in futures:
+            future.add_done_callback(handoff.stop_waiting)
+        outcome = handoff.wait(session.budget)
+        if outcome is None:
+            return
+        pending = early.item
+        early.settlement = settlement = engine.prepare_settle(job, outcome, pending.serialize())
+        early.final = (
+            adapter.events.as_radicale_item(
+                early.calendar, settlement.text, like=pending, changes=settlement.changes
+            )
+            if settlement.text
+            else pending
+        )
+    finally:
+        if waiting is not None:
+            waiting.release()
 
 
 def install() -> None:

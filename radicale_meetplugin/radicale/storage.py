@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import radicale.item as radicale_item
@@ -35,11 +36,20 @@ from radicale.storage import multifilesystem
 from radicale.storage.multifilesystem.lock import StoragePartLock
 
 from radicale_meetplugin.bootstrap import build_engine, build_outbox
-from radicale_meetplugin.core.model import EventKey, Job
+from radicale_meetplugin.core.ical import Change
+from radicale_meetplugin.core.model import EventKey, Job, RecordState
+from radicale_meetplugin.protocol.effects import Stale
 from radicale_meetplugin.protocol.engine import Engine
-from radicale_meetplugin.protocol.session import Session, StateUnavailable, Stored, Write
+from radicale_meetplugin.protocol.session import (
+    Session,
+    StateUnavailable,
+    Stored,
+    Write,
+    expecting,
+)
 from radicale_meetplugin.radicale import early, put_etag, scheduling, unavailable
 from radicale_meetplugin.radicale.batch import Batcher
+from radicale_meetplugin.radicale.splice import splice
 from radicale_meetplugin.state.records import RecordStore
 
 logger = logging.getLogger("radicale.meetplugin")
@@ -69,6 +79,31 @@ class Collection(multifilesystem.Collection):
         if not self._storage.passive and not scheduling.box_kind(self):
             self._storage.meet.before_delete(self, href)
         _base_delete(self, href)
+
+
+# The lines an item's identity and time range are worked out from (Radicale's
+# find_time_range and get_uid), with their folded continuations.
+_TIMING_LINE = re.compile(
+    r"^(?:BEGIN|END|UID|DTSTART|DTEND|DURATION|DUE|COMPLETED|CREATED|RRULE|RDATE|EXDATE|"
+    r"EXRULE|RECURRENCE-ID|TZID|TZOFFSETFROM|TZOFFSETTO)[;:][^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+    re.MULTILINE | re.IGNORECASE,
+)
+
+
+_FOLD = re.compile(r"\r?\n[ \t]")
+
+
+def _timing(text: str) -> list[str]:
+    """Those lines, unfolded; a recurrence rule's parts in one order (the rewrite's
+    iCalendar library writes them in another than the client, the same rule)."""
+    lines = []
+    for line in _TIMING_LINE.findall(text):
+        line = _FOLD.sub("", line)
+        if line[:6].upper() in ("RRULE:", "RRULE;", "EXRULE"):
+            head, _, rule = line.partition(":")
+            line = head + ":" + ";".join(sorted(rule.upper().split(";")))
+        lines.append(line)
+    return lines
 
 
 _shared: dict[tuple, RadicaleAdapter] = {}
@@ -209,11 +244,14 @@ class Storage(multifilesystem.Storage):
         return self.meet.create_collection(href, items, props, super().create_collection)
 
 
-def prepared_item(path: str, text: str, max_occurrence: int) -> radicale_item.Item:
+def prepared_item(
+    path: str, text: str, max_occurrence: int, prepare: bool = True
+) -> radicale_item.Item:
     """The item exactly as Radicale would store `text` from a client's PUT.
 
     Same parse, sanitising and serialisation (vobject), so a client that
     sends the stored version back changes no byte and keeps its ETag.
+    `prepare` False: its time range is not worked out yet (the caller may have it).
     """
     components = radicale_item.read_components(text)
     radicale_item.check_and_sanitize_items(
@@ -223,7 +261,8 @@ def prepared_item(path: str, text: str, max_occurrence: int) -> radicale_item.It
         max_vevent_rrule_occurrence=max_occurrence,
     )
     item = radicale_item.Item(collection_path=path, vobject_item=components[0])
-    item.prepare()
+    if prepare:
+        item.prepare()
     return item
 
 
@@ -258,6 +297,14 @@ class RadicaleEventStore:
         with StoragePartLock.acquire_lock(self.storage, "w", "", request="MEETPLUGIN") as held:
             with self.storage.meet.engine.store.db.waiting_at_most(LOCKED_STATE_WAIT):
                 yield held
+
+    def version(self, path: str, href: str) -> str | None:
+        """The ETag of the item at `href` in the calendar at `path` now (None: none)."""
+        col = self._collection(path)
+        if col is None or not pathutils.is_safe_filesystem_path_component(href):
+            return None
+        item = col._get(href, verify_href=False)
+        return item.etag if item is not None else None
 
     def locate(self, job: Job) -> str:
         col, href = self._find(job.key, job.href)
@@ -325,8 +372,46 @@ class RadicaleEventStore:
 
         return self.batch.run(under_lock)
 
-    def as_radicale_item(self, path: str, text: str) -> radicale_item.Item:
-        return prepared_item(path, text, self.max_rrule_occurrence)
+    def as_radicale_item(
+        self,
+        path: str,
+        text: str,
+        like: radicale_item.Item | None = None,
+        changes: Sequence[Change] | None = None,
+    ) -> radicale_item.Item:
+        """The item exactly as Radicale would store `text` (see `prepared_item`).
+
+        `like`: the prepared item `text` was rewritten from; when the rewrite
+        left every line its time range and identity come from as they were,
+        those are taken from it instead of being worked out again (an RRULE
+        with thousands of overrides takes a second), and the item holds its
+        text only: a big parsed tree kept to the end of the request costs
+        memory and collector time, and nothing reads it again. `changes`: what
+        the rewrite of `like` into `text` changed; then `like`'s text is edited
+        in place (radicale/splice.py) instead of `text` being parsed again.
+        """
+        spliced = splice(like.serialize(), changes) if like is not None and changes else None
+        if like is not None and spliced is not None:
+            return self._like(path, spliced, like)
+        item = prepared_item(path, text, self.max_rrule_occurrence, prepare=False)
+        serialized = item.serialize()
+        if like is not None and _timing(serialized) == _timing(like.serialize()):
+            return self._like(path, serialized, like)
+        item.prepare()
+        return item
+
+    @staticmethod
+    def _like(path: str, text: str, like: radicale_item.Item) -> radicale_item.Item:
+        """An item of `text`, whose identity and time range are `like`'s."""
+        return radicale_item.Item(
+            collection_path=path,
+            text=text,
+            etag=radicale_item.get_etag(text),
+            uid=like.uid,
+            name=like.name,
+            component_name=like.component_name,
+            time_range=like.time_range,
+        )
 
     def _collection(self, path: str) -> multifilesystem.Collection | None:
         col = next(iter(self.storage.discover(pathutils.unstrip_path(path, True))), None)
@@ -432,6 +517,7 @@ class RadicaleAdapter:
         item: radicale_item.Item,
         stored: Callable[[], str | None] = lambda: None,
         href: str = "",
+        current: Callable[[], radicale_item.Item | None] = lambda: None,
     ) -> radicale_item.Item:
         """Run the session on one item of the calendar at `path`; returns the item to store."""
         if tag != "VCALENDAR" or item.component_name != "VEVENT":
@@ -439,14 +525,41 @@ class RadicaleAdapter:
         key = EventKey(path.split("/", 1)[0], path, item.uid)
         text = item.serialize()
         ready = early.take(path, text)
+        if ready is not None and ready.handoff is not None:  # created before the lock
+            now = current()
+            if now is not None and now.etag != ready.seen:
+                # Saved meanwhile by a request sent after this one (this one waited for
+                # the provider before the lock): that version stays, as if this save had
+                # been stored first; the create's settle puts the link into it.
+                logger.info("meetplugin: %s/%s: saved meanwhile, kept", key.calendar, key.uid)
+                put_etag.mark_rewritten()
+                return now
+            final = self._created_early(key, ready)
+            if final is not None:
+                put_etag.mark_rewritten()
+                return final
+            record = self.engine.store.get(key)
+            if (
+                ready.item is not None
+                and record is not None
+                and record.state is RecordState.CREATING
+                and record.attempt == ready.handoff.attempt
+            ):  # still waiting for that job: stored with the pending block, the link follows
+                put_etag.mark_rewritten()
+                return ready.item
+            ready = None  # decided again on the facts as they are now
+        decision = None
         if (
             ready is not None
             and ready.decision.reusable
             and (self.engine.store.get(key) == ready.decision.basis)
         ):  # decided before the lock, on facts that still hold: only commit here
-            decision = self.session.commit(key, lambda: ready.decision)
-            rewritten = ready.item
-        else:
+            try:
+                decision = self.session.commit(key, lambda: expecting(key, ready.decision))
+                rewritten = ready.item
+            except Stale:  # another save committed first (before its lock)
+                decision = None
+        if decision is None:
             asks = not early.cannot_ask(path)  # the body was tested before the lock
             decision = self.session.decide(
                 key, text, stored, href, getattr(self._request, "user", ""), asks=asks
@@ -458,16 +571,43 @@ class RadicaleAdapter:
                 self.calendars.answered(key.owner, text)  # an attendee's own copy: their answer
             return item
         put_etag.mark_rewritten()
-        return rewritten or self.events.as_radicale_item(path, decision.text)
+        return rewritten or self.events.as_radicale_item(
+            path, decision.text, like=item, changes=decision.changes
+        )
+
+    def _created_early(self, key: EventKey, ready: early.Early) -> radicale_item.Item | None:
+        """The event with its create's outcome in it, if that came in time and still holds.
+
+        The record change is committed here (compare-and-set on the attempt);
+        the settle waiting for this save returns once the event is written.
+        """
+        if ready.settlement is None or ready.final is None or ready.handoff is None:
+            return None
+        try:
+            jobs = self.engine.finish_settle(ready.settlement)
+        except Stale:
+            return None
+        except sqlite3.OperationalError as e:
+            raise StateUnavailable(str(e)) from e
+        self._request.settling = (ready.handoff, jobs)
+        return ready.final
 
     def upload(
         self, col: Collection, href: str, item: radicale_item.Item
     ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
+        def current() -> radicale_item.Item | None:
+            return col._get(href, verify_href=False)
+
         def stored() -> str | None:
-            old = col._get(href, verify_href=False)
+            old = current()
             return old.serialize() if old is not None else None
 
-        return _base_upload(col, href, self._decide(col.path, col.tag, item, stored, href))
+        self._request.settling = None
+        result = _base_upload(
+            col, href, self._decide(col.path, col.tag, item, stored, href, current)
+        )
+        self._request.settled, self._request.settling = self._request.settling, None
+        return result
 
     def before_delete(self, col: Collection, href: str | None) -> None:
         try:
@@ -555,6 +695,10 @@ class RadicaleAdapter:
 
     def after_write(self) -> None:
         """Run the jobs this request queued; wait for them up to the budget."""
+        settled = getattr(self._request, "settled", None)
+        self._request.settled = self._request.settling = None
+        if settled is not None:  # stored with its create's outcome: that settle is done
+            early.settled(*settled)
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
         no_wait = getattr(self._request, "no_wait", False)
         self._request.jobs, self._request.no_wait, self._request.user = [], False, ""

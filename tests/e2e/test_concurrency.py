@@ -228,8 +228,8 @@ class Workload:
                 self.server_errors += r.status_code >= 500
             else:
                 got = session.get(url)
-                if got.status_code != 200:
-                    return
+                if got.status_code != 200 or not got.text.strip():
+                    return  # gone, or an answer cut short by the kill
                 cal = icalendar.Calendar.from_ical(got.text)
                 ev = [c for c in cal.walk("VEVENT")][0]
                 if op == "edit":

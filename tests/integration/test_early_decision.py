@@ -6,14 +6,10 @@ whose facts changed meanwhile is made again there.
 
 from __future__ import annotations
 
-import base64
-import io
 import uuid
 
 import pytest
-import radicale
-from harness import event
-from radicale import config as radicale_config
+from harness import event, in_process_radicale, stop_in_process, wsgi_request
 
 from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.protocol.engine import Engine
@@ -21,53 +17,14 @@ from radicale_meetplugin.protocol.engine import Engine
 
 @pytest.fixture
 def app(tmp_path):
-    (tmp_path / "users").write_text("alice:alice\n")
-    (tmp_path / "meetplugin.conf").write_text(
-        "[meetplugin]\nowner_addresses = {user}@example.com\n"
+    application = in_process_radicale(
+        tmp_path, "[meetplugin]\nowner_addresses = {user}@example.com\n"
     )
-    (tmp_path / "radicale.conf").write_text(
-        f"""[auth]
-type = htpasswd
-htpasswd_filename = {tmp_path / "users"}
-htpasswd_encryption = plain
-delay = 0
-[rights]
-type = owner_only
-[storage]
-type = radicale_meetplugin
-meetplugin_config = {tmp_path / "meetplugin.conf"}
-filesystem_folder = {tmp_path / "collections"}
-predefined_collections = {{"calendar": {{"tag": "VCALENDAR"}}}}
-"""
-    )
-    configuration = radicale_config.load([(str(tmp_path / "radicale.conf"), False)])
-    application = radicale.Application(configuration)
     yield application
-    application._storage.meet.outbox.stop()
-    application._storage.meet.engine.store.close()
+    stop_in_process(application)
 
 
-def request(app, method: str, path: str, body: str = "") -> tuple[str, str]:
-    data = body.encode()
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "5232",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "CONTENT_TYPE": "text/calendar",
-        "CONTENT_LENGTH": str(len(data)),
-        "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"alice:alice").decode(),
-        "wsgi.input": io.BytesIO(data),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.url_scheme": "http",
-    }
-    status: list[str] = []
-    answer = b"".join(app(environ, lambda s, headers: status.append(s)))
-    return status[0], answer.decode()
+request = wsgi_request
 
 
 @pytest.fixture
