@@ -52,17 +52,20 @@ class Snapshot:
     Serialising a big event twice (before and after a rewrite) only to compare
     costs seconds; this keeps each component's property values and
     subcomponents as they were, and serialises only the properties whose
-    value was replaced. The rewrite replaces values (`set_text`, `add`,
-    `pop`); a value changed in place would not be seen, so none is.
+    value was replaced or whose parameters changed (SCHEDULE-STATUS is set on
+    an ATTENDEE in place). A value's own text changed in place would not be
+    seen, so none is.
     """
 
     def __init__(self, cal: icalendar.cal.Component) -> None:
         self._parts: list[tuple[icalendar.cal.Component, dict[str, Any], list[Any]]] = []
+        self._params: list[dict[str, Any]] = []
         stack = [cal]
         while stack:  # iterative: a deeply nested input must not overflow the stack
             comp = stack.pop()
             props = {k: _held(v) for k, v in comp.items()}
             self._parts.append((comp, props, list(comp.subcomponents)))
+            self._params.append({k: _params_of(v) for k, v in props.items()})
             stack.extend(reversed(comp.subcomponents))
 
     def changed(self) -> bool:
@@ -78,13 +81,15 @@ class Snapshot:
                 a is not b for a, b in zip(subs, comp.subcomponents, strict=True)
             ):
                 return None
+            params = self._params[index]
             for name in sorted({*props.keys(), *comp.keys()}):
                 old = props.get(name)
                 new = _held(comp[name]) if name in comp else None
-                if old is not None and new is not None and _same_values(new, old):
+                same = old is not None and new is not None and _same_values(new, old)
+                if same and _params_of(new) == params.get(name):
                     continue
                 lines = _lines(comp, name, new) if new is not None else []
-                if old is None or lines != _lines(comp, name, old):
+                if old is None or same or lines != _lines(comp, name, old):
                     out.append(Change(index, str(comp.name), name, tuple(lines)))
         return out
 
@@ -102,6 +107,17 @@ class Change:
 def _held(value: Any) -> Any:
     """A property's value as kept: a list by a copy of it (`add` appends in place)."""
     return tuple(value) if isinstance(value, list) else value
+
+
+def _params_of(value: Any) -> tuple[Any, ...]:
+    """A property's parameters as they are now, by value (they can be changed in place)."""
+    values = value if isinstance(value, tuple) else (value,)
+    return tuple(
+        tuple(sorted((k, str(p)) for k, p in v.params.items()))
+        if getattr(v, "params", None)
+        else ()
+        for v in values
+    )
 
 
 def _same_values(a: Any, b: Any) -> bool:

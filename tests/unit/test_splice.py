@@ -118,6 +118,19 @@ def test_a_value_appended_in_place_is_a_change():
     assert [c.name for c in shot.changes() or []] == ["COMMENT"]
 
 
+def test_a_parameter_set_in_place_is_a_change_and_is_spliced():
+    """SCHEDULE-STATUS is set on an ATTENDEE in place: the stored text must carry it."""
+    stored = radicale_text(EVENTS["attendees"])
+    cal = ical.parse(stored)
+    shot = ical.Snapshot(cal)
+    ical.vevents(cal)[0]["ATTENDEE"].params["SCHEDULE-STATUS"] = "1.2"  # the one attendee
+    changes = shot.changes()
+    assert [c.name for c in changes or []] == ["ATTENDEE"]
+    spliced = splice(stored, changes or [])
+    assert spliced is not None
+    assert "SCHEDULE-STATUS=1.2:mailto:bob@example.com" in spliced.replace("\r\n ", "")
+
+
 def test_a_time_or_structure_change_takes_the_whole_way():
     stored = radicale_text(EVENTS["plain"])
     cal = ical.parse(stored)
