@@ -130,7 +130,7 @@ def test_an_edit_between_reading_and_writing_settles_again(app, monkeypatch, wri
     assert record.conference is not None and record.conference.join_url in stored
 
 
-def test_a_job_run_before_its_event_is_stored_still_writes_the_link(app, monkeypatch):
+def test_a_job_run_before_its_event_is_stored_still_writes_the_link(app, monkeypatch, write_back):
     """The loop may run a save's job between the commit and Radicale storing the event.
 
     Its settle then reads no event; under the lock the event is there. That
