@@ -246,15 +246,108 @@ class _Pool:
 class _Open:
     """The transaction a thread has open: its connection and how deep it is nested."""
 
-    conn: sqlite3.Connection
+    conn: Any
     depth: int = 0
 
 
-class Database:
+class Transactions:
+    """What both engines share: a thread's transaction, joined as a savepoint when
+    nested, and single statements on the thread's open transaction or a pooled
+    connection. An engine supplies `_checkout`, `_checkin`, `_begin` and `_rollback`."""
+
+    _begin = "BEGIN"
+    _local: threading.local
+
+    def _checkout(self) -> Any:
+        raise NotImplementedError
+
+    def _checkin(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def _rollback(self, conn: Any) -> None:
+        conn.execute("ROLLBACK")
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection for a few statements: the thread's open transaction's, else a pooled one."""
+        open_tx: _Open | None = getattr(self._local, "tx", None)
+        if open_tx is not None:
+            yield open_tx.conn
+            return
+        conn = self._checkout()
+        try:
+            yield conn
+        finally:
+            self._checkin(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """BEGIN … COMMIT; inside an open one on this thread, a savepoint of it."""
+        open_tx: _Open | None = getattr(self._local, "tx", None)
+        if open_tx is not None:
+            open_tx.depth += 1
+            name = f"nested_{open_tx.depth}"
+            conn = open_tx.conn
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            finally:
+                open_tx.depth -= 1
+            return
+        conn = self._checkout()
+        try:
+            conn.execute(self._begin)
+            self._local.tx = _Open(conn)
+            try:
+                yield conn
+            except BaseException:
+                self._rollback(conn)
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                self._local.tx = None
+        finally:
+            self._checkin(conn)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Has this thread a transaction open?"""
+        return getattr(self._local, "tx", None) is not None
+
+    # --- one statement ------------------------------------------------------------
+
+    def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        with self.connection() as conn:
+            return list(conn.execute(sql, tuple(params)).fetchall())
+
+    def query_one(self, sql: str, params: Iterable = ()) -> tuple | None:
+        with self.connection() as conn:
+            row: tuple | None = conn.execute(sql, tuple(params)).fetchone()
+            return row
+
+    def run(self, sql: str, params: Iterable = ()) -> int:
+        """One write on its own (autocommit) or in this thread's transaction; the row count."""
+        with self.connection() as conn:
+            return int(conn.execute(sql, tuple(params)).rowcount)
+
+    def run_many(self, sql: str, rows: Iterable[Iterable]) -> None:
+        with self.connection() as conn:
+            conn.executemany(sql, (tuple(r) for r in rows))
+
+
+class Database(Transactions):
     """One sqlite file."""
 
     dialect = "sqlite"
     for_update = ""  # BEGIN IMMEDIATE already keeps every other writer out
+    _begin = "BEGIN IMMEDIATE"
 
     def __init__(
         self,
@@ -397,79 +490,6 @@ class Database:
                 self._pool.discard()
                 return
         self._pool.put(conn)
-
-    @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection for a few statements: the thread's open transaction's, else a pooled one."""
-        open_tx: _Open | None = getattr(self._local, "tx", None)
-        if open_tx is not None:
-            yield open_tx.conn
-            return
-        conn = self._checkout()
-        try:
-            yield conn
-        finally:
-            self._checkin(conn)
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; inside an open one on this thread, a savepoint of it."""
-        open_tx: _Open | None = getattr(self._local, "tx", None)
-        if open_tx is not None:
-            open_tx.depth += 1
-            name = f"nested_{open_tx.depth}"
-            conn = open_tx.conn
-            conn.execute(f"SAVEPOINT {name}")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-                raise
-            else:
-                conn.execute(f"RELEASE {name}")
-            finally:
-                open_tx.depth -= 1
-            return
-        conn = self._checkout()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            self._local.tx = _Open(conn)
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
-            finally:
-                self._local.tx = None
-        finally:
-            self._checkin(conn)
-
-    @property
-    def in_transaction(self) -> bool:
-        """Has this thread a transaction open?"""
-        return getattr(self._local, "tx", None) is not None
-
-    # --- one statement ------------------------------------------------------------
-
-    def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
-        with self.connection() as conn:
-            return conn.execute(sql, tuple(params)).fetchall()
-
-    def query_one(self, sql: str, params: Iterable = ()) -> tuple | None:
-        with self.connection() as conn:
-            return conn.execute(sql, tuple(params)).fetchone()
-
-    def run(self, sql: str, params: Iterable = ()) -> int:
-        """One write on its own (autocommit) or in this thread's transaction; the row count."""
-        with self.connection() as conn:
-            return conn.execute(sql, tuple(params)).rowcount
-
-    def run_many(self, sql: str, rows: Iterable[Iterable]) -> None:
-        with self.connection() as conn:
-            conn.executemany(sql, (tuple(r) for r in rows))
 
     # --- the pool -----------------------------------------------------------------
 

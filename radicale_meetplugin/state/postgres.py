@@ -27,13 +27,19 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import psycopg_pool
 
-from radicale_meetplugin.state.db import _META, Schema, Unavailable, mask_url, statements
+from radicale_meetplugin.state.db import (
+    _META,
+    Schema,
+    Transactions,
+    Unavailable,
+    mask_url,
+    statements,
+)
 
 _DDL = (
     (re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\s+AUTOINCREMENT\b", re.I),
@@ -97,13 +103,7 @@ class _Connection:
         return cursor
 
 
-@dataclass
-class _Open:
-    conn: _Connection
-    depth: int = 0
-
-
-class PostgresDatabase:
+class PostgresDatabase(Transactions):
     """One PostgreSQL database, shared by every process that names it."""
 
     dialect = "postgresql"
@@ -261,61 +261,13 @@ class PostgresDatabase:
             except psycopg.Error:
                 pass  # still away: the next checkout says so
 
-    @contextmanager
-    def connection(self) -> Iterator[_Connection]:
-        open_tx: _Open | None = getattr(self._local, "tx", None)
-        if open_tx is not None:
-            yield open_tx.conn
+    def _rollback(self, conn: _Connection) -> None:
+        if conn.raw.closed:
             return
-        conn = self._checkout()
         try:
-            yield conn
-        finally:
-            self._checkin(conn)
-
-    @contextmanager
-    def transaction(self) -> Iterator[_Connection]:
-        """BEGIN … COMMIT; inside an open one on this thread, a savepoint of it."""
-        open_tx: _Open | None = getattr(self._local, "tx", None)
-        if open_tx is not None:
-            open_tx.depth += 1
-            name = f"nested_{open_tx.depth}"
-            conn = open_tx.conn
-            conn.execute(f"SAVEPOINT {name}")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                conn.execute(f"RELEASE SAVEPOINT {name}")
-                raise
-            else:
-                conn.execute(f"RELEASE SAVEPOINT {name}")
-            finally:
-                open_tx.depth -= 1
-            return
-        conn = self._checkout()
-        try:
-            conn.execute("BEGIN")
-            self._local.tx = _Open(conn)
-            try:
-                yield conn
-            except BaseException:
-                if not conn.raw.closed:
-                    try:
-                        conn.raw.execute("ROLLBACK")
-                    except psycopg.Error:
-                        conn.raw.close()
-                raise
-            else:
-                conn.execute("COMMIT")
-            finally:
-                self._local.tx = None
-        finally:
-            self._checkin(conn)
-
-    @property
-    def in_transaction(self) -> bool:
-        return getattr(self._local, "tx", None) is not None
+            conn.raw.execute("ROLLBACK")
+        except psycopg.Error:
+            conn.raw.close()
 
     def lock(self, conn: _Connection, *name: object) -> None:
         """Hold a lock on `name` (any parts) until the transaction ends."""
@@ -323,24 +275,6 @@ class PostgresDatabase:
             "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
             ("\x1f".join(str(part) for part in name),),
         )
-
-    # --- one statement ----------------------------------------------------------------
-
-    def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
-        with self.connection() as conn:
-            return conn.execute(sql, params).fetchall()
-
-    def query_one(self, sql: str, params: Iterable = ()) -> tuple | None:
-        with self.connection() as conn:
-            return conn.execute(sql, params).fetchone()
-
-    def run(self, sql: str, params: Iterable = ()) -> int:
-        with self.connection() as conn:
-            return conn.execute(sql, params).rowcount
-
-    def run_many(self, sql: str, rows: Iterable[Iterable]) -> None:
-        with self.connection() as conn:
-            conn.executemany(sql, rows)
 
     # --- the pool -----------------------------------------------------------------------
 
