@@ -140,6 +140,8 @@ class StateStore(RecordReader, Protocol):
 
     def finish_attempt(self, key: EventKey, attempt: str, record: Record | None) -> bool: ...
 
+    def holds(self, key: EventKey, record: Record | None) -> bool: ...
+
     def abandon_attempt(self, key: EventKey, attempt: str, then: Job) -> Job: ...
 
 
@@ -493,7 +495,7 @@ class Engine(Generic[S]):
                 elif isinstance(effect, Cancellations):
                     letters += self._mail_deleted(effect.key)
                 elif isinstance(effect, Expect):
-                    if store.get(effect.key) != effect.record:
+                    if not store.holds(effect.key, effect.record):
                         raise Stale(effect.key)
                 elif isinstance(effect, FinishAttempt):
                     stored = store.finish_attempt(effect.key, effect.attempt, effect.record)

@@ -289,6 +289,14 @@ class RecordStore:
             )
             return self._insert_job(db, then) if then is not None else None
 
+    def holds(self, key: EventKey, record: Record | None) -> bool:
+        """Is the record of `key` still `record`? Inside a transaction the record stays so
+        until it ends: on PostgreSQL a lock on the key (on sqlite BEGIN IMMEDIATE does it),
+        so two processes deciding one new event at once cannot both find it absent."""
+        with self.db.transaction() as db:
+            self.db.lock(db, "conference", key.owner, key.calendar, key.uid)
+            return self.get(key) == record
+
     def finish_attempt(self, key: EventKey, attempt: str, record: Record | None) -> bool:
         """Store the attempt's result if the record still waits for this attempt.
 

@@ -312,6 +312,41 @@ def test_a_transaction_keeps_other_writers_out_until_it_ends(tmp_path):
     store.close()
 
 
+def test_two_deciders_of_one_new_event_cannot_both_find_it_absent(place):
+    """Engine.commit's `Expect`: a record found as expected stays so until the commit.
+
+    Two processes deciding one new event at once (seen on PostgreSQL: two
+    rooms for one event) must not both find it absent and both create it.
+    """
+    store = RecordStore(place("records.sqlite"))
+    checked, release = threading.Event(), threading.Event()
+    second: list[bool] = []
+
+    def first():
+        with store.transaction():
+            assert store.holds(key(1), None)
+            checked.set()
+            release.wait(10)
+            store.put(active(1))
+
+    def other():
+        with store.transaction():
+            second.append(store.holds(key(1), None))
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert checked.wait(10)
+    b = threading.Thread(target=other)
+    b.start()
+    b.join(0.3)
+    assert b.is_alive()  # the second check waits for the first decision's commit
+    release.set()
+    a.join()
+    b.join()
+    assert second == [False]  # then it sees the new record: decided again
+    store.close()
+
+
 # --- schema versions --------------------------------------------------------------------
 
 
