@@ -7,9 +7,13 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from radicale_meetplugin import __version__, clitools
 from radicale_meetplugin.clitools import CommandError
+
+if TYPE_CHECKING:
+    from radicale_meetplugin.config import Settings
 
 
 def _radicale_configuration(config_path: str):
@@ -232,7 +236,6 @@ def _storage(config_path: str):
 
 def _state(args: argparse.Namespace) -> tuple[str, str]:
     """(state folder, state URL): --state-dir, else what Radicale's config leads to."""
-    import os
 
     from radicale_meetplugin import providers
 
@@ -240,7 +243,22 @@ def _state(args: argparse.Namespace) -> tuple[str, str]:
         return args.state_dir, ""
     plugin, state = _plugin_config(args.config)
     settings, _plugins = providers.load_settings(plugin)
+    return _state_of(settings, state)
+
+
+def _state_of(settings: Settings, state: str) -> tuple[str, str]:
+    """(state folder, state URL) of loaded settings; `state`: the folder Radicale's config gives."""
+    import os
+
     return os.path.expanduser(settings.main["state_dir"] or state), settings.main["state_url"]
+
+
+def _records(state_dir: str, state_url: str) -> tuple[str, bool]:
+    """The records database (its URL, or the file in the state folder) and whether it exists."""
+    import os
+
+    target = state_url or os.path.join(state_dir, "records.sqlite")
+    return target, bool(state_url) or os.path.isfile(target)
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -322,7 +340,6 @@ def imip_inbox_command(args: argparse.Namespace) -> int:
     Exit codes an MTA understands: 0 taken or ignored on purpose, 75
     (EX_TEMPFAIL) when it must try again (storage busy, config unreadable).
     """
-    import os
 
     from radicale.storage import multifilesystem
 
@@ -340,10 +357,8 @@ def imip_inbox_command(args: argparse.Namespace) -> int:
         if not settings.scheduling["enabled"]:
             print("meetplugin imip-inbox: [scheduling] is not enabled: ignored", file=sys.stderr)
             return inbound.EX_OK
-        database = settings.main["state_url"] or os.path.join(
-            os.path.expanduser(settings.main["state_dir"] or state), "records.sqlite"
-        )
-        if not settings.main["state_url"] and not os.path.exists(database):
+        database, exists = _records(*_state_of(settings, state))
+        if not exists:
             print(f"meetplugin imip-inbox: no state file {database}: ignored", file=sys.stderr)
             return inbound.EX_OK
         storage = multifilesystem.Storage(configuration)
@@ -380,13 +395,11 @@ def migrate_command(args: argparse.Namespace) -> int:
 
     0: up to date (now, or already); 1: --check found steps to run; 2: could not run.
     """
-    import os
 
     from radicale_meetplugin.state.records import SCHEMA, RecordStore
 
-    state_dir, state_url = _state(args)
-    target = state_url or os.path.join(state_dir, "records.sqlite")
-    if not state_url and not os.path.isfile(target):
+    target, exists = _records(*_state(args))
+    if not exists:
         raise clitools.CommandError(f"no plugin state at {target}: nothing to migrate")
     store = RecordStore(target, pool=1, read_only=args.check, migrate=False)
     try:
