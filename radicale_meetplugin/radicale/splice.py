@@ -4,8 +4,8 @@ A rewritten event must be stored as Radicale serialises it (vobject), so a
 client sending it back changes no byte. Parsing and serialising the whole
 rewritten text again costs seconds for an event with thousands of overrides,
 while the rewrite changed a few properties of each. So the lines of those
-properties are rendered by vobject (once per distinct property: the overrides
-share them) and put where vobject's serialiser places them, in the text
+properties are rendered by vobject (all of a component's at once, once per
+distinct set: the overrides share them) and put where vobject's serialiser places them, in the text
 Radicale prepared from the client's; every other line stays as it was.
 Anything unexpected answers None, and the caller serialises the whole text.
 """
@@ -61,7 +61,7 @@ def splice(text: str, changes: Sequence[Change]) -> str | None:
     by_component: dict[int, dict[str, tuple[str, ...]]] = {}
     for change in changes:
         by_component.setdefault(change.component, {})[change.name.lower()] = change.lines
-    rendered: dict[tuple[str, tuple[str, ...]], list[list[str]] | None] = {}
+    rendered: dict[tuple, dict[str, list[list[str]]] | None] = {}
     out: list[str] = []
     done = 0
     for index in sorted(by_component):
@@ -73,14 +73,15 @@ def splice(text: str, changes: Sequence[Change]) -> str | None:
         entries = _entries(lines[begin + 1 : end])
         if entries is None:
             return None
-        for name, new_lines in by_component[index].items():
-            memo = (name, new_lines)
-            if memo not in rendered:
-                rendered[memo] = _render(name, new_lines)
-            values = rendered[memo]
-            if values is None:
-                return None
-            entries = [e for e in entries if e[0] != name] + [(name, v) for v in values]
+        wanted = by_component[index]
+        memo = tuple(sorted(wanted.items()))  # the overrides share their changes
+        if memo not in rendered:
+            rendered[memo] = _render(wanted)
+        values = rendered[memo]
+        if values is None:
+            return None
+        entries = [e for e in entries if e[0] not in wanted]
+        entries += [(name, v) for name in wanted for v in values[name]]
         first = [e for e in entries if e[0] in _FIRST]
         rest = sorted((e for e in entries if e[0] not in _FIRST), key=lambda e: e[0])
         out.extend(lines[done : begin + 1])
@@ -143,14 +144,20 @@ def _entries(lines: list[str]) -> list[_Entry] | None:
     return entries if tail == sorted(tail) else None
 
 
-def _render(name: str, lines: tuple[str, ...]) -> list[list[str]] | None:
-    """The physical lines vobject writes for each of these property lines, in a VEVENT."""
-    if not lines:
-        return []
+def _render(wanted: dict[str, tuple[str, ...]]) -> dict[str, list[list[str]]] | None:
+    """The physical lines vobject writes for each property line, by property name.
+
+    All of a component's changed properties in one small VEVENT, parsed and
+    serialised once: vobject writes each property on its own, whatever else
+    the component holds (the names that could matter are in `_NOT_HERE`).
+    """
+    present = {name: lines for name, lines in wanted.items() if lines}
+    if not present:
+        return {name: [] for name in wanted}
     snippet = (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//meetplugin//splice//EN\r\n"
         "BEGIN:VEVENT\r\nUID:splice\r\n"
-        + "".join(f"{line}\r\n" for line in lines)
+        + "".join(f"{line}\r\n" for lines in present.values() for line in lines)
         + "END:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     try:
@@ -166,8 +173,13 @@ def _render(name: str, lines: tuple[str, ...]) -> list[list[str]] | None:
     entries = _entries(body[begin + 1 : end])
     if entries is None:
         return None
-    values = [physical for key, physical in entries if key == name]
-    return values if len(values) == len(lines) else None
+    values: dict[str, list[list[str]]] = {name: [] for name in wanted}
+    for key, physical in entries:
+        if key in values:  # not UID, nor the DTSTAMP vobject adds
+            values[key].append(physical)
+    if any(len(values[name]) != len(lines) for name, lines in wanted.items()):
+        return None
+    return values
 
 
 __all__ = ["splice"]
