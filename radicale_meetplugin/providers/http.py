@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    import ssl
+
     import urllib3
 
 from radicale_meetplugin.providers.base import ProviderError
@@ -85,16 +87,25 @@ def error_code_of(response: Answer) -> str:
     return ""
 
 
-def _ca_bundle() -> dict[str, str]:
-    """The CA certificates an admin named as for requests, else the system's trust store.
+def _tls() -> ssl.SSLContext:
+    """One TLS context for a client's connections, trusting what the admin trusts.
 
-    With neither option urllib3 loads the default verify paths of Python's ssl
-    (the system store, or SSL_CERT_FILE / SSL_CERT_DIR when set).
+    The CA file (or folder) named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, as
+    with requests; else the system's trust store (Python's default verify
+    paths, SSL_CERT_FILE / SSL_CERT_DIR when set). Made once: urllib3 would
+    load the store again for every new connection.
     """
+    from urllib3.util import create_urllib3_context
+
+    context = create_urllib3_context()  # urllib3's defaults: certificate and name checked
     path = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if not path:
-        return {}
-    return {"ca_cert_dir": path} if os.path.isdir(path) else {"ca_certs": path}
+        context.load_default_certs()
+    elif os.path.isdir(path):
+        context.load_verify_locations(capath=path)
+    else:
+        context.load_verify_locations(cafile=path)
+    return context
 
 
 def _proxy_for(base_url: str) -> str | None:
@@ -143,8 +154,9 @@ class ApiClient:
                     "retries": False,  # errors come as they are; a 3xx is returned, not followed
                     "timeout": urllib3.Timeout(connect=self.timeout, read=self.timeout),
                     "maxsize": 10,  # connections kept per host, as requests did
-                    **_ca_bundle(),
                 }
+                if self.base_url.startswith("https:"):
+                    options["ssl_context"] = _tls()
                 proxy = _proxy_for(self.base_url)
                 if proxy is None:
                     self._pool = urllib3.PoolManager(**options)
