@@ -1,10 +1,12 @@
-"""The providers' HTTP (urllib3): proxies from the environment, no redirects, no requests loaded."""
+"""The providers' HTTP (urllib3): env proxies, CA certificates, no redirects, no requests loaded."""
 
 from __future__ import annotations
 
 import base64
 import http.client
 import json
+import logging
+import ssl
 import subprocess
 import sys
 import threading
@@ -17,10 +19,12 @@ from harness import TOKEN
 from radicale_meetplugin.config import Secret
 from radicale_meetplugin.core.model import EventKey, Meeting
 from radicale_meetplugin.providers import ProviderError
+from radicale_meetplugin.providers.http import ApiClient
 from radicale_meetplugin.providers.telemost import Telemost
 
 MEETING = Meeting(EventKey("alice", "alice/calendar", "u@t"), summary="Планёрка")
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "request_method")
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "host"}
 
 
@@ -88,10 +92,12 @@ def proxy():
 
 @pytest.fixture
 def environment(monkeypatch):
-    """No proxy variable of the machine leaks in; the test sets its own."""
+    """No proxy or CA variable of the machine leaks in; the test sets its own."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+    for name in CA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
@@ -127,6 +133,51 @@ def test_a_redirect_is_not_followed_and_is_an_error(telemost, environment, statu
     assert (e.value.code, e.value.status, e.value.temporary) == ("rejected", status, False)
     assert len(telemost.calls_of("POST")) == posts + 1  # not sent again to the Location
     assert len(telemost.calls_of("GET")) == gets
+
+
+class Ok(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        data = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def https(certificate):
+    """An HTTPS server on loopback whose certificate no trust store holds."""
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_the_ca_an_admin_names_is_trusted(https, certificate, environment, variable):
+    environment.setenv(variable, str(certificate[0]))
+    answer = ApiClient(https, {}, 5, "trueconf").call("GET", "/ping", ok=(200,))
+    assert answer.json() == {"ok": True}
+
+
+def test_a_certificate_outside_the_trust_store_is_refused(https, environment, caplog):
+    caplog.set_level(logging.INFO, logger="radicale.meetplugin")
+    with pytest.raises(ProviderError) as e:
+        ApiClient(https, {}, 5, "trueconf").call("GET", "/ping?secret=x", ok=(200,))
+    assert (e.value.code, e.value.temporary, e.value.status) == ("unavailable", True, 0)
+    assert "SSLError" in caplog.text and "secret" not in caplog.text
 
 
 PROBE = """
