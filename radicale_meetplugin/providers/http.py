@@ -161,8 +161,11 @@ class ApiClient:
                 if proxy is None:
                     self._pool = urllib3.PoolManager(**options)
                 elif proxy.startswith("socks"):
-                    from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks
-
+                    try:
+                        from urllib3.contrib.socks import SOCKSProxyManager
+                    except ImportError:  # no PySocks: no SOCKS, as with requests; logged
+                        scheme = urllib3.util.parse_url(proxy).scheme
+                        raise urllib3.exceptions.ProxySchemeUnknown(scheme) from None
                     self._pool = SOCKSProxyManager(proxy, **options)
                 else:
                     auth = urllib3.util.parse_url(proxy).auth
