@@ -329,13 +329,16 @@ class Engine(Generic[S]):
         href: str = "",
         writer: str = "",
         asks: bool = True,
+        keep: bool = False,
     ) -> Decision:
         """Gather -> plan -> apply for one saved event; reads the state, writes nothing.
 
         `writer`: the authenticated user who saves it, when the shell knows (a
         shared calendar's writer organizes the events whose ORGANIZER is theirs).
         `asks` False: the caller already found `text` unable to ask (`may_ask`
-        on the same content): with no record, it is not ours.
+        on the same content): with no record, it is not ours. `keep`: the
+        decision also holds the rewritten calendar (`Decision.calendar`), for a
+        caller that settles a create on it without parsing the text again.
         """
         record = basis = self.store.get(key)
         if record is None and not (asks and self.may_ask(text)):
@@ -441,6 +444,7 @@ class Engine(Generic[S]):
             basis=basis,
             reusable=record is basis,  # an adopted record: read from another calendar
             changes=tuple(changes) if changes else None,
+            calendar=cal if keep and after is not None else None,
         )
 
     def may_ask(self, text: str) -> bool:
@@ -819,15 +823,23 @@ class Engine(Generic[S]):
             and (now.provider, now.conference_id) == (conference.provider, conference.conference_id)
         )
 
-    def prepare_settle(self, job: Job, outcome: Outcome, current_text: str | None) -> Settlement:
+    def prepare_settle(
+        self,
+        job: Job,
+        outcome: Outcome,
+        current_text: str | None,
+        parsed: icalendar.Calendar | None = None,
+    ) -> Settlement:
         """A create's outcome worked out on the event's current text; reads only.
 
         No lock is needed: `finish_settle` commits it only if the record is
         still the one read here, so it may be computed while others write.
+        `parsed`: `current_text` already parsed (a kept `Decision.calendar`);
+        it is changed in place.
         """
         key = job.key
-        cal = None
-        if current_text is not None:
+        cal = parsed
+        if cal is None and current_text is not None:
             try:
                 cal = ical.parse(current_text)
             except ical.EventParseError:
