@@ -52,8 +52,8 @@ from bridge.state import BridgeState, CalendarState
 from bridge.writeback import Link, Tally, Writer, calendar_key
 from radicale_meetplugin import bootstrap
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job
-from radicale_meetplugin.protocol.engine import Outcome
 from radicale_meetplugin.protocol.outbox import JOBS
+from radicale_meetplugin.protocol.ports import Outcome
 from radicale_meetplugin.state.worker import Worker
 
 logger = logging.getLogger("meetplugin.bridge")

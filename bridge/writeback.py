@@ -37,7 +37,8 @@ from bridge.state import BridgeState
 from radicale_meetplugin.core import ical, rewrite
 from radicale_meetplugin.core.detect import Grammar
 from radicale_meetplugin.core.model import EventKey, Job
-from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.protocol.engine import Engine
+from radicale_meetplugin.protocol.ports import Outcome
 from radicale_meetplugin.protocol.session import Session, Stored, Write
 from radicale_meetplugin.state.records import RecordStore
 

@@ -160,6 +160,9 @@ class Decision:
     # The properties `text` changed, for a shell that edits its own serialisation in
     # place (None: not known, the whole text counts).
     changes: tuple[Change, ...] | None = None
+    # The parsed calendar `text` was written from, when the caller asked to keep it
+    # (`Engine.decide(keep=True)`) to work on further; whoever takes it owns it.
+    calendar: Any = None
 
 
 __all__ = [

@@ -8,12 +8,15 @@ Shells (the Radicale adapter, the bridge) drive it through `protocol.session`:
    letters) as data, with no I/O. ``commit`` then writes those effects in one
    transaction. ``on_put`` is the two together.
 2. ``call(job)`` with no lock held: one provider call (the outbox runs it).
-3. ``settle(job, outcome, current_text)``: the record is updated and the
-   event's *current* text gets the link (or the explanation). Nothing a person
-   typed meanwhile is overwritten. For a create it is two steps:
-   ``prepare_settle`` works it out with no lock (reads only) and
-   ``finish_settle`` commits it under the store's lock, only if the record is
-   still the one it read.
+3. ``settle(job, outcome, current_text)`` (`protocol.settle`, a part of the
+   engine): the record is updated and the event's *current* text gets the
+   link (or the explanation). Nothing a person typed meanwhile is overwritten.
+   For a create it is two steps: ``prepare_settle`` works it out with no lock
+   (reads only) and ``finish_settle`` commits it under the store's lock, only
+   if the record is still the one it read.
+
+The engine's ports (the state store, users' own provider accounts) are in
+`protocol.ports`.
 
 With ``[mail] enabled``, the effects include the invitation letters
 (`mail.mailing`) for an organizer's event whose link is in place, and the
@@ -31,9 +34,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import icalendar
 
@@ -65,16 +66,16 @@ from radicale_meetplugin.protocol.effects import (
     MoveRecord,
     PutRecord,
     QueueJob,
-    Settlement,
     ShareLetters,
     Stale,
 )
+from radicale_meetplugin.protocol.ports import Outcome, StateStore, UserSource
+from radicale_meetplugin.protocol.settle import Settling
 
 if TYPE_CHECKING:  # mail is loaded only when [mail] is enabled
     from radicale_meetplugin.mail.mailer import Mailer
     from radicale_meetplugin.mail.mailing import Calendars, Mailing
 from radicale_meetplugin.providers import (
-    Capabilities,
     Provider,
     ProviderError,
     ProviderPlugin,
@@ -83,66 +84,6 @@ from radicale_meetplugin.providers import (
 from radicale_meetplugin.providers.access import Groups, allowed, no_groups
 
 logger = logging.getLogger("radicale.meetplugin")
-
-
-class UserSource(Protocol):
-    capabilities: Capabilities  # decided by the provider's config, like an instance's
-
-    def get(self, user: str) -> Provider | None: ...
-
-
-@dataclass
-class Outcome:
-    conference: Conference | None = None
-    error: ProviderError | None = None
-
-
-class RecordReader(Protocol):
-    """What step 1 reads of the state: it writes nothing before `commit`."""
-
-    def get(self, key: EventKey) -> Record | None: ...
-
-    def pending_job_for(self, key: EventKey, attempt: str) -> bool: ...
-
-    def find_adoptable(self, key: EventKey, conference_id: str) -> Record | None: ...
-
-    def sharing(self, key: EventKey, conference: Conference) -> list[EventKey]: ...
-
-    def under(self, path: str) -> list[Record]: ...
-
-    def mail_keys_under(self, path: str) -> list[EventKey]: ...
-
-    def mail_state(self, key: EventKey) -> object | None: ...
-
-
-class StateStore(RecordReader, Protocol):
-    """The state the engine commits its effects to (state.records.RecordStore)."""
-
-    path: str  # where it lives (the bridge keeps its own state beside it)
-
-    def close(self) -> None: ...
-
-    def transaction(self) -> AbstractContextManager[object]: ...
-
-    def put(self, record: Record) -> None: ...
-
-    def drop(self, key: EventKey, then: Job | None = None) -> Job | None: ...
-
-    def begin_create(self, key: EventKey, provider: str, fingerprint: str, job: Job) -> Job: ...
-
-    def enqueue(self, job: Job) -> Job: ...
-
-    def move(self, old: EventKey, new: EventKey) -> Job | None: ...
-
-    def copy_letters(self, old: EventKey, new: EventKey) -> None: ...
-
-    def forget_letters(self, key: EventKey) -> None: ...
-
-    def finish_attempt(self, key: EventKey, attempt: str, record: Record | None) -> bool: ...
-
-    def holds(self, key: EventKey, record: Record | None) -> bool: ...
-
-    def abandon_attempt(self, key: EventKey, attempt: str, then: Job) -> Job: ...
 
 
 def build_grammar(settings: Settings, plugins: Mapping[str, ProviderPlugin]) -> Grammar:
@@ -172,8 +113,10 @@ def build_grammar(settings: Settings, plugins: Mapping[str, ProviderPlugin]) -> 
 S = TypeVar("S", bound=StateStore)
 
 
-class Engine(Generic[S]):
+class Engine(Settling, Generic[S]):
     """One engine per state store; `store` is that store's own type for the shells."""
+
+    store: S
 
     def __init__(
         self,
@@ -329,13 +272,16 @@ class Engine(Generic[S]):
         href: str = "",
         writer: str = "",
         asks: bool = True,
+        keep: bool = False,
     ) -> Decision:
         """Gather -> plan -> apply for one saved event; reads the state, writes nothing.
 
         `writer`: the authenticated user who saves it, when the shell knows (a
         shared calendar's writer organizes the events whose ORGANIZER is theirs).
         `asks` False: the caller already found `text` unable to ask (`may_ask`
-        on the same content): with no record, it is not ours.
+        on the same content): with no record, it is not ours. `keep`: the
+        decision also holds the rewritten calendar (`Decision.calendar`), for a
+        caller that settles a create on it without parsing the text again.
         """
         record = basis = self.store.get(key)
         if record is None and not (asks and self.may_ask(text)):
@@ -441,6 +387,7 @@ class Engine(Generic[S]):
             basis=basis,
             reusable=record is basis,  # an adopted record: read from another calendar
             changes=tuple(changes) if changes else None,
+            calendar=cal if keep and after is not None else None,
         )
 
     def may_ask(self, text: str) -> bool:
@@ -736,232 +683,6 @@ class Engine(Generic[S]):
                 type(e).__name__,
             )
             return Outcome(error=ProviderError("unavailable", temporary=True))
-
-    # --- step 3: under the lock again --------------------------------------
-
-    def settle(
-        self, job: Job, outcome: Outcome, current_text: str | None
-    ) -> tuple[str | None, list[Job]]:
-        """Put a final outcome into the record and into the event as it is now.
-
-        Returns the event's new text (None: leave it) and newly queued jobs
-        (deleting a conference nobody wants any more).
-        """
-        key = job.key
-        if job.kind is ActionKind.DELETE:
-            if outcome.error is None:
-                logger.info("meetplugin: %s: %s conference deleted", self._where(key), job.provider)
-            else:
-                logger.warning(
-                    "meetplugin: %s: %s conference not deleted: %s",
-                    self._where(key),
-                    job.provider,
-                    outcome.error,
-                )
-            return None, []
-        if job.kind is ActionKind.UPDATE:
-            with self.store.transaction():
-                record = self.store.get(key)
-                current = record is not None and self._about(record, job.conference)
-                if outcome.conference and record and current:
-                    self.store.put(
-                        dataclasses.replace(
-                            record,
-                            conference=outcome.conference,
-                            fingerprint=job.meeting.fingerprint() if job.meeting else "",
-                        )
-                    )
-                elif outcome.conference:
-                    logger.info(
-                        "meetplugin: %s: update of an earlier %s conference done; "
-                        "the record is about another one now",
-                        self._where(key),
-                        job.provider,
-                    )
-            return (self._note_update(job, outcome, current_text) if current else None), []
-        for _try in range(3):  # the record changed between reading and committing: again
-            settlement = self.prepare_settle(job, outcome, current_text)
-            try:
-                return settlement.text, self.finish_settle(settlement)
-            except Stale:
-                continue
-        return None, []
-
-    def _note_update(self, job: Job, outcome: Outcome, current_text: str | None) -> str | None:
-        """A failed change is said in the event (the link stays); a later success drops it."""
-        if current_text is None:
-            return None
-        try:
-            cal = ical.parse(current_text)
-        except ical.EventParseError:
-            return None
-        if not self.is_organizer(cal, job.key.owner):
-            return None
-        before = ical.to_text(cal)
-        line = None
-        if outcome.error is not None:
-            # "forbidden" reads "refused to create": the conference exists, it was the change.
-            code = "rejected" if outcome.error.code == "forbidden" else outcome.error.code
-            reason = self.reason_text(code, job.provider, error=outcome.error)
-            line = i18n.text(self.lang, "update_failed", reason=reason)
-        rewrite.note_update(cal, line, self.lang)
-        after = ical.to_text(cal)
-        return after if after != before else None
-
-    @staticmethod
-    def _about(record: Record, conference: Conference | None) -> bool:
-        """The record is still the active one of the conference a job was for."""
-        now = record.conference
-        return (
-            record.state is RecordState.ACTIVE
-            and now is not None
-            and conference is not None
-            and (now.provider, now.conference_id) == (conference.provider, conference.conference_id)
-        )
-
-    def prepare_settle(self, job: Job, outcome: Outcome, current_text: str | None) -> Settlement:
-        """A create's outcome worked out on the event's current text; reads only.
-
-        No lock is needed: `finish_settle` commits it only if the record is
-        still the one read here, so it may be computed while others write.
-        """
-        key = job.key
-        cal = None
-        if current_text is not None:
-            try:
-                cal = ical.parse(current_text)
-            except ical.EventParseError:
-                cal = None
-        accepted = job.meeting.organizer if job.meeting else ""
-        wanted = cal is not None and self._still_asked(cal, key, job.provider, accepted)
-        fingerprint = job.meeting.fingerprint() if job.meeting else ""
-        basis = self.store.get(key)
-        mine = basis is not None and basis.attempt == job.attempt
-        # What `finish_attempt` will find, as `Expect(basis)` makes sure it still is.
-        waiting = mine and basis is not None and basis.state is RecordState.CREATING
-        done = Settlement(key, effects=[Expect(key, basis)])
-        effects = done.effects
-        if job.old is not None:  # REPLACE: the old conference goes, whatever became of the new
-            effects.append(QueueJob(self._delete_job(key, job.old)))
-        conf, error = outcome.conference, outcome.error
-        if conf is not None:
-            if wanted and waiting:
-                assert cal is not None
-                record = Record(key, job.provider, RecordState.ACTIVE, conf, fingerprint)
-                effects.append(FinishAttempt(key, job.attempt, record))
-                shot = ical.Snapshot(cal)
-                self._attach(
-                    cal,
-                    conf,
-                    force=True,
-                    old=job.old,
-                    old_urls=tuple(
-                        u for u in rewrite.shown_links(cal, self.grammar) if u != conf.join_url
-                    ),
-                    options=job.meeting.options if job.meeting else (),
-                )
-                # Edited while the create was pending: push the edit to a scheduled provider.
-                now = dataclasses.replace(
-                    ical.meeting_of(cal, key), options=job.meeting.options if job.meeting else ()
-                )
-                if job.provider in self.scheduled and now.fingerprint() != fingerprint:
-                    effects.append(
-                        QueueJob(
-                            Job(
-                                0,
-                                ActionKind.UPDATE,
-                                key,
-                                job.provider,
-                                meeting=now,
-                                conference=conf,
-                                href=job.href,
-                            )
-                        )
-                    )
-                if self.mailing is not None:
-                    effects.append(Letters(key, cal))  # after FinishAttempt: sees it ACTIVE
-                changes = shot.changes()
-                done.text = ical.to_text(cal) if changes != [] else None
-                done.changes = tuple(changes) if changes else None
-                done.note = f"{job.provider} conference attached"
-                return done
-            # Nobody wants it any more (deleted, unmarked, or another attempt won).
-            effects.append(AbandonAttempt(key, job.attempt, self._delete_job(key, conf)))
-            done.text = self._unpend(cal, key, accepted) if mine and not wanted else None
-            done.note = "conference no longer wanted, deleting it"
-            return done
-        assert error is not None
-        if not wanted:
-            if waiting:
-                effects.append(FinishAttempt(key, job.attempt, None))
-            done.text = self._unpend(cal, key, accepted) if mine else None
-        elif waiting:
-            assert cal is not None
-            failed = Record(key, job.provider, RecordState.FAILED, None, fingerprint, error.code)
-            effects.append(FinishAttempt(key, job.attempt, failed))
-            before = ical.to_text(cal)
-            rewrite.explain(cal, self.reason_text(error.code, job.provider, error=error), self.lang)
-            after = ical.to_text(cal)
-            done.text = after if after != before else None
-        return done
-
-    def finish_settle(
-        self, settlement: Settlement, write: Callable[[], object] | None = None
-    ) -> list[Job]:
-        """Commit a settlement's record change and jobs, then `write` the event.
-
-        The caller holds the store's lock and has checked that the event is
-        still the version the settlement was worked out on. When the record
-        changed since `prepare_settle`, this raises `Stale` and writes
-        nothing. The record goes first: the compare-and-set on the attempt
-        runs once, for the version about to be written. Were the event write
-        to fail after it, the conference is recorded (never made twice, never
-        lost) and the event gets its link at its next save; the other order
-        could leave a link in the event for a conference the record disowns.
-        """
-        jobs = self.commit(settlement.effects)
-        if settlement.note:
-            logger.info("meetplugin: %s: %s", self._where(settlement.key), settlement.note)
-        if write is not None:
-            write()
-        return jobs
-
-    def _still_asked(
-        self, cal: icalendar.Calendar, key: EventKey, provider: str, accepted: str = ""
-    ) -> bool:
-        """Does the organizer's event as it is now still ask for this provider's conference?
-
-        Our own X-MEETPLUGIN-PROVIDER alone does not: clients keep it when a
-        person deletes the keyword and the "link will appear" block.
-        """
-        if not self.is_organizer(cal, key.owner, accepted=accepted) or ical.is_cancelled(cal):
-            return False
-        detection = detect(cal, self.grammar)
-        if detection.provider != provider:
-            return False
-        return detection.via != "x-provider" or self._shows_block(cal)
-
-    @staticmethod
-    def _shows_block(cal: icalendar.Calendar) -> bool:
-        return any(
-            rewrite.split_description(ical.text_of(comp, "DESCRIPTION"))[1]
-            for comp in ical.vevents(cal)
-        )
-
-    def _unpend(
-        self, cal: icalendar.Calendar | None, key: EventKey, accepted: str = ""
-    ) -> str | None:
-        """The create is not wanted any more: the "link will appear" marks go (organizer only)."""
-        if cal is None or not self.is_organizer(cal, key.owner, accepted=accepted):
-            return None
-        before = ical.to_text(cal)
-        if "X-MEETPLUGIN-STATUS:pending" not in before and not self._shows_block(cal):
-            return None
-        rewrite.clear(cal)
-        for comp in ical.vevents(cal):
-            comp.pop("X-MEETPLUGIN-PROVIDER", None)
-        after = ical.to_text(cal)
-        return after if after != before else None
 
     # --- invitation letters (only with [mail] enabled) ----------------------
 

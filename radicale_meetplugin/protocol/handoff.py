@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from radicale_meetplugin.core.model import EventKey, Job
 
 if TYPE_CHECKING:
-    from radicale_meetplugin.protocol.engine import Outcome
+    from radicale_meetplugin.protocol.ports import Outcome
 
 _OPEN, _OFFERED, _CLOSED = "open", "offered", "closed"
 

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from radicale_meetplugin.core.model import ActionKind, Job
-from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.protocol.engine import Engine
+from radicale_meetplugin.protocol.ports import Outcome
 from radicale_meetplugin.providers import ProviderError
 from radicale_meetplugin.state.records import RecordStore
 from radicale_meetplugin.state.worker import Held, Worker, backoff

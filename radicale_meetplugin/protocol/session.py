@@ -27,8 +27,9 @@ from typing import Protocol
 
 from radicale_meetplugin.core.model import ActionKind, EventKey, Job
 from radicale_meetplugin.protocol.effects import Decision, Expect, Stale
-from radicale_meetplugin.protocol.engine import Engine, Outcome
+from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.handoff import Handoffs
+from radicale_meetplugin.protocol.ports import Outcome
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -40,7 +40,7 @@ from radicale_meetplugin.core.model import EventKey
 from radicale_meetplugin.mail import itip
 from radicale_meetplugin.mail.mailing import DeliveryError
 from radicale_meetplugin.radicale import scheduling
-from radicale_meetplugin.radicale.storage import prepared_item
+from radicale_meetplugin.radicale.items import prepared_item
 
 logger = logging.getLogger("radicale.meetplugin")
 

@@ -104,13 +104,28 @@ class Early:
     calendar: str
     text: str  # the item as Radicale will prepare it
     decision: Decision
-    item: radicale_item.Item | None  # the rewritten item, ready to store (None: as sent)
+    prepared: radicale_item.Item  # Radicale's prepared item of the client's text
+    events: _Events
     # A create committed before the lock (its job runs): the save stores what its
-    # outcome makes of `item` in its one write, if it came in time.
+    # outcome makes of the client's item in its one write, if it came in time.
     handoff: Handoff | None = None
-    settlement: Settlement | None = None  # the outcome, worked out on `item`
-    final: radicale_item.Item | None = None  # `item` with the settlement in it
+    settlement: Settlement | None = None  # the outcome, worked out on the decision's text
+    final: radicale_item.Item | None = None  # the client's item with both in it
     seen: str | None = None  # the stored version (ETag) when the create was committed
+
+    @functools.cached_property
+    def item(self) -> radicale_item.Item | None:
+        """The decision's item, ready to store (None: as sent); made when first needed.
+
+        A create whose link comes within the save never stores this one (the
+        "pending" version), so it is not made for nothing.
+        """
+        if not self.decision.text:
+            return None
+        with _collector_paused(len(self.text)):
+            return self.events.as_radicale_item(
+                self.calendar, self.decision.text, like=self.prepared, changes=self.decision.changes
+            )
 
 
 def begin(adapter: RadicaleAdapter | None, path: str, user: str = "") -> None:
@@ -199,17 +214,14 @@ def decide(
 
     href = posixpath.basename(pathutils.strip_path(path))
     with _collector_paused(len(text)):
-        decision = engine.decide(key, text, stored, href, user)
-        rewritten = (
-            adapter.events.as_radicale_item(
-                calendar, decision.text, like=item, changes=decision.changes
-            )
-            if decision.text
-            else None
-        )
-    early = Early(calendar, text, decision, rewritten)
-    if rewritten is not None and _creates(adapter, decision):
-        _create_now(adapter, key, early, href)
+        decision = engine.decide(key, text, stored, href, user, keep=True)
+    parsed, decision.calendar = decision.calendar, None  # not kept to the end of the request
+    early = Early(calendar, text, decision, item, adapter.events)
+    if decision.text and _creates(adapter, decision):
+        _create_now(adapter, key, early, href, parsed)
+    del parsed
+    if early.final is None:
+        early.item  # noqa: B018 - made now, before the lock (the create did not need it)
     return early
 
 
@@ -225,13 +237,16 @@ def _creates(adapter: RadicaleAdapter, decision: Decision) -> bool:
     )
 
 
-def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early, href: str) -> None:
+def _create_now(
+    adapter: RadicaleAdapter, key: EventKey, early: Early, href: str, parsed: Any
+) -> None:
     """Commit the create, run its job and wait for it up to the budget, before the lock.
 
     The job is leased to this process in the transaction that queues it, so
     no other process runs it while the event is not stored yet. Should this
     process die, the lease runs out and the job's settle finds no event: the
-    conference goes.
+    conference goes. `parsed`: the decision's calendar, which the settle
+    works on (so the decision's text is not parsed again).
     """
     session, engine = adapter.session, adapter.engine
     handoff = session.handoffs.open(key)
@@ -262,7 +277,7 @@ def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early, href: str
         early.decision.jobs = jobs
         early.handoff = handoff
         _request.handoff = (session, handoff)
-        assert session.submit is not None and early.item is not None
+        assert session.submit is not None
         futures = session.submit([job.id])
         if not futures:  # the outbox is stopping: the job waits for the next start
             handoff.stop_waiting()
@@ -271,18 +286,36 @@ def _create_now(adapter: RadicaleAdapter, key: EventKey, early: Early, href: str
         outcome = handoff.wait(session.budget)
         if outcome is None:
             return
-        pending = early.item
-        early.settlement = settlement = engine.prepare_settle(job, outcome, pending.serialize())
-        early.final = (
-            adapter.events.as_radicale_item(
-                early.calendar, settlement.text, like=pending, changes=settlement.changes
-            )
-            if settlement.text
-            else pending
-        )
+        decided = early.decision
+        early.settlement = settlement = engine.prepare_settle(job, outcome, decided.text, parsed)
+        if not settlement.text:
+            early.final = early.item
+        else:  # the client's item with the decision's and the settlement's changes
+            with _collector_paused(len(early.text)):
+                early.final = adapter.events.as_radicale_item(
+                    early.calendar,
+                    settlement.text,
+                    like=early.prepared,
+                    changes=_merged(decided.changes, settlement.changes),
+                )
     finally:
         if waiting is not None:
             waiting.release()
+
+
+def _merged(
+    first: Sequence[Change] | None, then: Sequence[Change] | None
+) -> tuple[Change, ...] | None:
+    """Two rewrites' changes as one (None when either is not known).
+
+    A change holds a property's whole new set of lines, so the later one of
+    the same property in the same component replaces the earlier one.
+    """
+    if first is None or then is None:
+        return None
+    merged = {(c.component, c.kind, c.name.upper()): c for c in first}
+    merged.update({(c.component, c.kind, c.name.upper()): c for c in then})
+    return tuple(merged.values())
 
 
 def install() -> None:

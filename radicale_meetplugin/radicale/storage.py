@@ -49,6 +49,7 @@ from radicale_meetplugin.protocol.session import (
 )
 from radicale_meetplugin.radicale import early, put_etag, scheduling, unavailable
 from radicale_meetplugin.radicale.batch import Batcher
+from radicale_meetplugin.radicale.items import prepared_item
 from radicale_meetplugin.radicale.splice import splice
 from radicale_meetplugin.state.records import RecordStore
 
@@ -242,28 +243,6 @@ class Storage(multifilesystem.Storage):
         if self.passive:
             return super().create_collection(href, items, props)
         return self.meet.create_collection(href, items, props, super().create_collection)
-
-
-def prepared_item(
-    path: str, text: str, max_occurrence: int, prepare: bool = True
-) -> radicale_item.Item:
-    """The item exactly as Radicale would store `text` from a client's PUT.
-
-    Same parse, sanitising and serialisation (vobject), so a client that
-    sends the stored version back changes no byte and keeps its ETag.
-    `prepare` False: its time range is not worked out yet (the caller may have it).
-    """
-    components = radicale_item.read_components(text)
-    radicale_item.check_and_sanitize_items(
-        components,
-        is_collection=False,
-        tag="VCALENDAR",
-        max_vevent_rrule_occurrence=max_occurrence,
-    )
-    item = radicale_item.Item(collection_path=path, vobject_item=components[0])
-    if prepare:
-        item.prepare()
-    return item
 
 
 class RadicaleEventStore:

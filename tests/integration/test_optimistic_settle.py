@@ -81,6 +81,42 @@ def test_a_new_meeting_gets_its_link_in_its_one_write(app, monkeypatch):
     assert meet.engine.store.jobs_queue.due(time.time() + 3600) == []  # its job is done
 
 
+def test_the_one_write_is_radicales_own_text_and_no_pending_version_is_made(app, monkeypatch):
+    """The link's write is spliced from the client's item with both rewrites' changes:
+    it is the text Radicale itself stores for that event, and the pending version,
+    which this save never stores, is not worked out."""
+    import radicale.item as radicale_item
+
+    made: list[str] = []
+    original = storage.RadicaleEventStore.as_radicale_item
+
+    def as_item(self, path, text, like=None, changes=None):
+        made.append(text)
+        return original(self, path, text, like, changes)
+
+    monkeypatch.setattr(storage.RadicaleEventStore, "as_radicale_item", as_item)
+    uid = f"{uuid.uuid4()}@test"
+    body = event(uid, location="телемост", description="Повестка: итоги недели")
+    status, _ = request(app, "PUT", f"/alice/calendar/{uid}.ics", body)
+    assert status.startswith("201")
+    assert len(made) == 1 and "X-MEETPLUGIN-STATUS:active" in made[0]  # not the pending one
+    _, stored = request(app, "GET", f"/alice/calendar/{uid}.ics")
+    assert "Повестка: итоги недели" in stored and "CONFERENCE;" in stored
+    again = radicale_item.read_components(stored)[0].serialize()
+    assert again == stored  # a client sending it back changes no byte
+
+    def block(text: str, name: str) -> str:
+        return text[text.index(f"BEGIN:{name}") : text.index(f"END:{name}")]
+
+    # The event's lines are those of the whole rewritten text as Radicale stores it;
+    # the rest is Radicale's text of what the client sent (icalendar would reorder
+    # the time zone's RRULE parts).
+    full = radicale_item.read_components(made[0])[0].serialize()
+    assert block(stored, "VEVENT") == block(full, "VEVENT")
+    sent = radicale_item.read_components(body)[0].serialize()
+    assert block(stored, "VTIMEZONE") == block(sent, "VTIMEZONE")
+
+
 def test_the_write_back_is_worked_out_with_no_lock_held(app, monkeypatch, write_back):
     meet = app._storage.meet
     seen: list[str] = []

@@ -14,7 +14,7 @@ from radicale_meetplugin.core.model import (
     Record,
     RecordState,
 )
-from radicale_meetplugin.protocol.engine import Outcome
+from radicale_meetplugin.protocol.ports import Outcome
 
 KEY = EventKey("alice", "alice/calendar", "late-update@test")
 C1 = Conference("telemost", "111", "https://telemost.yandex.ru/j/111")
