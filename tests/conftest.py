@@ -11,7 +11,9 @@ A module that needs a Radicale set up otherwise overrides `radicale_config`,
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -52,6 +54,41 @@ def no_sockets_in_unit_tests(request, monkeypatch):
     for method in ("connect", "connect_ex", "bind"):
         monkeypatch.setattr(socket.socket, method, refuse)
     yield
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (the openssl command line makes it)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 # --- provider emulators ------------------------------------------------------------------

@@ -6,15 +6,19 @@ import datetime
 import email.utils
 import json
 import logging
+import os
 import re
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    import requests
+    import ssl
+
+    import urllib3
 
 from radicale_meetplugin.providers.base import ProviderError
 
@@ -40,7 +44,20 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_code_of(response: requests.Response) -> str:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A provider's answer, read in full: status, headers (case-insensitive), body."""
+
+    status_code: int
+    headers: Mapping[str, str]  # urllib3's HTTPHeaderDict from a call
+    content: bytes = b""
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is none."""
+        return json.loads(self.content)
+
+
+def error_code_of(response: Answer) -> str:
     """The provider's own error name from a JSON body, made safe to show.
 
     Flat bodies (``{"error": "<Code>"}``, Telemost, OAuth; ``{"code": 3001}``,
@@ -70,8 +87,44 @@ def error_code_of(response: requests.Response) -> str:
     return ""
 
 
+def _tls() -> ssl.SSLContext:
+    """One TLS context for a client's connections, trusting what the admin trusts.
+
+    The CA file (or folder) named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, as
+    with requests; else the system's trust store (Python's default verify
+    paths, SSL_CERT_FILE / SSL_CERT_DIR when set). Made once: urllib3 would
+    load the store again for every new connection.
+    """
+    from urllib3.util import create_urllib3_context
+
+    context = create_urllib3_context()  # urllib3's defaults: certificate and name checked
+    path = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if not path:
+        context.load_default_certs()
+    elif os.path.isdir(path):
+        context.load_verify_locations(capath=path)
+    else:
+        context.load_verify_locations(cafile=path)
+    return context
+
+
+def _proxy_for(base_url: str) -> str | None:
+    """The proxy the environment names for this URL (*_PROXY, NO_PROXY), if any."""
+    import urllib.request  # with the first call, like urllib3
+
+    split = urllib.parse.urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(split.scheme) or proxies.get("all")
+    host = split.hostname or ""
+    if not proxy or not host:
+        return None
+    if urllib.request.proxy_bypass(f"{host}:{split.port}" if split.port else host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
 class ApiClient:
-    """requests.Session bound to a base URL, an auth header and a time budget."""
+    """One urllib3 pool (thread-safe) bound to a base URL, an auth header and a time budget."""
 
     def __init__(
         self, base_url: str, headers: Mapping[str, str], timeout: float, provider: str
@@ -80,7 +133,8 @@ class ApiClient:
         self.timeout = timeout
         self.provider = provider
         self._headers = {**headers, "User-Agent": "radicale-meetplugin"}
-        self._local = threading.local()  # requests.Session is not guaranteed thread-safe
+        self._pool: urllib3.PoolManager | None = None
+        self._lock = threading.Lock()
         if base_url.startswith("http://") and (
             urllib.parse.urlsplit(base_url).hostname or ""
         ) not in ("127.0.0.1", "localhost", "::1"):
@@ -90,15 +144,36 @@ class ApiClient:
                 provider,
             )
 
-    @property
-    def session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            import requests  # on the first call: a server with no such provider never loads it
+    def _connections(self) -> urllib3.PoolManager:
+        """The pool, made on the first call: a server with no such provider never loads urllib3."""
+        with self._lock:
+            if self._pool is None:
+                import urllib3
 
-            session = self._local.session = requests.Session()
-            session.headers.update(self._headers)
-        return session
+                options: dict[str, Any] = {
+                    "retries": False,  # errors come as they are; a 3xx is returned, not followed
+                    "timeout": urllib3.Timeout(connect=self.timeout, read=self.timeout),
+                    "maxsize": 10,  # connections kept per host, as requests did
+                }
+                if self.base_url.startswith("https:"):
+                    options["ssl_context"] = _tls()
+                proxy = _proxy_for(self.base_url)
+                if proxy is None:
+                    self._pool = urllib3.PoolManager(**options)
+                elif proxy.startswith("socks"):
+                    try:
+                        from urllib3.contrib.socks import SOCKSProxyManager
+                    except ImportError:  # no PySocks: no SOCKS, as with requests; logged
+                        scheme = urllib3.util.parse_url(proxy).scheme
+                        raise urllib3.exceptions.ProxySchemeUnknown(scheme) from None
+                    self._pool = SOCKSProxyManager(proxy, **options)
+                else:
+                    auth = urllib3.util.parse_url(proxy).auth
+                    if auth:
+                        basic = urllib.parse.unquote(auth)
+                        options["proxy_headers"] = urllib3.util.make_headers(proxy_basic_auth=basic)
+                    self._pool = urllib3.ProxyManager(proxy, **options)
+            return self._pool
 
     def call(
         self,
@@ -110,25 +185,38 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         form: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        """One request; `form` sends an urlencoded body instead of JSON."""
-        import requests
+        auth: tuple[str, str] | None = None,
+    ) -> Answer:
+        """One request; `form` sends an urlencoded body instead of JSON; `auth` is Basic."""
+        import urllib3
 
         url = f"{self.base_url}{path}"
+        if params:
+            query = {k: v for k, v in params.items() if v is not None}
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query, doseq=True)
+        sent = urllib3.HTTPHeaderDict({"Accept": "*/*"})  # names are case-insensitive
+        sent.update(self._headers)
+        data: bytes | None = None
+        if form is not None:
+            data = urllib.parse.urlencode(form, doseq=True).encode()
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            data = json.dumps(body, allow_nan=False).encode()
+            sent["Content-Type"] = "application/json"
+        for name, value in (headers or {}).items():
+            sent[name] = value
+        if auth is not None:
+            sent.update(urllib3.util.make_headers(basic_auth=f"{auth[0]}:{auth[1]}"))
         started = time.monotonic()
         try:
-            response = self.session.request(
-                method,
-                url,
-                json=body if form is None else None,
-                data=form,
-                params=params,
-                headers=dict(headers) if headers else None,
-                timeout=self.timeout,
+            # The body is read here too: a reset while reading it is caught the same way.
+            raw = self._connections().request(
+                method, url, body=data, headers=sent, redirect=False, preload_content=True
             )
-        except requests.RequestException as e:
+        except urllib3.exceptions.HTTPError as e:
             self._trace(method, path, type(e).__name__, started)
             self._raise(method, path, e)
+        response = Answer(raw.status, raw.headers, raw.data)
         self._trace(method, path, str(response.status_code), started)
         if response.status_code in ok:
             return response
@@ -149,21 +237,29 @@ class ApiClient:
                 (time.monotonic() - started) * 1000,
             )
 
-    def _raise(self, method: str, path: str, error: requests.RequestException) -> NoReturn:
-        import requests  # loaded already: the call that failed used it
+    def _raise(self, method: str, path: str, error: Exception) -> NoReturn:
+        """ProviderError for a call without an HTTP answer; `error` stays its __context__.
 
-        if isinstance(error, requests.ConnectTimeout):
+        protocol/outbox.py reads that chain to tell "never connected" from "maybe done".
+        """
+        from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+        if isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError):
             raise ProviderError("unavailable", temporary=True) from None
-        if isinstance(error, requests.Timeout):  # sent, but no answer in time: maybe done
+        if isinstance(error, ReadTimeoutError):  # sent, but no answer in time: maybe done
             raise ProviderError("unavailable", temporary=True, maybe_done=True) from None
-        # The message can hold the URL, never a header: still keep it out of events.
+        # Only the type: the message can hold the URL and its query, never a header.
         logger.info(
-            "meetplugin: %s %s %s failed: %s", self.provider, method, path, type(error).__name__
+            "meetplugin: %s %s %s failed: %s",
+            self.provider,
+            method,
+            path.split("?", 1)[0],
+            type(error).__name__,
         )
         raise ProviderError("unavailable", temporary=True) from None
 
     @staticmethod
-    def error(response: requests.Response) -> ProviderError:
+    def error(response: Answer) -> ProviderError:
         status, code = response.status_code, error_code_of(response)
         if status == 429:
             return ProviderError(
@@ -191,12 +287,12 @@ class ApiClient:
         return ProviderError("rejected", status=status, provider_code=code)
 
     @staticmethod
-    def json_object(response: requests.Response) -> dict:
+    def json_object(response: Answer) -> dict:
         # A 2xx we cannot read: the provider may have acted (maybe_done), so a retry
         # may make a second room; it is recorded as a suspect.
         try:
             body = response.json()
-        except (ValueError, json.JSONDecodeError):
+        except ValueError:
             raise ProviderError(
                 "rejected",
                 status=response.status_code,

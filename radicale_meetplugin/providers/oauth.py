@@ -6,13 +6,10 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from radicale_meetplugin.providers.base import ProviderError
-from radicale_meetplugin.providers.http import ApiClient
-
-if TYPE_CHECKING:
-    import requests  # loaded with the first call (providers/http.py)
+from radicale_meetplugin.providers.http import Answer, ApiClient
 
 logger = logging.getLogger("radicale.meetplugin")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # printable, no spaces: safe in a header
@@ -30,7 +27,7 @@ class TokenCache:
     def __init__(
         self,
         client: ApiClient,
-        request: Callable[[ApiClient], requests.Response],
+        request: Callable[[ApiClient], Answer],
         clock: Callable[[], float],
         provider: str,
     ) -> None:
@@ -109,7 +106,7 @@ def bearer_call(
     body: Any = None,
     ok: tuple[int, ...] = (200, 201, 204),
     params: Mapping[str, Any] | None = None,
-) -> requests.Response:
+) -> Answer:
     """An API call with the cached token; a 401 renews it and tries once more."""
     token = tokens.get()
     try:

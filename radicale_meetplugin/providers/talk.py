@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -38,10 +38,7 @@ from radicale_meetplugin.providers.base import (
     ProviderPlugin,
     UserCredentials,
 )
-from radicale_meetplugin.providers.http import ApiClient
-
-if TYPE_CHECKING:
-    import requests  # loaded with the first call (providers/http.py)
+from radicale_meetplugin.providers.http import Answer, ApiClient
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -122,11 +119,10 @@ class Talk(Provider):
         self.zone = zone or schedule.timezone("UTC")
         self._id_key = f"{login}:{password.value}".encode()
 
-    def _call(self, method: str, path: str, body: Any = None, ok=(200, 201)) -> requests.Response:
-        self.api.session.auth = self._auth
-        return self.api.call(method, path, body, ok)
+    def _call(self, method: str, path: str, body: Any = None, ok=(200, 201)) -> Answer:
+        return self.api.call(method, path, body, ok, auth=self._auth)
 
-    def _data(self, response: requests.Response) -> Any:
+    def _data(self, response: Answer) -> Any:
         body = self.api.json_object(response)
         ocs = body.get("ocs")
         if not isinstance(ocs, dict):

@@ -27,7 +27,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -40,11 +40,8 @@ from radicale_meetplugin.providers.base import (
     ProviderError,
     ProviderPlugin,
 )
-from radicale_meetplugin.providers.http import ApiClient
+from radicale_meetplugin.providers.http import Answer, ApiClient
 from radicale_meetplugin.providers.oauth import TokenCache, bearer_call
-
-if TYPE_CHECKING:
-    import requests  # loaded with the first call (providers/http.py)
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -178,7 +175,7 @@ class Teams(Provider):
             "scope": scope,
         }
 
-        def request(client: ApiClient) -> requests.Response:
+        def request(client: ApiClient) -> Answer:
             return client.call("POST", "", form=form, ok=(200,))
 
         self.tokens = TokenCache(

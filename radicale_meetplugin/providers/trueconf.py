@@ -29,7 +29,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, csv, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -43,12 +43,9 @@ from radicale_meetplugin.providers.base import (
     ProviderPlugin,
     UserCredentials,
 )
-from radicale_meetplugin.providers.http import ApiClient
+from radicale_meetplugin.providers.http import Answer, ApiClient
 from radicale_meetplugin.providers.oauth import TokenCache
 from radicale_meetplugin.providers.users import CredentialError, write_private
-
-if TYPE_CHECKING:
-    import requests
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -233,7 +230,7 @@ class _TokenCache(TokenCache):
         }
         return fields, False
 
-    def _ask(self, client: ApiClient) -> requests.Response:
+    def _ask(self, client: ApiClient) -> Answer:
         fields, as_json = self.grant()
         return client.call(
             "POST", "", fields if as_json else None, form=None if as_json else fields, ok=(200,)
@@ -489,7 +486,7 @@ class TrueConf(Provider):
         body: Any = None,
         ok=(200, 201, 204),
         params: Mapping[str, Any] | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         """An API call with the cached token; a 401 renews it and tries once more."""
         token = self.tokens.get()
         try:
@@ -506,7 +503,7 @@ class TrueConf(Provider):
             method, path, body, ok, params=params, headers={"Authorization": f"Bearer {token}"}
         )
 
-    def _conference(self, response: requests.Response, expected: str) -> Conference:
+    def _conference(self, response: Answer, expected: str) -> Conference:
         body = self.api.json_object(response)
         inner = body.get("conference", body)
         if not isinstance(inner, dict):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, read_secret
 from radicale_meetplugin.core.model import Conference, Meeting
@@ -45,10 +45,7 @@ from radicale_meetplugin.providers.base import (
     ProviderPlugin,
     UserCredentials,
 )
-from radicale_meetplugin.providers.http import ApiClient
-
-if TYPE_CHECKING:
-    import requests
+from radicale_meetplugin.providers.http import Answer, ApiClient
 
 _CONFID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _CONFPASS = re.compile(r"[A-Za-z0-9]{0,64}")
@@ -238,7 +235,7 @@ class Videomost(Provider):
 
     # --- answers -------------------------------------------------------------
 
-    def _conference(self, response: requests.Response, expected: str = "") -> Conference:
+    def _conference(self, response: Answer, expected: str = "") -> Conference:
         body = self.api.json_object(response)
         key = self.o["response_key"]
         inner = body.get(key) if key else body

@@ -28,7 +28,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from radicale_meetplugin.config import ConfigError, Schema, Secret, boolean, csv, read_secret
 from radicale_meetplugin.core.model import Conference, EventKey, Meeting
@@ -41,11 +41,8 @@ from radicale_meetplugin.providers.base import (
     ProviderError,
     ProviderPlugin,
 )
-from radicale_meetplugin.providers.http import ApiClient
+from radicale_meetplugin.providers.http import Answer, ApiClient
 from radicale_meetplugin.providers.oauth import TokenCache, bearer_call
-
-if TYPE_CHECKING:
-    import requests  # loaded with the first call (providers/http.py)
 
 logger = logging.getLogger("radicale.meetplugin")
 
@@ -167,9 +164,8 @@ class Zoom(Provider):
         self.api = ApiClient(api_url, {}, timeout, self.name)
         form = {"grant_type": "account_credentials", "account_id": account_id}
 
-        def request(client: ApiClient) -> requests.Response:
-            client.session.auth = (client_id, secret.value)
-            return client.call("POST", "", form=form, ok=(200,))
+        def request(client: ApiClient) -> Answer:
+            return client.call("POST", "", form=form, ok=(200,), auth=(client_id, secret.value))
 
         self.tokens = TokenCache(
             ApiClient(token_url, {}, timeout, self.name), request, clock, "zoom"
@@ -256,7 +252,7 @@ class Zoom(Provider):
             return self._conference(response, host)
         raise AssertionError("unreachable")
 
-    def _conference(self, response: requests.Response, host: str) -> Conference:
+    def _conference(self, response: Answer, host: str) -> Conference:
         answer = self.api.json_object(response)
         meeting_id, join_url = answer.get("id"), answer.get("join_url")
         meeting_id = str(meeting_id) if isinstance(meeting_id, int) else meeting_id

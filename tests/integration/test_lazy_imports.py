@@ -1,8 +1,8 @@
 """What a Radicale process with the plugin loads at start: no HTTP client, no mail, until used.
 
-Memory: requests (with urllib3, charset_normalizer, idna) costs ~5 MiB of
-RSS and the mail modules more; a server that makes no provider call and
-sends no letters never loads them.
+Memory: urllib3 (the providers' HTTP) costs ~0.6 MiB of RSS, requests (the
+bridge's) ~5 MiB and the mail modules more; a server that makes no provider
+call and sends no letters never loads them.
 """
 
 from __future__ import annotations

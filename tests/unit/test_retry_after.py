@@ -6,9 +6,9 @@ import email.utils
 import time
 
 import pytest
-import requests
+from urllib3 import HTTPHeaderDict
 
-from radicale_meetplugin.providers.http import ApiClient, retry_after
+from radicale_meetplugin.providers.http import Answer, ApiClient, retry_after
 
 NOW = 1_800_000_000.0
 
@@ -35,17 +35,13 @@ def test_retry_after_seconds_and_http_dates(value, seconds):
         assert got == pytest.approx(seconds, abs=1)
 
 
-def answer(status: int, headers: dict[str, str]) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response.headers.update(headers)
-    response._content = b""
-    return response
+def answer(status: int, headers: dict[str, str]) -> Answer:
+    return Answer(status, HTTPHeaderDict(headers), b"")
 
 
 def test_a_429_with_an_http_date_is_honoured():
     when = email.utils.formatdate(time.time() + 120, usegmt=True)
-    error = ApiClient.error(answer(429, {"Retry-After": when}))
+    error = ApiClient.error(answer(429, {"retry-after": when}))  # names: any case
     assert error.temporary and error.retry_after == pytest.approx(120, abs=2)
     error = ApiClient.error(answer(503, {"Retry-After": when}))
     assert error.retry_after == pytest.approx(120, abs=2)
