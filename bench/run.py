@@ -363,20 +363,35 @@ class Bench:
         edit: dict[str, list] = {n: [] for n in NAMES}
         conc: dict[str, list] = {n: [] for n in NAMES}
         rate: dict[str, list] = {n: [] for n in NAMES}
+        cpu_new: dict[str, list[float]] = {n: [] for n in NAMES}
+        cpu_edit: dict[str, list[float]] = {n: [] for n in NAMES}
         note = ""
+
+        def cpu_ms(name: str, fn: Callable[[], list[float]], into: dict) -> list[float]:
+            """Run a window; note the server's CPU milliseconds per request of it."""
+            server = self.servers[name]
+            before = server.cpu_seconds()
+            out = self.timed(fn)
+            into[name].append((server.cpu_seconds() - before) * 1000 / len(out))
+            return out
+
         try:
             for _, order in rounds(self.z.windows):
                 self.check_time()
                 for name in order:
-                    seq[name].append(self.timed(lambda: self.creations(name, self.z.samples)))
-                    edit[name].append(self.timed(lambda: self.edits(name, "alice", self.z.samples)))
+                    seq[name].append(
+                        cpu_ms(name, lambda: self.creations(name, self.z.samples), cpu_new)
+                    )
+                    edit[name].append(
+                        cpu_ms(name, lambda: self.edits(name, "alice", self.z.samples), cpu_edit)
+                    )
                     lat, per_s = self.concurrent(name, self.z.samples)
                     conc[name].append(lat)
                     rate[name].append(per_s)
         except TimeUp:
             note = "\n\nStopped early at the time limit."
         done = min(len(seq["plain"]), len(seq["plugin"]))
-        for d in (seq, edit, conc, rate):
+        for d in (seq, edit, conc, rate, cpu_new, cpu_edit):
             for name in NAMES:
                 del d[name][done:]
         target = {"p50": 1.02, "p95": 1.02}
@@ -395,12 +410,33 @@ class Bench:
                 "",
             ]
         )
+        for label, cpu in (
+            ("server CPU per new event (its PUT and untimed DELETE)", cpu_new),
+            ("server CPU per edit", cpu_edit),
+        ):
+            if not cpu["plain"]:
+                continue
+            a, b = Spread.of(cpu["plain"]), Spread.of(cpu["plugin"])
+            r = Spread.of(stats.ratios(cpu["plugin"], cpu["plain"]))
+            rows.append(
+                [
+                    label,
+                    "",
+                    f"{a.mid:.2f} [{a.lo:.2f}–{a.hi:.2f}] ms",
+                    f"{b.mid:.2f} [{b.lo:.2f}–{b.hi:.2f}] ms",
+                    stats.ratio(r),
+                    "",
+                ]
+            )
         self.emit(
             "### 1. Unmarked PUT (an event without a keyword)\n\n"
             f"Thunderbird's PUT of a new personal event (`If-None-Match: *`) into a calendar of "
             f"{self.z.prefill} events; each is deleted again after its timed PUT (untimed), so "
             f"the size stays. The {self.z.clients} clients are {self.z.clients} processes, "
-            "each creating and deleting in turn. Edits replace existing events.\n\n"
+            "each creating and deleting in turn. Edits replace existing events. Server CPU is "
+            "the server process's user and system time over a sequential window, per request: "
+            "unlike latency it leaves out the waits for the disk (Radicale syncs every write), "
+            "which move whole windows by tens of milliseconds on a shared machine.\n\n"
             + table(self.AB_HEADER, rows)
             + note
         )
