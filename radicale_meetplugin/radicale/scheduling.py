@@ -31,7 +31,7 @@ import logging
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from radicale import httputils, pathutils, storage, xmlutils
@@ -108,7 +108,12 @@ def default_calendar(store: Any, user: str) -> str | None:
     """
     if not user or not pathutils.is_safe_path_component(user):
         return None
-    found: list[str] = []
+    found = [col.path for col in event_calendars(store, user)]
+    return min(found) if found else None
+
+
+def event_calendars(store: Any, user: str) -> Iterator[storage.BaseCollection]:
+    """The calendar collections of the user's home that take VEVENT (not the boxes)."""
     for col in store.discover(pathutils.unstrip_path(user, True), depth="1"):
         if (
             isinstance(col, storage.BaseCollection)
@@ -117,8 +122,7 @@ def default_calendar(store: Any, user: str) -> str | None:
             and box_kind(col) is None
             and "VEVENT" in components(col)
         ):
-            found.append(col.path)
-    return min(found) if found else None
+            yield col
 
 
 def create_boxes(store: Any, user: str) -> None:
@@ -500,16 +504,9 @@ def _busy(app: Any, user: str, start: Any, end: Any) -> str:
 
     limit = app.configuration.get("reporting", "max_freebusy_occurrence")
     periods: list[Any] = []
-    for col in app._storage.discover(pathutils.unstrip_path(user, True), depth="1"):
-        if (
-            isinstance(col, storage.BaseCollection)
-            and col.path != user
-            and col.tag == "VCALENDAR"
-            and box_kind(col) is None
-            and "VEVENT" in components(col)
-        ):
-            for item in col.get_all():
-                periods.extend(report.freebusy_periods(item, start, end, limit))
+    for col in event_calendars(app._storage, user):
+        for item in col.get_all():
+            periods.extend(report.freebusy_periods(item, start, end, limit))
     return str(report.render_freebusy(periods, start, end))
 
 
