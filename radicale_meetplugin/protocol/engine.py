@@ -615,10 +615,6 @@ class Engine(Settling, Generic[S]):
             return [QueueJob(job)]
         return []  # IGNORE, PENDING
 
-    @staticmethod
-    def _delete_job(key: EventKey, conf: Conference) -> Job:
-        return Job(0, ActionKind.DELETE, key, conf.provider, conference=conf)
-
     def on_delete(self, key: EventKey) -> list[Job]:
         """The event is gone from the calendar that holds its record."""
         return self.commit(self.deleted(key))
@@ -723,33 +719,6 @@ class Engine(Settling, Generic[S]):
         except Exception:
             logger.exception("meetplugin: %s: cancellation e-mails not queued", self._where(key))
             return 0
-
-    # --- helpers -----------------------------------------------------------
-
-    def _attach(
-        self,
-        cal: icalendar.Calendar,
-        conf: Conference,
-        force: bool,
-        old: Conference | None = None,
-        old_urls: tuple[str, ...] = (),
-        options: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        old_urls = (*old_urls, *((old.join_url,) if old else ()))
-        rewrite.attach(
-            cal,
-            conf,
-            self.label(conf.provider),
-            self.lang,
-            self.grammar,
-            force_location=force,
-            old_urls=old_urls,
-            options=options,
-        )
-
-    @staticmethod
-    def _where(key: EventKey) -> str:
-        return f"{key.calendar}/{key.uid}"
 
 
 def _why(action: Action, facts: Facts) -> str:

@@ -45,7 +45,7 @@ logger = logging.getLogger("radicale.meetplugin")
 
 
 class Settling:
-    """`settle`, `prepare_settle` and `finish_settle` of the engine."""
+    """`settle`, `prepare_settle` and `finish_settle` of the engine, and the helpers both steps use."""
 
     if TYPE_CHECKING:  # what the engine gives its parts
         store: StateStore
@@ -68,21 +68,38 @@ class Settling:
             error: ProviderError | None = None,
         ) -> str: ...
 
-        def _attach(
-            self,
-            cal: icalendar.Calendar,
-            conf: Conference,
-            force: bool,
-            old: Conference | None = None,
-            old_urls: tuple[str, ...] = (),
-            options: tuple[tuple[str, str], ...] = (),
-        ) -> None: ...
+        def label(self, provider: str) -> str: ...
 
-        @staticmethod
-        def _delete_job(key: EventKey, conf: Conference) -> Job: ...
+    # --- helpers the engine's decision uses too --------------------------------
 
-        @staticmethod
-        def _where(key: EventKey) -> str: ...
+    def _attach(
+        self,
+        cal: icalendar.Calendar,
+        conf: Conference,
+        force: bool,
+        old: Conference | None = None,
+        old_urls: tuple[str, ...] = (),
+        options: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        old_urls = (*old_urls, *((old.join_url,) if old else ()))
+        rewrite.attach(
+            cal,
+            conf,
+            self.label(conf.provider),
+            self.lang,
+            self.grammar,
+            force_location=force,
+            old_urls=old_urls,
+            options=options,
+        )
+
+    @staticmethod
+    def _delete_job(key: EventKey, conf: Conference) -> Job:
+        return Job(0, ActionKind.DELETE, key, conf.provider, conference=conf)
+
+    @staticmethod
+    def _where(key: EventKey) -> str:
+        return f"{key.calendar}/{key.uid}"
 
     def settle(
         self, job: Job, outcome: Outcome, current_text: str | None
