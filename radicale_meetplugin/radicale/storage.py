@@ -430,16 +430,17 @@ class RadicaleAdapter:
         self.users = 0  # Storage objects using it (under `_shared_lock`)
         self.engine = engine
         self.events = RadicaleEventStore(storage)
-        waiting = engine.settings.main["max_waiting_saves"]
-        if waiting == 0:  # auto
+        waiting = engine.settings.main["max_waiting_saves"]  # 0: auto, -1: none
+        if waiting == 0:
             connections = storage.configuration.get("server", "max_connections")
             waiting = max(1, connections // 2) if connections > 0 else 8
-        # Waiting holds one of Radicale's connection slots: only a few saves may do it at once.
+        # Waiting holds one of Radicale's connection slots: only a few saves may do it at
+        # once. A semaphore of 0 is never acquired: no save waits.
         self.session = Session(
             engine,
             self.events,
             budget=engine.settings.main["provider_timeout"],
-            waiting=threading.BoundedSemaphore(max(waiting, 1)) if waiting > 0 else None,
+            waiting=threading.BoundedSemaphore(waiting) if waiting > 0 else threading.Semaphore(0),
         )
         self.session.refuse_unavailable = True  # a 503 the client retries, never a lost record
         self.calendars: RadicaleCalendars | None = None

@@ -646,6 +646,35 @@ def ical_values(ev, name):
     return value if isinstance(value, list) else [value]
 
 
+def test_max_waiting_saves_0_makes_no_save_wait(tmp_path, telemost):
+    """`max_waiting_saves = 0`: a save with a held provider returns at once, the link follows."""
+    server = RadicaleServer(
+        tmp_path / "nowait",
+        plugin_config(
+            telemost.url, provider_timeout="30", call_timeout="30", max_waiting_saves="0"
+        ),
+        env={"TELEMOST_TOKEN": TOKEN},
+    ).start()
+    server.ensure_user("alice")
+    hold = telemost.hold_next("POST")
+    try:
+        uid = f"{uuid.uuid4()}@nowait"
+        saved = server.session("alice").put(  # it used to wait the whole 30 s budget
+            f"{server.url}/{CAL}/{uid}.ics",
+            data=event(uid, location="telemost").encode(),
+            headers={"Content-Type": "text/calendar"},
+            timeout=15,
+        )
+        assert saved.status_code == 201 and hold.entered.wait(30)
+        assert "появится здесь" in server.get("alice", f"{CAL}/{uid}.ics").text
+        hold.release.set()
+        server.wait_for_log(r"written with the telemost result")
+        assert "telemost.yandex.ru" in server.get("alice", f"{CAL}/{uid}.ics").text
+    finally:
+        hold.release.set()
+        server.stop()
+
+
 def test_a_slow_provider_never_takes_every_connection(tmp_path, telemost):
     """With 4 connection slots, at most 2 saves wait for the provider; the rest return at once."""
     server = RadicaleServer(
