@@ -140,7 +140,7 @@ class TimeUp(Exception):
 
 
 class Bench:
-    def __init__(self, sizes: Sizes, sections: str) -> None:
+    def __init__(self, sizes: Sizes, sections: str, aa: bool = False) -> None:
         self.z = sizes
         self.sections = sections
         self.started = time.monotonic()
@@ -159,8 +159,9 @@ class Bench:
         telemost_url = self.emu_conn.recv()
         self.servers = {
             "plain": Server("plain", self.base / "plain", plugin=False),
+            # --aa: the "plugin" column is a second plain Radicale (the noise floor).
             "plugin": Server(
-                "plugin", self.base / "plugin", plugin=True, telemost_url=telemost_url
+                "plugin", self.base / "plugin", plugin=not aa, telemost_url=telemost_url
             ),
         }
         self.pool = concurrent.futures.ProcessPoolExecutor(sizes.clients, mp_context=self.ctx)
@@ -169,6 +170,7 @@ class Bench:
         self.cursor = {(name, user): 0 for name in NAMES for user in ("alice", "bob")}
         self.rss: dict[str, dict[str, int]] = {}
         self.iso_put_wait: dict[str, list[float]] = {}
+        self.memory: tuple[dict, str] | None = None  # section 8's runs, for report_8
         self.children: list = []  # the load and watcher processes started on the way
 
     # --- plumbing -------------------------------------------------------------
@@ -982,9 +984,22 @@ class Bench:
         return samples
 
     def section_8(self) -> None:
-        """Memory: RSS at checkpoints, the peak, and over a long run."""
+        """Memory: RSS after the request load and over a long run (the table: `report_8`).
+
+        It runs before sections 6 and 7: their imports of calendars of thousands of
+        events grow both heaps by a hundred MiB and more, which Python keeps (arenas
+        with a few live objects left), so a long run after them could never show
+        growth, and the difference of the two servers after them is that of two
+        fragmented heaps (tens of MiB either way from run to run,
+        bench/import_memory.py). Their RSS is reported as a row of its own.
+        """
         z = self.z
-        self.snapshot("after load (sections run so far)")
+        ran = [c for c in "12345" if c in self.sections]
+        self.snapshot(
+            f"after the request load (section{'s' * (len(ran) > 1)} {', '.join(ran)})"
+            if ran
+            else "before the long run"
+        )
         self.emu("delay", 0.0)
         note = ""
         runs: dict[str, list[tuple[int, int, int]]] = {}
@@ -1020,11 +1035,19 @@ class Bench:
         except TimeUp:
             note = "\n\nStopped early at the time limit."
         self.snapshot("after the long run")
+        self.memory = (runs, note)
+
+    def report_8(self, imported: bool) -> None:
+        """Section 8's table, once the sections after it ran (`imported`: 6 or 7 did)."""
+        z = self.z
+        runs, note = self.memory
+        if imported:
+            self.snapshot("after the imports of sections 6 and 7")
         rows = []
         for label, kib in self.rss.items():
             a, b = kib["plain"], kib["plugin"]
             target = ""
-            if label.startswith("after load"):
+            if label.startswith("after the request load"):
                 target = f"≤ +12 MiB: {stats.verdict((b - a) / 1024, 12)}"
             rows.append(
                 [f"RSS {label}", stats.mib(a), stats.mib(b), f"+{stats.mib(b - a)}", target]
@@ -1087,7 +1110,11 @@ class Bench:
             f"alice's {z.prefill} events ({z.mem_unmarked}, RSS every {z.mem_every}), then "
             f"meetings created and deleted, Jitsi and Telemost in turn ({z.mem_marked}, RSS "
             f"every {z.mem_every_marked}); one client process per server, both servers at "
-            "once.\n\n"
+            "once. This section runs after section 5 and before 6 and 7: their imports "
+            "(one PUT of up to 10 000 events) leave both heaps a hundred MiB and more "
+            "bigger and fragmented, which would hide any growth of the long run; the RSS "
+            "after them is the row of its own, and its difference varies by tens of MiB "
+            "either way from run to run (`bench/import_memory.py`).\n\n"
             + table(["Measure", "Plain", "Plugin", "Plugin − plain", "Target"], rows)
             + rows_long
             + ("\n\n" + "\n".join(detail) if detail else "")
@@ -1143,6 +1170,12 @@ def main() -> int:
         "--sections", default="12345678", help="which sections to run, e.g. 17 (default: all)"
     )
     parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A control: the plugin's column is a second plain Radicale, so every ratio "
+        "shows the noise floor of this machine (sections 1, 2, 6 and 8 only)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the servers' folders (storage, logs) after the run; a failed run keeps them",
@@ -1190,13 +1223,23 @@ def main() -> int:
             if args.quick
             else []
         ),
+        *(
+            [
+                "**A/A control: the column headed Plugin is a second plain Radicale; every "
+                "difference and ratio below is noise.**"
+            ]
+            if args.aa
+            else []
+        ),
         "Command: `python bench/run.py "
         + " ".join(shlex.quote(a) for a in sys.argv[1:] if a)
         + "`",
     ]
     print("\n".join(header), flush=True)
 
-    bench = Bench(sizes, args.sections)
+    if args.aa and set(args.sections) - set("1268"):
+        parser.error("--aa runs sections 1, 2, 6 and 8 only (the others need the plugin)")
+    bench = Bench(sizes, args.sections, aa=args.aa)
 
     # A hard stop well after the limit, should a request hang beyond every timeout.
     def hard_stop() -> None:
@@ -1210,7 +1253,8 @@ def main() -> int:
     status = 0
     try:
         bench.start()
-        for section in "12345678":
+        # Memory (8) before the big imports of 6 and 7 (see section_8); its table last.
+        for section in "12345867":
             if section not in args.sections:
                 continue
             began = time.monotonic()
@@ -1219,8 +1263,8 @@ def main() -> int:
             except TimeUp:
                 bench.emit(f"### Section {section}: skipped, the time limit was reached")
             print(f"  (section {section}: {time.monotonic() - began:.0f} s)", flush=True)
-        if "8" not in args.sections:
-            bench.snapshot("after load (sections run so far)")
+        if bench.memory is not None:
+            bench.report_8(imported="6" in args.sections or "7" in args.sections)
     except Exception as e:  # a failed run still reports what it measured, and why it stopped
         if not isinstance(e, BenchError):
             traceback.print_exc()
