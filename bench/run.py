@@ -990,8 +990,8 @@ class Bench:
         events grow both heaps by a hundred MiB and more, which Python keeps (arenas
         with a few live objects left), so a long run after them could never show
         growth, and the difference of the two servers after them is that of two
-        fragmented heaps (tens of MiB either way from run to run,
-        bench/import_memory.py). Their RSS is reported as a row of its own.
+        fragmented heaps (it moves by several MiB from run to run,
+        bench/import_memory.py: +5 to +13 MiB). Their RSS is a row of its own.
         """
         z = self.z
         ran = [c for c in "12345" if c in self.sections]
@@ -1111,10 +1111,10 @@ class Bench:
             f"meetings created and deleted, Jitsi and Telemost in turn ({z.mem_marked}, RSS "
             f"every {z.mem_every_marked}); one client process per server, both servers at "
             "once. This section runs after section 5 and before 6 and 7: their imports "
-            "(one PUT of up to 10 000 events) leave both heaps a hundred MiB and more "
-            "bigger and fragmented, which would hide any growth of the long run; the RSS "
-            "after them is the row of its own, and its difference varies by tens of MiB "
-            "either way from run to run (`bench/import_memory.py`).\n\n"
+            "(one PUT of up to 10 000 events) leave both heaps 150 MiB and more bigger "
+            "and fragmented, which would hide any growth of the long run; the RSS after "
+            "them is the row of its own, and its difference moves by several MiB from "
+            "run to run (`bench/import_memory.py` measures it on fresh servers).\n\n"
             + table(["Measure", "Plain", "Plugin", "Plugin − plain", "Target"], rows)
             + rows_long
             + ("\n\n" + "\n".join(detail) if detail else "")
