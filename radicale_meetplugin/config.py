@@ -58,14 +58,14 @@ def positive_int(value: str) -> int:
     return number
 
 
-def auto_or_count(value: str) -> int:
-    """A count, or 0 for "auto" (decided from the server's own limits)."""
+def auto_or_count(value: str) -> int | None:
+    """A count (0 included), or None for "auto" (decided from the server's own limits)."""
     if value.strip().lower() == "auto":
-        return 0
+        return None
     number = int(value)
     if number < 0:
         raise ValueError("auto, or a number >= 0 (0: saves never wait)")
-    return number if number else -1
+    return number
 
 
 def language(value: str) -> str:

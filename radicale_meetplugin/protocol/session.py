@@ -135,7 +135,7 @@ class Session:
         store: EventStore,
         submit: Callable[[Iterable[int]], list[concurrent.futures.Future]] | None = None,
         budget: float | None = None,
-        waiting: threading.Semaphore | None = None,
+        waiting: threading.BoundedSemaphore | None = None,
     ) -> None:
         self.engine = engine
         self.store = store

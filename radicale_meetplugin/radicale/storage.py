@@ -430,8 +430,8 @@ class RadicaleAdapter:
         self.users = 0  # Storage objects using it (under `_shared_lock`)
         self.engine = engine
         self.events = RadicaleEventStore(storage)
-        waiting = engine.settings.main["max_waiting_saves"]  # 0: auto, -1: none
-        if waiting == 0:
+        waiting = engine.settings.main["max_waiting_saves"]
+        if waiting is None:  # auto
             connections = storage.configuration.get("server", "max_connections")
             waiting = max(1, connections // 2) if connections > 0 else 8
         # Waiting holds one of Radicale's connection slots: only a few saves may do it at
@@ -440,7 +440,7 @@ class RadicaleAdapter:
             engine,
             self.events,
             budget=engine.settings.main["provider_timeout"],
-            waiting=threading.BoundedSemaphore(waiting) if waiting > 0 else threading.Semaphore(0),
+            waiting=threading.BoundedSemaphore(waiting),
         )
         self.session.refuse_unavailable = True  # a 503 the client retries, never a lost record
         self.calendars: RadicaleCalendars | None = None
