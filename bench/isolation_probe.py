@@ -25,13 +25,9 @@ import time
 import run
 import workers
 from run import PROVIDER_SLOTS, Bench
+from stats import pct
 
 TIMED = re.compile(r"GET response status for '/bob/.* in ([\d.]+) seconds")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def locked(holds: list[tuple[int, float, float, bool]], t0: float, t1: float) -> tuple:

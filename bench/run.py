@@ -1037,11 +1037,12 @@ class Bench:
         self.snapshot("after the long run")
         self.memory = (runs, note)
 
-    def report_8(self, imported: bool) -> None:
-        """Section 8's table, once the sections after it ran (`imported`: 6 or 7 did)."""
+    def report_8(self) -> None:
+        """Section 8's table, once the sections after it (6 and 7, the imports) ran."""
         z = self.z
+        assert self.memory is not None
         runs, note = self.memory
-        if imported:
+        if set("67") & set(self.sections):
             self.snapshot("after the imports of sections 6 and 7")
         rows = []
         for label, kib in self.rss.items():
@@ -1197,6 +1198,8 @@ def main() -> int:
             help=f"{HELP[field.name]} (default {full}; --quick {quick})",
         )
     args = parser.parse_args()
+    if args.aa and set(args.sections) - set("1268"):
+        parser.error("--aa runs sections 1, 2, 6 and 8 only (the others need the plugin)")
     sizes = dataclasses.replace(QUICK) if args.quick else Sizes()
     for field in dataclasses.fields(Sizes):
         value = getattr(args, field.name)
@@ -1237,8 +1240,6 @@ def main() -> int:
     ]
     print("\n".join(header), flush=True)
 
-    if args.aa and set(args.sections) - set("1268"):
-        parser.error("--aa runs sections 1, 2, 6 and 8 only (the others need the plugin)")
     bench = Bench(sizes, args.sections, aa=args.aa)
 
     # A hard stop well after the limit, should a request hang beyond every timeout.
@@ -1264,7 +1265,7 @@ def main() -> int:
                 bench.emit(f"### Section {section}: skipped, the time limit was reached")
             print(f"  (section {section}: {time.monotonic() - began:.0f} s)", flush=True)
         if bench.memory is not None:
-            bench.report_8(imported="6" in args.sections or "7" in args.sections)
+            bench.report_8()
     except Exception as e:  # a failed run still reports what it measured, and why it stopped
         if not isinstance(e, BenchError):
             traceback.print_exc()
