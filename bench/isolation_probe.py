@@ -11,6 +11,10 @@ from two sides, on both servers, rounds alternating which goes first:
   `--seconds` (bench/workers.py: lock_watch): the share of the time the
   lock was held, and the holds over 2 ms (the writes).
 
+Bob sends his next GET only when the last one is answered, so a write delays
+about one of his GETs: his p99 moves once the writes outnumber 1 % of his GETs.
+The GETs over 10 ms, set beside the holds over 2 ms, show it.
+
     .venv-bench/bin/python bench/isolation_probe.py --rounds 2 --seconds 30
 """
 
@@ -27,6 +31,8 @@ import workers
 from run import PROVIDER_SLOTS, Bench
 from stats import pct
 
+# A GET that took this long waited for a write (quiet p50 is 2-3 ms, p99 4-6 ms).
+SLOW_MS = 10.0
 TIMED = re.compile(r"GET response status for '/bob/.* in ([\d.]+) seconds")
 
 
@@ -107,9 +113,11 @@ def main() -> None:
             for name in order:
                 p = probe(b, name, args.seconds)
                 get, inside, writes = p["get"], p["inside"], p["writes"]
+                slow = sum(1 for t in get if t > SLOW_MS)
                 print(
                     f"round {r + 1} {name:6}: bob's {len(get)} GETs p50 {pct(get, 0.5):.1f} "
                     f"p95 {pct(get, 0.95):.1f} p99 {pct(get, 0.99):.1f} max {max(get):.1f} ms; "
+                    f"{slow} over {SLOW_MS:g} ms ({slow / len(get):.2%}); "
                     f"in Radicale p99 {pct(inside, 0.99):.0f} p99.5 {pct(inside, 0.995):.0f} ms; "
                     f"server CPU {p['cpu']:.2f} s; lock held {p['share']:.1%}, "
                     f"{len(writes)} holds over 2 ms (median "
