@@ -593,6 +593,7 @@ class Bench:
         ops = ("GET", "PROPFIND", "REPORT", "PUT")
         w: dict = {(n, phase): [] for n in NAMES for phase in ("quiet", "busy")}
         made: list[int] = []
+        resets = dict.fromkeys(NAMES, 0)
         note = ""
         try:
             for r, order in rounds(z.iso_rounds):
@@ -606,6 +607,7 @@ class Bench:
                             got, info = self.busy_window(name)
                             w[(name, "busy")].append(got)
                             made.append(info["made"])
+                            resets[name] += info["resets"]
         except TimeUp:
             note = "\n\nStopped early at the time limit."
         complete = min(len(v) for v in w.values())
@@ -655,9 +657,9 @@ class Bench:
             f"{PROVIDER_SLOTS} provider slots drain). Plain Radicale gets the very same writes "
             "(its control). Quiet: no load. Bob, in the timing process, reads and edits his "
             f"own calendar of {z.prefill} events. Ratios are busy/quiet of the same server and "
-            f"round. Meetings made per busy window: {sorted(made)}.\n\n"
-            + table(header, rows)
-            + note
+            f"round. Meetings made per busy window: {sorted(made)}. Connections of alice's "
+            f"reset and tried again (Radicale's listen queue overflowing, docs/limits.md): "
+            f"plain {resets['plain']}, plugin {resets['plugin']}.\n\n" + table(header, rows) + note
         )
 
     def section_5(self) -> None:
