@@ -7,6 +7,7 @@ from two sides, on both servers, rounds alternating which goes first:
 - bob does nothing but GET one of his events, back to back, for `--seconds`:
   his latency (p50, p95, p99, max), the same GETs as Radicale timed them
   itself (its log, ms resolution), and the server's CPU time meanwhile;
+  both servers' RSS after start and after each round;
 - then, with bob idle, a watcher times the storage lock file's holds for
   `--seconds` (bench/workers.py: lock_watch): the share of the time the
   lock was held, and the holds over 2 ms (the writes).
@@ -104,6 +105,10 @@ def probe(b: Bench, name: str, seconds: float) -> dict:
     return {"get": got, "inside": inside, "cpu": cpu, "share": share, "writes": writes, **info}
 
 
+def rss(b: Bench) -> str:
+    return ", ".join(f"{n} {s.rss_kib() / 1024:.1f} MiB" for n, s in b.servers.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -112,6 +117,7 @@ def main() -> None:
     b = Bench(dataclasses.replace(run.Sizes(), prefill=200), "4")
     try:
         b.start()
+        print("RSS after start: " + rss(b), flush=True)
         for r, order in run.rounds(args.rounds):
             for name in order:
                 p = probe(b, name, args.seconds)
@@ -125,7 +131,7 @@ def main() -> None:
                     f"server CPU {p['cpu']:.2f} s; lock held {p['share']:.1%}, "
                     f"{len(writes)} holds over 2 ms (median "
                     f"{statistics.median(writes or [0]):.1f}, max {max(writes or [0]):.1f} ms); "
-                    f"{p['made']} meetings made",
+                    f"{p['made']} meetings made; RSS now {rss(b)}",
                     flush=True,
                 )
     finally:
