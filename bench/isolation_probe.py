@@ -31,9 +31,8 @@ import statistics
 import time
 
 import run
-import workers
-from run import PROVIDER_SLOTS, Bench
-from stats import pct
+from run import Bench
+from stats import mib, pct
 
 # A GET that took this long waited for a write (quiet p50 is 2-3 ms, p99 4-6 ms).
 SLOW_MS = 10.0
@@ -58,18 +57,7 @@ def locked(holds: list[tuple[int, float, float, bool]], t0: float, t1: float) ->
 
 def probe(b: Bench, name: str, seconds: float) -> dict:
     server = b.servers[name]
-    stop, ready, out = b.ctx.Event(), b.ctx.Event(), b.ctx.Queue()
-    b.emu("delay", 2.0)
-    load = b.ctx.Process(
-        target=workers.isolation_load,
-        args=(server.url, "alice", "alice/calendar/", "телемост", 16, PROVIDER_SLOTS / 2.0)
-        + (stop, ready, out),
-        daemon=True,
-    )
-    load.start()
-    try:
-        if not ready.wait(120):
-            raise RuntimeError(f"{name}: the load did not get going")
+    with b.busy(name) as info:
         log_start = server.log_path.stat().st_size
         cpu = server.cpu_seconds()
         client, uids, got = b.client(name, "bob"), b.uids["bob"], []
@@ -80,33 +68,16 @@ def probe(b: Bench, name: str, seconds: float) -> dict:
         with open(server.log_path, encoding="utf-8", errors="replace") as f:
             f.seek(log_start)
             inside = [float(m.group(1)) * 1e3 for m in TIMED.finditer(f.read())]
-        wstop, wready, wout = b.ctx.Event(), b.ctx.Event(), b.ctx.Queue()
-        watcher = b.ctx.Process(
-            target=workers.lock_watch,
-            args=([str(server.lock_file)], wready, wstop, wout),
-            daemon=True,
-        )
-        watcher.start()
-        wready.wait(30)
-        t0 = time.monotonic()
-        time.sleep(seconds)  # the watcher records meanwhile: nothing to await
-        t1 = time.monotonic()
-        wstop.set()
-        message = wout.get(timeout=60)
-        watcher.join(10)
-    finally:
-        b.emu("delay", 0.0)
-        stop.set()
-    info = out.get(timeout=600)
-    load.join(30)
-    if name == "plugin":
-        b.settle_provider()
-    share, writes = locked(message[1], t0, t1)
+        with b.watch_locks([name]) as holds:
+            t0 = time.monotonic()
+            time.sleep(seconds)  # the watcher records meanwhile: nothing to await
+            t1 = time.monotonic()
+    share, writes = locked(holds, t0, t1)
     return {"get": got, "inside": inside, "cpu": cpu, "share": share, "writes": writes, **info}
 
 
 def rss(b: Bench) -> str:
-    return ", ".join(f"{n} {s.rss_kib() / 1024:.1f} MiB" for n, s in b.servers.items())
+    return ", ".join(f"{n} {mib(s.rss_kib())}" for n, s in b.servers.items())
 
 
 def main() -> None:

@@ -67,8 +67,9 @@ def main() -> None:
         rss: Counter[str] = Counter()
         count: Counter[str] = Counter()
         for i, mapping in enumerate(maps):
-            rss[kind(maps, i)] += mapping[4]
-            count[kind(maps, i)] += 1
+            k = kind(maps, i)
+            rss[k] += mapping[4]
+            count[k] += 1
         threads = len(os.listdir(f"/proc/{pid}/task"))
         cells = (f"{k} {v / 1024:.1f} MiB ({count[k]})" for k, v in sorted(rss.items()) if v)
         print(f"{pid}: {threads} threads; " + "; ".join(cells), flush=True)

@@ -18,6 +18,7 @@ import argparse
 import bisect
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import gc
 import multiprocessing
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -539,8 +540,11 @@ class Bench:
             gc.enable()
         return out
 
-    def busy_window(self, name: str) -> tuple[dict[str, list[float]], dict]:
-        """Bob's window while alice's meetings queue on a slow provider (another process)."""
+    @contextlib.contextmanager
+    def busy(self, name: str) -> Iterator[dict]:
+        """Alice's meetings kept waiting on a slow provider (another process) while the
+        block runs. The dict yielded gets, after the block, the load's counts ("made",
+        "resets", …) and the provider's stats at the block's end ("provider")."""
         z = self.z
         self.emu("delay", z.iso_delay)
         stop, ready, out = self.ctx.Event(), self.ctx.Event(), self.ctx.Queue()
@@ -561,6 +565,7 @@ class Bench:
         )
         load.start()
         self.children.append(load)
+        info: dict = {}
         try:
             if not ready.wait(120):
                 raise BenchError(f"{name}: the isolation load did not get going")
@@ -570,21 +575,51 @@ class Bench:
                     if time.monotonic() > deadline:
                         raise BenchError("no provider call under way")
                     time.sleep(0.01)
-            result = self.bob_window(name, z.iso_samples)
-            peak = self.emu("stats")
+            yield info
+            info["provider"] = self.emu("stats")
         finally:
             self.emu("delay", 0.0)
             stop.set()
         try:
-            info = out.get(timeout=600)
+            counts = out.get(timeout=600)
         except queue.Empty as e:
             raise BenchError(f"{name}: the isolation load did not finish") from e
         load.join(30)
-        if info["errors"]:
-            raise BenchError(f"{name}: the isolation load failed: {info['errors']}")
+        if counts["errors"]:
+            raise BenchError(f"{name}: the isolation load failed: {counts['errors']}")
         if name == "plugin":
             self.settle_provider()
-        info["provider"] = peak
+        info.update(counts)
+
+    @contextlib.contextmanager
+    def watch_locks(self, names: Sequence[str]) -> Iterator[list]:
+        """The storage lock files of `names`' servers watched while the block runs. The
+        list yielded gets, after the block, each hold: (index in names, opened, closed,
+        timed) (bench/workers.py: lock_watch)."""
+        stop, ready, out = self.ctx.Event(), self.ctx.Event(), self.ctx.Queue()
+        paths = [str(self.servers[n].lock_file) for n in names]
+        watcher = self.ctx.Process(
+            target=workers.lock_watch, args=(paths, ready, stop, out), daemon=True
+        )
+        watcher.start()
+        self.children.append(watcher)
+        if not ready.wait(60):
+            raise BenchError("the lock watcher did not start")
+        holds: list = []
+        try:
+            yield holds
+        finally:
+            stop.set()
+        message = out.get(timeout=60)
+        watcher.join(10)
+        if message[0] != "holds":
+            raise BenchError(f"lock watcher: {message[1]}")
+        holds.extend(message[1])
+
+    def busy_window(self, name: str) -> tuple[dict[str, list[float]], dict]:
+        """Bob's window while alice's meetings queue on a slow provider (another process)."""
+        with self.busy(name) as info:
+            result = self.bob_window(name, self.z.iso_samples)
         return result, info
 
     def section_4(self) -> None:
@@ -666,49 +701,34 @@ class Bench:
         """How long each write holds Radicale's exclusive storage lock."""
         z = self.z
         self.emu("delay", 0.0)
-        stop, ready, out = self.ctx.Event(), self.ctx.Event(), self.ctx.Queue()
-        paths = [str(self.servers[n].lock_file) for n in NAMES]
-        watcher = self.ctx.Process(
-            target=workers.lock_watch, args=(paths, ready, stop, out), daemon=True
-        )
-        watcher.start()
-        self.children.append(watcher)
-        if not ready.wait(60):
-            raise BenchError("the lock watcher did not start")
         # (server, kind, window) -> [(PUT start, PUT end, DELETE start, DELETE end)]
         spans: dict[tuple[str, str, int], list[tuple[float, float, float, float]]] = {}
         note = ""
         window_count = 0
-        try:
-            for r, order in rounds(z.lock_windows):
-                self.check_time()
-                for name in order:
-                    c = self.client(name, "alice")
-                    for kind, keyword in (("personal", ""), ("meeting", "телемост")):
-                        got = spans.setdefault((name, kind, r), [])
-                        for k in range(z.lock_samples):
-                            uid = events.new_uid()
-                            path = f"alice/calendar/{uid}.ics"
-                            text = events.event(
-                                uid, k, location=keyword or None, meeting=bool(keyword)
-                            )
-                            t0 = time.monotonic()
-                            c.put(path, text, create=True)
-                            t1 = time.monotonic()
-                            c.delete(path)
-                            got.append((t0, t1, t1, time.monotonic()))
-                    if name == "plugin":
-                        self.settle_provider()
-                window_count = r + 1
-        except TimeUp:
-            note = "\n\nStopped early at the time limit."
-        finally:
-            stop.set()
-        message = out.get(timeout=60)
-        watcher.join(10)
-        if message[0] != "holds":
-            raise BenchError(f"lock watcher: {message[1]}")
-        holds = message[1]
+        with self.watch_locks(NAMES) as holds:
+            try:
+                for r, order in rounds(z.lock_windows):
+                    self.check_time()
+                    for name in order:
+                        c = self.client(name, "alice")
+                        for kind, keyword in (("personal", ""), ("meeting", "телемост")):
+                            got = spans.setdefault((name, kind, r), [])
+                            for k in range(z.lock_samples):
+                                uid = events.new_uid()
+                                path = f"alice/calendar/{uid}.ics"
+                                text = events.event(
+                                    uid, k, location=keyword or None, meeting=bool(keyword)
+                                )
+                                t0 = time.monotonic()
+                                c.put(path, text, create=True)
+                                t1 = time.monotonic()
+                                c.delete(path)
+                                got.append((t0, t1, t1, time.monotonic()))
+                        if name == "plugin":
+                            self.settle_provider()
+                    window_count = r + 1
+            except TimeUp:
+                note = "\n\nStopped early at the time limit."
         # Attribute each hold to the request that was under way when its open was seen.
         by_server: dict[str, list[tuple[float, float, bool]]] = {n: [] for n in NAMES}
         for index, opened, closed, clean in holds:
