@@ -12,6 +12,7 @@ from radicale_meetplugin.protocol.engine import Engine
 from radicale_meetplugin.protocol.outbox import Outbox, Settle
 from radicale_meetplugin.providers import access
 from radicale_meetplugin.providers.users import UserProviders
+from radicale_meetplugin.state import heap
 from radicale_meetplugin.state.records import RecordStore
 from radicale_meetplugin.state.worker import Worker
 
@@ -197,4 +198,6 @@ def build_outbox(
     )
     if engine.mailing is not None:
         engine.mailing.wake = outbox.mail_queued
+    if main["release_memory"] and heap.available():
+        outbox.worker.when_idle(heap.release)
     return outbox

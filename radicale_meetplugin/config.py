@@ -193,6 +193,13 @@ MAIN_SCHEMA: Schema = {
         '"link pending" note. auto: half of Radicale\'s [server] max_connections, '
         "so a slow provider never takes every connection from other users.",
     ),
+    "release_memory": (
+        "true",
+        boolean,
+        "When the plugin's provider calls are done, give the memory they freed back to "
+        "the system (glibc's malloc_trim, at most every 10 s; nothing where the C library "
+        "has none). Off: the process keeps it for its next burst.",
+    ),
 }
 
 MAIL_SCHEMA: Schema = {

@@ -123,6 +123,11 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._idle: Callable[[], object] | None = None
+        self._idle_quiet, self._idle_gap = 2.0, 10.0
+        self._worked = False  # work ended since the idle callback last ran
+        self._work_last = -float("inf")  # time.monotonic() when it ended
+        self._idle_last = -float("inf")  # time.monotonic() of the last call
 
     def add(
         self,
@@ -175,6 +180,49 @@ class Worker:
         with self._lock:
             if lane.running.get(i) is future:  # not a newer run of the same id
                 del lane.running[i]
+        self.worked()
+
+    # --- after a burst of work ----------------------------------------------------
+
+    def when_idle(
+        self, callback: Callable[[], object], quiet: float = 2.0, gap: float = 10.0
+    ) -> None:
+        """Call `callback` in the loop thread once nothing has run for `quiet` seconds after
+        some work, at most once every `gap` seconds (a burst within the gap gets its call
+        when the gap is over)."""
+        self._idle, self._idle_quiet, self._idle_gap = callback, quiet, gap
+
+    @property
+    def idle_callback(self) -> Callable[[], object] | None:
+        return self._idle
+
+    def worked(self) -> None:
+        """Some work just ended (a run, or the shell's, e.g. an import): the idle callback is due."""
+        if self._idle is None:
+            return
+        with self._lock:
+            self._worked, self._work_last = True, time.monotonic()
+            idle = not any(lane.running for lane in self._lanes.values())
+        if idle:
+            self._wake.set()  # the loop times the call
+
+    def _after_work(self) -> float:
+        """Run the idle callback if it is due; seconds until the loop should look again."""
+        if self._idle is None:
+            return 30.0
+        with self._lock:
+            if not self._worked or any(lane.running for lane in self._lanes.values()):
+                return 30.0  # the run that ends wakes the loop
+            now = time.monotonic()
+            left = max(self._work_last + self._idle_quiet, self._idle_last + self._idle_gap) - now
+            if left > 0:
+                return left
+            self._worked, self._idle_last = False, now
+        try:
+            self._idle()
+        except Exception:
+            logger.exception("meetplugin: after the outbox's work")
+        return 30.0
 
     def running(self, name: str) -> list[concurrent.futures.Future]:
         lane = self._lanes.get(name)
@@ -242,6 +290,7 @@ class Worker:
                 next_at = self.sweep()
                 now = time.time()
                 wait = 30.0 if next_at is None else min(30.0, max(0.05, next_at - now))
+                wait = min(wait, max(0.05, self._after_work()))
             except Exception:
                 logger.exception("meetplugin: outbox loop")
                 wait = 5.0

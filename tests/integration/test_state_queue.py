@@ -253,6 +253,79 @@ def test_a_handler_that_fails_leaves_the_row_for_later(chores, caplog):
     worker.stop()
 
 
+def test_the_idle_callback_runs_once_after_a_burst_and_not_before_the_gap(chores):
+    """What gives freed memory back (state/heap.py) runs when the work is over, not during it."""
+    calls: list[int] = []  # how many runs were going on at each call
+    called = threading.Event()
+    worker = Worker()
+    worker.add("chore", chores, lambda row, held: held.finish(), workers=2, lease=60)
+
+    def idle():
+        calls.append(len(worker.running("chore")))
+        called.set()
+
+    worker.when_idle(idle, quiet=0.2, gap=0.0)
+    worker.start()
+    assert not called.wait(0.3)  # no work yet: no call
+    ids = [chores.add({"what": str(n)}) for n in range(6)]
+    started = time.monotonic()
+    concurrent.futures.wait(worker.submit("chore", ids), timeout=5)
+    assert called.wait(5)
+    assert calls == [0]
+    assert time.monotonic() - started >= 0.2  # after the quiet time, not at the last run's end
+    called.clear()
+    worker.worked()  # the shell's own work (an import) counts too
+    assert called.wait(5)
+    assert calls == [0, 0]
+    called.clear()
+    worker.when_idle(idle, quiet=0.0, gap=3600.0)  # the next burst is within the gap: no call
+    concurrent.futures.wait(worker.submit("chore", [chores.add({"what": "late"})]), timeout=5)
+    worker.wake()
+    assert not called.wait(0.3)
+    assert calls == [0, 0]
+    worker.stop()
+
+
+def test_release_gives_free_heap_back_on_glibc():
+    """A burst that freed what it took leaves RSS up until malloc_trim gives it back."""
+    from radicale_meetplugin.state import heap
+
+    if not heap.available():
+        pytest.skip("no malloc_trim in this C library")
+
+    kept: list[bytearray] = []
+
+    def churn():  # allocations in a thread's own arena (below the mmap threshold), then freed
+        blocks = [bytearray(100_000) for _ in range(400)]
+        kept.append(blocks[-1])  # in use at the arena's top: free() alone cannot shrink it
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    thread.join()
+    shrank = heap.release()
+    assert shrank is not None and shrank > 10 * 2**20
+    assert heap.release() < 2**20  # nothing left to give
+    assert len(kept[0]) == 100_000
+
+
+def test_release_memory_decides_whether_the_outbox_gives_memory_back(tmp_path):
+    from radicale_meetplugin.state import heap
+
+    conf = tmp_path / "off.conf"
+    conf.write_text("[meetplugin]\nrelease_memory = false\n")
+    off = bootstrap.build_outbox(
+        bootstrap.build_engine(str(conf), str(tmp_path / "a")), lambda job, outcome: []
+    )
+    on = bootstrap.build_outbox(
+        bootstrap.build_engine("", str(tmp_path / "b")), lambda job, outcome: []
+    )
+    assert off.worker.idle_callback is None
+    assert on.worker.idle_callback is (heap.release if heap.available() else None)
+    for outbox in (off, on):
+        outbox.stop()
+        outbox.engine.store.close()
+
+
 def test_rows_of_a_dead_worker_are_taken_over(chores):
     i = chores.add({"what": "orphan"})
     chores.claim(i, "elsewhere:999999999:x", 600, ALIVE)

@@ -1,0 +1,62 @@
+"""Gives the process's free heap back to the system after a burst of work (I/O: glibc)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger("radicale.meetplugin")
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
+    try:
+        function = ctypes.CDLL(None).malloc_trim  # the C library this process runs on
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_TRIM = _malloc_trim()
+
+
+def available() -> bool:
+    return _TRIM is not None
+
+
+def resident() -> int | None:
+    """This process's resident memory in bytes (None where /proc is not there)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def release() -> int | None:
+    """Return the free pages of every malloc arena to the system (`malloc_trim(0)`).
+
+    glibc keeps what each thread's arena once held: after many saves waited
+    for a provider at once, a dozen arenas hold megabytes nobody uses. The
+    call changes no setting and frees nothing in use. Returns the bytes the
+    resident size shrank by (None: no glibc, nothing done).
+    """
+    if _TRIM is None:
+        return None
+    before, started = resident(), time.perf_counter()
+    _TRIM(0)
+    after, took = resident(), time.perf_counter() - started
+    shrank = before - after if before is not None and after is not None else 0
+    logger.debug(
+        "meetplugin: gave %.1f MiB of free heap back to the system (%.1f ms)",
+        shrank / 2**20,
+        took * 1000,
+    )
+    return shrank
