@@ -52,6 +52,9 @@ from stats import Spread  # noqa: E402
 
 NAMES = ("plain", "plugin")
 PROVIDER_SLOTS = 4  # the plugin's default max_concurrency: provider calls at once
+# RSS after a load is read this long after it, on both servers: what `ps` shows once the
+# burst is over (the plugin gives freed heap back 2 s after its work; state/heap.py).
+REST_S = 15.0
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 
 
@@ -209,7 +212,8 @@ class Bench:
             time.sleep(0.1)  # the outbox is in another process: poll its effect
         raise BenchError(f"the plugin's provider jobs did not settle in {timeout} s: {s}")
 
-    def snapshot(self, label: str) -> None:
+    def snapshot(self, label: str, rest: float = REST_S) -> None:
+        time.sleep(rest)  # a point in time after the load, not an event to await
         self.rss[label] = {name: s.rss_kib() for name, s in self.servers.items()}
 
     # --- life -------------------------------------------------------------------
@@ -220,7 +224,7 @@ class Bench:
             server.ensure_users()
         # Start every pool worker now (spawned, with imports), not inside a window.
         list(self.pool.map(workers.warm, [0.3] * self.z.clients))
-        self.snapshot("after start")
+        self.snapshot("after start", rest=0.0)
         # The same events, byte for byte, in both servers.
         self.uids = {u: [events.new_uid() for _ in range(self.z.prefill)] for u in ("alice", "bob")}
         for name in NAMES:
@@ -1129,7 +1133,9 @@ class Bench:
             rows_long = ""
         self.emit(
             "### 8. Memory of the Radicale process\n\n"
-            "VmRSS at the checkpoints, VmHWM for the peak. The long run: unmarked edits of "
+            f"VmRSS at the checkpoints ({REST_S:g} s after the load before them, on both "
+            "servers: the plugin gives freed heap back 2 s after its work), VmHWM for the "
+            "peak. The long run: unmarked edits of "
             f"alice's {z.prefill} events ({z.mem_unmarked}, RSS every {z.mem_every}), then "
             f"meetings created and deleted, Jitsi and Telemost in turn ({z.mem_marked}, RSS "
             f"every {z.mem_every_marked}); one client process per server, both servers at "
