@@ -17,7 +17,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
     try:
         function = ctypes.CDLL(None).malloc_trim  # the C library this process runs on
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
         return None
     function.argtypes = [ctypes.c_size_t]
     function.restype = ctypes.c_int
