@@ -25,6 +25,11 @@ from client import Client
 from servers import Server
 
 
+def rss(servers: dict[str, Server]) -> dict[str, float]:
+    """Each server's VmRSS in MiB."""
+    return {n: s.rss_kib() / 1024 for n, s in servers.items()}
+
+
 def one_round(
     events_n: int, plugin_first: bool, idle: float
 ) -> dict[str, tuple[float, float, float, float]]:
@@ -39,20 +44,20 @@ def one_round(
         for s in servers.values():
             s.start()
             s.ensure_users()
-        started = {n: s.rss_kib() / 1024 for n, s in servers.items()}
+        started = rss(servers)
         uids = [events.new_uid() for _ in range(events_n)]
         body = events.calendar([events.vevent(uid, i) for i, uid in enumerate(uids)])
         for s in servers.values():
             Client(s.url, "alice").put_calendar("alice/big/", body)
-        imported = {n: s.rss_kib() / 1024 for n, s in servers.items()}
+        imported = rss(servers)
         for s in servers.values():
             c = Client(s.url, "alice")
             for j, uid in enumerate(uids[:20]):
                 c.put(f"alice/big/{uid}.ics", events.event(uid, j, sequence=1))
                 c.get(f"alice/big/{uid}.ics")
-        edited = {n: s.rss_kib() / 1024 for n, s in servers.items()}
+        edited = rss(servers)
         time.sleep(idle)  # what an admin's `ps` shows a little later: a time, not an event
-        rested = {n: s.rss_kib() / 1024 for n, s in servers.items()}
+        rested = rss(servers)
         return {n: (started[n], imported[n], edited[n], rested[n]) for n in servers}
     finally:
         for s in servers.values():

@@ -647,7 +647,6 @@ class RadicaleAdapter:
             return create(href, items, props)
         path = pathutils.strip_path(href)
         self._request.no_wait = True  # nobody re-reads an import at once: links follow
-        self._request.imported = True  # its heap is free once the response is sent
         items = list(items)
         prepared: list[radicale_item.Item] = []
         try:
@@ -682,9 +681,7 @@ class RadicaleAdapter:
             early.settled(*settled)
         jobs: list[Job] = getattr(self._request, "jobs", None) or []
         no_wait = getattr(self._request, "no_wait", False)
-        imported = getattr(self._request, "imported", False)
         self._request.jobs, self._request.no_wait, self._request.user = [], False, ""
-        self._request.imported = False
         self.session.run(jobs, wait=not no_wait)
-        if imported:
+        if no_wait:  # an import: its heap is free once the response is sent
             self.outbox.worker.worked()

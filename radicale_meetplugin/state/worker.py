@@ -108,6 +108,8 @@ class Held:
 
 
 class Worker:
+    IDLE_QUIET, IDLE_GAP = 2.0, 10.0  # when_idle's defaults, in seconds
+
     def __init__(
         self,
         *,
@@ -124,10 +126,9 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle: Callable[[], object] | None = None
-        self._idle_quiet, self._idle_gap = 2.0, 10.0
-        self._worked = False  # work ended since the idle callback last ran
-        self._work_last = -float("inf")  # time.monotonic() when it ended
-        self._idle_last = -float("inf")  # time.monotonic() of the last call
+        self._idle_quiet, self._idle_gap = self.IDLE_QUIET, self.IDLE_GAP
+        self._work_last = -float("inf")  # time.monotonic() when work last ended
+        self._idle_last = -float("inf")  # time.monotonic() of the idle callback's last call
 
     def add(
         self,
@@ -185,7 +186,7 @@ class Worker:
     # --- after a burst of work ----------------------------------------------------
 
     def when_idle(
-        self, callback: Callable[[], object], quiet: float = 2.0, gap: float = 10.0
+        self, callback: Callable[[], object], quiet: float = IDLE_QUIET, gap: float = IDLE_GAP
     ) -> None:
         """Call `callback` in the loop thread once nothing has run for `quiet` seconds after
         some work, at most once every `gap` seconds (a burst within the gap gets its call
@@ -201,23 +202,27 @@ class Worker:
         if self._idle is None:
             return
         with self._lock:
-            self._worked, self._work_last = True, time.monotonic()
-            idle = not any(lane.running for lane in self._lanes.values())
-        if idle:
+            self._work_last = time.monotonic()
+            busy = self._busy()
+        if not busy:
             self._wake.set()  # the loop times the call
+
+    def _busy(self) -> bool:
+        """Does any lane run something? (with `self._lock` held)"""
+        return any(lane.running for lane in self._lanes.values())
 
     def _after_work(self) -> float:
         """Run the idle callback if it is due; seconds until the loop should look again."""
         if self._idle is None:
             return 30.0
         with self._lock:
-            if not self._worked or any(lane.running for lane in self._lanes.values()):
-                return 30.0  # the run that ends wakes the loop
+            if self._work_last <= self._idle_last or self._busy():
+                return 30.0  # no work since the last call, or the run that ends wakes the loop
             now = time.monotonic()
             left = max(self._work_last + self._idle_quiet, self._idle_last + self._idle_gap) - now
             if left > 0:
                 return left
-            self._worked, self._idle_last = False, now
+            self._idle_last = now
         try:
             self._idle()
         except Exception:
