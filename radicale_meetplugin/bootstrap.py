@@ -198,6 +198,8 @@ def build_outbox(
     )
     if engine.mailing is not None:
         engine.mailing.wake = outbox.mail_queued
+    if main["malloc_arenas"]:
+        heap.limit_arenas(main["malloc_arenas"])
     if main["release_memory"] and heap.available():
         outbox.worker.when_idle(heap.release)
     return outbox

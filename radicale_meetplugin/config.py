@@ -58,6 +58,14 @@ def positive_int(value: str) -> int:
     return number
 
 
+def count(value: str) -> int:
+    """A whole number, 0 included."""
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or greater")
+    return number
+
+
 def auto_or_count(value: str) -> int | None:
     """A count (0 included), or None for "auto" (decided from the server's own limits)."""
     if value.strip().lower() == "auto":
@@ -199,6 +207,15 @@ MAIN_SCHEMA: Schema = {
         "When the plugin's provider calls are done, give the memory they freed back to "
         "the system (glibc's malloc_trim, at most every 10 s; nothing where the C library "
         "has none). Off: the process keeps it for its next burst.",
+    ),
+    "malloc_arenas": (
+        "2",
+        count,
+        "At most this many glibc malloc arenas for the whole server process, as "
+        "MALLOC_ARENA_MAX does (set at start; an MALLOC_ARENA_MAX in the environment wins). "
+        "glibc's default, 8 per core, lets every thread that saved or waited on a provider "
+        "keep an arena of mostly free heap; Python runs one thread at a time, so 2 cost no "
+        "speed. 0: glibc's default.",
     ),
 }
 

@@ -6,6 +6,8 @@ import concurrent.futures
 import gc
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -308,6 +310,62 @@ def test_release_gives_free_heap_back_on_glibc():
     assert len(kept[0]) == 100_000
 
 
+ARENAS = """
+import ctypes, sys, threading
+from radicale_meetplugin.state import heap
+
+limited = heap.limit_arenas(2) if sys.argv[1] == "limit" else None
+malloc = ctypes.CDLL(None).malloc
+malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+held = threading.Barrier(9)
+
+def hold():  # the thread's first allocation takes an arena; it keeps it while alive
+    malloc(1000)
+    held.wait()
+    held.wait()
+
+threads = [threading.Thread(target=hold) for _ in range(8)]
+for t in threads:
+    t.start()
+held.wait()
+maps = [line.split() for line in open("/proc/self/maps")]
+spans = [tuple(int(x, 16) for x in m[0].split("-")) + (m[1],) for m in maps]
+arenas = sum(  # a thread arena: its read-write part, then the rest of 64 MiB reserved
+    1 for (a, b, p), (c, d, q) in zip(spans, spans[1:])
+    if p == "rw-p" and q == "---p" and b == c and d - a == 64 << 20
+)
+held.wait()
+for t in threads:
+    t.join()
+print(limited, arenas)
+"""
+
+
+def _arenas(*args: str, env: dict | None = None) -> tuple[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", ARENAS, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | (env or {}),
+    ).stdout.split()
+    return out[0], int(out[1])
+
+
+def test_limit_arenas_keeps_threads_from_taking_an_arena_each():
+    """Eight threads that allocate at once: eight arenas by glibc's default, one with the
+    limit of two (the main arena is the other), and the environment's setting wins."""
+    from radicale_meetplugin.state import heap
+
+    if not heap.available():
+        pytest.skip("not glibc")
+    assert _arenas("default") == ("None", 8)
+    assert _arenas("limit") == ("True", 1)
+    limited, arenas = _arenas("limit", env={"MALLOC_ARENA_MAX": "4"})
+    assert (limited, arenas) == ("False", 3)
+
+
 def test_release_memory_decides_whether_the_outbox_gives_memory_back(tmp_path):
     from radicale_meetplugin.state import heap
 
@@ -320,6 +378,8 @@ def test_release_memory_decides_whether_the_outbox_gives_memory_back(tmp_path):
         bootstrap.build_engine("", str(tmp_path / "b")), lambda job, outcome: []
     )
     assert off.worker.idle_callback is None
+    if heap.available() and "MALLOC_ARENA_MAX" not in os.environ:
+        assert heap.arena_limit() == 2  # malloc_arenas' default, set by the first outbox
     assert on.worker.idle_callback is (heap.release if heap.available() else None)
     for outbox in (off, on):
         outbox.stop()
