@@ -212,7 +212,7 @@ MAIN_SCHEMA: Schema = {
         "2",
         count,
         "At most this many glibc malloc arenas for the whole server process, as "
-        "MALLOC_ARENA_MAX does (set at start; an MALLOC_ARENA_MAX in the environment wins). "
+        "MALLOC_ARENA_MAX does (set at start; a MALLOC_ARENA_MAX in the environment wins). "
         "glibc's default, 8 per core, lets every thread that saved or waited on a provider "
         "keep an arena of mostly free heap; Python runs one thread at a time, so 2 cost no "
         "speed. 0: glibc's default.",
