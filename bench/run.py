@@ -55,6 +55,7 @@ PROVIDER_SLOTS = 4  # the plugin's default max_concurrency: provider calls at on
 # RSS after a load is read this long after it, on both servers: what `ps` shows once the
 # burst is over (the plugin gives freed heap back 2 s after its work; state/heap.py).
 REST_S = 15.0
+ARENA_MAX = os.environ.get("MALLOC_ARENA_MAX", "")  # in both servers' environment when set
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 
 
@@ -1135,7 +1136,16 @@ class Bench:
             "### 8. Memory of the Radicale process\n\n"
             f"VmRSS at the checkpoints ({REST_S:g} s after the load before them, on both "
             "servers: the plugin gives freed heap back 2 s after its work), VmHWM for the "
-            "peak. The long run: unmarked edits of "
+            "peak. The plugin's process lets its threads share 2 malloc arenas "
+            "(`malloc_arenas`), Radicale's own threads included; plain Radicale has glibc's "
+            "default"
+            + (
+                f" unless MALLOC_ARENA_MAX is set, as in this run (={ARENA_MAX}: both servers "
+                "alike, so the difference is the plugin's own)"
+                if ARENA_MAX
+                else " (`MALLOC_ARENA_MAX=2 make bench` sets it for both: the plugin's own share)"
+            )
+            + ". The long run: unmarked edits of "
             f"alice's {z.prefill} events ({z.mem_unmarked}, RSS every {z.mem_every}), then "
             f"meetings created and deleted, Jitsi and Telemost in turn ({z.mem_marked}, RSS "
             f"every {z.mem_every_marked}); one client process per server, both servers at "
@@ -1246,6 +1256,7 @@ def main() -> int:
         + (" (quick: a smoke run, small counts)" if args.quick else ""),
         f"Machine: {machine}",
         f"Load average (1/5/15 min) before: {load_before}",
+        *([f"Both servers' environment: MALLOC_ARENA_MAX={ARENA_MAX}"] if ARENA_MAX else []),
         *(
             [
                 "**A smoke run with small counts on whatever load the machine had: not a "
