@@ -13,18 +13,20 @@ logger = logging.getLogger("radicale.meetplugin")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
+def _glibc(name: str, argtypes: list, restype: type) -> Callable[..., int] | None:
+    """A function of the C library this process runs on, or None where that library has
+    none (musl, macOS) or ctypes cannot open the process itself (Windows)."""
     try:
-        function = ctypes.CDLL(None).malloc_trim  # the C library this process runs on
+        function = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
         return None
-    function.argtypes = [ctypes.c_size_t]
-    function.restype = ctypes.c_int
+    function.argtypes = argtypes
+    function.restype = restype
     return function  # type: ignore[no-any-return]
 
 
-_TRIM = _malloc_trim()
+_TRIM = _glibc("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+_MALLOPT = _glibc("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
 _M_ARENA_MAX = -8  # mallopt's parameter number for MALLOC_ARENA_MAX (glibc's malloc.h)
 _limited: int | None = None  # the limit this process set, once
 
@@ -51,13 +53,7 @@ def limit_arenas(arenas: int) -> bool:
         logger.info("meetplugin: malloc arenas left as MALLOC_ARENA_MAX sets them")
         _limited = 0
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):  # no glibc (musl, macOS, Windows)
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    if mallopt(_M_ARENA_MAX, arenas) != 1:
+    if _MALLOPT is None or _MALLOPT(_M_ARENA_MAX, arenas) != 1:
         return False
     _limited = arenas
     logger.info("meetplugin: at most %d malloc arenas for the process's threads", arenas)
